@@ -1,0 +1,155 @@
+"""AcceleratorConfig: the one description of the accelerator.
+
+The compiler, both simulators, the RTL generator and the resource model all read this and
+nothing else. Loaded from TOML (a preset name or a file), validated with messages naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from deepfpga.errors import InputError
+
+PRESETS = ("zc706-paper", "zedboard", "tiny")
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    name: str
+    device: str                      # key into deepfpga.hw.devices
+    clock_mhz: float
+    # PE structure (paper §6.2)
+    num_pe: int                      # inter-output parallelism
+    convolvers_per_pe: int           # intra-output parallelism (input channels at once)
+    kernel: int                      # convolver window (3×3: 9 multipliers)
+    max_row_width: int               # longest row the line buffers hold (bounds the tile width Tc)
+    # Widths (bits)
+    data_bits: int
+    weight_bits: int
+    bias_bits: int
+    acc_bits: int
+    # On-chip buffers (bytes)
+    input_buffer_bytes: int
+    output_buffer_bytes: int
+    weight_buffer_bytes: int
+    bias_buffer_bytes: int
+    fc_buffer_bytes: int             # FC weights go to the (larger) data buffer (paper §7.3)
+    # Ports (values per cycle, paper §7)
+    datain_port_num: int
+    weightin_port_num: int
+    dataout_port_num: int
+    # DDR: peak bandwidth, and a burst model of fixed cycles per transaction
+    ddr_bandwidth_gbps: float        # GB/s (10^9 bytes per second)
+    burst_overhead_cycles: int       # accelerator cycles lost per DMA transaction
+    max_burst_bytes: int             # longest single DMA transaction
+    notes: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name in ("name", "device", "notes"):
+                continue
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+                raise InputError(f"accelerator config {self.name!r}: key {f.name!r} must be a"
+                                 f" positive number, got {v!r}")
+            if f.type == "int" and not isinstance(v, int):
+                raise InputError(f"accelerator config {self.name!r}: key {f.name!r} must be an"
+                                 f" integer, got {v!r}")
+        if self.kernel != 3:
+            raise InputError(f"accelerator config {self.name!r}: key 'kernel' must be 3"
+                             " (the convolver is 3×3)")
+        for k in ("data_bits", "weight_bits", "bias_bits"):
+            if not 2 <= getattr(self, k) <= 32:
+                raise InputError(f"accelerator config {self.name!r}: key {k!r} outside 2..32")
+        if not self.data_bits + self.weight_bits <= self.acc_bits <= 60:
+            raise InputError(f"accelerator config {self.name!r}: key 'acc_bits' must be at"
+                             " least data_bits + weight_bits and at most 60")
+
+    # --- derived figures --------------------------------------------------------------------
+    @property
+    def multipliers(self) -> int:
+        return self.num_pe * self.convolvers_per_pe * self.kernel * self.kernel
+
+    @property
+    def peak_gops(self) -> float:
+        """2 operations per multiplier per cycle."""
+        return 2 * self.multipliers * self.clock_mhz * 1e6 / 1e9
+
+    @property
+    def ddr_bytes_per_cycle(self) -> float:
+        return self.ddr_bandwidth_gbps * 1e9 / (self.clock_mhz * 1e6)
+
+    @property
+    def data_bytes(self) -> int:
+        return (self.data_bits + 7) // 8
+
+    @property
+    def weight_bytes(self) -> int:
+        return (self.weight_bits + 7) // 8
+
+    @property
+    def bias_bytes(self) -> int:
+        return (self.bias_bits + 7) // 8
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> bytes:
+        """SHA-256 over every field that affects a program (not the name or the notes)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ("name", "notes")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).digest()
+
+    def replace(self, **changes: Any) -> AcceleratorConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def config_from_dict(d: dict[str, Any], source: str) -> AcceleratorConfig:
+    names = {f.name: f for f in dataclasses.fields(AcceleratorConfig)}
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise InputError(f"{source}: unknown key {unknown[0]!r}"
+                         f" (known: {', '.join(sorted(names))})")
+    missing = sorted(k for k, f in names.items()
+                     if k not in d and f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING)
+    if missing:
+        raise InputError(f"{source}: missing key {missing[0]!r}")
+    notes = d.get("notes", {})
+    if not isinstance(notes, dict) or not all(isinstance(v, str) for v in notes.values()):
+        raise InputError(f"{source}: key 'notes' must be a table of strings")
+    for k, f in names.items():
+        if k in d and f.type == "str" and not isinstance(d[k], str):
+            raise InputError(f"{source}: key {k!r} must be a string")
+        if k in d and f.type == "float" and isinstance(d[k], int) and not isinstance(d[k], bool):
+            d = {**d, k: float(d[k])}
+    return AcceleratorConfig(**d)
+
+
+def load_config(spec: str | Path) -> AcceleratorConfig:
+    """A preset name (`zc706-paper`, `zedboard`, `tiny`) or the path of a TOML file."""
+    spec_s = str(spec)
+    if spec_s in PRESETS:
+        text = resources.files("deepfpga.hw.presets").joinpath(f"{spec_s}.toml").read_text()
+        source = f"preset {spec_s}"
+    else:
+        path = Path(spec_s)
+        if not path.is_file():
+            raise InputError(f"target {spec_s!r} is neither a preset ({', '.join(PRESETS)})"
+                             " nor a TOML file")
+        text, source = path.read_text(), str(path)
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{source}: invalid TOML: {e}") from None
+    cfg = config_from_dict(d, source)
+    from deepfpga.hw.devices import check_fits  # resource check needs the device table
+
+    check_fits(cfg)
+    return cfg

@@ -1,0 +1,276 @@
+"""Layer types of the graph IR.
+
+Shapes are per sample, without the batch dimension: (C, H, W) for feature maps, (F,) for vectors.
+Every layer names the producers of its inputs in `inputs` (a layer name, or `Graph.INPUT`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+from deepfpga.errors import ShapeError
+
+Shape = tuple[int, ...]
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _one_map(layer: Layer, in_shapes: list[Shape]) -> tuple[int, int, int]:
+    if len(in_shapes) != 1 or len(in_shapes[0]) != 3:
+        raise ShapeError(
+            f"layer {layer.name!r} ({layer.kind}) needs one (C, H, W) input, got {in_shapes}"
+        )
+    c, h, w = in_shapes[0]
+    return c, h, w
+
+
+def _window_out(size: int, k: int, s: int, p: int, ceil: bool = False) -> int:
+    span = size + 2 * p - k
+    n = (math.ceil(span / s) if ceil else span // s) + 1
+    if ceil and (n - 1) * s >= size + p:  # the last window must start inside the input
+        n -= 1
+    return n
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    inputs: tuple[str, ...]
+
+    kind: ClassVar[str] = "layer"
+    # Runs on the host CPU in float, never on the accelerator.
+    host_only: ClassVar[bool] = False
+    # Parameter arrays this layer carries (names in Graph.params[layer.name]).
+    param_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ShapeError(f"invalid layer name {self.name!r} (empty or containing '/')")
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        raise NotImplementedError
+
+    def param_shapes(self) -> dict[str, Shape]:
+        """Expected shape of every parameter array (empty for parameter-free layers)."""
+        return {}
+
+    def macs(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        """Multiply-accumulates per sample (paper §4 'time' complexity)."""
+        return 0
+
+
+@dataclass(frozen=True)
+class Conv2d(Layer):
+    in_channels: int = 0
+    out_channels: int = 0
+    kernel: tuple[int, int] = (3, 3)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    bias: bool = True
+
+    kind: ClassVar[str] = "conv"
+    param_keys: ClassVar[tuple[str, ...]] = ("weight", "bias")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for f in ("kernel", "stride", "padding"):
+            object.__setattr__(self, f, _pair(getattr(self, f)))
+        if self.in_channels <= 0 or self.out_channels <= 0:
+            raise ShapeError(f"layer {self.name!r}: channels must be positive")
+        if min(self.kernel) <= 0 or min(self.stride) <= 0 or min(self.padding) < 0:
+            raise ShapeError(f"layer {self.name!r}: bad kernel/stride/padding")
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        c, h, w = _one_map(self, in_shapes)
+        if c != self.in_channels:
+            raise ShapeError(
+                f"layer {self.name!r} expects {self.in_channels} input channels, gets {c}"
+            )
+        ho = _window_out(h, self.kernel[0], self.stride[0], self.padding[0])
+        wo = _window_out(w, self.kernel[1], self.stride[1], self.padding[1])
+        if ho <= 0 or wo <= 0:
+            raise ShapeError(f"layer {self.name!r}: kernel larger than padded input {h}x{w}")
+        return (self.out_channels, ho, wo)
+
+    def param_shapes(self) -> dict[str, Shape]:
+        shapes: dict[str, Shape] = {
+            "weight": (self.out_channels, self.in_channels, *self.kernel)
+        }
+        if self.bias:
+            shapes["bias"] = (self.out_channels,)
+        return shapes
+
+    def macs(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        _, ho, wo = out_shape
+        return self.kernel[0] * self.kernel[1] * self.in_channels * self.out_channels * ho * wo
+
+
+@dataclass(frozen=True)
+class Linear(Layer):
+    in_features: int = 0
+    out_features: int = 0
+    bias: bool = True
+
+    kind: ClassVar[str] = "fc"
+    param_keys: ClassVar[tuple[str, ...]] = ("weight", "bias")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.in_features <= 0 or self.out_features <= 0:
+            raise ShapeError(f"layer {self.name!r}: features must be positive")
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        if len(in_shapes) != 1 or len(in_shapes[0]) != 1:
+            raise ShapeError(
+                f"layer {self.name!r} (fc) needs one flat (F,) input, got {in_shapes}"
+                " (insert a Flatten)"
+            )
+        if in_shapes[0][0] != self.in_features:
+            raise ShapeError(
+                f"layer {self.name!r} expects {self.in_features} features, gets {in_shapes[0][0]}"
+            )
+        return (self.out_features,)
+
+    def param_shapes(self) -> dict[str, Shape]:
+        shapes: dict[str, Shape] = {"weight": (self.out_features, self.in_features)}
+        if self.bias:
+            shapes["bias"] = (self.out_features,)
+        return shapes
+
+    def macs(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return self.in_features * self.out_features
+
+
+@dataclass(frozen=True)
+class _Elementwise(Layer):
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        if len(in_shapes) != 1:
+            raise ShapeError(f"layer {self.name!r} ({self.kind}) takes one input")
+        return in_shapes[0]
+
+
+@dataclass(frozen=True)
+class ReLU(_Elementwise):
+    kind: ClassVar[str] = "relu"
+
+
+@dataclass(frozen=True)
+class Dropout(_Elementwise):
+    """Identity at inference; kept so imported graphs mirror their source."""
+
+    p: float = 0.5
+    kind: ClassVar[str] = "dropout"
+
+
+@dataclass(frozen=True)
+class BatchNorm2d(_Elementwise):
+    """Inference-mode batch norm; the fold-BN pass merges it into the preceding conv."""
+
+    num_features: int = 0
+    eps: float = 1e-5
+    kind: ClassVar[str] = "batchnorm"
+    param_keys: ClassVar[tuple[str, ...]] = ("weight", "bias", "running_mean", "running_var")
+
+    def param_shapes(self) -> dict[str, Shape]:
+        return {k: (self.num_features,) for k in self.param_keys}
+
+
+@dataclass(frozen=True)
+class _Pool(Layer):
+    kernel: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] = (2, 2)
+    padding: tuple[int, int] = (0, 0)
+    ceil_mode: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for f in ("kernel", "stride", "padding"):
+            object.__setattr__(self, f, _pair(getattr(self, f)))
+        if min(self.kernel) <= 0 or min(self.stride) <= 0 or min(self.padding) < 0:
+            raise ShapeError(f"layer {self.name!r}: bad kernel/stride/padding")
+        if self.padding[0] * 2 > self.kernel[0] or self.padding[1] * 2 > self.kernel[1]:
+            raise ShapeError(f"layer {self.name!r}: padding larger than half the window")
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        c, h, w = _one_map(self, in_shapes)
+        ho = _window_out(h, self.kernel[0], self.stride[0], self.padding[0], self.ceil_mode)
+        wo = _window_out(w, self.kernel[1], self.stride[1], self.padding[1], self.ceil_mode)
+        if ho <= 0 or wo <= 0:
+            raise ShapeError(f"layer {self.name!r}: window larger than input {h}x{w}")
+        return (c, ho, wo)
+
+    def macs(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # Paper §4 counts pooling as R·C·Nin comparisons; they are not multiplications.
+        return 0
+
+    def compares(self, out_shape: Shape) -> int:
+        c, ho, wo = out_shape
+        return c * ho * wo * self.kernel[0] * self.kernel[1]
+
+
+@dataclass(frozen=True)
+class MaxPool2d(_Pool):
+    kind: ClassVar[str] = "maxpool"
+
+
+@dataclass(frozen=True)
+class AvgPool2d(_Pool):
+    """Average pooling. Not in the arithmetic contract yet, so it runs on the host."""
+
+    kind: ClassVar[str] = "avgpool"
+    host_only: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class Flatten(Layer):
+    kind: ClassVar[str] = "flatten"
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        if len(in_shapes) != 1:
+            raise ShapeError(f"layer {self.name!r} (flatten) takes one input")
+        return (math.prod(in_shapes[0]),)
+
+
+@dataclass(frozen=True)
+class Softmax(_Elementwise):
+    kind: ClassVar[str] = "softmax"
+    host_only: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class LRN(_Elementwise):
+    """Local response normalisation across channels (AlexNet/ZF), as in torch.nn.LocalResponseNorm."""
+
+    size: int = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 1.0
+    kind: ClassVar[str] = "lrn"
+    host_only: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class Add(Layer):
+    """Element-wise sum of two tensors (residual connections). Host-only until the contract has it."""
+
+    kind: ClassVar[str] = "add"
+    host_only: ClassVar[bool] = True
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        if len(in_shapes) < 2 or any(s != in_shapes[0] for s in in_shapes):
+            raise ShapeError(f"layer {self.name!r} (add) needs 2+ inputs of one shape: {in_shapes}")
+        return in_shapes[0]
+
+
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.kind: cls
+    for cls in (
+        Conv2d, Linear, ReLU, Dropout, BatchNorm2d, MaxPool2d, AvgPool2d,
+        Flatten, Softmax, LRN, Add,
+    )
+}

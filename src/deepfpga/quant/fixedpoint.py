@@ -1,0 +1,130 @@
+"""Fixed-point numbers and the integer primitives of the arithmetic contract.
+
+See ../shared/docs/arithmetic.md (docs/arithmetic.md in the docs). A tensor in format (bw, fl)
+holds integers q in [-2^(bw-1), 2^(bw-1)-1] standing for q·2^(-fl). Everything here is
+vectorised over numpy int64 arrays and exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepfpga.errors import InputError
+
+# Formats of tensors (data, weights, biases). Accumulators are wider and are not FixedFormats.
+MIN_BW, MAX_BW = 2, 32
+# |shift| beyond this is clamped; exact because |acc| < 2^61 is enforced by the accumulator bound.
+_MAX_SHIFT = 62
+
+
+@dataclass(frozen=True, order=True)
+class FixedFormat:
+    bw: int
+    fl: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.bw, int) or not isinstance(self.fl, int):
+            raise InputError(f"fixed-point format needs integers, got bw={self.bw!r} fl={self.fl!r}")
+        if not MIN_BW <= self.bw <= MAX_BW:
+            raise InputError(f"bit width {self.bw} outside {MIN_BW}..{MAX_BW}")
+
+    @property
+    def qmin(self) -> int:
+        return -(1 << (self.bw - 1))
+
+    @property
+    def qmax(self) -> int:
+        return (1 << (self.bw - 1)) - 1
+
+    @property
+    def step(self) -> float:
+        return float(np.ldexp(1.0, -self.fl))
+
+    @property
+    def max_value(self) -> float:
+        return float(np.ldexp(float(self.qmax), -self.fl))
+
+    @property
+    def dtype(self) -> type[np.signedinteger]:
+        """Smallest numpy integer type that holds this format's integers."""
+        return np.int8 if self.bw <= 8 else np.int16 if self.bw <= 16 else np.int32
+
+    def __str__(self) -> str:
+        return f"Q{self.bw}.{self.fl}"
+
+    def to_dict(self) -> dict[str, int]:
+        return {"bw": self.bw, "fl": self.fl}
+
+
+def saturate(v: np.ndarray, bw: int) -> tuple[np.ndarray, int]:
+    """sat_bw(v) and how many elements were clipped."""
+    lo, hi = -(1 << (bw - 1)), (1 << (bw - 1)) - 1
+    v = np.asarray(v, dtype=np.int64)
+    n = int(np.count_nonzero((v < lo) | (v > hi)))
+    return np.clip(v, lo, hi), n
+
+
+def to_fixed(x: np.ndarray, fmt: FixedFormat, what: str = "tensor") -> np.ndarray:
+    """Float → fixed: sat(rint(x·2^fl)), round half to even. NaN/inf are refused."""
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise InputError(f"{what} contains NaN or infinite values")
+    scaled = np.rint(np.ldexp(x, fmt.fl))
+    return np.clip(scaled, fmt.qmin, fmt.qmax).astype(np.int64)
+
+
+def count_saturated(x: np.ndarray, fmt: FixedFormat) -> int:
+    """How many values to_fixed would clip."""
+    scaled = np.rint(np.ldexp(np.asarray(x, dtype=np.float64), fmt.fl))
+    return int(np.count_nonzero((scaled < fmt.qmin) | (scaled > fmt.qmax)))
+
+
+def to_float(q: np.ndarray, fl: int | FixedFormat) -> np.ndarray:
+    """Fixed → float: q·2^(-fl) (exact in float64 for |q| < 2^53)."""
+    fl = fl.fl if isinstance(fl, FixedFormat) else fl
+    return np.ldexp(np.asarray(q, dtype=np.float64), -fl)
+
+
+def align_bias(b: np.ndarray, fl_b: int, fl_acc: int) -> np.ndarray:
+    """Bias shift: b << (fl_acc - fl_b); the contract requires fl_b <= fl_acc."""
+    if fl_b > fl_acc:
+        raise InputError(f"bias fractional length {fl_b} exceeds accumulator's {fl_acc}")
+    return np.left_shift(np.asarray(b, dtype=np.int64), fl_acc - fl_b)
+
+
+def shift_round(acc: np.ndarray, s: int) -> np.ndarray:
+    """Data shift by s without saturation: round half up for s>0, exact left shift for s<0.
+
+    For s < 0 the caller saturates; values are clamped first so the shift cannot overflow int64
+    (any clamped value saturates anyway).
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    if s > 0:
+        s = min(s, _MAX_SHIFT)
+        return np.right_shift(acc + (1 << (s - 1)), s)
+    if s == 0:
+        return acc
+    k = min(-s, _MAX_SHIFT)
+    limit = 1 << max(0, 62 - k)
+    return np.left_shift(np.clip(acc, -limit, limit), k)
+
+
+def requantize(acc: np.ndarray, fl_acc: int, out: FixedFormat) -> tuple[np.ndarray, int]:
+    """Contract step 4: shift from fl_acc to out.fl (round half up) and saturate to out.bw.
+
+    Returns the integers and the number of saturated values.
+    """
+    s = fl_acc - out.fl
+    if s < 0:
+        # acc << k saturates exactly when acc lies outside [ceil(qmin/2^k), floor(qmax/2^k)].
+        k = min(-s, _MAX_SHIFT)
+        acc = np.asarray(acc, dtype=np.int64)
+        hi = out.qmax >> k
+        lo = -((-out.qmin) >> k) if k < out.bw else 0
+        n = int(np.count_nonzero((acc > hi) | (acc < lo)))
+        y = np.left_shift(np.clip(acc, lo, hi), k)
+        y = np.where(acc > hi, out.qmax, np.where(acc < lo, out.qmin, y))
+        return y, n
+    return saturate(shift_round(acc, s), out.bw)
