@@ -58,7 +58,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 3
 
     def line(vals: Sequence[str]) -> str:
         return "  ".join(
-            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(vals, widths, numeric, strict=True)
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(vals, widths, numeric, strict=True)
         ).rstrip()
 
     out = [line(headers), "  ".join("-" * w for w in widths)]

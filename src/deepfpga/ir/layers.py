@@ -244,7 +244,7 @@ class Softmax(_Elementwise):
 
 @dataclass(frozen=True)
 class LRN(_Elementwise):
-    """Local response normalisation across channels (AlexNet/ZF), as in torch.nn.LocalResponseNorm."""
+    """Local response normalisation across channels (AlexNet/ZF), as torch.nn.LocalResponseNorm."""
 
     size: int = 5
     alpha: float = 1e-4
@@ -256,7 +256,7 @@ class LRN(_Elementwise):
 
 @dataclass(frozen=True)
 class Add(Layer):
-    """Element-wise sum of two tensors (residual connections). Host-only until the contract has it."""
+    """Element-wise sum (residual connections). Host-only until the contract has it."""
 
     kind: ClassVar[str] = "add"
     host_only: ClassVar[bool] = True

@@ -26,7 +26,7 @@ class FixedFormat:
 
     def __post_init__(self) -> None:
         if not isinstance(self.bw, int) or not isinstance(self.fl, int):
-            raise InputError(f"fixed-point format needs integers, got bw={self.bw!r} fl={self.fl!r}")
+            raise InputError(f"fixed-point format needs integers: bw={self.bw!r} fl={self.fl!r}")
         if not MIN_BW <= self.bw <= MAX_BW:
             raise InputError(f"bit width {self.bw} outside {MIN_BW}..{MAX_BW}")
 
