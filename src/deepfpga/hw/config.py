@@ -40,7 +40,7 @@ class AcceleratorConfig:
     output_buffer_bytes: int
     weight_buffer_bytes: int
     bias_buffer_bytes: int
-    fc_buffer_bytes: int             # FC weights go to the (larger) data buffer (paper §7.3)
+    fc_buffer_bytes: int             # part of the input buffer that holds FC weight blocks (§7.3)
     # Ports (values per cycle, paper §7)
     datain_port_num: int
     weightin_port_num: int
@@ -68,6 +68,9 @@ class AcceleratorConfig:
         for k in ("data_bits", "weight_bits", "bias_bits"):
             if not 2 <= getattr(self, k) <= 32:
                 raise InputError(f"accelerator config {self.name!r}: key {k!r} outside 2..32")
+        if self.fc_buffer_bytes > self.input_buffer_bytes:
+            raise InputError(f"accelerator config {self.name!r}: key 'fc_buffer_bytes' exceeds"
+                             " input_buffer_bytes (FC weights live in the input buffer)")
         if not self.data_bits + self.weight_bits <= self.acc_bits <= 60:
             raise InputError(f"accelerator config {self.name!r}: key 'acc_bits' must be at"
                              " least data_bits + weight_bits and at most 60")
@@ -97,6 +100,32 @@ class AcceleratorConfig:
     @property
     def bias_bytes(self) -> int:
         return (self.bias_bits + 7) // 8
+
+    @property
+    def acc_bytes(self) -> int:
+        return (self.acc_bits + 7) // 8
+
+    # Buffer capacities in entries (values), as the compiler and simulators address them.
+    @property
+    def input_buffer_entries(self) -> int:
+        return self.input_buffer_bytes // self.data_bytes
+
+    @property
+    def fc_buffer_entries(self) -> int:
+        return self.fc_buffer_bytes // self.weight_bytes
+
+    @property
+    def weight_buffer_entries(self) -> int:
+        return self.weight_buffer_bytes // self.weight_bytes
+
+    @property
+    def bias_buffer_entries(self) -> int:
+        return self.bias_buffer_bytes // self.bias_bytes
+
+    @property
+    def output_buffer_entries(self) -> int:
+        """Accumulator entries; finalized data values occupy entries of the same buffer."""
+        return self.output_buffer_bytes // self.acc_bytes
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
