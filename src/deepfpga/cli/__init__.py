@@ -19,6 +19,15 @@ from deepfpga.errors import InputError
 # Order is the order of `deepfpga --help`: the pipeline's order.
 COMMANDS: tuple[str, ...] = (
     "analyze",
+    "svd",
+    "quantize",
+    "infer",
+    "evaluate",
+    "compile",
+    "disasm",
+    "simulate",
+    "run",
+    "rtl",
 )
 
 

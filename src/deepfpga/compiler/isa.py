@@ -90,7 +90,9 @@ class Load(Instruction):
     """DDR → buffer. Reads n2 × n1 segments of `length` elements:
     segment (j, i) starts at ddr_addr + j·stride2 + i·stride1 (bytes) and lands densely, in that
     order, at buf_addr (elements) of `buffer`. Element size: data, weight or bias bytes of the
-    config by buffer (FC weight blocks in INPUT use weight bytes: `fc_weights` = 1)."""
+    config by buffer. `fc_weights` = 1 marks the FC role swap (paper §7.3): into INPUT it loads
+    FC weight blocks (weight bytes; they must lie in the first fc_buffer_bytes of the buffer),
+    into WEIGHT it loads the FC input vector (data bytes)."""
 
     buffer: int = 0
     fc_weights: int = 0
@@ -130,8 +132,12 @@ class Calc(Instruction):
     accumulate=0 initialises the accumulators, 1 adds to them. finalize=1 then applies the
     contract's steps 2–5 to the accumulators: + bias[bb_addr..] << bias_shift (if has_bias), ReLU
     (if relu), data shift by data_shift (signed; round half up), saturate to out_bits, 2×2/2 max
-    pool (if pool), and writes the data values densely (to, rows, cols) at out_addr in the
-    output buffer."""
+    pool (if pool), and writes the data values (to, rows, cols) at out_addr in the output
+    buffer, rows × cols dense per channel and channel o at out_addr + o·out_pitch (out_pitch = 0:
+    dense, pitch rows·cols). A pitch lets consecutive tiles' outputs interleave in a staging area
+    so one SAVE writes long per-channel runs (paper §7.2). Pooling floors odd sizes.
+    to = 0 (or ti = 0) is a no-operation: only its dependency flags act (a synchronisation
+    point, e.g. to relay a SAVE→LOAD dependency through DDR)."""
 
     kind: int = 0
     ib_addr: int = 0
@@ -158,6 +164,7 @@ class Calc(Instruction):
     out_bits: int = 16
     pool: int = 0
     out_addr: int = 0
+    out_pitch: int = 0
 
     OPCODE: ClassVar[Opcode] = Opcode.CALC
     FIELDS: ClassVar[tuple[tuple[str, int, bool], ...]] = (
@@ -186,6 +193,7 @@ class Calc(Instruction):
         ("out_bits", 6, False),
         ("pool", 1, False),
         ("out_addr", 20, False),
+        ("out_pitch", 16, False),
     )
 
 
@@ -216,7 +224,9 @@ class Save(Instruction):
 
 @dataclass(frozen=True)
 class End(Instruction):
-    """Last instruction: every engine drains, then the accelerator raises done."""
+    """Every engine drains, then the accelerator raises done. The last instruction is always END;
+    an END before it closes an accelerator segment: the host runs its layers (manifest
+    `schedule`) and restarts the accelerator at the next instruction. No token crosses an END."""
 
     OPCODE: ClassVar[Opcode] = Opcode.END
     FIELDS: ClassVar[tuple[tuple[str, int, bool], ...]] = ()

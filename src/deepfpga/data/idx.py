@@ -48,7 +48,9 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
         )
     code, ndim = data[2], data[3]
     if code not in _TYPES:
-        raise InputError(f"{source}: bad IDX magic {data[:4].hex()} (unknown type code {code:#04x})")
+        raise InputError(
+            f"{source}: bad IDX magic {data[:4].hex()} (unknown type code {code:#04x})"
+        )
     if ndim == 0:
         raise InputError(f"{source}: bad IDX magic {data[:4].hex()} (zero dimensions)")
     header = 4 + 4 * ndim

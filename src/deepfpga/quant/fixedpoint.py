@@ -15,7 +15,8 @@ from deepfpga.errors import InputError
 
 # Formats of tensors (data, weights, biases). Accumulators are wider and are not FixedFormats.
 MIN_BW, MAX_BW = 2, 32
-# |shift| beyond this is clamped; exact because |acc| < 2^61 is enforced by the accumulator bound.
+# Left shifts beyond this are clamped: any nonzero value shifted that far saturates every format
+# (bw <= 32), so the saturated result stays exact.
 _MAX_SHIFT = 62
 
 
@@ -25,8 +26,14 @@ class FixedFormat:
     fl: int
 
     def __post_init__(self) -> None:
-        if not isinstance(self.bw, int) or not isinstance(self.fl, int):
-            raise InputError(f"fixed-point format needs integers: bw={self.bw!r} fl={self.fl!r}")
+        for key in ("bw", "fl"):
+            v = getattr(self, key)
+            # bool is an int subclass but never a sensible width; numpy integers are accepted.
+            if isinstance(v, bool) or not isinstance(v, int | np.integer):
+                raise InputError(
+                    f"fixed-point format needs integers: bw={self.bw!r} fl={self.fl!r}"
+                )
+            object.__setattr__(self, key, int(v))
         if not MIN_BW <= self.bw <= MAX_BW:
             raise InputError(f"bit width {self.bw} outside {MIN_BW}..{MAX_BW}")
 
@@ -71,13 +78,16 @@ def to_fixed(x: np.ndarray, fmt: FixedFormat, what: str = "tensor") -> np.ndarra
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         raise InputError(f"{what} contains NaN or infinite values")
-    scaled = np.rint(np.ldexp(x, fmt.fl))
+    # ldexp is exact (a power-of-two scale); overflow to ±inf simply saturates below.
+    with np.errstate(over="ignore"):
+        scaled = np.rint(np.ldexp(x, fmt.fl))
     return np.clip(scaled, fmt.qmin, fmt.qmax).astype(np.int64)
 
 
 def count_saturated(x: np.ndarray, fmt: FixedFormat) -> int:
     """How many values to_fixed would clip."""
-    scaled = np.rint(np.ldexp(np.asarray(x, dtype=np.float64), fmt.fl))
+    with np.errstate(over="ignore"):
+        scaled = np.rint(np.ldexp(np.asarray(x, dtype=np.float64), fmt.fl))
     return int(np.count_nonzero((scaled < fmt.qmin) | (scaled > fmt.qmax)))
 
 
@@ -91,7 +101,15 @@ def align_bias(b: np.ndarray, fl_b: int, fl_acc: int) -> np.ndarray:
     """Bias shift: b << (fl_acc - fl_b); the contract requires fl_b <= fl_acc."""
     if fl_b > fl_acc:
         raise InputError(f"bias fractional length {fl_b} exceeds accumulator's {fl_acc}")
-    return np.left_shift(np.asarray(b, dtype=np.int64), fl_acc - fl_b)
+    b = np.asarray(b, dtype=np.int64)
+    k = fl_acc - fl_b
+    # numpy silently yields 0 (or wraps) when the shifted value leaves int64: refuse instead.
+    big = int(np.abs(b).max(initial=0))
+    if big and big.bit_length() + k > 62:
+        raise InputError(
+            f"aligned bias overflows: |b| = {big} shifted left by {k} exceeds 2^62"
+        )
+    return np.left_shift(b, k)
 
 
 def shift_round(acc: np.ndarray, s: int) -> np.ndarray:
@@ -102,8 +120,12 @@ def shift_round(acc: np.ndarray, s: int) -> np.ndarray:
     """
     acc = np.asarray(acc, dtype=np.int64)
     if s > 0:
-        s = min(s, _MAX_SHIFT)
-        return np.right_shift(acc + (1 << (s - 1)), s)
+        # (acc + 2^(s-1)) >> s written as floor(acc / 2^s) + bit (s-1) of acc: the same value
+        # (acc = q·2^s + r with 0 <= r < 2^s rounds up exactly when r >= 2^(s-1)) but it cannot
+        # overflow int64 for any acc. numpy gives the sign for shifts >= 64, so s >= 64 yields 0.
+        if s >= 64:
+            return np.zeros_like(acc)
+        return np.right_shift(acc, s) + (np.right_shift(acc, s - 1) & 1)
     if s == 0:
         return acc
     k = min(-s, _MAX_SHIFT)

@@ -1,0 +1,1 @@
+"""Analyses of a graph that need no weights: complexity (paper §4)."""

@@ -1,0 +1,114 @@
+"""`deepfpga compile QMODEL --target T -o OUTDIR`: program.bin, ddr.bin, manifest.json."""
+
+from __future__ import annotations
+
+import argparse
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from deepfpga.cli.output import add_json_flag, print_json, table
+from deepfpga.errors import InputError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "compile", help="compile a quantized model (or an architecture) for an accelerator",
+        description="Map, tile, allocate and generate the instruction stream. QMODEL is a"
+                    " quantized-model .npz, or an architecture (zoo name, .onnx, float .npz)"
+                    " compiled with zero weights at the target's widths (for timing).",
+    )
+    p.add_argument("model", metavar="QMODEL", help="quantized model file or zoo name")
+    p.add_argument("--target", required=True, metavar="PRESET_OR_TOML",
+                   help="accelerator preset (zc706-paper, zedboard, tiny) or a TOML file")
+    p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR",
+                   help="directory for program.bin, ddr.bin and manifest.json")
+    p.add_argument("--explain", action="store_true",
+                   help="show the tiling candidates of every stage and why the chosen one won")
+    add_json_flag(p)
+    return p
+
+
+def _is_qmodel(path: Path) -> bool:
+    if path.suffix.lower() != ".npz":
+        return False
+    from deepfpga.quant.qfile import META_KEY
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return f"{META_KEY}.npy" in z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        raise InputError(f"{path}: not a .npz file (not a zip archive)") from None
+
+
+def compile_spec(spec: str, cfg: Any) -> tuple[Any, str]:
+    """Compile QMODEL `spec` (file or architecture) for `cfg`: (Compiled, what it was)."""
+    from deepfpga.compiler import compile_architecture, compile_model
+
+    path = Path(spec)
+    if path.is_file() and _is_qmodel(path):
+        from deepfpga.quant.qfile import load_qmodel
+
+        return compile_model(load_qmodel(path), cfg), "quantized model"
+    from deepfpga.frontends import load_model
+
+    return compile_architecture(load_model(spec), cfg), "architecture (zero weights)"
+
+
+def _explain(compiled: Any) -> list[str]:
+    out = []
+    for ch in compiled.choices:
+        out.append("")
+        out.append(f"{ch.stage}: {ch.reason}")
+        rows = []
+        for k, (t, c) in enumerate(ch.top):
+            rows.append(["*" if k == 0 else "", t.tr, t.tc, t.ti, t.to, t.order, t.group,
+                         c["seconds"] * 1e3, c["compute_cycles"], c["dma_cycles"],
+                         c["transactions"], c["calcs"]])
+        out.append(table(["", "tr", "tc", "ti", "to", "order", "group", "ms", "compute cyc",
+                          "DMA cyc", "DMA tx", "CALCs"], rows))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepfpga.compiler.compile import summary_rows
+    from deepfpga.hw.config import load_config
+
+    cfg = load_config(args.target)
+    compiled, what = compile_spec(args.model, cfg)
+    files = compiled.write(args.outdir)
+    m = compiled.manifest
+    if args.json:
+        out: dict[str, Any] = {
+            "model": m["model"], "compiled": what, "target": cfg.name,
+            "files": {k: str(v) for k, v in files.items()}, "program": m["program"],
+            "ddr_size": m["ddr_size"], "partition": m["partition"],
+            "layers": [{k: d[k] for k in ("index", "name", "kind", "fused", "tiling",
+                                          "instructions", "estimate_s")} for d in m["layers"]],
+            "estimate_s": sum(d["estimate_s"] for d in m["layers"]),
+        }
+        if args.explain:
+            out["explain"] = [{"stage": ch.stage, "reason": ch.reason,
+                               "considered": ch.considered, "feasible": ch.feasible,
+                               "candidates": [{"tiling": t.to_dict(), "cost": c}
+                                              for t, c in ch.top]} for ch in compiled.choices]
+        print_json(out)
+        return 0
+    p = m["program"]
+    print(f"{m['model']} ({what}) for {cfg.name}: {p['instructions']} instructions"
+          f" ({p['load']} LOAD, {p['calc']} CALC, {p['save']} SAVE, {p['end']} END),"
+          f" DDR image {m['ddr_size']:,} bytes")
+    print()
+    print(table(["#", "stage", "fused", "kind", "tiling tr×tc×ti×to", "order", "group",
+                 "instrs", "model ms"], summary_rows(compiled)))
+    part = m["partition"]
+    print()
+    print(f"host layers: {', '.join(part['host']) or 'none'}; folded: "
+          f"{', '.join(part['folded']) or 'none'}")
+    print(f"modelled accelerator time {sum(d['estimate_s'] for d in m['layers']) * 1e3:.3f} ms"
+          " (closed-form cost model; `deepfpga simulate` for the timing simulator)")
+    if args.explain:
+        print("\n".join(_explain(compiled)))
+    print()
+    print("wrote " + ", ".join(str(v) for v in files.values()))
+    return 0

@@ -1,0 +1,123 @@
+"""`deepfpga rtl`: generate the PE's Verilog, or synthesize it and report resources / Fmax."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from deepfpga.cli.output import add_json_flag, print_json, table
+from deepfpga.errors import InputError
+
+
+def _add_pe_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("PE parameters (a target, optionally overridden by the flags)")
+    g.add_argument("--target", metavar="PRESET_OR_TOML",
+                   help="accelerator config: preset (zc706-paper, zedboard, tiny) or TOML file")
+    g.add_argument("--convolvers", type=int, help="3×3 convolvers in the PE (default 4)")
+    g.add_argument("--bits", type=int, help="data width in bits (default 16)")
+    g.add_argument("--weight-bits", type=int, help="weight width (default: --bits)")
+    g.add_argument("--bias-bits", type=int, help="bias width (default 2×bits, at most 32)")
+    g.add_argument("--acc-bits", type=int, help="accumulator width (default 3×bits, at most 60)")
+    g.add_argument("--max-row-width", type=int, help="widest unpadded tile row (default 32)")
+    g.add_argument("--max-pad", type=int, help="most zero padding per side (default 1)")
+
+
+def params_from_args(args: argparse.Namespace) -> Any:
+    from deepfpga.rtl.params import PEParams
+
+    given = {
+        "convolvers": args.convolvers, "data_bits": args.bits, "weight_bits": args.weight_bits,
+        "bias_bits": args.bias_bits, "acc_bits": args.acc_bits,
+        "max_row_width": args.max_row_width, "max_pad": args.max_pad,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.target:
+        from deepfpga.hw.config import load_config
+
+        return PEParams.from_config(load_config(args.target), **given)
+    bits = given.get("data_bits", 16)
+    wbits = given.setdefault("weight_bits", bits)
+    given.setdefault("acc_bits", min(60, max(3 * bits, bits + wbits + 8)))
+    given.setdefault("bias_bits", min(32, 2 * bits, given["acc_bits"]))
+    return PEParams(**given)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("rtl", help="Processing Element RTL: Verilog export and synthesis",
+                       description=__doc__)
+    rsub = p.add_subparsers(dest="rtl_command", metavar="{pe,synth}", required=True)
+
+    pe = rsub.add_parser("pe", help="write the PE as Verilog")
+    _add_pe_args(pe)
+    pe.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    add_json_flag(pe)
+
+    sy = rsub.add_parser("synth", help="synthesize the PE with Yosys (ECP5: also nextpnr Fmax)")
+    _add_pe_args(sy)
+    sy.add_argument("--device", required=True, choices=["xc7z045", "xc7z020", "ecp5-85f"])
+    sy.add_argument("--workdir", metavar="DIR",
+                    help="keep Verilog, logs and netlists here (default: a temporary directory)")
+    sy.add_argument("--timeout", type=float, default=None, metavar="S",
+                    help="give up on a tool after S seconds")
+    sy.add_argument("--no-pnr", action="store_true", help="ECP5: synthesis only, no Fmax")
+    sy.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    add_json_flag(sy)
+    return p
+
+
+def _run_pe(args: argparse.Namespace) -> int:
+    from deepfpga.rtl.export import TOP_NAME, write_verilog
+
+    params = params_from_args(args)
+    path = write_verilog(params, Path(args.output))
+    info = {"verilog": str(path), "top": TOP_NAME, "params": params.to_dict(),
+            "multipliers": params.multipliers, "line_buffer_depth": params.line_depth}
+    if args.json:
+        print_json(info)
+    else:
+        rows = [[k, v] for k, v in params.to_dict().items()]
+        rows += [["multipliers", params.multipliers], ["line_buffer_depth", params.line_depth]]
+        print(table(["parameter", "value"], rows))
+        print(f"wrote {path} (top module {TOP_NAME})")
+    return 0
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from deepfpga.rtl.synth import synthesize
+
+    params = params_from_args(args)
+    if not args.json:
+        print(f"synthesizing {params.tag()} for {args.device} ...", file=sys.stderr)
+    try:
+        r = synthesize(params, args.device, workdir=args.workdir, pnr=not args.no_pnr,
+                       timeout_s=args.timeout, seed=args.seed)
+    except RuntimeError as e:
+        raise InputError(str(e)) from None
+    if args.json:
+        print_json(r.to_dict())
+        return 0
+    dsp = "DSP48E1" if r.device.startswith("xc7") else "MULT18X18D"
+    bram = "RAMB18E1 / RAMB36E1" if r.device.startswith("xc7") else "DP16KD"
+    rows: list[list[Any]] = [
+        ["multipliers (9 per convolver)", r.multipliers],
+        [dsp, r.dsps],
+        ["LUT (logic)", r.luts],
+        ["LUT as memory", r.lutram_luts],
+        ["FF", r.ffs],
+        [bram, f"{r.bram18} / {r.bram36}" if r.device.startswith("xc7") else r.bram18],
+        ["BRAM36 equivalent", r.bram36_equivalent],
+        ["Fmax (MHz, nextpnr)", r.fmax_mhz],
+        ["synthesis time (s)", r.synth_seconds],
+        ["place & route time (s)", r.pnr_seconds],
+    ]
+    print(table([f"{params.tag()} on {r.device}", "value"], rows))
+    print(f"logs: {r.log_dir}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.rtl_command == "pe":
+        return _run_pe(args)
+    return _run_synth(args)

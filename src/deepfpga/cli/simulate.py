@@ -1,0 +1,175 @@
+"""`deepfpga simulate MODEL --target T`: time a network on the accelerator (timing model).
+
+MODEL is a compiled OUTDIR (program.bin + manifest.json), a quantized-model file (QMODEL), or
+any architecture `load_model` accepts (a zoo name such as vgg16-svd, an .onnx file): an
+architecture is compiled without weights, which is all timing needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tomllib
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepfpga.cli.output import add_json_flag, print_json, table
+from deepfpga.errors import InputError
+
+if TYPE_CHECKING:
+    from deepfpga.compiler.isa import Program
+    from deepfpga.hw.config import AcceleratorConfig
+
+# Qiu et al., FPGA 2016, abstract and §8: VGG16-SVD on the ZC706 at 150 MHz, 16-bit.
+PAPER = {"model": "vgg16-svd", "source": "Qiu et al., FPGA 2016 (ZC706, 150 MHz, 16-bit)",
+         "fps": 4.45, "frame_ms": 224.6, "conv_gops": 187.8, "gops": 137.0}
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("simulate", help="time a network on the accelerator (timing model)",
+                       description=__doc__)
+    p.add_argument("model", metavar="MODEL",
+                   help="compiled OUTDIR, QMODEL file, or architecture (zoo name, .onnx)")
+    p.add_argument("--target", required=True, metavar="PRESET_OR_TOML",
+                   help="accelerator config: zc706-paper, zedboard, tiny, or a TOML file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="change one config key for a what-if run (repeatable), e.g."
+                        " --set burst_overhead_cycles=50; the result must still fit the device")
+    add_json_flag(p)
+    return p
+
+
+def _parse_value(key: str, text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text          # a bare word: a string (only `device` and `name` take one)
+
+
+def target_config(target: str, overrides: list[str]) -> AcceleratorConfig:
+    """The config of `target` with KEY=VALUE overrides, validated and fit-checked like a
+    preset."""
+    from deepfpga.hw.config import config_from_dict, load_config
+    from deepfpga.hw.devices import check_fits
+
+    cfg = load_config(target)
+    if not overrides:
+        return cfg
+    d = cfg.to_dict()
+    for item in overrides:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise InputError(f"--set {item!r}: expected KEY=VALUE")
+        if key not in d or key == "notes":
+            raise InputError(f"--set {item!r}: unknown config key {key!r}")
+        d[key] = _parse_value(key, text.strip())
+    d["name"] = f"{cfg.name}+" + ",".join(o.replace(" ", "") for o in overrides)
+    cfg = config_from_dict(d, f"{target} with --set")
+    check_fits(cfg)
+    return cfg
+
+
+def _compiled_dir(path: Path, cfg: AcceleratorConfig) -> tuple[Program, dict[str, Any]]:
+    from deepfpga.compiler.isa import decode_program
+
+    prog_path, man_path = path / "program.bin", path / "manifest.json"
+    for f in (prog_path, man_path):
+        if not f.is_file():
+            raise InputError(f"{path}: not a compiled output directory ({f.name} missing)")
+    program = decode_program(prog_path.read_bytes(), expected_config_hash=cfg.hash())
+    try:
+        manifest = json.loads(man_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{man_path}: invalid JSON: {e}") from None
+    if not isinstance(manifest, dict):
+        raise InputError(f"{man_path}: expected a JSON object")
+    return program, manifest
+
+
+def _is_qmodel(path: Path) -> bool:
+    """A quantized-model .npz carries `__meta__`; a float-model .npz (architecture) does not."""
+    if path.suffix.lower() != ".npz":
+        return False
+    from deepfpga.quant.qfile import META_KEY
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return f"{META_KEY}.npy" in z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        raise InputError(f"{path}: not a .npz file (not a zip archive)") from None
+
+
+def load_program(spec: str, cfg: AcceleratorConfig) -> tuple[Program, dict[str, Any], str]:
+    """(program, manifest, what was compiled) for MODEL `spec` on `cfg`."""
+    path = Path(spec)
+    if path.is_dir():
+        program, manifest = _compiled_dir(path, cfg)
+        return program, manifest, "compiled program"
+    if path.is_file() and _is_qmodel(path):
+        from deepfpga.compiler import compile_model
+        from deepfpga.quant.qfile import load_qmodel
+
+        compiled = compile_model(load_qmodel(path), cfg)
+        return compiled.program, compiled.manifest, "quantized model"
+    from deepfpga.compiler import compile_architecture
+    from deepfpga.frontends import load_model
+
+    compiled = compile_architecture(load_model(spec), cfg)
+    return compiled.program, compiled.manifest, "architecture (no weights)"
+
+
+def _as_program(program: Program | bytes, cfg: AcceleratorConfig) -> Program:
+    from deepfpga.compiler.isa import Program, decode_program
+
+    if isinstance(program, Program):
+        return program
+    return decode_program(bytes(program), expected_config_hash=cfg.hash())
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepfpga.sim.timing import simulate_timing
+
+    cfg = target_config(args.target, args.overrides)
+    program, manifest, what = load_program(args.model, cfg)
+    timing = simulate_timing(_as_program(program, cfg), cfg, manifest)
+    paper = PAPER if Path(args.model).name == PAPER["model"] else None
+    if args.json:
+        print_json({"model": args.model, "source": what, "target": cfg.name,
+                    "peak_gops": cfg.peak_gops, "timing": timing.to_dict(), "paper": paper})
+        return 0
+    print(f"{args.model} ({what}) on {cfg.name}: {cfg.clock_mhz:g} MHz, {cfg.num_pe} PE ×"
+          f" {cfg.convolvers_per_pe} convolvers, peak {cfg.peak_gops:.1f} GOP/s,"
+          f" DDR {cfg.ddr_bandwidth_gbps:g} GB/s")
+    print()
+    summary = [("frame time (ms)", timing.seconds * 1e3, "frame_ms"),
+               ("fps", timing.fps, "fps"),
+               ("CONV GOP/s", timing.conv_gops, "conv_gops"),
+               ("overall GOP/s", timing.gops, "gops")]
+    if paper:
+        rows = [(name, v, paper[key], None if v is None else v / paper[key])
+                for name, v, key in summary]
+        print(table(["", "deepfpga", "paper", "ratio"], rows))
+        print(f"paper: {paper['source']}")
+    else:
+        print(table(["", "deepfpga"], [(name, v) for name, v, _ in summary]))
+    print()
+    print(table(
+        ["layer", "kind", "time ms", "GOP", "GOP/s", "util %", "MB in", "MB out", "bursts",
+         "mean burst B", "limit", "§8.1 bound ms"],
+        [(lt.name, lt.kind, lt.time_s * 1e3, lt.ops / 1e9, lt.gops, 100 * lt.mult_util,
+          lt.bytes_loaded / 1e6, lt.bytes_saved / 1e6, lt.transactions,
+          round(lt.mean_burst_bytes),
+          lt.limit, lt.bound_s * 1e3) for lt in timing.layers],
+    ))
+    busy = timing.engine_busy_cycles
+    print()
+    print(f"{timing.cycles:,} cycles; busy: LOAD {busy['LOAD']:,}, CALC {busy['CALC']:,},"
+          f" SAVE {busy['SAVE']:,} (DDR {100 * timing.ddr_busy_cycles / timing.cycles:.1f} %)"
+          if timing.cycles else "0 cycles")
+    if timing.host_layers:
+        print(f"host layers (run on the CPU, not timed): {', '.join(timing.host_layers)}")
+    if timing.ops_source != "manifest":
+        print("operations counted from the instructions (every 3×3 tap, padding included)")
+    return 0

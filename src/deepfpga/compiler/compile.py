@@ -1,0 +1,281 @@
+"""The compiler: quantized network (or architecture) + accelerator config → program, DDR image,
+manifest. Steps: map (fuse, partition), tile (choose per stage), allocate DDR, arrange weights,
+generate instructions, describe everything in the manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepfpga.compiler import layout
+from deepfpga.compiler.alloc import Region, check_no_overlap, first_fit
+from deepfpga.compiler.builder import Builder
+from deepfpga.compiler.codegen import Placement, emit_conv, emit_fc
+from deepfpga.compiler.isa import Program, encode_program, program_stats
+from deepfpga.compiler.mapping import HostStep, Mapping as NetMapping, ModelInput, Stage, \
+    map_network
+from deepfpga.compiler.tiling import Choice, Tiling, choose
+from deepfpga.errors import InputError
+from deepfpga.fileio import atomic_write_bytes, atomic_write_json
+from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.ir import INPUT, Conv2d, Graph, Linear
+from deepfpga.quant.fixedpoint import FixedFormat
+from deepfpga.quant.qmodel import PASSTHROUGH_KINDS, LayerFormats, QuantizedModel
+
+MANIFEST_FORMAT = "deepfpga-compiled"
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Compiled:
+    program: Program
+    ddr_image: bytes
+    manifest: dict[str, Any]
+    choices: tuple[Choice, ...] = field(default=(), repr=False)
+
+    def program_bytes(self) -> bytes:
+        return encode_program(self.program)
+
+    def write(self, outdir: str | Path) -> dict[str, Path]:
+        out = Path(outdir)
+        return {"program": atomic_write_bytes(out / "program.bin", self.program_bytes()),
+                "ddr": atomic_write_bytes(out / "ddr.bin", self.ddr_image),
+                "manifest": atomic_write_json(out / "manifest.json", self.manifest)}
+
+
+Force = Mapping[str, Tiling]
+
+
+def compile_model(qmodel: QuantizedModel, cfg: AcceleratorConfig, *,
+                  force: Force | None = None) -> Compiled:
+    """Compile a quantized model with its weights. `force` maps stage (CONV/FC layer) names to
+    tilings to use instead of the tiler's choice (tests, experiments); each is checked."""
+    model = ModelInput(qmodel.graph, qmodel.input_format, qmodel.formats, qmodel.weights)
+    return _compile(model, cfg, force or {})
+
+
+def architecture_model(graph: Graph, cfg: AcceleratorConfig) -> ModelInput:
+    """A graph without weights as a model: every tensor at the config's widths, fl 0 (shifts 0),
+    weights all zero. Enough for compilation and timing, not for execution."""
+    fmt_d = FixedFormat(cfg.data_bits, 0)
+    formats: dict[str, LayerFormats] = {}
+    out_fmt = {INPUT: fmt_d}
+    for layer in graph.layers:
+        fin = out_fmt[layer.inputs[0]] if layer.inputs else fmt_d
+        if isinstance(layer, Conv2d | Linear):
+            f = LayerFormats(fin, fmt_d, FixedFormat(cfg.weight_bits, 0),
+                             FixedFormat(cfg.bias_bits, 0) if layer.bias else None)
+        elif layer.kind in PASSTHROUGH_KINDS:
+            f = LayerFormats(fin, fin)
+        else:
+            f = LayerFormats(fin, fmt_d)
+        formats[layer.name] = f
+        out_fmt[layer.name] = f.output
+    return ModelInput(graph.without_weights(), fmt_d, formats, None)
+
+
+def compile_architecture(graph: Graph, cfg: AcceleratorConfig, *,
+                         force: Force | None = None) -> Compiled:
+    """Compile a network's structure only (zoo architectures): zero weights, config widths."""
+    return _compile(architecture_model(graph, cfg), cfg, force or {})
+
+
+# --- the pipeline --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided before code generation: stages, tilings, DDR regions."""
+
+    mapping: NetMapping
+    choices: tuple[Choice, ...]
+    regions: dict[str, Region]
+    placements: dict[str, Placement]
+
+    @property
+    def ddr_size(self) -> int:
+        return layout.align(max((r.end for r in self.regions.values()), default=0))
+
+    def regions_manifest(self) -> dict[str, Any]:
+        """The part of a manifest `check_no_overlap` reads."""
+        return {"ddr_size": self.ddr_size,
+                "regions": [r.to_dict() for r in sorted(self.regions.values(),
+                                                        key=lambda r: r.start)]}
+
+
+def plan(model: ModelInput, cfg: AcceleratorConfig, force: Force | None = None) -> Plan:
+    """Map, tile and allocate (no instructions yet)."""
+    force = force or {}
+    m = map_network(model, cfg)
+    unknown = set(force) - {s.name for s in m.stages}
+    if unknown:
+        raise InputError(f"forced tiling for unknown stage(s): {sorted(unknown)}"
+                         f" (stages: {[s.name for s in m.stages]})")
+    choices = tuple(choose(st, cfg, force.get(st.name)) for st in m.stages)
+    regions, placements = _allocate(m, choices, cfg)
+    return Plan(m, choices, regions, placements)
+
+
+def _compile(model: ModelInput, cfg: AcceleratorConfig, force: Force) -> Compiled:
+    p = plan(model, cfg, force)
+    m, choices, regions = p.mapping, p.choices, p.regions
+    image = _image(m, choices, regions, model, cfg)
+    bld = Builder(_overlaps(regions))
+    ranges: dict[str, tuple[int, int]] = {}
+    schedule: list[dict[str, Any]] = []
+    seg_start, seg_stages = 0, []
+    for item in m.schedule:
+        if isinstance(item, Stage):
+            a = len(bld)
+            bld.layer = item.index
+            t = choices[item.index].tiling
+            (emit_conv if item.kind == "conv" else emit_fc)(bld, item, t, cfg,
+                                                            p.placements[item.name])
+            ranges[item.name] = (a, len(bld))
+            seg_stages.append(item.name)
+        else:
+            if seg_stages:
+                bld.end(layer=bld.layer)
+                schedule.append({"kind": "accel", "segment": _nseg(schedule),
+                                 "instructions": [seg_start, len(bld)], "stages": seg_stages})
+                seg_start, seg_stages = len(bld), []
+            schedule.append(item.to_dict())
+    if seg_stages or not len(bld):
+        bld.end(layer=bld.layer)
+        schedule.append({"kind": "accel", "segment": _nseg(schedule),
+                         "instructions": [seg_start, len(bld)], "stages": seg_stages})
+    program = Program(cfg.hash(), tuple(bld.instructions()))
+    manifest = _manifest(m, model, cfg, choices, regions, ranges, schedule, program, bld.nops)
+    check_no_overlap(manifest)
+    return Compiled(program, image, manifest, choices)
+
+
+def _nseg(schedule: list[dict[str, Any]]) -> int:
+    return sum(1 for s in schedule if s["kind"] == "accel")
+
+
+def _allocate(m: NetMapping, choices: tuple[Choice, ...], cfg: AcceleratorConfig
+              ) -> tuple[dict[str, Region], dict[str, Placement]]:
+    end_pos = len(m.schedule)
+    regions: dict[str, Region] = {}
+    addr = 0
+    for st in m.stages:
+        size = layout.weight_region_bytes(st, cfg.weight_bytes)
+        regions[f"w:{st.name}"] = Region(f"w:{st.name}", "weights", addr, size, -1, end_pos,
+                                         False)
+        addr = layout.align(addr + size)
+        if st.has_bias:
+            size = st.out_channels * cfg.bias_bytes
+            regions[f"b:{st.name}"] = Region(f"b:{st.name}", "bias", addr, size, -1, end_pos,
+                                             False)
+            addr = layout.align(addr + size)
+    base = addr
+    reqs = []
+    for t in sorted((t for t in m.tensors.values() if t.on_ddr), key=lambda t: t.producer):
+        last = end_pos if t.is_output else max((t.producer, *t.readers))
+        reqs.append((f"t:{t.name}", t.size * cfg.data_bytes, t.producer, last))
+    placed = first_fit(reqs, base)
+    stage_outputs = {st.output for st in m.stages}
+    for (name, size, first, last) in reqs:
+        tname = name[2:]
+        kind = ("input" if tname == INPUT else "output" if m.tensors[tname].is_output
+                else "fmap" if tname in stage_outputs else "host")
+        regions[name] = Region(name, kind, placed[name], size, first, last,
+                               tname in stage_outputs)
+    if max((r.end for r in regions.values()), default=0) >= 1 << 32:
+        raise InputError("the model needs more than 4 GiB of DDR (32-bit addresses)")
+    placements = {}
+    for st in m.stages:
+        i, o = regions[f"t:{st.input}"], regions[f"t:{st.output}"]
+        w = regions[f"w:{st.name}"]
+        b = regions.get(f"b:{st.name}", w)
+        placements[st.name] = Placement(i.name, i.start, o.name, o.start, w.name, w.start,
+                                        b.name, b.start)
+    return regions, placements
+
+
+def _overlaps(regions: dict[str, Region]) -> dict[str, set[str]]:
+    rs = list(regions.values())
+    return {a.name: {b.name for b in rs if a.start < b.end and b.start < a.end} | {a.name}
+            for a in rs}
+
+
+def _image(m: NetMapping, choices: tuple[Choice, ...], regions: dict[str, Region],
+           model: ModelInput, cfg: AcceleratorConfig) -> bytes:
+    size = layout.align(max((r.end for r in regions.values()), default=0))
+    if model.weights is None:
+        return bytes(size)
+    image = bytearray(size)
+    for st in m.stages:
+        arrays = model.weights[st.name]
+        data = layout.pack(layout.arrange_weights(st, choices[st.index].tiling,
+                                                  arrays["weight"]), cfg.weight_bytes)
+        r = regions[f"w:{st.name}"]
+        image[r.start:r.start + len(data)] = data
+        if st.has_bias:
+            data = layout.pack(arrays["bias"], cfg.bias_bytes)
+            r = regions[f"b:{st.name}"]
+            image[r.start:r.start + len(data)] = data
+    return bytes(image)
+
+
+def _manifest(m: NetMapping, model: ModelInput, cfg: AcceleratorConfig,
+              choices: tuple[Choice, ...], regions: dict[str, Region],
+              ranges: dict[str, tuple[int, int]], schedule: list[dict[str, Any]],
+              program: Program, nops: int) -> dict[str, Any]:
+    arena = [r for r in regions.values() if r.kind not in ("weights", "bias")]
+    size = layout.align(max((r.end for r in regions.values()), default=0))
+    tensors = {}
+    for t in m.tensors.values():
+        r = regions.get(f"t:{t.name}")
+        tensors[t.name] = {
+            "shape": list(t.shape), "format": t.fmt.to_dict(),
+            "layout": "CHW" if len(t.shape) == 3 else "vector",
+            "on_ddr": t.on_ddr, "region": r.name if r else None,
+            "start": r.start if r else None, "producer": t.producer,
+            "readers": list(t.readers), "graph_output": t.is_output}
+    layers = []
+    for st in m.stages:
+        ch = choices[st.index]
+        d = st.to_dict()
+        d.update(tiling=ch.tiling.to_dict(), instructions=list(ranges[st.name]),
+                 estimate_s=ch.costs["seconds"], cost=ch.costs, position=m.positions[st.name])
+        layers.append(d)
+    accel = [name for st in m.stages for name in st.layers]
+    return {
+        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
+        "model": model.graph.name,
+        "weights": "real" if model.weights is not None else "zero (architecture only)",
+        "config": {"name": cfg.name, "device": cfg.device, "hash": cfg.hash().hex()},
+        "element_bytes": {"data": cfg.data_bytes, "weight": cfg.weight_bytes,
+                          "bias": cfg.bias_bytes},
+        "ddr_size": size,
+        "arena": [min((r.start for r in arena), default=size), size],
+        "regions": [r.to_dict() for r in sorted(regions.values(), key=lambda r: r.start)],
+        "tensors": tensors,
+        "alias": dict(m.alias),
+        "input": {"tensor": INPUT, **tensors[INPUT]},
+        "outputs": [{"name": o, "tensor": m.alias[o], **tensors[m.alias[o]]} for o in m.outputs],
+        "layers": layers,
+        "host_layers": [{"name": s.layer, "kind": s.kind} for s in m.schedule
+                        if isinstance(s, HostStep)],
+        "schedule": schedule,
+        "partition": {"accelerator": accel, "host": list(m.host_layers),
+                      "folded": list(m.folded)},
+        "program": {"instructions": len(program.instructions), "sync_nops": nops,
+                    **{k.lower(): v for k, v in program_stats(program.instructions).items()}},
+    }
+
+
+def summary_rows(compiled: Compiled) -> list[list[Any]]:
+    """One row per stage for human output."""
+    rows = []
+    for d in compiled.manifest["layers"]:
+        t = d["tiling"]
+        a, b = d["instructions"]
+        rows.append([d["index"], d["name"], "+".join(d["fused"]), d["kind"],
+                     f"{t['tr']}x{t['tc']}x{t['ti']}x{t['to']}", t["order"], t["group"],
+                     b - a, d["estimate_s"] * 1e3])
+    return rows
+

@@ -1,0 +1,317 @@
+"""Closed-form cost of one stage under one tiling (paper §8.1 style), vectorised over candidates.
+
+Per stage: compute cycles of every CALC (the same PE formulas as the timing simulator:
+CONV passes = ⌈ti/convolvers⌉·⌈to/PEs⌉, each streaming ((out_rows−1)·s+3)·((out_cols−1)·s+3)
+pixels, plus the pipeline depth; FC ⌈to/PEs⌉·⌈ti/(9·convolvers)⌉), and DMA cycles of every LOAD
+and SAVE (per transaction: burst overhead + bytes ÷ min(DDR bytes per cycle, port values per
+cycle × element bytes); a contiguous run is split at max_burst_bytes). Loads and saves share the
+DDR; with double buffering they overlap compute, so the stage takes
+
+    max(compute, DMA) + prologue (first tile's loads) + epilogue (last save group)
+
+The loop structure (which tiles are reloaded, how outputs are grouped per SAVE) is exactly the
+one the code generator emits (deepfpga.compiler.codegen); tests check the byte counts agree.
+`estimate(stage, tiling, cfg)` is the interface the tiler uses; the timing simulator may offer a
+replacement with the same signature.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from deepfpga.hw.config import AcceleratorConfig
+
+if TYPE_CHECKING:
+    from deepfpga.compiler.mapping import Stage
+    from deepfpga.compiler.tiling import Tiling
+
+ORDERS_CONV = ("spatial", "weights")
+ORDERS_FC = ("out", "in")
+
+
+def pipeline_depth(cfg: AcceleratorConfig, pool: bool = False) -> int:
+    """Multiplier, 9-input adder tree, PE adder tree, ReLU, shift, (pool) — as the timing sim."""
+    return (1 + math.ceil(math.log2(cfg.kernel * cfg.kernel))
+            + math.ceil(math.log2(cfg.convolvers_per_pe + 1)) + 2 + int(pool))
+
+
+def _cdiv(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
+    return -(-np.asarray(a, np.int64) // np.asarray(b, np.int64))
+
+
+def run_cycles(nbytes: np.ndarray, rate: float, cfg: AcceleratorConfig) -> np.ndarray:
+    """DMA cycles of one contiguous run of `nbytes` (0 → 0)."""
+    nbytes = np.asarray(nbytes, np.int64)
+    m, ovh = cfg.max_burst_bytes, cfg.burst_overhead_cycles
+    full, rem = np.divmod(nbytes, m)
+    per_full = ovh + math.ceil(m / rate - 1e-9)
+    return full * per_full + np.where(rem > 0, ovh + np.ceil(rem / rate - 1e-9), 0).astype(
+        np.int64)
+
+
+def run_transactions(nbytes: np.ndarray, cfg: AcceleratorConfig) -> np.ndarray:
+    return _cdiv(nbytes, cfg.max_burst_bytes)
+
+
+def _classes(total: int, size: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                     np.ndarray, np.ndarray]:
+    """Tiles of `size` over `total`: count n, full size, full count, last size (count 1)."""
+    n = _cdiv(total, size)
+    last = total - (n - 1) * size
+    return n, size, n - 1, last, np.ones_like(n)
+
+
+def extent_sum(n_out: int, t: np.ndarray, s: int, k: int, p: int, n_in: int) -> np.ndarray:
+    """Σ over the tiles of `t` outputs (along one axis of n_out outputs) of the input extent
+    each loads: tile j covers outputs [j·t, min((j+1)·t, n_out)) and reads inputs
+    [max(0, b_j), min(n_in, e_j)) with b_j = j·t·s − p, e_j = (last output)·s − p + k."""
+    t = np.asarray(t, np.int64)
+    n = _cdiv(n_out, t)
+    full = s * (n_out - n) + n * k                       # Σ (e_j − b_j) without clipping
+    ts = t * s
+    m = np.minimum(n, _cdiv(p, ts)) if p else np.zeros_like(t)   # tiles with b_j < 0
+    top = m * p - ts * m * (m - 1) // 2
+    last_over = np.maximum(0, (n_out - 1) * s - p + k - n_in)    # the last tile
+    thr = n_in + s + p - k                               # earlier tiles: (j+1)·t·s > thr
+    j0 = np.maximum(1, thr // ts + 1)
+    q = np.maximum(0, n - j0)                            # j = j0 .. n−1
+    over = ts * (j0 + n - 1) * q // 2 - q * thr
+    return full - top - over - last_over
+
+
+def _rates(cfg: AcceleratorConfig) -> tuple[float, float, float, float]:
+    bpc = cfg.ddr_bytes_per_cycle
+    return (min(bpc, cfg.datain_port_num * cfg.data_bytes),
+            min(bpc, cfg.weightin_port_num * cfg.weight_bytes),
+            min(bpc, cfg.dataout_port_num * cfg.data_bytes),
+            min(bpc, cfg.datain_port_num * cfg.weight_bytes))
+
+
+def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndarray,
+               ti: np.ndarray, to: np.ndarray, order: np.ndarray, group: np.ndarray
+               ) -> dict[str, np.ndarray]:
+    """Cycles, bytes and transactions of a CONV stage for arrays of tilings (order 0 = spatial:
+    spatial tiles outermost; 1 = weights: output-channel groups outermost)."""
+    c_in, h, w = stage.in_shape
+    n_out = stage.out_channels
+    ho, wo = stage.conv_out
+    s = stage.stride
+    kh, kw = stage.kernel
+    db, wb, bb = cfg.data_bytes, cfg.weight_bytes, cfg.bias_bytes
+    r_in, r_w, r_out, _ = _rates(cfg)
+    tr, tc, ti, to, order, group = (np.asarray(a, np.int64) for a in
+                                    (tr, tc, ti, to, order, group))
+    n_r, r_full, c_rf, r_last, _ = _classes(ho, tr)
+    n_c, c_full, c_cf, c_last, _ = _classes(wo, tc)
+    n_i, i_full, c_if, i_last, _ = _classes(c_in, ti)
+    n_o, o_full, c_of, o_last, _ = _classes(n_out, to)
+    n_sp = n_r * n_c
+    spatial = order == 0
+
+    def rows_in(r: np.ndarray) -> np.ndarray:
+        return np.minimum(h, (r - 1) * s + kh)
+
+    def cols_in(c: np.ndarray) -> np.ndarray:
+        return np.minimum(w, (c - 1) * s + kw)
+
+    # --- compute: separable sums over the tile classes ----------------------------------
+    def pix(n: np.ndarray) -> np.ndarray:
+        return (n - 1) * s + cfg.kernel
+
+    sum_r = c_rf * pix(r_full) + pix(r_last)
+    sum_c = c_cf * pix(c_full) + pix(c_last)
+    sum_i = c_if * _cdiv(i_full, cfg.convolvers_per_pe) + _cdiv(i_last, cfg.convolvers_per_pe)
+    sum_o = c_of * _cdiv(o_full, cfg.num_pe) + _cdiv(o_last, cfg.num_pe)
+    n_calc = n_sp * n_i * n_o * stage.nsub
+    # the pooling stage of the pipeline only runs on the finalizing CALC of a tile
+    compute = stage.nsub * sum_r * sum_c * sum_i * sum_o + n_calc * pipeline_depth(cfg) + \
+        n_sp * n_o * int(stage.pool)
+
+    # --- input tile loads -----------------------------------------------------------------
+    # reuse: the two input banks keep the last two tiles (LRU), so a tile pattern of period ≤ 2
+    # repeated over the middle loop is loaded once
+    in_reload = np.where(spatial, np.where(n_i <= 2, 1, n_o), np.where(n_sp * n_i <= 2, 1, n_o))
+    in_bytes = np.zeros_like(tr)
+    in_cyc = np.zeros_like(tr)
+    in_tx = np.zeros_like(tr)
+    first_in = None
+    for rsz, rcnt in ((r_full, c_rf), (r_last, 1)):
+        for csz, ccnt in ((c_full, c_cf), (c_last, 1)):
+            for isz, icnt in ((i_full, c_if), (i_last, 1)):
+                ri, ci = rows_in(rsz), cols_in(csz)
+                nbytes = isz * ri * ci * db
+                full_w = ci == w
+                whole = full_w & (ri == h)
+                # runs: whole map → 1 run; full width → one per channel; else one per row
+                n_runs = np.where(whole, 1, np.where(full_w, isz, isz * ri))
+                run_b = np.where(whole, nbytes, np.where(full_w, ri * ci * db, ci * db))
+                cyc = n_runs * run_cycles(run_b, r_in, cfg)
+                cnt = rcnt * ccnt * icnt * in_reload
+                in_cyc += cnt * cyc
+                in_tx += cnt * n_runs * run_transactions(run_b, cfg)
+                if first_in is None:
+                    first_in = cyc
+    # exact bytes: the tiles' input extents, clipped by the padding at the map's borders
+    ph, pw = stage.padding
+    in_bytes = in_reload * c_in * db * extent_sum(ho, tr, s, kh, ph, h) * extent_sum(
+        wo, tc, s, kw, pw, w)
+    # --- weight block loads: one contiguous block per (to, ti) group --------------------
+    w_reload = np.where(spatial, np.where(n_o * n_i <= 2, 1, n_sp), np.where(n_i <= 2, 1, n_sp))
+    w_bytes = np.zeros_like(tr)
+    w_cyc = np.zeros_like(tr)
+    w_tx = np.zeros_like(tr)
+    first_w = None
+    for isz, icnt in ((i_full, c_if), (i_last, 1)):
+        for osz, ocnt in ((o_full, c_of), (o_last, 1)):
+            b = osz * isz * 9 * stage.nsub * wb
+            cyc = run_cycles(b, r_w, cfg)
+            cnt = icnt * ocnt * w_reload
+            w_bytes += cnt * b
+            w_cyc += cnt * cyc
+            w_tx += cnt * run_transactions(b, cfg)
+            if first_w is None:
+                first_w = cyc
+    # --- bias: once per stage when the whole vector fits a bank, else per channel group -
+    b_cyc = np.zeros_like(tr)
+    b_bytes = np.zeros_like(tr)
+    if stage.has_bias:
+        if n_out <= cfg.bias_buffer_entries // 2:
+            b_bytes += n_out * bb
+            b_cyc += run_cycles(np.full_like(tr, n_out * bb), r_w, cfg)
+        else:
+            # per output group; revisited per spatial tile in `spatial` order unless the
+            # two bias banks hold every group (≤ 2 groups)
+            visits = np.where(spatial & (n_o > 2), n_sp, 1)
+            b_bytes += visits * n_out * bb
+            b_cyc += visits * (c_of * run_cycles(o_full * bb, r_w, cfg)
+                               + run_cycles(o_last * bb, r_w, cfg))
+    # --- saves ----------------------------------------------------------------------------
+    hp, wp = stage.out_shape[1], stage.out_shape[2]
+    div = 2 if stage.pool else 1
+    s_bytes = np.full_like(tr, n_out * hp * wp * db)
+    # per-tile saves (group 0): per output channel, one run per tile (full width) or per row
+    trp_f, trp_l = r_full // div, r_last // div
+    tcp_f, tcp_l = c_full // div, c_last // div
+    full_w = n_c == 1
+    s_cyc_tile = np.zeros_like(tr)
+    s_tx_tile = np.zeros_like(tr)
+    for rp, rcnt in ((trp_f, c_rf), (trp_l, 1)):
+        for cp, ccnt in ((tcp_f, c_cf), (tcp_l, 1)):
+            whole = full_w & (rp == hp)
+            run_b = np.where(full_w, rp * wp * db, cp * db)
+            runs_per_ch = np.where(full_w, 1, rp)
+            for osz, ocnt in ((o_full, c_of), (o_last, 1)):
+                nb = np.where(whole, osz * run_b, run_b)
+                nr = np.where(whole, 1, osz * runs_per_ch)
+                s_cyc_tile += rcnt * ccnt * ocnt * nr * run_cycles(nb, r_out, cfg)
+                s_tx_tile += rcnt * ccnt * ocnt * nr * run_transactions(nb, cfg)
+    # grouped saves (group g ≥ 1, full width): g row tiles, all channels of the loop's set
+    g = np.maximum(group, 1)
+    n_g = _cdiv(n_r, g)
+    rows_g_full = g * trp_f
+    rows_g_last = hp - (n_g - 1) * rows_g_full
+    s_cyc_grp = np.zeros_like(tr)
+    s_tx_grp = np.zeros_like(tr)
+    for rows, cnt in ((rows_g_full, n_g - 1), (rows_g_last, 1)):
+        whole = rows == hp
+        # spatial order: one SAVE per group covering every output channel
+        nb = np.where(whole, n_out * rows * wp * db, rows * wp * db)
+        runs = np.where(whole, 1, n_out)
+        sp_cyc = runs * run_cycles(nb, r_out, cfg)
+        sp_tx = runs * run_transactions(nb, cfg)
+        # weights order: one SAVE per group and output-channel group
+        wt_cyc = np.zeros_like(tr)
+        wt_tx = np.zeros_like(tr)
+        for osz, ocnt in ((o_full, c_of), (o_last, 1)):
+            nbw = np.where(whole, osz * rows * wp * db, rows * wp * db)
+            runs_w = np.where(whole, 1, osz)
+            wt_cyc += ocnt * runs_w * run_cycles(nbw, r_out, cfg)
+            wt_tx += ocnt * runs_w * run_transactions(nbw, cfg)
+        s_cyc_grp += cnt * np.where(spatial, sp_cyc, wt_cyc)
+        s_tx_grp += cnt * np.where(spatial, sp_tx, wt_tx)
+    grouped = (group >= 1) & full_w
+    s_cyc = np.where(grouped, s_cyc_grp, s_cyc_tile)
+    s_tx = np.where(grouped, s_tx_grp, s_tx_tile)
+    last_save = np.where(grouped, s_cyc_grp // np.maximum(n_g, 1), s_cyc_tile // (n_sp * n_o))
+
+    dma = in_cyc + w_cyc + b_cyc + s_cyc
+    assert first_in is not None and first_w is not None
+    total = np.maximum(compute, dma) + first_in + first_w + last_save
+    return {"cycles": total, "compute_cycles": compute, "dma_cycles": dma,
+            "load_in_bytes": in_bytes, "load_w_bytes": w_bytes + b_bytes, "save_bytes": s_bytes,
+            "transactions": in_tx + w_tx + s_tx, "calcs": n_calc}
+
+
+def fc_costs(stage: Stage, cfg: AcceleratorConfig, ti: np.ndarray, to: np.ndarray,
+             order: np.ndarray, group: np.ndarray) -> dict[str, np.ndarray]:
+    """FC stage: order 0 = 'out' (output groups outermost), 1 = 'in' (input groups outermost,
+    every accumulator on chip)."""
+    (f,) = stage.in_shape
+    n_out = stage.out_channels
+    db, wb, bb = cfg.data_bytes, cfg.weight_bytes, cfg.bias_bytes
+    _, r_w, r_out, r_fc = _rates(cfg)
+    ti, to, order, group = (np.asarray(a, np.int64) for a in (ti, to, order, group))
+    n_i, i_full, c_if, i_last, _ = _classes(f, ti)
+    n_o, o_full, c_of, o_last, _ = _classes(n_out, to)
+    lanes = 9 * cfg.convolvers_per_pe
+    sum_i = c_if * _cdiv(i_full, lanes) + _cdiv(i_last, lanes)
+    sum_o = c_of * _cdiv(o_full, cfg.num_pe) + _cdiv(o_last, cfg.num_pe)
+    n_calc = n_i * n_o
+    compute = sum_i * sum_o + n_calc * pipeline_depth(cfg)
+    w_cyc = np.zeros_like(ti)
+    w_tx = np.zeros_like(ti)
+    first_w = None
+    for isz, icnt in ((i_full, c_if), (i_last, 1)):
+        for osz, ocnt in ((o_full, c_of), (o_last, 1)):
+            b = osz * isz * wb
+            w_cyc += icnt * ocnt * run_cycles(b, r_fc, cfg)
+            w_tx += icnt * ocnt * run_transactions(b, cfg)
+            if first_w is None:
+                first_w = run_cycles(b, r_fc, cfg)
+    v_reload = np.where(order == 0, np.where(n_i <= 2, 1, n_o), 1)
+    v_cyc = v_reload * (c_if * run_cycles(i_full * db, r_w, cfg)
+                        + run_cycles(i_last * db, r_w, cfg))
+    v_bytes = v_reload * f * db
+    b_cyc = np.zeros_like(ti)
+    b_bytes = n_out * bb if stage.has_bias else 0
+    if stage.has_bias:
+        if n_out <= cfg.bias_buffer_entries // 2:
+            b_cyc += run_cycles(np.full_like(ti, n_out * bb), r_w, cfg)
+        else:
+            b_cyc += c_of * run_cycles(o_full * bb, r_w, cfg) + run_cycles(o_last * bb, r_w, cfg)
+    g = np.maximum(group, 1)
+    n_g = _cdiv(n_o, g)
+    last_vals = n_out - (n_g - 1) * g * o_full
+    s_cyc = (n_g - 1) * run_cycles(g * o_full * db, r_out, cfg) + run_cycles(last_vals * db,
+                                                                            r_out, cfg)
+    s_tx = (n_g - 1) * run_transactions(g * o_full * db, cfg) + run_transactions(
+        last_vals * db, cfg)
+    dma = w_cyc + v_cyc + b_cyc + s_cyc
+    assert first_w is not None
+    total = np.maximum(compute, dma) + first_w + run_cycles(i_full * db, r_w, cfg) + \
+        run_cycles(last_vals * db, r_out, cfg)
+    return {"cycles": total, "compute_cycles": compute, "dma_cycles": dma,
+            "load_in_bytes": np.full_like(ti, n_out * f * wb), "load_w_bytes": v_bytes + b_bytes,
+            "save_bytes": np.full_like(ti, n_out * db),
+            "transactions": w_tx + s_tx + v_reload * n_i, "calcs": n_calc}
+
+
+def costs(stage: Stage, tiling: Tiling, cfg: AcceleratorConfig) -> dict[str, float]:
+    """The cost breakdown of one tiling (cycles, bytes, transactions, seconds)."""
+    if stage.kind == "conv":
+        d = conv_costs(stage, cfg, tiling.tr, tiling.tc, tiling.ti, tiling.to,
+                       ORDERS_CONV.index(tiling.order), tiling.group)
+    else:
+        d = fc_costs(stage, cfg, tiling.ti, tiling.to, ORDERS_FC.index(tiling.order),
+                     tiling.group)
+    out = {k: int(np.asarray(v).reshape(-1)[0]) for k, v in d.items()}
+    out["seconds"] = out["cycles"] / (cfg.clock_mhz * 1e6)
+    return out
+
+
+def estimate(stage: Stage, tiling: Tiling, cfg: AcceleratorConfig) -> float:
+    """Modelled time of `stage` under `tiling`, in seconds."""
+    return costs(stage, tiling, cfg)["seconds"]

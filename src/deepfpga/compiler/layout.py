@@ -1,0 +1,107 @@
+"""DDR data arrangement (paper §7.2–7.3): element encoding, feature-map and weight layouts.
+
+- Elements are little-endian two's complement at the config's widths (data, weight, bias bytes).
+- Feature maps are channel-major, rows contiguous (C, H, W): a full-width tile of one channel is
+  one contiguous run, and a tile spanning every row of several channels is one run in total.
+  Flattening (C, H, W) gives the FC input vector in the same order as torch's flatten.
+- CONV weights are stored per (output group, input group) block in the order the program loads
+  them; a block is dense (sub-kernel, to, ti, 3, 3), each kernel zero-padded to a multiple of 3
+  and cut into 3×3 sub-kernels (row-major), so one block is one DMA run.
+- FC weights are stored as dense (to, ti) blocks in load order, one DMA run each.
+- Biases are one vector per layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepfpga.compiler.mapping import Stage
+from deepfpga.compiler.tiling import Tiling
+
+ALIGN = 64   # every region starts on a 64-byte boundary (a full AXI beat group)
+
+
+def align(n: int, a: int = ALIGN) -> int:
+    return -(-n // a) * a
+
+
+def pack(values: np.ndarray, nbytes: int) -> bytes:
+    """Integers → little-endian two's complement of `nbytes` each (values must fit)."""
+    v = np.ascontiguousarray(np.asarray(values, dtype="<i8").reshape(-1))
+    return v.view(np.uint8).reshape(-1, 8)[:, :nbytes].tobytes()
+
+
+def unpack(data: bytes | np.ndarray, nbytes: int) -> np.ndarray:
+    """Little-endian two's complement elements of `nbytes` → int64 (sign-extended)."""
+    b = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
+    b = np.asarray(b, dtype=np.uint8).reshape(-1, nbytes)
+    full = np.zeros((b.shape[0], 8), dtype=np.uint8)
+    full[:, :nbytes] = b
+    v = full.view("<i8").reshape(-1)
+    shift = 64 - 8 * nbytes
+    return (v << shift) >> shift if shift else v.copy()
+
+
+def splits(total: int, size: int) -> list[tuple[int, int]]:
+    """(start, length) of consecutive tiles of `size` over `total`."""
+    return [(s, min(size, total - s)) for s in range(0, total, size)]
+
+
+def conv_block_order(stage: Stage, t: Tiling) -> list[tuple[int, int]]:
+    """(output group, input group) in first-load order: output groups outer in both orders."""
+    n_o = len(splits(stage.out_channels, t.to))
+    n_i = len(splits(stage.in_channels, t.ti))
+    return [(og, ig) for og in range(n_o) for ig in range(n_i)]
+
+
+def fc_block_order(stage: Stage, t: Tiling) -> list[tuple[int, int]]:
+    n_o = len(splits(stage.out_channels, t.to))
+    n_i = len(splits(stage.in_channels, t.ti))
+    if t.order == "in":
+        return [(og, ig) for ig in range(n_i) for og in range(n_o)]
+    return [(og, ig) for og in range(n_o) for ig in range(n_i)]
+
+
+def block_offsets(stage: Stage, t: Tiling, weight_bytes: int) -> dict[tuple[int, int], int]:
+    """Byte offset of every weight block inside the stage's weight region."""
+    osz = dict(enumerate(n for _, n in splits(stage.out_channels, t.to)))
+    isz = dict(enumerate(n for _, n in splits(stage.in_channels, t.ti)))
+    per = 9 * stage.nsub if stage.kind == "conv" else 1
+    order = conv_block_order(stage, t) if stage.kind == "conv" else fc_block_order(stage, t)
+    offs, pos = {}, 0
+    for og, ig in order:
+        offs[og, ig] = pos
+        pos += osz[og] * isz[ig] * per * weight_bytes
+    return offs
+
+
+def weight_region_bytes(stage: Stage, weight_bytes: int) -> int:
+    per = 9 * stage.nsub if stage.kind == "conv" else 1
+    return stage.out_channels * stage.in_channels * per * weight_bytes
+
+
+def sub_kernels(w: np.ndarray, stage: Stage) -> np.ndarray:
+    """(N, C, kh, kw) → (nsub, N, C, 9): zero-padded to 3A×3B and cut into 3×3 sub-kernels."""
+    n, c, kh, kw = w.shape
+    a, b = stage.sub_kernels
+    pad = np.zeros((n, c, 3 * a, 3 * b), dtype=np.int64)
+    pad[:, :, :kh, :kw] = w
+    return pad.reshape(n, c, a, 3, b, 3).transpose(2, 4, 0, 1, 3, 5).reshape(a * b, n, c, 9)
+
+
+def arrange_weights(stage: Stage, t: Tiling, w: np.ndarray) -> np.ndarray:
+    """The stage's weights in DDR order (int64, one element per weight)."""
+    o_spl = splits(stage.out_channels, t.to)
+    i_spl = splits(stage.in_channels, t.ti)
+    parts = []
+    if stage.kind == "conv":
+        sub = sub_kernels(np.asarray(w, dtype=np.int64), stage)
+        for og, ig in conv_block_order(stage, t):
+            (o0, on), (i0, inn) = o_spl[og], i_spl[ig]
+            parts.append(sub[:, o0:o0 + on, i0:i0 + inn, :].reshape(-1))
+    else:
+        w2 = np.asarray(w, dtype=np.int64)
+        for og, ig in fc_block_order(stage, t):
+            (o0, on), (i0, inn) = o_spl[og], i_spl[ig]
+            parts.append(w2[o0:o0 + on, i0:i0 + inn].reshape(-1))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

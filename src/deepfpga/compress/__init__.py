@@ -1,0 +1,1 @@
+"""Model compression: SVD factoring of fully connected layers (paper §3, §4)."""

@@ -1,0 +1,502 @@
+"""Import an ONNX model into the graph IR.
+
+Initializers (and Constant nodes) become weights. Layer names are the ONNX node names with '/'
+replaced by '_' (a leading '/' dropped), or `<op>_<index>` for unnamed nodes. The small
+Shape → Gather → Unsqueeze → Concat → Reshape chains that exporters emit for `x.view(N, -1)` are
+evaluated symbolically. Every node the IR cannot represent is collected and one
+`UnsupportedModelError` lists them all (by their ONNX names).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepfpga.errors import InputError, UnsupportedModelError
+from deepfpga.ir.graph import INPUT, Graph
+from deepfpga.ir.layers import (
+    LRN,
+    Add,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Shape,
+    Softmax,
+)
+
+
+@dataclass(frozen=True)
+class _T:
+    ref: str
+    shape: Shape | None
+
+
+class _NType:
+    def __repr__(self) -> str:
+        return "N"
+
+
+N = _NType()  # the (symbolic) batch size
+_UNKNOWN = _T("?", None)  # the output of a node that could not be imported
+
+
+@dataclass(frozen=True)
+class _Dims:
+    """A small integer vector known at import time whose items may be the batch size N."""
+
+    items: tuple[Any, ...]
+    scalar: bool = False
+
+
+class _Unsupported(Exception):
+    def __init__(self, op: str):
+        super().__init__(op)
+        self.op = op
+
+
+def _dims_of(v: Any) -> _Dims:
+    if v is _UNKNOWN:
+        raise TypeError("unknown value")  # downstream of an unsupported node: not reported
+    if isinstance(v, _Dims):
+        return v
+    if isinstance(v, np.ndarray) and v.dtype.kind in "iu" and v.ndim <= 1:
+        return _Dims(tuple(int(i) for i in v.reshape(-1)), scalar=v.ndim == 0)
+    raise _Unsupported("needs an integer vector known at import time")
+
+
+def _required(attrs: dict[str, Any], key: str, op: str) -> Any:
+    if key not in attrs:
+        raise _Unsupported(f"{op} without attribute {key}")
+    return attrs[key]
+
+
+def _symmetric_pads(pads: Sequence[int], what: str) -> tuple[int, int]:
+    pads = list(pads) or [0, 0, 0, 0]
+    if len(pads) != 4:
+        raise _Unsupported(f"{what}(pads={pads})")
+    if pads[0] != pads[2] or pads[1] != pads[3]:
+        raise _Unsupported(f"{what}(asymmetric pads={pads})")
+    return (int(pads[0]), int(pads[1]))
+
+
+class _Importer:
+    def __init__(self, opset: int, batch: int | None):
+        self.opset = opset
+        self.batch = batch
+        self.layers: list[Layer] = []
+        self.params: dict[str, dict[str, np.ndarray]] = {}
+        self.names: set[str] = {INPUT}
+        self.values: dict[str, Any] = {}
+        self.consumers: dict[str, int] = {}
+
+    def name_for(self, node: Any, index: int) -> str:
+        base = node.name.lstrip("/").replace("/", "_") or f"{node.op_type.lower()}_{index}"
+        cand, i = base, 1
+        while cand in self.names:
+            cand = f"{base}_{i}"
+            i += 1
+        self.names.add(cand)
+        return cand
+
+    def add(self, name: str, layer: Layer, inputs: list[_T],
+            params: dict[str, np.ndarray] | None = None) -> _T:
+        shape = layer.output_shape([t.shape for t in inputs])
+        self.layers.append(layer)
+        if params:
+            self.params[name] = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
+        return _T(name, shape)
+
+    # --- value access -----------------------------------------------------------------------
+    def tensor(self, node: Any, i: int) -> _T:
+        v = self.values[node.input[i]]
+        if not isinstance(v, _T):
+            raise _Unsupported(f"{node.op_type} on a constant input {i}")
+        return v
+
+    def const(self, node: Any, i: int, what: str) -> np.ndarray:
+        if i >= len(node.input) or not node.input[i]:
+            raise _Unsupported(f"{node.op_type} without {what}")
+        v = self.values[node.input[i]]
+        if not isinstance(v, np.ndarray):
+            raise _Unsupported(f"{node.op_type} whose {what} is not an initializer")
+        return v
+
+    def opt_const(self, node: Any, i: int, what: str) -> np.ndarray | None:
+        if i >= len(node.input) or not node.input[i]:
+            return None
+        return self.const(node, i, what)
+
+    # --- nodes --------------------------------------------------------------------------------
+    def check_op(self, node: Any) -> None:
+        if node.domain not in ("", "ai.onnx"):
+            raise _Unsupported(f"{node.domain}.{node.op_type}")
+        if not hasattr(self, f"op_{node.op_type}"):
+            raise _Unsupported(node.op_type)
+
+    def node(self, node: Any, index: int, attrs: dict[str, Any]) -> list[Any]:
+        out = getattr(self, f"op_{node.op_type}")(node, index, attrs)
+        return out if isinstance(out, list) else [out]
+
+    def _pads(self, op: str, attrs: dict[str, Any], kernel: Sequence[int],
+              stride: Sequence[int], x: _T) -> tuple[int, int]:
+        """Explicit pads, or the pads auto_pad=SAME_* implies, which must be symmetric."""
+        auto = attrs.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+        if auto == "VALID":
+            return (0, 0)
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            if x.shape is None or len(x.shape) != 3:
+                raise _Unsupported(f"{op}(auto_pad={auto}) on an unknown shape")
+            pads = []
+            for size, k, st in zip(x.shape[1:], kernel, stride, strict=True):
+                total = max((-(-size // st) - 1) * st + k - size, 0)
+                if total % 2:
+                    raise _Unsupported(f"{op}(auto_pad={auto}) with asymmetric padding")
+                pads.append(total // 2)
+            return (pads[0], pads[1])
+        if auto != "NOTSET":
+            raise _Unsupported(f"{op}(auto_pad={auto})")
+        return _symmetric_pads(attrs.get("pads", []), op)
+
+    def op_Conv(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        x = self.tensor(node, 0)
+        w = self.const(node, 1, "weight")
+        b = self.opt_const(node, 2, "bias")
+        if attrs.get("group", 1) != 1:
+            raise _Unsupported(f"Conv(group={attrs['group']})")
+        if list(attrs.get("dilations", [1, 1])) != [1, 1]:
+            raise _Unsupported(f"Conv(dilations={attrs['dilations']})")
+        if w.ndim != 4:
+            raise _Unsupported(f"Conv with a {w.ndim}-d weight (only 2-d convolution)")
+        stride = tuple(attrs.get("strides", [1, 1]))
+        pad = self._pads("Conv", attrs, w.shape[2:], stride, x)
+        name = self.name_for(node, index)
+        layer = Conv2d(name, (x.ref,), in_channels=int(w.shape[1]), out_channels=int(w.shape[0]),
+                       kernel=(int(w.shape[2]), int(w.shape[3])), stride=stride, padding=pad,
+                       bias=b is not None)
+        p = {"weight": w} if b is None else {"weight": w, "bias": b}
+        return self.add(name, layer, [x], p)
+
+    def op_Gemm(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        x = self.tensor(node, 0)
+        if attrs.get("transA", 0):
+            raise _Unsupported("Gemm(transA=1)")
+        bmat = self.const(node, 1, "weight")
+        c = self.opt_const(node, 2, "bias")
+        alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+        # Gemm computes alpha·A·B' + beta·C with B' = B or Bᵀ; Linear's weight is (out, in).
+        w = bmat if attrs.get("transB", 0) else bmat.T
+        if alpha != 1.0:
+            w = w * alpha
+        out_f, in_f = w.shape
+        name = self.name_for(node, index)
+        p = {"weight": w}
+        if c is not None:
+            if c.size not in (1, out_f):
+                raise _Unsupported(f"Gemm with bias of shape {c.shape}")
+            p["bias"] = np.broadcast_to(c.reshape(-1) * beta, (out_f,)).copy()
+        layer = Linear(name, (x.ref,), in_features=int(in_f), out_features=int(out_f),
+                       bias=c is not None)
+        return self.add(name, layer, [x], p)
+
+    def op_MatMul(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        x = self.tensor(node, 0)
+        bmat = self.const(node, 1, "weight")
+        if bmat.ndim != 2 or len(x.shape) != 1:
+            raise _Unsupported("MatMul other than (N, F) x (F, M)")
+        name = self.name_for(node, index)
+        layer = Linear(name, (x.ref,), in_features=int(bmat.shape[0]),
+                       out_features=int(bmat.shape[1]), bias=False)
+        return self.add(name, layer, [x], {"weight": bmat.T})
+
+    def op_Add(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        a, b = (self.values[n] for n in node.input[:2])
+        if isinstance(a, _T) and isinstance(b, _T):
+            name = self.name_for(node, index)
+            return self.add(name, Add(name, (a.ref, b.ref)), [a, b])
+        t, c = (a, b) if isinstance(a, _T) else (b, a)
+        if not (isinstance(t, _T) and isinstance(c, np.ndarray)):
+            raise _Unsupported("Add of two constants")
+        # MatMul + Add(constant) is a Linear with bias: fold when the MatMul feeds only this Add.
+        last = next((lay for lay in self.layers if lay.name == t.ref), None)
+        src = next((n for n in node.input[:2] if isinstance(self.values[n], _T)), "")
+        if (isinstance(last, Linear) and not last.bias and self.consumers.get(src, 0) == 1
+                and c.size == last.out_features):
+            i = self.layers.index(last)
+            self.layers[i] = Linear(last.name, last.inputs, in_features=last.in_features,
+                                    out_features=last.out_features, bias=True)
+            self.params[last.name]["bias"] = c.reshape(-1).astype(np.float32)
+            return t
+        raise _Unsupported("Add of a constant not following a MatMul")
+
+    def op_Relu(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        x = self.tensor(node, 0)
+        name = self.name_for(node, index)
+        return self.add(name, ReLU(name, (x.ref,)), [x])
+
+    def _pool_args(self, op: str, attrs: dict[str, Any], x: _T) -> tuple[Any, Any, Any, bool]:
+        if list(attrs.get("dilations", [1, 1])) != [1, 1]:
+            raise _Unsupported(f"{op}(dilations={attrs['dilations']})")
+        if attrs.get("storage_order", 0):
+            raise _Unsupported(f"{op}(storage_order=1)")
+        k = tuple(_required(attrs, "kernel_shape", op))
+        s = tuple(attrs.get("strides", [1, 1]))  # ONNX's default stride is 1, not the kernel
+        return k, s, self._pads(op, attrs, k, s, x), bool(attrs.get("ceil_mode", 0))
+
+    def op_MaxPool(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        if len(node.output) > 1 and node.output[1]:
+            raise _Unsupported("MaxPool with Indices output")
+        x = self.tensor(node, 0)
+        k, s, p, ceil = self._pool_args("MaxPool", attrs, x)
+        name = self.name_for(node, index)
+        layer = MaxPool2d(name, (x.ref,), kernel=k, stride=s, padding=p, ceil_mode=ceil)
+        return self.add(name, layer, [x])
+
+    def op_AveragePool(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        x = self.tensor(node, 0)
+        k, s, p, ceil = self._pool_args("AveragePool", attrs, x)
+        if p != (0, 0) and not attrs.get("count_include_pad", 0):
+            raise _Unsupported("AveragePool(count_include_pad=0 with pads)")
+        name = self.name_for(node, index)
+        layer = AvgPool2d(name, (x.ref,), kernel=k, stride=s, padding=p, ceil_mode=ceil)
+        if ceil:
+            floor = AvgPool2d(name, (x.ref,), kernel=k, stride=s, padding=p)
+            # Partial edge windows are averaged differently across frameworks: refuse them.
+            if floor.output_shape([x.shape]) != layer.output_shape([x.shape]):
+                raise _Unsupported("AveragePool(ceil_mode=1 with partial windows)")
+            layer = floor
+        return self.add(name, layer, [x])
+
+    def op_GlobalAveragePool(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        x = self.tensor(node, 0)
+        if len(x.shape) != 3:
+            raise _Unsupported(f"GlobalAveragePool on shape {x.shape}")
+        _, h, w = x.shape
+        if (h, w) == (1, 1):
+            return x
+        name = self.name_for(node, index)
+        return self.add(name, AvgPool2d(name, (x.ref,), kernel=(h, w), stride=(h, w)), [x])
+
+    def op_Flatten(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        x = self.tensor(node, 0)
+        rank = len(x.shape) + 1
+        axis = int(attrs.get("axis", 1))
+        if (axis + rank if axis < 0 else axis) != 1:
+            raise _Unsupported(f"Flatten(axis={axis})")
+        name = self.name_for(node, index)
+        return self.add(name, Flatten(name, (x.ref,)), [x])
+
+    def op_Reshape(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        x = self.tensor(node, 0)
+        try:
+            dims = _dims_of(self.values[node.input[1]]).items
+        except _Unsupported:
+            raise _Unsupported("Reshape to a shape computed at run time") from None
+        total = math.prod(x.shape)
+        batch_ok = {0, -1} | ({self.batch} if self.batch is not None else set())
+        ok = (
+            len(dims) == 2
+            and (dims[0] is N or dims[0] in batch_ok)
+            and (dims[1] == -1 or dims[1] == total)
+            and not (dims[0] == -1 and dims[1] == -1)
+        )
+        if not ok:
+            raise _Unsupported(f"Reshape to {list(dims)} (only (N, -1) is supported)")
+        name = self.name_for(node, index)
+        return self.add(name, Flatten(name, (x.ref,)), [x])
+
+    def op_Dropout(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        x = self.tensor(node, 0)
+        ratio = self.opt_const(node, 1, "ratio")
+        p = float(ratio) if ratio is not None else float(attrs.get("ratio", 0.5))
+        name = self.name_for(node, index)
+        return self.add(name, Dropout(name, (x.ref,), p=p), [x])
+
+    def op_BatchNormalization(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        if attrs.get("training_mode", 0) or any(o for o in node.output[1:]):
+            raise _Unsupported("BatchNormalization in training mode")
+        x = self.tensor(node, 0)
+        p = {
+            "weight": self.const(node, 1, "scale"),
+            "bias": self.const(node, 2, "B"),
+            "running_mean": self.const(node, 3, "mean"),
+            "running_var": self.const(node, 4, "var"),
+        }
+        name = self.name_for(node, index)
+        layer = BatchNorm2d(name, (x.ref,), num_features=int(p["weight"].shape[0]),
+                            eps=float(attrs.get("epsilon", 1e-5)))
+        return self.add(name, layer, [x], p)
+
+    def op_Softmax(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        x = self.tensor(node, 0)
+        rank = len(x.shape) + 1
+        axis = int(attrs.get("axis", -1 if self.opset >= 13 else 1))
+        axis = axis + rank if axis < 0 else axis
+        # Before opset 13 Softmax normalises over all axes from `axis` on (2-D coercion).
+        if axis != 1 or (self.opset < 13 and rank != 2):
+            raise _Unsupported(f"Softmax(axis={attrs.get('axis')}) on rank {rank}")
+        name = self.name_for(node, index)
+        return self.add(name, Softmax(name, (x.ref,)), [x])
+
+    def op_LRN(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
+        x = self.tensor(node, 0)
+        size = int(_required(attrs, "size", "LRN"))
+        if size % 2 == 0:  # ONNX and torch centre an even window differently
+            raise _Unsupported(f"LRN(size={size}, even)")
+        name = self.name_for(node, index)
+        layer = LRN(name, (x.ref,), size=size, alpha=float(attrs.get("alpha", 1e-4)),
+                    beta=float(attrs.get("beta", 0.75)), k=float(attrs.get("bias", 1.0)))
+        return self.add(name, layer, [x])
+
+    def op_Identity(self, node: Any, index: int, attrs: dict[str, Any]) -> Any:
+        return self.values[node.input[0]]
+
+    # --- shape arithmetic (evaluated at import time) -------------------------------------------
+    def op_Constant(self, node: Any, index: int, attrs: dict[str, Any]) -> np.ndarray:
+        from onnx import numpy_helper
+
+        if "value" not in attrs:
+            raise _Unsupported(f"Constant({', '.join(attrs)})")
+        return numpy_helper.to_array(attrs["value"])
+
+    def op_Shape(self, node: Any, index: int, attrs: dict[str, Any]) -> _Dims:
+        x = self.tensor(node, 0)
+        full = (N, *x.shape)
+        start, end = attrs.get("start", 0), attrs.get("end", len(full))
+        return _Dims(full[slice(start, end)])
+
+    def op_Gather(self, node: Any, index: int, attrs: dict[str, Any]) -> _Dims:
+        data = _dims_of(self.values[node.input[0]])
+        idx = self.const(node, 1, "indices")
+        if attrs.get("axis", 0) != 0 or data.scalar or idx.ndim > 1:
+            raise _Unsupported("Gather other than indexing a shape vector")
+        picked = tuple(data.items[int(i)] for i in idx.reshape(-1))
+        return _Dims(picked, scalar=idx.ndim == 0)
+
+    def op_Unsqueeze(self, node: Any, index: int, attrs: dict[str, Any]) -> _Dims:
+        v = _dims_of(self.values[node.input[0]])
+        axes = attrs.get("axes")
+        if axes is None:
+            axes = self.const(node, 1, "axes").reshape(-1).tolist()
+        if not v.scalar or list(axes) != [0]:
+            raise _Unsupported("Unsqueeze other than a scalar to a 1-vector")
+        return _Dims(v.items)
+
+    def op_Concat(self, node: Any, index: int, attrs: dict[str, Any]) -> _Dims:
+        parts = [_dims_of(self.values[n]) for n in node.input]
+        if attrs.get("axis", 0) not in (0, -1) or any(p.scalar for p in parts):
+            raise _Unsupported("Concat other than of shape vectors")
+        return _Dims(tuple(i for p in parts for i in p.items))
+
+    def op_Cast(self, node: Any, index: int, attrs: dict[str, Any]) -> _Dims:
+        return _dims_of(self.values[node.input[0]])
+
+
+def _read(source: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
+    if isinstance(source, bytes | bytearray):
+        return bytes(source), "<bytes>"
+    p = Path(source)
+    if not p.is_file():
+        raise InputError(f"no such file: {p}")
+    return p.read_bytes(), str(p)
+
+
+def _input_shape(model: Any, initializers: set[str], label: str) -> tuple[str, Shape, int | None]:
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise InputError(f"{label}: expected one model input, found {[i.name for i in inputs]}")
+    inp = inputs[0]
+    dims = inp.type.tensor_type.shape.dim
+    if len(dims) not in (2, 4):
+        raise InputError(f"{label}: input {inp.name!r} must be (N, F) or (N, C, H, W),"
+                         f" has rank {len(dims)}")
+    per_sample = []
+    for d in dims[1:]:
+        if not d.HasField("dim_value") or d.dim_value <= 0:
+            raise InputError(f"{label}: input {inp.name!r} has a non-fixed per-sample dimension"
+                             f" ({d.dim_param or '?'})")
+        per_sample.append(int(d.dim_value))
+    batch = int(dims[0].dim_value) if dims[0].HasField("dim_value") else None
+    return inp.name, tuple(per_sample), batch
+
+
+def import_onnx(source: str | os.PathLike[str] | bytes, name: str | None = None) -> Graph:
+    """Read an ONNX model (a path or its bytes) into a Graph with float32 weights."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    data, label = _read(source)
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as e:  # protobuf raises several types on garbage
+        raise InputError(f"{label}: not an ONNX model ({type(e).__name__})") from None
+    if model.ir_version <= 0 or not model.graph.node or not model.graph.input:
+        raise InputError(f"{label}: not an ONNX model (no graph)")
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    in_name, shape, batch = _input_shape(model, set(init), label)
+    imp = _Importer(opset, batch)
+    imp.values.update(init)
+    imp.values[in_name] = _T(INPUT, shape)
+    for node in model.graph.node:
+        for i in node.input:
+            imp.consumers[i] = imp.consumers.get(i, 0) + 1
+
+    unsupported: list[tuple[str, str]] = []
+    for index, node in enumerate(model.graph.node):
+        label_node = node.name or f"{node.op_type}_{index}"
+        # Downstream of an unsupported node values are _UNKNOWN; such nodes are still checked
+        # so that one error lists every unsupported node, but failures caused only by the
+        # unknown input are not reported again.
+        fed_unknown = any(imp.values.get(i) is _UNKNOWN for i in node.input if i)
+        try:
+            imp.check_op(node)
+            missing = [i for i in node.input if i and i not in imp.values]
+            if missing:
+                raise _Unsupported(f"reads {missing[0]!r}, which no node produces")
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            outs = imp.node(node, index, attrs)
+            for out_name, value in zip(node.output, outs, strict=False):
+                if out_name:
+                    imp.values[out_name] = value
+            continue
+        except _Unsupported as u:
+            unsupported.append((label_node, u.op))
+        except InputError as e:  # shapes that do not fit
+            if not fed_unknown:
+                unsupported.append((label_node, f"{node.op_type}: {e}"))
+        except (TypeError, ValueError, AttributeError):
+            if not fed_unknown:
+                raise
+        for out_name in node.output:
+            if out_name:
+                imp.values[out_name] = _UNKNOWN
+    if unsupported:
+        raise UnsupportedModelError(unsupported)
+
+    outputs = []
+    for o in model.graph.output:
+        v = imp.values.get(o.name)
+        if not isinstance(v, _T):
+            raise UnsupportedModelError([(o.name, "model output that is not a computed tensor")])
+        outputs.append(v.ref)
+    return Graph(
+        name=name or (model.graph.name or "onnx"),
+        input_shape=shape,
+        layers=tuple(imp.layers),
+        outputs=tuple(outputs),
+        params=imp.params,
+    )

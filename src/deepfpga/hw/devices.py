@@ -1,0 +1,109 @@
+"""The FPGA devices deepfpga targets: their resources, and the check that a config fits one.
+
+Figures are the device data sheets' totals (Xilinx DS190 Zynq-7000, DS891 Zynq UltraScale+,
+Lattice FPGA-DS-02012 ECP5). `bram_blocks` counts the device's own block-RAM primitive
+(BRAM36 on Xilinx, 18-Kbit EBR on ECP5); `bram36_equivalent` converts to 36-Kbit blocks so
+devices can be compared. `dsps` counts DSP slices (ECP5: 18×18 multipliers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from deepfpga.errors import InputError
+
+if TYPE_CHECKING:
+    from deepfpga.hw.config import AcceleratorConfig
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str                   # the key used by AcceleratorConfig.device
+    part: str                   # full part family name
+    family: str                 # "7series", "ultrascale+", "ecp5"
+    luts: int
+    ffs: int
+    bram_blocks: int            # native block RAMs
+    bram_block_bits: int        # bits per native block, data + parity
+    bram_data_bits: int         # bits per native block usable at byte-multiple widths
+    bram_max_width: int         # widest data port of one block in simple dual-port mode (bits)
+    dsps: int
+    dsp_a_bits: int             # signed multiplier operand widths of one DSP
+    dsp_b_bits: int
+    dsp_int8_per_slice: int     # 8-bit multipliers one DSP computes with operand packing
+    lutram_bits_per_lut: int    # distributed RAM: bits per LUT used as memory
+
+    @property
+    def bram36_equivalent(self) -> float:
+        return self.bram_blocks * self.bram_block_bits / 36864
+
+    @property
+    def bram_bytes(self) -> int:
+        """Usable capacity at byte-multiple widths (parity bits unused)."""
+        return self.bram_blocks * self.bram_data_bits // 8
+
+
+DEVICES: dict[str, Device] = {
+    d.name: d for d in (
+        # Zynq-7000 (DS190): BRAM36 = 36 Kbit (32 Kbit at ×64), 512×72 in SDP mode; DSP48E1 25×18.
+        # INT8 packing: Xilinx WP486 (two 8-bit products sharing one operand per DSP48).
+        Device("XC7Z020", "Zynq-7000 XC7Z020", "7series", luts=53_200, ffs=106_400,
+               bram_blocks=140, bram_block_bits=36_864, bram_data_bits=32_768,
+               bram_max_width=64, dsps=220, dsp_a_bits=25, dsp_b_bits=18,
+               dsp_int8_per_slice=2, lutram_bits_per_lut=64),
+        Device("XC7Z045", "Zynq-7000 XC7Z045", "7series", luts=218_600, ffs=437_200,
+               bram_blocks=545, bram_block_bits=36_864, bram_data_bits=32_768,
+               bram_max_width=64, dsps=900, dsp_a_bits=25, dsp_b_bits=18,
+               dsp_int8_per_slice=2, lutram_bits_per_lut=64),
+        # Zynq UltraScale+ (DS891): DSP48E2 27×18; ZU9EG has no UltraRAM. INT8 packing: WP487.
+        Device("XCZU9EG", "Zynq UltraScale+ XCZU9EG", "ultrascale+", luts=274_080,
+               ffs=548_160, bram_blocks=912, bram_block_bits=36_864, bram_data_bits=32_768,
+               bram_max_width=64, dsps=2_520, dsp_a_bits=27, dsp_b_bits=18,
+               dsp_int8_per_slice=2, lutram_bits_per_lut=64),
+        # ECP5 LFE5U-85F (FPGA-DS-02012): 84K LUT4 (one FF each), 208 EBR of 18 Kbit
+        # (16 Kbit at ×32 in pseudo dual port), 156 18×18 multipliers, each splittable into
+        # two 9×9. Distributed RAM: 16 bits per LUT4.
+        Device("LFE5U-85F", "Lattice ECP5 LFE5U-85F", "ecp5", luts=83_640, ffs=83_640,
+               bram_blocks=208, bram_block_bits=18_432, bram_data_bits=16_384,
+               bram_max_width=32, dsps=156, dsp_a_bits=18, dsp_b_bits=18,
+               dsp_int8_per_slice=2, lutram_bits_per_lut=16),
+    )
+}
+
+# Accepted spellings of the device names (the brief's and the vendors' usual short forms).
+_ALIASES = {"ZU9EG": "XCZU9EG", "ECP5-85F": "LFE5U-85F", "LFE5U-85": "LFE5U-85F"}
+
+
+def get_device(name: str) -> Device:
+    key = _ALIASES.get(name.upper(), name.upper())
+    if key not in DEVICES:
+        raise InputError(f"unknown device {name!r} (known: {', '.join(DEVICES)})")
+    return DEVICES[key]
+
+
+def check_fits(cfg: AcceleratorConfig) -> None:
+    """Refuse a config whose estimated resources exceed its device, saying which and by how much.
+
+    Uses deepfpga.hw.resources.estimate (an estimate: DSP and BRAM counts follow from the
+    structure; the LUT/FF figures are rough)."""
+    from deepfpga.hw.resources import estimate  # resources needs this module's table
+
+    dev = get_device(cfg.device)
+    est = estimate(cfg)
+    over = []
+    for label, used, have in (("DSP", est.dsps, dev.dsps),
+                              ("BRAM36-equivalent", est.bram36, dev.bram36_equivalent),
+                              ("LUT (rough estimate)", est.luts, dev.luts),
+                              ("FF (rough estimate)", est.ffs, dev.ffs)):
+        if used > have:
+            over.append(f"{label} {_fmt(used)} > {_fmt(have)} by {_fmt(used - have)}"
+                        f" ({100 * (used - have) / have:.1f}% over)")
+    if over:
+        raise InputError(f"accelerator config {cfg.name!r} does not fit device {dev.name}: "
+                         + "; ".join(over))
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if math.isclose(v, round(v)) else f"{v:,.1f}"

@@ -1,0 +1,184 @@
+"""Fractional-length search for feature maps: score fixed-point candidates against float.
+
+The flow hands this module, per layer, a function `quantize(fl) -> (integers, n_saturated)` that
+is cheap (a requantize of an accumulator computed once, or a `to_fixed` of host-computed floats)
+and the float reference of the same tensor. Metrics (error of the dequantized candidate q·2^-fl
+against the reference r):
+- `l1`: mean |q·2^-fl − r| (default);
+- `l2`: mean (q·2^-fl − r)²;
+- `kl`: KL(P‖Q) of histograms, TensorRT-style entropy calibration adapted to actual fixed-point
+  outputs: P is the histogram of r on `KL_BINS` fine bins over [−max|r|, max|r|]; every fine bin
+  belongs to the level its centre rounds to at the candidate fl (levels beyond the format's range
+  included); Q gives each level the count of candidate values that fall in that level's bins,
+  spread evenly over the level's bins where P is non-zero. Exact zeros (ReLU outputs) are a
+  category of their own in both. Reference mass beyond the range meets an empty Q (floored at
+  `KL_EPS`), so clipping is penalised; a coarse grid flattens the shape of P within each level.
+  KL is small when the grid keeps the shape of P and little is clipped.
+
+Candidates: fl0 is the largest fl at which the values being quantized (the exact accumulator, or
+the host-computed floats) do not saturate. The search evaluates fl0 − 1, fl0, fl0 + 1, … and
+stops once the best fl lies `PATIENCE` (2) steps below the last one evaluated (at most
+`MAX_ABOVE` above fl0). Ties go to the smaller fl.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepfpga.errors import InputError
+from deepfpga.quant.fixedpoint import FixedFormat, count_saturated, requantize, to_fixed
+from deepfpga.quant.weights import overflow_free_fl
+
+FM_METRICS = ("l1", "l2", "kl")
+KL_BINS = 2048
+# Floor of Q where P has mass: bounds the penalty per bin of clipped or displaced mass.
+KL_EPS = 1e-6
+PATIENCE = 2
+BELOW = 1
+MAX_ABOVE = 40
+
+Scorer = Callable[[np.ndarray, FixedFormat], float]
+Quantizer = Callable[[int], tuple[np.ndarray, int]]
+
+
+@dataclass(frozen=True)
+class FmCandidate:
+    fl: int
+    error: float
+    saturated: int
+
+
+@dataclass(frozen=True)
+class FmChoice:
+    fl: int
+    error: float
+    saturated: int
+    candidates: tuple[FmCandidate, ...]
+    fl_overflow_free: int | None
+
+
+def check_metric(metric: str) -> str:
+    if metric not in FM_METRICS:
+        raise InputError(f"unknown metric {metric!r} (use one of {', '.join(FM_METRICS)})")
+    return metric
+
+
+def dequantize(q: np.ndarray, fl: int) -> np.ndarray:
+    return np.ldexp(np.asarray(q, dtype=np.float64), -fl)
+
+
+def make_scorer(ref: np.ndarray, metric: str = "l1", bins: int = KL_BINS) -> Scorer:
+    """A function (integers, format) -> error of q·2^-fl against `ref` under `metric`."""
+    check_metric(metric)
+    r = np.asarray(ref, dtype=np.float64).ravel()
+    if metric == "l1":
+        return lambda q, fmt: float(np.abs(dequantize(q, fmt.fl).ravel() - r).mean())
+    if metric == "l2":
+        return lambda q, fmt: float(np.square(dequantize(q, fmt.fl).ravel() - r).mean())
+    return _kl_scorer(r, bins)
+
+
+def _kl_scorer(r: np.ndarray, bins: int) -> Scorer:
+    a = float(np.abs(r).max()) if r.size else 0.0
+    if a == 0.0:  # a constant-zero reference: only exact zeros are right
+        return lambda q, fmt: float(np.count_nonzero(q)) / max(q.size, 1)
+    width = 2.0 * a / bins
+    centres = -a + width * (np.arange(bins) + 0.5)
+
+    def bin_of(v: np.ndarray) -> np.ndarray:
+        return np.clip(np.floor((v + a) / width), 0, bins - 1).astype(np.intp)
+
+    # Exact zeros (what a ReLU produces) are a category of their own: both formats represent
+    # them exactly, and smearing that spike over a level's bins would dominate the divergence.
+    n = r.size
+    rz = r == 0
+    p_zero = np.count_nonzero(rz) / n
+    p = np.bincount(bin_of(r[~rz]), minlength=bins).astype(np.float64) / n
+    nz = p > 0
+
+    def score(q: np.ndarray, fmt: FixedFormat) -> float:
+        qf = q.ravel()
+        qz = qf == 0
+        q_zero = np.count_nonzero(qz) / n
+        qraw = np.bincount(bin_of(dequantize(qf[~qz], fmt.fl)), minlength=bins) / n
+        # Bins beyond the representable range belong to levels no candidate value can take:
+        # Q is empty there, so clipped reference mass is penalised.
+        levels = np.floor(np.ldexp(centres, fmt.fl) + 0.5)
+        _, ids = np.unique(levels, return_inverse=True)
+        per_level = np.bincount(ids, weights=qraw)
+        n_nz = np.bincount(ids, weights=nz.astype(np.float64))
+        qd = np.where(nz, per_level[ids] / np.maximum(n_nz[ids], 1.0), 0.0)
+        kl = float(np.sum(p[nz] * np.log(p[nz] / np.maximum(qd[nz], KL_EPS))))
+        if p_zero > 0:
+            kl += p_zero * math.log(p_zero / max(q_zero, KL_EPS))
+        return kl
+
+    return score
+
+
+def search(quantize: Quantizer, score: Scorer, fl0: int | None, bw: int) -> FmChoice:
+    """Evaluate candidates around fl0 (see module doc) and return the best."""
+    if fl0 is None:  # nothing non-zero to represent: any fl is exact
+        q, n = quantize(bw - 1)
+        c = FmCandidate(bw - 1, score(q, FixedFormat(bw, bw - 1)), n)
+        return FmChoice(c.fl, c.error, c.saturated, (c,), None)
+    cands: list[FmCandidate] = []
+    best: FmCandidate | None = None
+    fl = fl0 - BELOW
+    while fl <= fl0 + MAX_ABOVE:
+        q, n = quantize(fl)
+        c = FmCandidate(fl, score(q, FixedFormat(bw, fl)), n)
+        cands.append(c)
+        if best is None or c.error < best.error:
+            best = c
+        if fl >= fl0 + 1 and fl - best.fl >= PATIENCE:
+            break
+        fl += 1
+    assert best is not None
+    return FmChoice(best.fl, best.error, best.saturated, tuple(cands), fl0)
+
+
+def acc_overflow_free_fl(acc: np.ndarray, fl_acc: int, bw: int) -> int | None:
+    """Largest output fl at which requantize(acc, fl_acc, (bw, fl)) saturates nothing."""
+    acc = np.asarray(acc)
+    if acc.size == 0:
+        return None
+    ext = np.array([int(acc.min()), int(acc.max())], dtype=np.int64)
+    m = int(np.abs(ext).max())
+    if m == 0:
+        return None
+
+    def fits(fl: int) -> bool:
+        return requantize(ext, fl_acc, FixedFormat(bw, fl))[1] == 0
+
+    fl = math.floor(math.log2(((1 << (bw - 1)) - 1) / m)) + fl_acc
+    while not fits(fl):
+        fl -= 1
+    while fits(fl + 1):
+        fl += 1
+    return fl
+
+
+def acc_quantizer(acc: np.ndarray, fl_acc: int, bw: int) -> Quantizer:
+    """Candidates of an accumulator: contract step 4 (round half up, saturate)."""
+    return lambda fl: requantize(acc, fl_acc, FixedFormat(bw, fl))
+
+
+def overflow_free_fl_float(v: np.ndarray, bw: int) -> int | None:
+    """Largest fl at which to_fixed(v, (bw, fl)) saturates nothing (None if v is all zero)."""
+    return overflow_free_fl(v, bw)
+
+
+def float_quantizer(v: np.ndarray, bw: int) -> Quantizer:
+    """Candidates of host-side floats (network input, host-only layers): to_fixed."""
+    v = np.asarray(v, dtype=np.float64)
+
+    def q(fl: int) -> tuple[np.ndarray, int]:
+        fmt = FixedFormat(bw, fl)
+        return to_fixed(v, fmt), count_saturated(v, fmt)
+
+    return q

@@ -1,0 +1,1 @@
+"""Simulators of the accelerator: `functional` (bit-exact values) and `timing` (cycles)."""

@@ -1,0 +1,402 @@
+"""Timing simulator on hand-made programs: cost formulas, token protocol, DDR sharing, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deepfpga.compiler.isa import Buffer, Calc, CalcKind, End, Load, Program, Save
+from deepfpga.errors import InputError
+from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.sim.timing import (
+    DeadlockError,
+    conv_calc_cycles,
+    dma_runs,
+    fc_calc_cycles,
+    pipeline_depth,
+    simulate_timing,
+)
+
+
+def make_cfg(**changes: object) -> AcceleratorConfig:
+    base = dict(
+        name="t", device="XC7Z045", clock_mhz=100.0, num_pe=2, convolvers_per_pe=4, kernel=3,
+        max_row_width=64, data_bits=16, weight_bits=16, bias_bits=32, acc_bits=48,
+        input_buffer_bytes=65536, output_buffer_bytes=65536, weight_buffer_bytes=8192,
+        bias_buffer_bytes=1024, fc_buffer_bytes=32768, datain_port_num=8, weightin_port_num=2,
+        dataout_port_num=4, ddr_bandwidth_gbps=1.6, burst_overhead_cycles=10,
+        max_burst_bytes=256,
+    )
+    base.update(changes)
+    return AcceleratorConfig(**base)  # type: ignore[arg-type]
+
+
+CFG = make_cfg()   # DDR 16 B/cycle; datain 16, weightin 4, dataout 8 B/cycle
+
+
+# --- CALC ---------------------------------------------------------------------------------------
+
+def test_pipeline_depth_by_hand() -> None:
+    # multiplier 1 + 9-input tree 4 + tree over 4 convolvers and the partial sum ceil(log2 5)=3
+    # + ReLU 1 + shift 1 = 10; pooling adds one comparator stage.
+    assert pipeline_depth(CFG) == 10
+    assert pipeline_depth(CFG, pool=True) == 11
+    assert pipeline_depth(make_cfg(convolvers_per_pe=64)) == 1 + 4 + 7 + 2
+
+
+def test_pure_compute_program_equals_formula() -> None:
+    calcs = [
+        # ti=6 over 4 convolvers → 2 groups; to=3 over 2 PEs → 2 groups; 10×10 window region
+        Calc(ti=6, to=3, in_rows=8, in_cols=8, out_rows=8, out_cols=8, pad_top=1, pad_left=1),
+        # stride 2: region (4−1)·2+3 = 9 square; pool adds a stage
+        Calc(ti=4, to=2, in_rows=9, in_cols=9, out_rows=4, out_cols=4, stride=2, pool=1,
+             finalize=1),
+        # FC: ceil(5/2)=3 rows per PE × ceil(100/36)=3 input chunks
+        Calc(kind=CalcKind.FC, ti=100, to=5),
+    ]
+    by_hand = [4 * 10 * 10 + 10, 1 * 9 * 9 + 11, 3 * 3 + 10]
+    assert [conv_calc_cycles(CFG, 6, 3, 8, 8, 1), conv_calc_cycles(CFG, 4, 2, 4, 4, 2, True),
+            fc_calc_cycles(CFG, 100, 5)] == by_hand
+    t = simulate_timing([*calcs, End()], CFG)
+    assert t.cycles == sum(by_hand)              # one CALC engine: strictly in sequence
+    assert t.start_cycles.tolist()[:3] == [0, by_hand[0], by_hand[0] + by_hand[1]]
+    assert t.engine_busy_cycles == {"LOAD": 0, "CALC": sum(by_hand), "SAVE": 0}
+    assert t.ddr_busy_cycles == 0
+
+
+def test_idle_convolvers_cost_a_full_pass() -> None:
+    # 5 channels on 4 convolvers take two passes, as long as 8 channels do
+    five = conv_calc_cycles(CFG, 5, 2, 6, 6, 1)
+    assert five == conv_calc_cycles(CFG, 8, 2, 6, 6, 1)
+    assert five - pipeline_depth(CFG) == 2 * conv_calc_cycles(CFG, 4, 2, 6, 6, 1) - 2 * 10
+
+
+# --- DMA ----------------------------------------------------------------------------------------
+
+def test_dma_only_program_equals_burst_model() -> None:
+    prog = [
+        # 100 data values contiguous = 200 B at 16 B/cycle: 10 + 13
+        Load(buffer=Buffer.INPUT, length=100),
+        # 3 rows of 40 values 1000 B apart: 3 transactions of 80 B
+        Load(buffer=Buffer.INPUT, length=40, n1=3, stride1=1000),
+        # 600 B contiguous split at 256 B: 256 + 256 + 88
+        Load(buffer=Buffer.INPUT, length=300),
+        # weights through a 2-value port (4 B/cycle): 64 B → 10 + 16
+        Load(buffer=Buffer.WEIGHT, length=32),
+        # biases are 32-bit here: 4 × 4 B = 16 B at 2 values/cycle (8 B/cycle) → 10 + 2
+        Load(buffer=Buffer.BIAS, length=4),
+        # FC weight block into INPUT uses weight bytes and the datain port
+        Load(buffer=Buffer.INPUT, fc_weights=1, length=64),
+        # FC vector into WEIGHT: data bytes, weightin port (4 B/cycle): 40 B → 10 + 10
+        Load(buffer=Buffer.WEIGHT, fc_weights=1, length=20),
+        # SAVE at dataout 4 values = 8 B/cycle: 2 × 2 segments of 16 values, contiguous rows
+        Save(length=16, n1=2, stride1=32, n2=2, stride2=500),
+        End(),
+    ]
+    by_hand = [10 + 13, 3 * (10 + 5), (10 + 16) * 2 + 10 + 6, 10 + 16, 10 + 2, 10 + 8,
+               10 + 10, 2 * (10 + 8)]
+    t = simulate_timing(prog, CFG)
+    s, e = t.start_cycles[:-1], t.end_cycles[:-1]
+    assert (e - s).tolist() == by_hand
+    order = np.argsort(s)                     # one DDR: back to back, never overlapping
+    assert s[order][0] == 0 and (s[order][1:] == e[order][:-1]).all()
+    assert t.cycles == sum(by_hand)
+    lt = t.layers[0]
+    assert lt.transactions == 1 + 3 + 3 + 1 + 1 + 1 + 1 + 2
+    assert lt.bytes_loaded == 200 + 240 + 600 + 64 + 16 + 128 + 40
+    assert lt.bytes_saved == 128
+    assert lt.limit == "bandwidth"
+
+
+def test_segments_merge_only_when_contiguous() -> None:
+    assert dma_runs(10, 4, 10, 1, 0) == [(1, 40)]            # rows back to back: one run
+    assert dma_runs(10, 4, 10, 3, 40) == [(1, 120)]          # whole block contiguous
+    assert dma_runs(10, 4, 10, 3, 64) == [(3, 40)]           # one run per row
+    assert dma_runs(10, 4, 12, 3, 64) == [(12, 10)]          # gaps everywhere
+    # gaps inside rows, but each row's last segment touches the next row's first
+    assert dma_runs(10, 2, 20, 3, 30) == [(2, 20), (2, 10)]
+
+
+def _brute_force(cfg: AcceleratorConfig, eb: int, rate: float, length: int, n1: int, s1: int,
+                 n2: int, s2: int) -> tuple[int, int]:
+    """Merge segments in issue order, split at max_burst_bytes, cost each transaction."""
+    runs: list[list[int]] = []
+    for j in range(n2):
+        for i in range(n1):
+            a = j * s2 + i * s1
+            if runs and runs[-1][1] == a:
+                runs[-1][1] = a + length * eb
+            else:
+                runs.append([a, a + length * eb])
+    trans = cycles = 0
+    for a, b in runs:
+        size = b - a
+        while size > 0:
+            chunk = min(size, cfg.max_burst_bytes)
+            trans += 1
+            cycles += cfg.burst_overhead_cycles + math.ceil(chunk / rate)
+            size -= chunk
+    return trans, cycles
+
+
+@settings(max_examples=100, deadline=None)
+@given(length=st.integers(1, 300), n1=st.integers(1, 6), n2=st.integers(1, 6),
+       s1_kind=st.sampled_from(["dense", "gap", "overlap"]),
+       s2_kind=st.sampled_from(["dense", "gap", "chain"]), gap=st.integers(1, 50),
+       buffer=st.sampled_from([Buffer.INPUT, Buffer.WEIGHT, Buffer.BIAS]))
+def test_dma_cost_matches_brute_force(length: int, n1: int, n2: int, s1_kind: str, s2_kind: str,
+                                      gap: int, buffer: Buffer) -> None:
+    eb = {Buffer.INPUT: 2, Buffer.WEIGHT: 2, Buffer.BIAS: 4}[buffer]
+    seg = length * eb
+    s1 = {"dense": seg, "gap": seg + gap, "overlap": max(0, seg - gap)}[s1_kind]
+    s2 = {"dense": n1 * s1, "gap": n1 * s1 + seg + gap,
+          "chain": (n1 - 1) * s1 + seg}[s2_kind]
+    rate = {Buffer.INPUT: 16.0, Buffer.WEIGHT: 4.0, Buffer.BIAS: 8.0}[buffer]
+    t = simulate_timing([Load(buffer=buffer, length=length, n1=n1, stride1=s1, n2=n2,
+                              stride2=s2), End()], CFG)
+    trans, cycles = _brute_force(CFG, eb, rate, length, n1, s1, n2, s2)
+    assert t.cycles == cycles
+    assert t.layers[0].transactions == trans
+
+
+def test_element_size_follows_the_fc_role_swap() -> None:
+    cfg = make_cfg(weight_bits=8, acc_bits=32)      # data 2 B, weights 1 B, bias 4 B
+    loads = [Load(buffer=Buffer.INPUT, length=20),                  # feature map: 40 B
+             Load(buffer=Buffer.INPUT, fc_weights=1, length=20),    # FC weights: 20 B
+             Load(buffer=Buffer.WEIGHT, length=20),                 # kernels: 20 B
+             Load(buffer=Buffer.WEIGHT, fc_weights=1, length=20),   # FC vector: 40 B
+             Load(buffer=Buffer.BIAS, length=20)]                   # biases: 80 B
+    got = [simulate_timing([ld, End()], cfg).layers[0].bytes_loaded for ld in loads]
+    assert got == [40, 20, 20, 40, 80]
+    t = simulate_timing([*loads, End()], cfg)
+    assert t.layers[0].bytes_loaded == sum(got)
+
+
+def test_port_or_ddr_whichever_is_narrower() -> None:
+    # DDR 8 B/cycle now narrower than the 16 B/cycle datain port
+    cfg = make_cfg(ddr_bandwidth_gbps=0.8)
+    t = simulate_timing([Load(length=100), End()], cfg)
+    assert t.cycles == 10 + 25
+
+
+# --- engines, tokens, DDR -----------------------------------------------------------------------
+
+def test_token_serialises_load_calc_save() -> None:
+    prog = [Load(length=100, push_next=1),
+            Calc(ti=4, to=2, out_rows=8, out_cols=8, pop_prev=1, push_next=1),
+            Save(length=64, pop_prev=1), End()]
+    t = simulate_timing(prog, CFG)
+    load, calc, save = 23, 100 + 10, 10 + 16
+    assert t.start_cycles.tolist() == [0, load, load + calc, load + calc + save]
+    assert t.cycles == load + calc + save
+
+
+def test_without_tokens_engines_overlap() -> None:
+    prog = [Load(length=100), Calc(ti=4, to=2, out_rows=8, out_cols=8), End()]
+    t = simulate_timing(prog, CFG)
+    assert t.start_cycles.tolist()[:2] == [0, 0]
+    assert t.cycles == 110
+
+
+@pytest.mark.parametrize("load_len,rows", [(100, 8), (800, 4), (300, 6)])
+def test_double_buffering_overlaps_load_and_compute(load_len: int, rows: int) -> None:
+    """Two banks: load k waits until calc k−2 freed its bank. Then the total is
+    L + C + (N−1)·max(L, C), against N·(L + C) when each load waits for the previous calc."""
+    n = 6
+    L = simulate_timing([Load(length=load_len), End()], CFG).cycles
+    C = conv_calc_cycles(CFG, 4, 2, rows, rows, 1)
+    double = []
+    single = []
+    for k in range(n):
+        double += [Load(length=load_len, pop_next=int(k >= 2), push_next=1),
+                   Calc(ti=4, to=2, out_rows=rows, out_cols=rows, pop_prev=1, push_prev=1)]
+        single += [Load(length=load_len, pop_next=int(k >= 1), push_next=1),
+                   Calc(ti=4, to=2, out_rows=rows, out_cols=rows, pop_prev=1, push_prev=1)]
+    t2 = simulate_timing([*double, End()], CFG)
+    t1 = simulate_timing([*single, End()], CFG)
+    assert t2.cycles == L + C + (n - 1) * max(L, C)
+    assert t1.cycles == n * (L + C)
+    assert t2.cycles < t1.cycles
+
+
+def test_load_and_save_share_ddr() -> None:
+    # No tokens: both ready at 0; they must not overlap on the DDR.
+    prog = [Load(length=100), Save(length=64), End()]
+    t = simulate_timing(prog, CFG)
+    s, e = t.start_cycles.tolist(), t.end_cycles.tolist()
+    assert (s[0], e[0]) == (0, 23)
+    assert (s[1], e[1]) == (23, 23 + 26)
+    assert t.ddr_busy_cycles == 49 == t.cycles
+
+
+def test_ddr_first_come_first_served() -> None:
+    """The DDR goes to whichever transfer became ready first, not to program order."""
+    # Tie: LOAD #2 and the SAVE both become ready when the CALC ends (133): LOAD goes first.
+    t = simulate_timing([Load(length=100, push_next=1),                       # 0–23
+                         Calc(ti=4, to=2, out_rows=8, out_cols=8, pop_prev=1, push_next=1,
+                              push_prev=1),                                   # 23–133
+                         Load(length=100, pop_next=1),
+                         Save(length=400, pop_prev=1), End()], CFG)
+    s = t.start_cycles.tolist()
+    assert s[2] == 133 and s[3] == 133 + 23
+    # The SAVE is ready after the first CALC, LOAD #2 only after the second: SAVE first,
+    # although it comes later in program order; the LOAD then waits for the DDR.
+    t = simulate_timing([Load(length=100, push_next=1),
+                         Calc(ti=4, to=2, out_rows=8, out_cols=8, pop_prev=1, push_next=1),
+                         Calc(ti=4, to=2, out_rows=2, out_cols=2, push_prev=1),
+                         Load(length=100, pop_next=1),
+                         Save(length=400, pop_prev=1), End()], CFG)
+    s, e = t.start_cycles.tolist(), t.end_cycles.tolist()
+    assert s[4] == e[1]
+    assert e[2] < e[4] and s[3] == e[4]
+
+
+def test_pushes_never_popped_are_reported() -> None:
+    t = simulate_timing([Load(length=4, push_next=1), Load(length=4, push_next=1), End()], CFG)
+    assert t.unconsumed_tokens == {"LOAD→CALC": 2}
+
+
+def test_missing_push_is_a_deadlock_not_a_hang() -> None:
+    with pytest.raises(DeadlockError, match=r"CALC instruction 0 waits for LOAD→CALC token #1"):
+        simulate_timing([Calc(pop_prev=1), End()], CFG)
+
+
+def test_circular_wait_is_a_deadlock() -> None:
+    prog = [Load(length=4, pop_next=1, push_next=1), Calc(pop_prev=1, push_prev=1), End()]
+    with pytest.raises(DeadlockError) as e:
+        simulate_timing(prog, CFG)
+    msg = str(e.value)
+    assert "LOAD instruction 0 waits for CALC→LOAD" in msg
+    assert "CALC instruction 1 waits for LOAD→CALC" in msg
+
+
+def test_deadlock_after_progress_names_the_token_number() -> None:
+    prog = [Load(length=4, push_next=1), Calc(pop_prev=1), Calc(pop_prev=1), End()]
+    with pytest.raises(DeadlockError, match=r"instruction 2 waits for LOAD→CALC token #2 but"
+                                            r" only 1"):
+        simulate_timing(prog, CFG)
+
+
+@pytest.mark.parametrize("ins,flag", [(Load(pop_prev=1), "pop_prev"),
+                                      (Save(push_next=1), "push_next"),
+                                      (End(push_prev=1), "push_prev")])
+def test_flag_without_neighbour_refused(ins: object, flag: str) -> None:
+    prog = [ins] if isinstance(ins, End) else [ins, End()]
+    with pytest.raises(InputError, match=rf"instruction 0 .*{flag}=1"):
+        simulate_timing(prog, CFG)
+
+
+def test_program_shape_refused() -> None:
+    with pytest.raises(InputError, match="does not end with END"):
+        simulate_timing([Load()], CFG)
+    with pytest.raises(InputError, match="kind 3"):
+        simulate_timing([Calc(kind=3), End()], CFG)
+    with pytest.raises(InputError, match="LOAD buffer 3"):
+        simulate_timing([Load(buffer=3), End()], CFG)
+    other = make_cfg(num_pe=4)
+    with pytest.raises(InputError, match="config hash mismatch"):
+        simulate_timing(Program(other.hash(), (End(),)), CFG)
+
+
+def test_end_closes_a_segment() -> None:
+    """Everything before an END completes before anything after it starts."""
+    prog = [Load(length=100), Calc(ti=4, to=2, out_rows=8, out_cols=8), End(),
+            Load(length=100), End()]
+    t = simulate_timing(prog, CFG)
+    assert t.start_cycles.tolist() == [0, 0, 110, 110, 133]
+    assert t.cycles == 133
+
+
+def test_no_token_crosses_an_end() -> None:
+    prog = [Load(length=4, push_next=1), End(), Calc(pop_prev=1), End()]
+    with pytest.raises(DeadlockError, match="CALC instruction 2 waits for LOAD→CALC token #1"):
+        simulate_timing(prog, CFG)
+    t = simulate_timing([Load(length=4, push_next=1), End(), Load(length=4), End()], CFG)
+    assert t.unconsumed_tokens == {"LOAD→CALC": 1}
+
+
+def test_nop_calc_relays_a_dependency_in_one_cycle() -> None:
+    # SAVE → (NOP CALC) → LOAD: the LOAD must not start before the SAVE ends
+    prog = [Calc(ti=4, to=2, out_rows=8, out_cols=8, push_next=1),
+            Save(length=64, pop_prev=1, push_prev=1),
+            Calc(ti=0, to=0, pop_next=1, push_prev=1),
+            Load(length=100, pop_next=1), End()]
+    t = simulate_timing(prog, CFG)
+    s, e = t.start_cycles.tolist(), t.end_cycles.tolist()
+    assert e[2] - s[2] == 1 and s[2] == e[1] and s[3] == e[2]
+    assert t.layers[0].ops == 2 * 4 * 2 * 8 * 8 * 9      # the NOP does no work
+
+
+def test_program_object_accepted() -> None:
+    t = simulate_timing(Program(CFG.hash(), (Load(length=100), End())), CFG)
+    assert t.cycles == 23
+
+
+# --- per-layer results --------------------------------------------------------------------------
+
+def _two_layer_program() -> list:
+    prog = []
+    for layer, (ti, to) in enumerate([(4, 2), (8, 4)]):
+        for k in range(3):
+            prog += [Load(length=200, pop_next=int(k >= 2), push_next=1, layer=layer),
+                     Calc(ti=ti, to=to, out_rows=8, out_cols=8, pop_prev=1, push_prev=1,
+                          push_next=1, layer=layer),
+                     Save(length=128, pop_prev=1, layer=layer)]
+    prog += [Calc(kind=CalcKind.FC, ti=300, to=10, layer=2), End()]
+    return prog
+
+
+def test_per_layer_accounting() -> None:
+    prog = _two_layer_program()
+    t = simulate_timing(prog, CFG)
+    assert [lt.index for lt in t.layers] == [0, 1, 2]
+    assert [lt.kind for lt in t.layers] == ["conv", "conv", "fc"]
+    assert [lt.instructions for lt in t.layers] == [9, 9, 1]
+    # exclusive times add up to the frame
+    assert sum(lt.time_s for lt in t.layers) == pytest.approx(t.seconds)
+    assert t.cycles == int(t.end_cycles.max())
+    for lt in t.layers:
+        assert lt.span_s >= lt.bound_s * (1 - 1e-12)
+        assert lt.span_s >= lt.time_s - 1e-15
+    l0 = t.layers[0]
+    assert l0.ops == 3 * 2 * 4 * 2 * 8 * 8 * 9          # instruction MACs × 2
+    assert l0.bytes_loaded == 3 * 400 and l0.bytes_saved == 3 * 256
+    assert l0.mean_burst_bytes == pytest.approx((1200 + 768) / l0.transactions)
+    assert l0.gops == pytest.approx(l0.ops / l0.time_s / 1e9)
+    assert l0.mult_util == pytest.approx(l0.gops / CFG.peak_gops)
+    assert t.layers[2].ops == 2 * 300 * 10
+    assert t.ops == sum(lt.ops for lt in t.layers)
+    assert t.gops == pytest.approx(t.ops / t.seconds / 1e9)
+    conv_t = t.layers[0].time_s + t.layers[1].time_s
+    assert t.conv_gops == pytest.approx((t.layers[0].ops + t.layers[1].ops) / conv_t / 1e9)
+    assert t.fps == pytest.approx(1 / t.seconds)
+    assert t.ops_source == "instructions"
+
+
+def test_manifest_names_and_operations() -> None:
+    manifest = {"layers": [{"name": "conv1", "kind": "conv", "ops": 1000},
+                           {"name": "conv2", "kind": "conv", "macs": 700},
+                           {"name": "fc3", "kind": "fc", "ops": 6000}],
+                "host_layers": ["prob"]}
+    t = simulate_timing(_two_layer_program(), CFG, manifest)
+    assert [lt.name for lt in t.layers] == ["conv1", "conv2", "fc3"]
+    assert [lt.ops for lt in t.layers] == [1000, 1400, 6000]
+    assert t.host_layers == ("prob",)
+    assert t.ops_source == "manifest"
+    d = t.to_dict()
+    assert d["layers"][1]["name"] == "conv2" and d["fps"] == t.fps
+    with pytest.raises(InputError, match="manifest: key 'layers'"):
+        simulate_timing(_two_layer_program(), CFG, {"layers": "x"})
+
+
+def test_empty_program_is_valid_json() -> None:
+    import json
+
+    t = simulate_timing([End()], CFG, {"layers": [], "host_layers": [{"name": "prob"}]})
+    assert t.cycles == 0 and t.fps is None and t.layers == () and t.gops == 0.0
+    d = json.loads(json.dumps(t.to_dict(), allow_nan=False))
+    assert d["host_layers"] == ["prob"] and d["fps"] is None
