@@ -75,7 +75,8 @@ def run_reference_profiled(ex, x: np.ndarray, times: dict[str, list[float]]) -> 
             times.setdefault(layer.name, []).append(time.perf_counter() - t0)
 
 
-def bench(bits: int, batches: list[int], repeat: int, profile: bool, seed: int) -> list[dict]:
+def bench(bits: int, batches: list[int], repeat: int, profile: bool, seed: int,
+          method: str) -> list[dict]:
     from deepfpga import zoo
     from deepfpga.quant.random_model import random_qmodel
     from deepfpga.quant.reference import ReferenceExecutor
@@ -88,7 +89,7 @@ def bench(bits: int, batches: list[int], repeat: int, profile: bool, seed: int) 
     q = random_qmodel(g, rng, bits, bits, fl_in=fin, x_calib=calib)
     t_model = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ex = ReferenceExecutor.build(q)
+    ex = ReferenceExecutor.build(q, method=method)
     t_prep = time.perf_counter() - t0
     params = float_params(q)
     rows = []
@@ -109,7 +110,7 @@ def bench(bits: int, batches: list[int], repeat: int, profile: bool, seed: int) 
                     run_torch(g, params, xf)
                     t_f32.append(time.perf_counter() - t0)
         row = {
-            "bits": bits, "batch": n, "repeat": repeat,
+            "bits": bits, "batch": n, "repeat": repeat, "threads": torch.get_num_threads(),
             "reference_s": statistics.median(t_ref), "float32_s": statistics.median(t_f32),
             "reference_runs_s": t_ref, "float32_runs_s": t_f32,
             "ratio": statistics.median(t_ref) / statistics.median(t_f32),
@@ -136,13 +137,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--method", default="auto", help="accumulation method (default auto)")
+    ap.add_argument("--threads", type=int, help="torch threads for both sides (default: torch's)")
     ap.add_argument("--profile", action="store_true", help="per-layer times of both sides")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     rows = []
     for bits in args.bits:
-        rows += bench(bits, args.batch, args.repeat, args.profile, args.seed)
+        rows += bench(bits, args.batch, args.repeat, args.profile, args.seed, args.method)
         r = rows[-1]
         print(f"{bits}-bit: model built in {r['model_build_s']:.1f} s, weights prepared in"
               f" {r['prepare_s']:.1f} s, methods {r['methods']}", flush=True)

@@ -271,15 +271,16 @@ def test_float64_path_at_and_beyond_2_53():
     assert R.conv_acc(xc, wc, method="split").ravel().tolist() == [1]
 
 
-def test_chunked_and_blocked_products(monkeypatch):
-    """K chunking (int32 safety) and row blocking give the same integers."""
+@pytest.mark.parametrize("budget", [64, 4400])  # one-row bands; groups of 2 of 3 images
+def test_chunked_and_blocked_products(monkeypatch, budget):
+    """K chunking (int32 safety) and row/image blocking give the same integers."""
     rng = np.random.default_rng(3)
     x = rng.integers(-32768, 32768, (3, 5, 9, 7))
     w = rng.integers(-32768, 32768, (4, 5, 3, 3))
     want = np.array(py_conv_acc(x, w, (2, 1), (1, 2)), dtype=np.int64)
     monkeypatch.setattr(R, "_I8_K_CHUNK", 7)
     monkeypatch.setattr(R, "_SPLIT_K_CHUNK", 5)
-    monkeypatch.setattr(R, "_BLOCK_BYTES", 64)
+    monkeypatch.setattr(R, "_BLOCK_BYTES", budget)
     for m in METHODS:
         assert np.array_equal(R.conv_acc(x, w, (2, 1), (1, 2), method=m), want), m
     xf, wf = rng.integers(-128, 128, (5, 30)), rng.integers(-128, 128, (3, 30))

@@ -21,7 +21,6 @@ from deepfpga.quant.random_model import random_qmodel
 from deepfpga.quant.reference import execute
 from deepfpga.sim.functional import SimulationError, simulate
 
-
 # --- random networks and tilings ----------------------------------------------------------------
 
 def random_network(rng: np.random.Generator, host_layers: bool = True):

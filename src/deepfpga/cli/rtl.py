@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from deepfpga.cli.output import add_json_flag, print_json, table
-from deepfpga.errors import InputError
 
 
 def _add_pe_args(p: argparse.ArgumentParser) -> None:
@@ -93,8 +92,9 @@ def _run_synth(args: argparse.Namespace) -> int:
     try:
         r = synthesize(params, args.device, workdir=args.workdir, pnr=not args.no_pnr,
                        timeout_s=args.timeout, seed=args.seed)
-    except RuntimeError as e:
-        raise InputError(str(e)) from None
+    except RuntimeError as e:             # a tool failed or timed out: not bad input
+        print(f"deepfpga rtl synth: error: {e}", file=sys.stderr)
+        return 1
     if args.json:
         print_json(r.to_dict())
         return 0

@@ -39,8 +39,8 @@ class Region:
 
 def first_fit(requests: Sequence[tuple[str, int, int, int]], base: int
               ) -> dict[str, int]:
-    """Place (name, size, first, last) requests at the lowest address ≥ base that does not
-    collide with an already placed request whose lifetime intersects; in request order."""
+    """Place (name, size, first, last) requests, in the order given, each at the lowest
+    address ≥ base that collides with no placed request whose lifetime intersects its own."""
     placed: list[tuple[int, int, int, int]] = []   # start, end, first, last
     out: dict[str, int] = {}
     for name, size, first, last in requests:

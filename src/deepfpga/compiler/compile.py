@@ -9,13 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deepfpga.compiler import layout
 from deepfpga.compiler.alloc import Region, check_no_overlap, first_fit
 from deepfpga.compiler.builder import Builder
 from deepfpga.compiler.codegen import Placement, emit_conv, emit_fc
 from deepfpga.compiler.isa import Program, encode_program, program_stats
-from deepfpga.compiler.mapping import HostStep, Mapping as NetMapping, ModelInput, Stage, \
-    map_network
+from deepfpga.compiler.mapping import HostStep, ModelInput, Stage, map_network
+from deepfpga.compiler.mapping import Mapping as NetMapping
 from deepfpga.compiler.tiling import Choice, Tiling, choose
 from deepfpga.errors import InputError
 from deepfpga.fileio import atomic_write_bytes, atomic_write_json
@@ -175,7 +177,8 @@ def _allocate(m: NetMapping, choices: tuple[Choice, ...], cfg: AcceleratorConfig
     for t in sorted((t for t in m.tensors.values() if t.on_ddr), key=lambda t: t.producer):
         last = end_pos if t.is_output else max((t.producer, *t.readers))
         reqs.append((f"t:{t.name}", t.size * cfg.data_bytes, t.producer, last))
-    placed = first_fit(reqs, base)
+    # largest first: big maps take the low addresses, small ones fill around them
+    placed = first_fit(sorted(reqs, key=lambda r: (-r[1], r[2])), base)
     stage_outputs = {st.output for st in m.stages}
     for (name, size, first, last) in reqs:
         tname = name[2:]
@@ -207,16 +210,19 @@ def _image(m: NetMapping, choices: tuple[Choice, ...], regions: dict[str, Region
     if model.weights is None:
         return bytes(size)
     image = bytearray(size)
+    view = np.frombuffer(image, dtype=np.uint8)
     for st in m.stages:
         arrays = model.weights[st.name]
-        data = layout.pack(layout.arrange_weights(st, choices[st.index].tiling,
-                                                  arrays["weight"]), cfg.weight_bytes)
+        t = choices[st.index].tiling
         r = regions[f"w:{st.name}"]
-        image[r.start:r.start + len(data)] = data
+        offs = layout.block_offsets(st, t, cfg.weight_bytes)
+        for key, block in layout.weight_blocks(st, t, arrays["weight"]):
+            data = layout.pack_array(block, cfg.weight_bytes)
+            view[r.start + offs[key]:r.start + offs[key] + len(data)] = data
         if st.has_bias:
-            data = layout.pack(arrays["bias"], cfg.bias_bytes)
+            data = layout.pack_array(arrays["bias"], cfg.bias_bytes)
             r = regions[f"b:{st.name}"]
-            image[r.start:r.start + len(data)] = data
+            view[r.start:r.start + len(data)] = data
     return bytes(image)
 
 

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from deepfpga.compiler.mapping import Stage
@@ -25,10 +27,19 @@ def align(n: int, a: int = ALIGN) -> int:
     return -(-n // a) * a
 
 
+def pack_array(values: np.ndarray, nbytes: int) -> np.ndarray:
+    """Integers → uint8 array of little-endian two's complement, `nbytes` each (values must
+    fit)."""
+    v = np.asarray(values).reshape(-1)
+    if nbytes in (1, 2, 4, 8):
+        return np.ascontiguousarray(v.astype(f"<i{nbytes}")).view(np.uint8)
+    v = np.ascontiguousarray(v.astype("<i8"))
+    return np.ascontiguousarray(v.view(np.uint8).reshape(-1, 8)[:, :nbytes]).reshape(-1)
+
+
 def pack(values: np.ndarray, nbytes: int) -> bytes:
     """Integers → little-endian two's complement of `nbytes` each (values must fit)."""
-    v = np.ascontiguousarray(np.asarray(values, dtype="<i8").reshape(-1))
-    return v.view(np.uint8).reshape(-1, 8)[:, :nbytes].tobytes()
+    return pack_array(values, nbytes).tobytes()
 
 
 def unpack(data: bytes | np.ndarray, nbytes: int) -> np.ndarray:
@@ -87,6 +98,23 @@ def sub_kernels(w: np.ndarray, stage: Stage) -> np.ndarray:
     pad = np.zeros((n, c, 3 * a, 3 * b), dtype=np.int64)
     pad[:, :, :kh, :kw] = w
     return pad.reshape(n, c, a, 3, b, 3).transpose(2, 4, 0, 1, 3, 5).reshape(a * b, n, c, 9)
+
+
+def weight_blocks(stage: Stage, t: Tiling, w: np.ndarray
+                  ) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
+    """((output group, input group), block) in DDR order; each block as stored, flattened."""
+    o_spl = splits(stage.out_channels, t.to)
+    i_spl = splits(stage.in_channels, t.ti)
+    if stage.kind == "conv":
+        sub = sub_kernels(np.asarray(w), stage)
+        for og, ig in conv_block_order(stage, t):
+            (o0, on), (i0, inn) = o_spl[og], i_spl[ig]
+            yield (og, ig), sub[:, o0:o0 + on, i0:i0 + inn, :].reshape(-1)
+    else:
+        w2 = np.asarray(w)
+        for og, ig in fc_block_order(stage, t):
+            (o0, on), (i0, inn) = o_spl[og], i_spl[ig]
+            yield (og, ig), w2[o0:o0 + on, i0:i0 + inn].reshape(-1)
 
 
 def arrange_weights(stage: Stage, t: Tiling, w: np.ndarray) -> np.ndarray:

@@ -57,7 +57,7 @@ _I8_K_CHUNK = 1 << 16
 _SPLIT_DIGIT_BITS = 16
 _SPLIT_K_CHUNK = 1 << 22
 # Patch matrices are built in row blocks of about this many bytes (bounds temporary memory).
-_BLOCK_BYTES = 24 << 20
+_BLOCK_BYTES = 64 << 20
 
 _GEMM_DTYPE = {"i8": torch.int8, "split": torch.float64, "f64": torch.float64,
                "int64": torch.int64}
@@ -399,7 +399,10 @@ def _gemm_blocks(x: _Patches, pw: PreparedMatrix
                         g = _mm(xd[:, k0:k1].contiguous(), wd[:, k0:k1].contiguous(), method)
                     if g.is_floating_point():
                         g = g.to(torch.int64)  # exact: an integer below 2^53
-                    acc.add_(g, alpha=scale) if scale != 1 else acc.add_(g)
+                    if scale == 1:
+                        acc.add_(g)
+                    else:
+                        acc.add_(g, alpha=scale)
             del xd
         if pw.c:
             acc.add_((x.row_sums(b) - pw.k * x.c).unsqueeze(1), alpha=pw.c)
@@ -485,21 +488,31 @@ def _conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
     hp, wp = h + 2 * ph, w + 2 * pw_
     digits, c = _x_digits(xp, pw.method, x_bits)
     digits = [d.contiguous() for d in digits]
-    rows_y = max(1, _block_rows(pw.kp, pw.method) // wo)
-    spans = [(i, y0, min(ho, y0 + rows_y)) for i in range(n) for y0 in range(0, ho, rows_y)]
-    blocks = [((i * ho + y0) * wo, (i * ho + y1) * wo) for i, y0, y1 in spans]
+    # Blocks are whole images when one fits the budget (few, large products), else row bands
+    # of one image. A span is (first image, images, first output row, rows).
+    per_block = _block_rows(pw.kp, pw.method)
+    if ho * wo <= per_block:
+        k_img = per_block // (ho * wo)
+        spans = [(i, min(k_img, n - i), 0, ho) for i in range(0, n, k_img)]
+    else:
+        rows_y = max(1, per_block // wo)
+        spans = [(i, 1, y0, min(rows_y, ho - y0)) for i in range(n) for y0 in range(0, ho, rows_y)]
+    blocks = [((i * ho + y0) * wo, ((i + ni - 1) * ho + y0 + ny) * wo) for i, ni, y0, ny in spans]
     img, row = hp * wp * c_in, wp * c_in
 
     def block(j: int, b: int) -> torch.Tensor:
-        i, y0, y1 = spans[b]
+        i, ni, y0, ny = spans[b]
         d = digits[j]
-        view = d.as_strided((y1 - y0, wo, kh, kw, c_in), (sh * row, sw * c_in, row, c_in, 1),
+        view = d.as_strided((ni, ny, wo, kh, kw, c_in),
+                            (img, sh * row, sw * c_in, row, c_in, 1),
                             d.storage_offset() + i * img + y0 * sh * row)
+        rows = ni * ny * wo
         if pw.kp == pw.k:
             # reshape may return an overlapping view (stride-1 windows); GEMMs get real rows
-            return view.reshape((y1 - y0) * wo, pw.k).contiguous()
-        buf = torch.zeros(((y1 - y0) * wo, pw.kp), dtype=d.dtype)  # zero columns up to kp
-        buf.as_strided(view.shape, (wo * pw.kp, pw.kp, kw * c_in, c_in, 1)).copy_(view)
+            return view.reshape(rows, pw.k).contiguous()
+        buf = torch.zeros((rows, pw.kp), dtype=d.dtype)  # zero columns up to kp
+        buf.as_strided(view.shape, (ny * wo * pw.kp, wo * pw.kp, pw.kp, kw * c_in, c_in, 1)
+                       ).copy_(view)
         return buf
 
     sums: list[torch.Tensor] = []
@@ -586,7 +599,8 @@ def _shift_left_saturate(acc: torch.Tensor, k: int, out: FixedFormat, count_nega
     hi = out.qmax >> k
     lo = -((-out.qmin) >> k)
     over, under = acc > hi, acc < lo
-    n = int(over.sum()) + (int(under.sum()) if count_negative else 0)
+    n = int(torch.count_nonzero(over)) + (int(torch.count_nonzero(under)) if count_negative
+                                          else 0)
     y = acc.clamp(lo, hi).bitwise_left_shift_(k)
     y.masked_fill_(over, out.qmax).masked_fill_(under, out.qmin)
     return y, n
@@ -630,9 +644,10 @@ def _finish_rows(acc: torch.Tensor, bias_round: torch.Tensor | None, s: int, out
         acc.bitwise_right_shift_(s)  # arithmetic shift: floor((acc + 2^(s-1)) / 2^s)
     lower = 0 if relu else out.qmin
     mn, mx = (int(v) for v in torch.aminmax(acc))
-    n = int((acc > out.qmax).sum()) if mx > out.qmax else 0
+    # counting only when something saturates; numpy counts a mask several times faster
+    n = int(np.count_nonzero(_np(acc) > out.qmax)) if mx > out.qmax else 0
     if count_negative and not relu and mn < out.qmin:
-        n += int((acc < out.qmin).sum())
+        n += int(np.count_nonzero(_np(acc) < out.qmin))
     if mn < lower or mx > out.qmax:
         acc.clamp_(lower, out.qmax)
     dest.copy_(acc)

@@ -8,6 +8,7 @@ pyplot state, no display needed).
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,7 +43,7 @@ def time_chart_png(layers: Sequence[Mapping[str, Any]], title: str = "") -> byte
     from matplotlib.figure import Figure
 
     names = [str(r["name"]) for r in layers]
-    fig = Figure(figsize=(8.0, 1.2 + 0.32 * max(len(names), 1)))
+    fig = Figure(figsize=(8.0, 1.6 + 0.32 * max(len(names), 1)), layout="constrained")
     ax = fig.add_subplot()
     y = list(range(len(names)))
     left = [0.0] * len(names)
@@ -55,9 +56,28 @@ def time_chart_png(layers: Sequence[Mapping[str, Any]], title: str = "") -> byte
     ax.set_xlabel("time per frame (ms)")
     ax.set_title(title or "Time per layer: compute vs transfer")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (1 + 0.3 * len(names)) - 0.12),
-              ncol=2, fontsize="small", frameon=False)
+    fig.legend(loc="outside lower center", ncol=2, fontsize="small", frameon=False)
     return _png(fig)
+
+
+def _label_offsets(pts: Sequence[Mapping[str, Any]], pt_per_decade_x: float,
+                   pt_per_decade_y: float) -> list[int]:
+    """Vertical label offsets (points) so labels of nearby points do not print on each other:
+    labels are placed in order, each moved down a line while it would overlap an earlier one
+    (label boxes estimated from the axes' scale, ~5 points per character, 9 points high)."""
+    placed: list[tuple[float, float, float]] = []   # left, bottom, width in points
+    out = []
+    for r in pts:
+        x = math.log10(float(r["op_intensity"])) * pt_per_decade_x + 5
+        y0 = math.log10(float(r["gops"])) * pt_per_decade_y
+        w = 5.0 * len(str(r["name"]))
+        dy = 3
+        while any(abs(y0 + dy - py) < 9 and x < px + pw and px < x + w
+                  for px, py, pw in placed):
+            dy -= 9
+        placed.append((x, y0 + dy, w))
+        out.append(dy)
+    return out
 
 
 def roofline_png(layers: Sequence[Mapping[str, Any]], peak_gops: float, bandwidth_gbps: float,
@@ -85,13 +105,17 @@ def roofline_png(layers: Sequence[Mapping[str, Any]], peak_gops: float, bandwidt
         if sel:
             ax.scatter([float(r["op_intensity"]) for r in sel], [float(r["gops"]) for r in sel],
                        marker=marker, color=colour, zorder=3, label=f"{kind.upper()} layer")
-    for r in pts:
+    # ~400 × 270 points of axes: points per decade on each log axis, for label placement
+    ys = [float(r["gops"]) for r in pts] or [peak_gops]
+    ylo = min(min(ys), lo * bandwidth_gbps) / 2
+    per_x = 400 / math.log10(hi / lo)
+    per_y = 270 / math.log10(peak_gops * 2 / ylo)
+    for r, dy in zip(pts, _label_offsets(pts, per_x, per_y), strict=True):
         ax.annotate(str(r["name"]), (float(r["op_intensity"]), float(r["gops"])),
-                    textcoords="offset points", xytext=(4, 3), fontsize="x-small")
+                    textcoords="offset points", xytext=(5, dy), fontsize="x-small")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ys = [float(r["gops"]) for r in pts] or [peak_gops]
-    ax.set_ylim(min(min(ys), lo * bandwidth_gbps) / 2, peak_gops * 2)
+    ax.set_ylim(ylo, peak_gops * 2)
     ax.set_xlim(lo, hi)
     ax.set_xlabel("operational intensity (operations per DDR byte)")
     ax.set_ylabel("GOP/s")

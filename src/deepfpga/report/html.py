@@ -92,8 +92,8 @@ def _yes_no(v: bool | None) -> str:
 
 
 def layer_table(layers: Sequence[Mapping[str, Any]]) -> str:
-    headers = ["layer", "kind", "fused", "tiling Tr×Tc×Ti×To", "latency ms", "compute ms", "transfer ms",
-               "MOP", "GOP/s", "bound", "utilisation", "bytes", "op/B", "bit-exact"]
+    headers = ["layer", "kind", "fused", "tiling Tr×Tc×Ti×To", "latency ms", "compute ms",
+               "transfer ms", "MOP", "GOP/s", "bound", "utilisation", "bytes", "op/B", "bit-exact"]
     rows = [
         [r["name"], r["kind"], " + ".join(r.get("fused") or [r["name"]]), r.get("tiling") or "–",
          r["latency_ms"], r["compute_ms"], r["transfer_ms"], r["ops"] / 1e6, r["gops"],

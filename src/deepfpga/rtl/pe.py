@@ -30,7 +30,7 @@ from deepfpga.rtl.adder_tree import AdderTree, PartialSumAdd
 from deepfpga.rtl.convolver import Convolver
 from deepfpga.rtl.maxpool import MaxPool
 from deepfpga.rtl.padder import Padder
-from deepfpga.rtl.params import ROW_BITS, SHIFT_BITS, TAPS, PEParams, bits_for
+from deepfpga.rtl.params import ROW_BITS, SHIFT_BITS, PEParams, bits_for
 from deepfpga.rtl.shift import DataShift, Relu
 
 if TYPE_CHECKING:
@@ -167,7 +167,3 @@ class PE(wiring.Component):
         m.d.comb += self.busy.eq(pad.busy | conv.busy | tree.busy | (fifo.level != 0)
                                  | psadd.busy | relu.busy | dshift.busy | pool.busy)
         return m
-
-    @property
-    def weight_count(self) -> int:
-        return self.params.convolvers * TAPS

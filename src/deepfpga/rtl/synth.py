@@ -76,7 +76,7 @@ def _tool(name: str) -> str:
         return str(local)
     found = shutil.which(name)
     if found is None:
-        raise InputError(f"{name} not found (pip package {name.replace('-ecp5', '')})")
+        raise InputError(f"{name} not found (pip package {name})")
     return found
 
 

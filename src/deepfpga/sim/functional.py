@@ -24,8 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from deepfpga.compiler.isa import Buffer, Calc, CalcKind, End, Instruction, Load, Save, \
-    decode_program
+from deepfpga.compiler.isa import (
+    Buffer,
+    Calc,
+    CalcKind,
+    End,
+    Instruction,
+    Load,
+    Save,
+    decode_program,
+)
 from deepfpga.compiler.layout import pack, unpack
 from deepfpga.errors import InputError
 from deepfpga.hw.config import AcceleratorConfig
@@ -110,14 +118,17 @@ class _Buf:
             self.last_read[idx] = np.maximum(self.last_read[idx], m.index)
         return self.val[idx]
 
-    def write(self, m: _Machine, idx: slice | np.ndarray, values: np.ndarray) -> None:
+    def write(self, m: _Machine, idx: slice | np.ndarray, values: np.ndarray | None) -> None:
+        """Record a write (race check, valid bits); store `values` unless None (a deferred
+        CALC stores its values when it is computed)."""
         if m.check_races:
             j = int(self.last_read[idx].max(initial=-1))
             if j > m.vc[self.reader]:
                 m.fail(f"overwrites {self.name} entries still read by instruction {j}"
                        f" ({ENGINES[self.reader]}) without a dependency on it (race)")
             self.last_write[idx] = m.index
-        self.val[idx] = values
+        if values is not None:
+            self.val[idx] = values
         self.valid[idx] = True
 
 
@@ -142,6 +153,7 @@ class _Machine:
         self.ins: Instruction | None = None
         self.saturations: dict[int, int] = {}
         self.nops = 0
+        self.pending: list[_Pending | _PendingSave] = []
         a0, a1 = (int(v) for v in manifest["arena"])
         self.arena = (a0, a1)
         n = max(0, a1 - a0)
@@ -181,33 +193,42 @@ class _Machine:
             self._live_cache[key] = (np.array(ms, dtype=np.int64), np.array(me, dtype=np.int64))
         return self._live_cache[key]
 
-    def segments(self, ins: Load | Save, eb: int, writing: bool) -> np.ndarray:
-        """Byte indices of a DMA instruction's elements, in transfer order, after checking them
-        against the DDR image and the regions live at this stage."""
-        j = np.arange(ins.n2, dtype=np.int64)[:, None] * ins.stride2
-        i = np.arange(ins.n1, dtype=np.int64)[None, :] * ins.stride1
-        starts = (ins.ddr_addr + j + i).reshape(-1)
+    def segments(self, ins: Load | Save, eb: int, writing: bool) -> _Geom:
+        """The DMA geometry of an instruction, after checking it against the DDR image and the
+        regions live at this stage."""
         seg = ins.length * eb
-        if len(starts) and (starts.min() < 0 or starts.max() + seg > len(self.ddr)):
-            self.fail(f"DDR bytes [{int(starts.max())}, {int(starts.max()) + seg}) outside the"
-                      f" {len(self.ddr)}-byte DDR image")
+        geom = _Geom(ins.ddr_addr, ins.n2, ins.stride2, ins.n1, ins.stride1, seg)
+        if geom.count == 0:
+            return geom
+        if geom.end > len(self.ddr):
+            self.fail(f"DDR bytes up to {geom.end} outside the {len(self.ddr)}-byte DDR image")
         pos = self.position.get(ins.layer)
         if pos is None:
             self.fail(f"layer {ins.layer} is not in the manifest's layer table")
         ms, me = self._live(int(pos), writing)
+        starts = geom.starts()
         k = np.searchsorted(ms, starts, side="right") - 1
         ok = (k >= 0) & (starts + seg <= me[np.maximum(k, 0)]) if len(ms) else \
             np.zeros(len(starts), dtype=bool)
-        if seg and not ok.all():
+        if not ok.all():
             b = int(starts[np.flatnonzero(~ok)[0]])
             kind = "writable region" if writing else "region"
             self.fail(f"DDR bytes [{b}, {b + seg}) are outside every {kind} live at this layer")
-        return (starts[:, None] + np.arange(seg, dtype=np.int64)[None, :]).reshape(-1)
+        return geom
 
-    def _arena_idx(self, byte_idx: np.ndarray) -> np.ndarray:
+    def _arena_views(self, geom: _Geom) -> tuple[Any, Any, Any] | None:
+        """(written, last_save, last_load) views of the bytes a transfer touches in the arena,
+        or None when it touches none of it."""
         a0, a1 = self.arena
-        sel = byte_idx[(byte_idx >= a0) & (byte_idx < a1)]
-        return sel - a0
+        if geom.count == 0 or geom.end <= a0 or geom.start >= a1:
+            return None
+        if geom.start < a0 or geom.end > a1:        # straddles the arena's edge: index arrays
+            idx = geom.indices()
+            sel = idx[(idx >= a0) & (idx < a1)] - a0
+            return _Gather(self.written, sel), _Gather(self.last_save, sel), \
+                _Gather(self.last_load, sel)
+        return (geom.view(self.written, a0), geom.view(self.last_save, a0),
+                geom.view(self.last_load, a0))
 
     # --- instructions -----------------------------------------------------------------------
     def step(self, index: int, ins: Instruction) -> None:
@@ -247,6 +268,7 @@ class _Machine:
         return None
 
     def end(self) -> None:
+        self.flush()
         left = {CHANNELS[c]: len(q) for c, q in enumerate(self.tokens) if q}
         if left:
             self.fail(f"tokens pushed but never popped at END: {left}")
@@ -273,22 +295,33 @@ class _Machine:
         n = ins.n1 * ins.n2 * ins.length
         limit = self.fc_entries if ins.buffer == Buffer.INPUT and ins.fc_weights else None
         dst = buf.span(self, ins.buf_addr, n, limit)
-        idx = self.segments(ins, eb, writing=False)
-        ai = self._arena_idx(idx)
-        if len(ai):
-            if not self.written[ai].all():
-                b = int(ai[np.flatnonzero(~self.written[ai])[0]]) + self.arena[0]
-                self.fail(f"reads DDR byte {b}, which no SAVE (or the host) has written")
+        geom = self.segments(ins, eb, writing=False)
+        views = self._arena_views(geom)
+        if views is not None:
+            written, last_save, last_load = views
+            if not written[...].all():
+                self.fail(f"reads DDR bytes of the feature-map arena that no SAVE (or the host)"
+                          f" has written (in [{geom.start}, {geom.end}))")
             if self.check_races:
-                j = int(self.last_save[ai].max(initial=-1))
+                j = int(last_save[...].max(initial=-1))
                 if j > self.vc[SAVE]:
                     self.fail(f"reads DDR bytes saved by instruction {j} (SAVE) without a"
                               " dependency on it (race)")
-                self.last_load[ai] = self.index
-        values = unpack(self.ddr[idx], eb)
+                last_load[...] = self.index
+        if views is not None:
+            self.flush()                # deferred SAVEs may write what this LOAD reads
+        elif ins.buffer == Buffer.INPUT:
+            self.flush(dst)             # deferred CALCs must see the tile they read
+        values = unpack(np.ascontiguousarray(geom.view(self.ddr)).reshape(-1), eb) if n else \
+            np.zeros(0, dtype=np.int64)
         buf.write(self, dst, values)
 
     def calc(self, ins: Calc) -> None:
+        """Check the CALC and record its accesses now (program order); compute it later,
+        together with the following CALCs on the same input tile (one matrix product with
+        their weights stacked: what makes simulating a layer fast). Its results are stored
+        before anything can observe them: a SAVE, a LOAD into its tile, a CALC on another
+        tile or reading its accumulators, an END, the end of a stage."""
         cfg = self.cfg
         if ins.to == 0 or ins.ti == 0:
             self.nops += 1
@@ -297,43 +330,112 @@ class _Machine:
             self.fail(f"CALC kind {ins.kind} is neither CONV nor FC")
         if ins.stride < 1:
             self.fail("stride 0")
-        inp, wgt = self.bufs[Buffer.INPUT], self.bufs[Buffer.WEIGHT]
+        inp, wgt, out = self.bufs[Buffer.INPUT], self.bufs[Buffer.WEIGHT], self.out
+        vec = None
         if ins.kind == CalcKind.FC:
             if ins.pool or (ins.in_rows, ins.in_cols, ins.out_rows, ins.out_cols) != (1, 1, 1, 1):
                 self.fail("FC CALC must have 1×1 rows/cols and no pooling")
-            vec = wgt.read(self, wgt.span(self, ins.wb_addr, ins.ti), "FC vector")
-            blk = inp.read(self, inp.span(self, ins.ib_addr, ins.to * ins.ti, self.fc_entries),
-                           "FC weights").reshape(ins.to, ins.ti)
-            part = _matmul(blk, vec[:, None]).reshape(ins.to, 1, 1)
+            vec = wgt.read(self, wgt.span(self, ins.wb_addr, ins.ti), "FC vector").copy()
+            tile = inp.span(self, ins.ib_addr, ins.to * ins.ti, self.fc_entries)
+            w = inp.read(self, tile, "FC weights").reshape(ins.to, ins.ti).copy()
+            key: tuple[int, ...] = (-1,)
         else:
             if ins.in_cols > cfg.max_row_width:
                 self.fail(f"input tile row of {ins.in_cols} values exceeds max_row_width"
                           f" {cfg.max_row_width}")
-            n_in = ins.ti * ins.in_rows * ins.in_cols
-            tile = inp.read(self, inp.span(self, ins.ib_addr, n_in), "input tile")
-            w = wgt.read(self, wgt.span(self, ins.wb_addr, ins.to * ins.ti * 9), "weights")
-            part = _conv_tile(tile.reshape(ins.ti, ins.in_rows, ins.in_cols),
-                              w.reshape(ins.to, ins.ti * 9), ins)
-        out = self.out
-        n_acc = ins.to * ins.out_rows * ins.out_cols
-        acc_idx = out.span(self, ins.ob_addr, n_acc)
+            tile = inp.span(self, ins.ib_addr, ins.ti * ins.in_rows * ins.in_cols)
+            inp.read(self, tile, "input tile")
+            w = wgt.read(self, wgt.span(self, ins.wb_addr, ins.to * ins.ti * 9),
+                         "weights").reshape(ins.to, ins.ti * 9).copy()
+            key = (ins.ib_addr, ins.ti, ins.in_rows, ins.in_cols, ins.out_rows, ins.out_cols,
+                   ins.stride, ins.pad_top, ins.pad_left, ins.koff_y, ins.koff_x)
+        acc_idx = out.span(self, ins.ob_addr, ins.to * ins.out_rows * ins.out_cols)
+        if any(isinstance(p, _Pending) and p.key != key for p in self.pending[:1]) or \
+                self._pending_key() not in (None, key):
+            self.flush()
         if ins.accumulate:
-            part = part + out.read(self, acc_idx, "accumulators").reshape(part.shape)
+            out.read(self, acc_idx, "accumulators")
+        bias = None
+        out_idx = None
+        if ins.finalize:
+            if not 2 <= ins.out_bits <= cfg.data_bits:
+                self.fail(f"out_bits {ins.out_bits} outside 2..{cfg.data_bits}")
+            if ins.has_bias:
+                bb = self.bufs[Buffer.BIAS]
+                bias = bb.read(self, bb.span(self, ins.bb_addr, ins.to), "bias").copy()
+            r, c = (ins.out_rows // 2, ins.out_cols // 2) if ins.pool else \
+                (ins.out_rows, ins.out_cols)
+            pitch = ins.out_pitch or r * c
+            out_idx = (ins.out_addr + np.arange(ins.to, dtype=np.int64)[:, None] * pitch
+                       + np.arange(r * c, dtype=np.int64)[None, :]).reshape(-1)
+            if len(out_idx) and (out_idx.max() >= len(out.val) or out_idx.min() < 0):
+                self.fail(f"finalized output reaches OUTPUT entry {int(out_idx.max())}, beyond"
+                          f" its {len(out.val)} entries")
+        out.write(self, acc_idx, None)
+        if out_idx is not None:
+            out.write(self, out_idx, None)
+        self.pending.append(_Pending(self.index, ins, key, tile, w, vec, bias, acc_idx, out_idx))
+        if vec is not None:
+            self.flush()
+
+    def _pending_key(self) -> tuple[int, ...] | None:
+        for p in self.pending:
+            if isinstance(p, _Pending):
+                return p.key
+        return None
+
+    def flush(self, tile: slice | None = None) -> None:
+        """Carry out the deferred operations in program order: the CALCs (which share one
+        input tile: their products are one matrix product) and the SAVEs between them. With
+        `tile`, only if a deferred CALC reads INPUT entries in it."""
+        calcs = [p for p in self.pending if isinstance(p, _Pending)]
+        if not calcs:
+            for op in self.pending:
+                assert isinstance(op, _PendingSave)
+                self.index, self.ins = op.index, op.ins
+                self.store(op)
+            self.pending = []
+            return
+        if tile is not None and not any(p.tile.start < tile.stop and tile.start < p.tile.stop
+                                        for p in calcs):
+            return
+        pend, self.pending = self.pending, []
+        index, ins = self.index, self.ins
+        first = calcs[0]
+        if first.vec is not None:                            # FC: one CALC at a time
+            parts = [_matmul(first.w, first.vec[:, None]).reshape(-1, 1, 1)]
+        else:
+            i = first.ins
+            t = self.bufs[Buffer.INPUT].val[first.tile].reshape(i.ti, i.in_rows, i.in_cols)
+            w_all = np.concatenate([p.w for p in calcs]) if len(calcs) > 1 else first.w
+            t_max = int(np.abs(t).max()) if t.size else 0
+            exact = int(np.abs(w_all).sum(axis=1).max(initial=0)) * t_max < 1 << 53
+            pat = _patches(t, i, np.float64 if exact else np.int64)
+            prod = _matmul(w_all, pat, t_max).reshape(-1, i.out_rows, i.out_cols)
+            parts = np.split(prod, np.cumsum([p.ins.to for p in calcs])[:-1])
+        products = iter(parts)
+        for op in pend:
+            self.index, self.ins = op.index, op.ins
+            if isinstance(op, _Pending):
+                self.compute(op, next(products))
+            else:
+                self.store(op)
+        self.index, self.ins = index, ins
+
+    def compute(self, p: _Pending, part: np.ndarray) -> None:
+        """The accumulate and finalize of one CALC, given its products."""
+        cfg, ins, out = self.cfg, p.ins, self.out
+        if ins.accumulate:
+            part = part + out.val[p.acc].reshape(part.shape)
         lim = (1 << (cfg.acc_bits - 1)) - 1
         if part.size and (part.max() > lim or part.min() < -lim - 1):
             self.fail(f"accumulator overflow: a sum exceeds the {cfg.acc_bits}-bit accumulator")
-        out.write(self, acc_idx, part.reshape(-1))
-        if ins.finalize:
-            self.finalize(ins, part)
-
-    def finalize(self, ins: Calc, acc: np.ndarray) -> None:
-        cfg = self.cfg
-        if not 2 <= ins.out_bits <= cfg.data_bits:
-            self.fail(f"out_bits {ins.out_bits} outside 2..{cfg.data_bits}")
-        if ins.has_bias:
-            bias = self.bufs[Buffer.BIAS]
-            b = bias.read(self, bias.span(self, ins.bb_addr, ins.to), "bias")
-            acc = acc + np.left_shift(b, ins.bias_shift)[:, None, None]
+        out.val[p.acc] = part.reshape(-1)
+        if p.out is None:
+            return
+        acc = part
+        if p.bias is not None:
+            acc = acc + np.left_shift(p.bias, ins.bias_shift)[:, None, None]
         if ins.relu:
             acc = np.maximum(acc, 0)
         y, nsat = requantize(acc, ins.data_shift, FixedFormat(ins.out_bits, 0))
@@ -341,34 +443,47 @@ class _Machine:
         if ins.pool:
             r, c = y.shape[1] // 2, y.shape[2] // 2
             y = y[:, :2 * r, :2 * c].reshape(ins.to, r, 2, c, 2).max(axis=(2, 4))
-        to, r, c = y.shape
-        pitch = ins.out_pitch or r * c
-        idx = (ins.out_addr + np.arange(to, dtype=np.int64)[:, None] * pitch
-               + np.arange(r * c, dtype=np.int64)[None, :]).reshape(-1)
-        if len(idx) and (idx.max() >= len(self.out.val) or idx.min() < 0):
-            self.fail(f"finalized output reaches OUTPUT entry {int(idx.max())}, beyond its"
-                      f" {len(self.out.val)} entries")
-        self.out.write(self, idx, y.reshape(-1))
+        out.val[p.out] = y.reshape(-1)
 
     def save(self, ins: Save) -> None:
+        """Check the SAVE and record its accesses now; move the data now, or after the
+        deferred CALCs before it have been computed (in program order)."""
         cfg = self.cfg
         out = self.out
         n = ins.n1 * ins.n2 * ins.length
-        vals = out.read(self, out.span(self, ins.ob_addr, n), "data to save")
+        src = out.span(self, ins.ob_addr, n)
+        out.read(self, src, "data to save")
+        geom = self.segments(ins, cfg.data_bytes, writing=True)
+        if geom.overlapping():
+            self.fail("SAVE segments overlap in DDR")
+        views = self._arena_views(geom)
+        if views is not None:
+            written, last_save, last_load = views
+            if self.check_races:
+                j = int(last_load[...].max(initial=-1))
+                if j > self.vc[LOAD]:
+                    self.fail(f"overwrites DDR bytes still read by instruction {j} (LOAD)"
+                              " without a dependency on it (race)")
+                last_save[...] = self.index
+            written[...] = True
+        op = _PendingSave(self.index, ins, src, geom)
+        if self.pending:
+            self.pending.append(op)
+        else:
+            self.store(op)
+
+    def store(self, op: _PendingSave) -> None:
+        """The data movement of a SAVE."""
+        cfg = self.cfg
+        vals = self.out.val[op.src]
         lo, hi = -(1 << (cfg.data_bits - 1)), (1 << (cfg.data_bits - 1)) - 1
-        if n and (vals.min() < lo or vals.max() > hi):
+        if len(vals) and (vals.min() < lo or vals.max() > hi):
             self.fail(f"saves values outside the {cfg.data_bits}-bit data range (accumulators"
                       " that were never finalized?)")
-        idx = self.segments(ins, cfg.data_bytes, writing=True)
-        ai = self._arena_idx(idx)
-        if self.check_races and len(ai):
-            j = int(self.last_load[ai].max(initial=-1))
-            if j > self.vc[LOAD]:
-                self.fail(f"overwrites DDR bytes still read by instruction {j} (LOAD) without a"
-                          " dependency on it (race)")
-            self.last_save[ai] = self.index
-        self.ddr[idx] = np.frombuffer(pack(vals, cfg.data_bytes), dtype=np.uint8)
-        self.written[ai] = True
+        if len(vals):
+            g = op.geom
+            data = np.frombuffer(pack(vals, cfg.data_bytes), dtype=np.uint8)
+            g.view(self.ddr)[...] = data.reshape(g.n2, g.n1, g.seg)
 
     # --- host side --------------------------------------------------------------------------
     def host_write(self, start: int, values: np.ndarray) -> None:
@@ -382,32 +497,111 @@ class _Machine:
         return unpack(self.ddr[start:start + count * db], db)
 
 
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact integer product: float64 BLAS when every partial sum stays below 2^53."""
+def _matmul(a: np.ndarray, b: np.ndarray, b_absmax: int | None = None) -> np.ndarray:
+    """Exact integer product a @ b: float64 BLAS when every partial sum stays below 2^53
+    (a sum of k products is bounded by max_row Σ|a| · max|b|), else int64."""
     if a.size == 0 or b.size == 0:
         return np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
-    bound = float(np.abs(a).sum(axis=1).max()) * float(np.abs(b).max())
-    if bound < _F64_EXACT:
-        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
-    return a @ b
+    if b_absmax is None:
+        b_absmax = int(np.abs(b).max())
+    bound = int(np.abs(a).sum(axis=1).max()) * b_absmax
+    if bound < 1 << 53:
+        return (a.astype(np.float64) @ b.astype(np.float64, copy=False)).astype(np.int64)
+    return a.astype(np.int64) @ b.astype(np.int64, copy=False)
 
 
-def _conv_tile(tile: np.ndarray, w2: np.ndarray, ins: Calc) -> np.ndarray:
-    """Σ w[o,i,ky,kx]·tile[i, y·s + koff_y + ky − pad_top, x·s + koff_x + kx − pad_left], zero
-    outside the tile."""
+def _patches(tile: np.ndarray, ins: Calc, dtype: type = np.int64) -> np.ndarray:
+    """The (ti·9, out_rows·out_cols) matrix of the tile values each output reads:
+    tile[i, y·s + koff_y + ky − pad_top, x·s + koff_x + kx − pad_left], zero outside the tile."""
     s = ins.stride
     ti, rows, cols = tile.shape
     r0, c0 = ins.koff_y - ins.pad_top, ins.koff_x - ins.pad_left
     nr, nc = (ins.out_rows - 1) * s + 3, (ins.out_cols - 1) * s + 3
-    z = np.zeros((ti, nr, nc), dtype=np.int64)
+    z = np.zeros((ti, nr, nc), dtype=dtype)
     ra, rb = max(0, r0), min(rows, r0 + nr)
     ca, cb = max(0, c0), min(cols, c0 + nc)
     if ra < rb and ca < cb:
         z[:, ra - r0:rb - r0, ca - c0:cb - c0] = tile[:, ra:rb, ca:cb]
     win = np.lib.stride_tricks.sliding_window_view(z, (3, 3), axis=(1, 2))[:, ::s, ::s]
     win = win[:, :ins.out_rows, :ins.out_cols]            # (ti, R, C, 3, 3)
-    patches = win.transpose(0, 3, 4, 1, 2).reshape(ti * 9, ins.out_rows * ins.out_cols)
-    return _matmul(w2, patches).reshape(-1, ins.out_rows, ins.out_cols)
+    return win.transpose(0, 3, 4, 1, 2).reshape(ti * 9, ins.out_rows * ins.out_cols)
+
+
+@dataclass
+class _Pending:
+    """A CALC whose accesses are checked and recorded, its products not yet computed."""
+
+    index: int
+    ins: Calc
+    key: tuple[int, ...]          # CALCs with equal keys read the same tile the same way
+    tile: slice                   # INPUT entries it reads (FC: its weight block)
+    w: np.ndarray                 # its weights, (to, ti·9) (FC: (to, ti))
+    vec: np.ndarray | None        # FC input vector
+    bias: np.ndarray | None
+    acc: slice
+    out: np.ndarray | None        # OUTPUT entries of its finalized values
+
+
+@dataclass
+class _PendingSave:
+    """A SAVE whose accesses are checked and recorded, its data not yet moved."""
+
+    index: int
+    ins: Save
+    src: slice                    # OUTPUT entries it reads
+    geom: _Geom
+
+
+@dataclass(frozen=True)
+class _Geom:
+    """A DMA transfer: n2 rows of n1 segments of `seg` bytes, as strided views."""
+
+    start: int
+    n2: int
+    s2: int
+    n1: int
+    s1: int
+    seg: int
+
+    @property
+    def count(self) -> int:
+        return self.n2 * self.n1 * self.seg
+
+    @property
+    def end(self) -> int:
+        return self.start + (self.n2 - 1) * self.s2 + (self.n1 - 1) * self.s1 + self.seg
+
+    def starts(self) -> np.ndarray:
+        j = np.arange(self.n2, dtype=np.int64)[:, None] * self.s2
+        i = np.arange(self.n1, dtype=np.int64)[None, :] * self.s1
+        return (self.start + j + i).reshape(-1)
+
+    def indices(self) -> np.ndarray:
+        return (self.starts()[:, None] + np.arange(self.seg, dtype=np.int64)).reshape(-1)
+
+    def overlapping(self) -> bool:
+        row = (self.n1 - 1) * self.s1 + self.seg
+        return (self.n1 > 1 and self.s1 < self.seg) or (self.n2 > 1 and self.s2 < row)
+
+    def view(self, arr: np.ndarray, base: int = 0) -> np.ndarray:
+        """The (n2, n1, seg) view of the transfer's bytes in `arr` (indexed from `base`)."""
+        st = arr.strides[0]
+        return np.lib.stride_tricks.as_strided(
+            arr[self.start - base:], shape=(self.n2, self.n1, self.seg),
+            strides=(self.s2 * st, self.s1 * st, st))
+
+
+class _Gather:
+    """Index-array stand-in for a view (a transfer straddling the arena's edge)."""
+
+    def __init__(self, arr: np.ndarray, idx: np.ndarray):
+        self.arr, self.idx = arr, idx
+
+    def __getitem__(self, _: object) -> np.ndarray:
+        return self.arr[self.idx]
+
+    def __setitem__(self, _: object, value: object) -> None:
+        self.arr[self.idx] = value
 
 
 # --- host layers ---------------------------------------------------------------------------------
@@ -516,6 +710,7 @@ def _run_one(ins: Sequence[Instruction], ddr_image: bytes, manifest: Mapping[str
                 executed += 1
                 d = stage_end.get(k)
                 if d is not None:
+                    m.flush()
                     t = tensors[d["output"]]
                     n = int(np.prod(t["shape"]))
                     layers[d["output"]] = m.host_read(int(t["start"]), n).reshape(t["shape"])
