@@ -90,8 +90,8 @@ def render(results: dict[str, Any], info: dict[str, Any],
         f"- Evaluation: the first {info['test_size']} images of the test split, top-1/top-5 in %,"
         " fixed-point rows through the bit-exact reference executor"
         " (`deepfpga.quant.reference.execute`), float32 through `run_float`.",
-        "- Widths: 16 = 16-bit data and weights, 32-bit bias; 8 = 8-bit data and weights,"
-        " 16-bit bias; 8/4 = 8-bit data and CONV weights, 4-bit FC weights, 16-bit bias.",
+        "- Widths: 16 = 16-bit data, weights and biases; 8 = 8-bit data, weights and biases;"
+        " 8/4 = 8-bit data, CONV weights and biases, 4-bit FC weights.",
         "- Static: one fl for all weights, one for all biases, one for the input and every"
         " feature map. Dynamic: per layer (weights: min Σ|W − Q(W)|; maps: greedy, layer by"
         " layer).",

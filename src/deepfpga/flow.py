@@ -177,6 +177,8 @@ def step_data(cfg: RunConfig, st: RunState) -> tuple[RunState, str]:
     note = f"{len(calib)} calibration (train) + {len(test)} test images of {test.name}"
     if len(test) < cfg.images:
         note += f" (only {len(test)} available)"
+    if calib.name == test.name:  # folders and .npz files have no train/test split
+        note += "; one set without splits: calibration images are among the test images"
     return st.add(calib=calib, test=test), note
 
 

@@ -263,3 +263,23 @@ def test_cli_compile_explain_and_errors(tmp_path, capsys) -> None:
     bad.write_bytes(bad.read_bytes()[:-7])
     assert main(["disasm", str(bad)]) == 2
     assert "truncated" in capsys.readouterr().err
+
+
+def test_cli_compile_qmodel_files_run_bit_exact(tmp_path, capsys) -> None:
+    """QMODEL file → compile → the three files, read back (manifest through JSON) → simulate."""
+    from deepfpga.hw.config import load_config as _load
+    from deepfpga.quant.qfile import save_qmodel
+    from deepfpga.quant.reference import execute
+    from deepfpga.sim.functional import simulate
+
+    q = random_qmodel(_net(), np.random.default_rng(6), bw_d=16, bw_w=16)
+    save_qmodel(tmp_path / "q.npz", q)
+    out = tmp_path / "out"
+    assert main(["compile", str(tmp_path / "q.npz"), "--target", "tiny", "-o", str(out)]) == 0
+    assert "quantized model" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["weights"] == "real" and manifest["config"]["hash"] == TINY.hash().hex()
+    x = np.random.default_rng(7).integers(-300, 300, size=(2, 3, 14, 14))
+    sim = simulate((out / "program.bin").read_bytes(), (out / "ddr.bin").read_bytes(),
+                   manifest, _load("tiny"), x)
+    assert np.array_equal(sim.outputs["l2"], execute(q, x).outputs["l2"])

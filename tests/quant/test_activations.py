@@ -72,3 +72,26 @@ def test_zero_map_and_bad_metric():
     assert ch.error == 0 and ch.fl == 7
     with pytest.raises(InputError, match="unknown metric 'l3'"):
         act.make_scorer(np.zeros(3), "l3")
+
+
+def test_acc_quantizer_equals_requantize():
+    """The float64 fast path is the contract's data shift bit for bit (ties, both ends)."""
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        bw = int(rng.integers(2, 33))
+        fl_acc = int(rng.integers(-10, 40))
+        s = int(rng.integers(-12, 50))
+        mag = int(rng.integers(1, 52))
+        acc = rng.integers(-(1 << mag), 1 << mag, size=64)
+        if s > 0:  # exact ties: (2k+1)·2^(s-1)
+            acc[:8] = (2 * rng.integers(-(1 << max(0, mag - s)), 1 << max(0, mag - s), 8) + 1) \
+                << (s - 1) if s - 1 < 62 else 0
+        acc = np.clip(acc, -(1 << 52) + 1, (1 << 52) - 1)
+        fmt = FixedFormat(bw, fl_acc - s)
+        want, n_want = requantize(acc, fl_acc, fmt)
+        got, n_got = act.acc_quantizer(acc, fl_acc, bw)(fmt.fl)
+        assert n_got == n_want
+        assert np.array_equal(got.astype(np.int64), want)
+    big = np.array([1 << 60, -(1 << 61), 3])    # beyond 2^52: the int64 path
+    got, n = act.acc_quantizer(big, 10, 16)(0)
+    assert np.array_equal(got, requantize(big, 10, FixedFormat(16, 0))[0])

@@ -32,14 +32,14 @@ def test_presets():
     g = _graph()
     p16 = resolve_bits(g, "16")
     assert p16[INPUT] == LayerBits(16)
-    assert p16["conv1"] == LayerBits(16, 16, 32)
+    assert p16["conv1"] == LayerBits(16, 16, 16)
     assert p16["conv2"] == LayerBits(16, 16, None)   # no bias
-    assert p16["fc1"] == LayerBits(16, 16, 32)
+    assert p16["fc1"] == LayerBits(16, 16, 16)
     p8 = resolve_bits(g, "8")
-    assert p8["conv1"] == LayerBits(8, 8, 16) and p8["fc1"] == LayerBits(8, 8, 16)
+    assert p8["conv1"] == LayerBits(8, 8, 8) and p8["fc1"] == LayerBits(8, 8, 8)
     p84 = resolve_bits(g, "8/4")
-    assert p84["conv1"] == LayerBits(8, 8, 16)
-    assert p84["fc1"] == LayerBits(8, 4, 16)
+    assert p84["conv1"] == LayerBits(8, 8, 8)
+    assert p84["fc1"] == LayerBits(8, 4, 8)
     assert p84["relu1"] == LayerBits(8) and p84["prob"] == LayerBits(8)
     assert set(PRESETS) == {"16", "8", "8/4"}
     with pytest.raises(InputError, match="unknown bit-width preset '4'"):
@@ -52,7 +52,7 @@ def test_overrides_apply_and_passthrough_inherits():
                                                                      "bias_bits": 8},
                                  INPUT: {"data_bits": 10}})
     assert plan[INPUT].data == 10
-    assert plan["conv1"] == LayerBits(12, 8, 16)
+    assert plan["conv1"] == LayerBits(12, 8, 8)
     assert plan["relu1"].data == 12 and plan["pool1"].data == 12   # inherit their producer
     assert plan["conv2"].data == 8
     assert plan["fc1"] == LayerBits(8, 4, 8)

@@ -171,7 +171,7 @@ def test_dynamic_beats_static_at_8_bits(skewed, calib, test_set):
 def test_formats_widths_and_bias_constraint(net, calib, bits):
     qm = quantize(_graph(net), calib, bits=bits)
     qm.validate()
-    w = {"16": (16, 16, 16, 32), "8": (8, 8, 8, 16), "8/4": (8, 8, 4, 16)}[bits]
+    w = {"16": (16, 16, 16, 16), "8": (8, 8, 8, 8), "8/4": (8, 8, 4, 8)}[bits]
     assert qm.input_format.bw == w[0]
     for layer in qm.graph.layers:
         f = qm.formats[layer.name]
@@ -210,6 +210,7 @@ def test_weight_fl_equals_brute_force(skewed, calib):
         assert qm.formats[name].weight.fl == min(k for k, v in errs.items() if v == best)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["l1", "l2"])
 def test_feature_map_fl_equals_brute_force(skewed, calib, metric):
     """The flow scores candidates by requantizing one accumulator; brute force re-runs the
@@ -308,6 +309,7 @@ def _json_out(capsys, argv) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_cli_quantize_evaluate_round_trip(net, tmp_path, capsys, calib, test_set):
     from deepfpga.frontends.float_model import save_float_model
     from deepfpga.quant.qfile import load_qmodel

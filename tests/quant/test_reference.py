@@ -288,12 +288,16 @@ def test_chunked_and_blocked_products(monkeypatch, budget):
 
 
 def test_digits_recombine():
-    t = torch.tensor([-(1 << 15), -1, 0, 1, 255, 256, (1 << 15) - 1])
-    for n, b in ((2, 8), (3, 8), (1, 16)):
-        ds, c = R._digits(t, n, b)
-        back = sum((d.to(torch.int64) << (b * i)) for i, d in enumerate(ds)) + c
-        assert torch.equal(back, t)
-        assert all(int(d.min()) >= -(1 << (b - 1)) and int(d.max()) < (1 << (b - 1)) for d in ds)
+    t = np.array([-(1 << 15), -1, 0, 1, 255, 256, 32639, (1 << 15) - 1])
+    for n, b in ((2, 8), (3, 8), (1, 16), (2, 16)):
+        for balanced in (False, True):
+            ds, c = R._digits(t, n, b, balanced)
+            back = sum((d.astype(np.int64) << (b * i)) for i, d in enumerate(ds)) + c
+            assert np.array_equal(back, t)
+            lower = ds[:-1] if balanced else ds
+            assert all(d.min() >= -(1 << (b - 1)) and d.max() < (1 << (b - 1)) for d in lower)
+    ds, _ = R._digits(t, 2, 8, balanced=True)
+    assert ds[-1].max() == 128  # 32767 = 128·256 - 1: why the caller checks the top digit
 
 
 def test_int8_chunk_is_exact_at_its_worst_case():
@@ -519,3 +523,17 @@ def test_random_qmodel_is_valid_and_lively():
     assert math.isclose(res.output.sum(), 4.0, rel_tol=1e-9)
     with pytest.raises(InputError, match="distribution"):
         random_qmodel(g, rng, 8, 8, weight_dist="gauss")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bits", [16, 24, 32])
+def test_weight_digits_balanced_or_offset(bits):
+    """Weights near the top of the range need offset digits; both give exact products."""
+    top = (1 << (bits - 1)) - 1
+    x = np.array([[3, -2, 1, 0], [-9, 8, 7, -6]])
+    for w_hi in (1000, top - 300, top):
+        w = np.array([[w_hi, -(1 << (bits - 1)), 5, -7], [1, 2, 3, 4]])
+        for m in ("i8", "split") if I8 else ("split",):
+            pw = R.prepare_matrix(w, x_bits=8, method=m)
+            if m == "i8" and bits == 16:  # two digits: balanced iff the top digit fits
+                assert (pw.c == 0) == (w_hi < top - 127)
+            assert np.array_equal(R.fc_acc(x, w, method=m), x @ w.T), (bits, w_hi, m)

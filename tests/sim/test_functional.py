@@ -182,7 +182,8 @@ def test_batch_input_runs_each_sample() -> None:
     sim = simulate(compiled.program_bytes(), compiled.ddr_image, compiled.manifest, cfg, x)
     ref = execute(q, x)
     assert np.array_equal(sim.outputs["l"], ref.outputs["l"])
-    assert sim.executed == 3 * len(compiled.program.instructions)
+    assert sim.executed == len(compiled.program.instructions)     # one pass for the batch
+    assert sim.saturations["c"] == ref.saturations["c"]
 
 
 # --- error paths ----------------------------------------------------------------------------------
@@ -358,3 +359,51 @@ def test_refuses_wrong_config_and_inputs(small) -> None:
         bad = bytearray(compiled.program_bytes())
         bad[-3] ^= 0x10
         simulate(bytes(bad), compiled.ddr_image, compiled.manifest, cfg, x)
+
+
+def test_error_read_of_feature_map_never_saved(small) -> None:
+    cfg, _, compiled, x = small
+    pool = compiled.manifest["tensors"]["p"]
+    fc = next(d for d in compiled.manifest["layers"] if d["name"] == "l")
+    load = Load(buffer=1, fc_weights=1, ddr_addr=pool["start"], length=4, layer=fc["index"])
+    with pytest.raises(SimulationError, match=r"instruction 0 \(LOAD\): reads DDR bytes of the"
+                                              " feature-map arena that no SAVE"):
+        _run(cfg, compiled, x, [load, End()])
+
+
+def test_error_end_inside_segment_and_save_overlap(small) -> None:
+    cfg, _, compiled, x = small
+    ins, k = _replace_first(compiled.program.instructions, Save,
+                            lambda s: s.n1 > 1, stride1=0)
+    with pytest.raises(SimulationError, match=rf"instruction {k} \(SAVE\): SAVE segments overlap"):
+        _run(cfg, compiled, x, ins)
+    ins = list(compiled.program.instructions)
+    ins[3] = End()
+    with pytest.raises(SimulationError, match=r"instruction 3 \(END\)"):
+        _run(cfg, compiled, x, ins)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "zedboard"])
+def test_batch_with_host_layers_between_segments(preset: str) -> None:
+    """A batch runs in one pass, host layers (max-pool 3×3/2, LRN, softmax) in between."""
+    cfg = load_config(preset)
+    rng = np.random.default_rng(11)
+    g = chain("h", (3, 13, 13), [
+        Conv2d("c1", (), in_channels=3, out_channels=6, kernel=(3, 3), padding=(1, 1)),
+        ReLU("r1", ()), MaxPool2d("hp", (), kernel=(3, 3), stride=(2, 2)), LRN("n", (), size=3),
+        Conv2d("c2", (), in_channels=6, out_channels=5, kernel=(3, 3)), ReLU("r2", ()),
+        Flatten("f", ()), Linear("l", (), in_features=80, out_features=7), Softmax("s", ())])
+    q = random_qmodel(g, rng, bw_d=cfg.data_bits, bw_w=cfg.weight_bits)
+    compiled = compile_model(q, cfg)
+    assert compiled.manifest["partition"]["host"] == ["hp", "n", "s"]
+    x = rng.integers(q.input_format.qmin, q.input_format.qmax, size=(4, 3, 13, 13))
+    sim = simulate(compiled.program_bytes(), compiled.ddr_image, compiled.manifest, cfg, x)
+    ref = execute(q, x, keep="all")
+    for name, got in sim.layers.items():
+        np.testing.assert_array_equal(got, ref.layers[name], err_msg=name)
+    np.testing.assert_array_equal(sim.outputs["s"], ref.outputs["s"])
+    assert sim.saturations == {k: v for k, v in ref.saturations.items() if k in sim.saturations}
+    fast = simulate(compiled.program_bytes(), compiled.ddr_image, compiled.manifest, cfg, x,
+                    check_races=False)
+    for name, got in sim.layers.items():
+        np.testing.assert_array_equal(fast.layers[name], got, err_msg=name)

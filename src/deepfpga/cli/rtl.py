@@ -55,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     sy = rsub.add_parser("synth", help="synthesize the PE with Yosys (ECP5: also nextpnr Fmax)")
     _add_pe_args(sy)
-    sy.add_argument("--device", required=True, choices=["xc7z045", "xc7z020", "ecp5-85f"])
+    sy.add_argument("--device", required=True, choices=["xc7z045", "xc7z020", "ecp5-85f"],
+                    help="xc7z045 / xc7z020: synth_xilinx; ecp5-85f: synth_ecp5 + nextpnr")
     sy.add_argument("--workdir", metavar="DIR",
                     help="keep Verilog, logs and netlists here (default: a temporary directory)")
     sy.add_argument("--timeout", type=float, default=None, metavar="S",

@@ -42,15 +42,18 @@ def pack(values: np.ndarray, nbytes: int) -> bytes:
     return pack_array(values, nbytes).tobytes()
 
 
-def unpack(data: bytes | np.ndarray, nbytes: int) -> np.ndarray:
-    """Little-endian two's complement elements of `nbytes` → int64 (sign-extended)."""
+def unpack(data: bytes | np.ndarray, nbytes: int, dtype: type = np.int64) -> np.ndarray:
+    """Little-endian two's complement elements of `nbytes` → `dtype` (sign-extended)."""
     b = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
-    b = np.asarray(b, dtype=np.uint8).reshape(-1, nbytes)
+    b = np.ascontiguousarray(b, dtype=np.uint8).reshape(-1)
+    if nbytes in (1, 2, 4, 8):
+        return b.view(f"<i{nbytes}").astype(dtype)
+    b = b.reshape(-1, nbytes)
     full = np.zeros((b.shape[0], 8), dtype=np.uint8)
     full[:, :nbytes] = b
     v = full.view("<i8").reshape(-1)
     shift = 64 - 8 * nbytes
-    return (v << shift) >> shift if shift else v.copy()
+    return ((v << shift) >> shift).astype(dtype, copy=False)
 
 
 def splits(total: int, size: int) -> list[tuple[int, int]]:

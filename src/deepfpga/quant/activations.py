@@ -72,14 +72,23 @@ def dequantize(q: np.ndarray, fl: int) -> np.ndarray:
 
 
 def make_scorer(ref: np.ndarray, metric: str = "l1", bins: int = KL_BINS) -> Scorer:
-    """A function (integers, format) -> error of q·2^-fl against `ref` under `metric`."""
+    """A function (integers, format) -> error of q·2^-fl against `ref` under `metric`.
+
+    The integers may come as int64 or as integer-valued float64 (see `acc_quantizer`).
+    """
     check_metric(metric)
+    if metric == "kl":
+        return _kl_scorer(np.asarray(ref, dtype=np.float64).ravel(), bins)
     r = np.asarray(ref, dtype=np.float64).ravel()
-    if metric == "l1":
-        return lambda q, fmt: float(np.abs(dequantize(q, fmt.fl).ravel() - r).mean())
-    if metric == "l2":
-        return lambda q, fmt: float(np.square(dequantize(q, fmt.fl).ravel() - r).mean())
-    return _kl_scorer(r, bins)
+    square = metric == "l2"
+
+    def score(q: np.ndarray, fmt: FixedFormat) -> float:
+        d = np.multiply(np.asarray(q).ravel(), 2.0 ** -fmt.fl, dtype=np.float64)
+        d -= r  # in place: one temporary per candidate
+        (np.square if square else np.abs)(d, out=d)
+        return float(d.mean())
+
+    return score
 
 
 def _kl_scorer(r: np.ndarray, bins: int) -> Scorer:
@@ -164,8 +173,31 @@ def acc_overflow_free_fl(acc: np.ndarray, fl_acc: int, bw: int) -> int | None:
 
 
 def acc_quantizer(acc: np.ndarray, fl_acc: int, bw: int) -> Quantizer:
-    """Candidates of an accumulator: contract step 4 (round half up, saturate)."""
-    return lambda fl: requantize(acc, fl_acc, FixedFormat(bw, fl))
+    """Candidates of an accumulator: contract step 4 (round half up, saturate).
+
+    Fast path, exact: while |acc| < 2^52 every acc is a float64 a, and for s = fl_acc − fl
+    a·2^(−s) is exact (a power-of-two scaling), floor(a·2^(−s) + 1/2) equals
+    (acc + 2^(s−1)) >> s for s > 0 (the sum needs at most bitlen(acc) + 1 <= 53 bits) and
+    a·2^(−s) itself for s <= 0. Candidates come back as integer-valued float64 arrays; beyond
+    2^52 fixedpoint.requantize (int64) is used.
+    """
+    acc = np.asarray(acc)
+    if acc.size and int(np.abs(np.array([acc.min(), acc.max()], dtype=np.int64)).max()) \
+            >= 1 << 52:
+        return lambda fl: requantize(acc, fl_acc, FixedFormat(bw, fl))
+    a = acc.astype(np.float64)
+
+    def q(fl: int) -> tuple[np.ndarray, int]:
+        fmt = FixedFormat(bw, fl)
+        # (beyond 2^1000 every non-zero value saturates anyway; 2.0**k would overflow)
+        y = np.multiply(a, 2.0 ** min(fl - fl_acc, 1000))
+        y += 0.5
+        np.floor(y, out=y)
+        n = int(np.count_nonzero(y > fmt.qmax)) + int(np.count_nonzero(y < fmt.qmin))
+        np.clip(y, fmt.qmin, fmt.qmax, out=y)
+        return y, n
+
+    return q
 
 
 def overflow_free_fl_float(v: np.ndarray, bw: int) -> int | None:

@@ -36,12 +36,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepfpga.cli.output import progress
 from deepfpga.errors import InputError, ShapeError
 from deepfpga.ir import INPUT, Conv2d, Flatten, Graph, Layer, Linear, MaxPool2d, ReLU
+from deepfpga.ir.float_exec import apply_layer, run_float, run_layer
+from deepfpga.ir.passes import prepare_for_quantization
 from deepfpga.quant import activations as act
 from deepfpga.quant.bits import BitPreset, LayerBits, Overrides, get_preset, resolve_bits
 from deepfpga.quant.fixedpoint import FixedFormat, align_bias, to_fixed
 from deepfpga.quant.qmodel import PASSTHROUGH_KINDS, LayerFormats, QuantizedModel
+from deepfpga.quant.reference import conv_acc, fc_acc, finish, maxpool_int
 from deepfpga.quant.weights import WEIGHT_METRICS, FlChoice, choose_fl, search_fl
 
 METHOD_VERSION = 1
@@ -119,8 +123,6 @@ def _passthrough_any_int(layer: Layer, v: np.ndarray) -> np.ndarray:
 def _passthrough_data(layer: Layer, y: np.ndarray, fmt: FixedFormat) -> np.ndarray:
     """The real pass-through on fixed-point data, as the reference executor computes it."""
     if isinstance(layer, MaxPool2d):
-        from deepfpga.quant.reference import maxpool_int
-
         return maxpool_int(y, layer.kernel, layer.stride, layer.padding, layer.ceil_mode,
                            qmin=fmt.qmin)
     return _passthrough_any_int(layer, y)
@@ -128,8 +130,6 @@ def _passthrough_data(layer: Layer, y: np.ndarray, fmt: FixedFormat) -> np.ndarr
 
 def _host_float(layer: Layer, xs: list[np.ndarray], fls: list[int]) -> np.ndarray:
     """A host-only layer on dequantized inputs, in float64 as the reference executor runs it."""
-    from deepfpga.ir.float_exec import apply_layer
-
     vals = [torch.from_numpy(np.ldexp(np.asarray(x, dtype=np.float64), -fl))
             for x, fl in zip(xs, fls, strict=True)]
     with torch.inference_mode():
@@ -167,10 +167,6 @@ def _tensor_dict(x: np.ndarray, q: np.ndarray, fmt: FixedFormat, c: FlChoice) ->
 def _walk(g: Graph, plan: Mapping[str, LayerBits], x: np.ndarray,
           wq: Mapping[str, _Weights], bias_fl: BiasFl, choose: Chooser, metric: str,
           show_progress: bool = False) -> _Walk:
-    from deepfpga.cli.output import progress
-    from deepfpga.ir.float_exec import run_layer
-    from deepfpga.quant.reference import conv_acc, fc_acc, finish
-
     out = _Walk()
     last_use: dict[str, int] = {}
     for i, layer in enumerate(g.layers):
@@ -207,7 +203,7 @@ def _walk(g: Graph, plan: Mapping[str, LayerBits], x: np.ndarray,
             out.report[layer.name] = {"kind": layer.kind, "inherits": src}
         elif isinstance(layer, Conv2d | Linear):
             _weighted(g, layer, bits, wq[layer.name], bias_fl, choose, metric, out, fenv, qenv,
-                      done, run_layer, conv_acc, fc_acc, finish)
+                      done)
         elif layer.host_only:
             v = _host_float(layer, [qenv[s] for s in layer.inputs],
                             [out.formats[s].fl for s in layer.inputs])
@@ -240,8 +236,7 @@ def _free(fenv: dict[str, np.ndarray], qenv: dict[str, np.ndarray], inputs: tupl
 
 def _weighted(g: Graph, layer: Conv2d | Linear, bits: LayerBits, w: _Weights, bias_fl: BiasFl,
               choose: Chooser, metric: str, out: _Walk, fenv: dict[str, np.ndarray],
-              qenv: dict[str, np.ndarray], done: set[str], run_layer: Any, conv_acc: Any,
-              fc_acc: Any, finish: Any) -> None:
+              qenv: dict[str, np.ndarray], done: set[str]) -> None:
     src = layer.inputs[0]
     fmt_in = out.formats[src]
     fl_acc = fmt_in.fl + w.fmt.fl
@@ -330,8 +325,6 @@ def quantize(graph: Graph, calib_x: np.ndarray, bits: str | BitPreset = "8",
     or kl for feature maps; `weight_metric`: l1 or l2 for weights and biases. The calibration
     report (per-layer widths, fls, errors, candidates) is in `qmodel.meta`.
     """
-    from deepfpga.ir.passes import prepare_for_quantization
-
     preset = get_preset(bits)
     act.check_metric(metric)
     if weight_metric not in WEIGHT_METRICS:
@@ -377,8 +370,6 @@ def _static(g: Graph, plan: Mapping[str, LayerBits], x: np.ndarray, weighted: li
             wchoice: Callable[[Callable[[Layer], FlChoice]], dict[str, _Weights]], metric: str,
             weight_metric: str, show_progress: bool
             ) -> tuple[_Walk, dict[str, _Weights], dict[str, Any]]:
-    from deepfpga.cli.output import progress
-
     wc = search_fl([(g.params[la.name]["weight"], plan[la.name].weight) for la in weighted],
                    weight_metric)
     wq = wchoice(lambda layer: wc)
@@ -410,8 +401,6 @@ def _static(g: Graph, plan: Mapping[str, LayerBits], x: np.ndarray, weighted: li
 
 def _static_fl0(g: Graph, plan: Mapping[str, LayerBits], x: np.ndarray) -> int:
     """Largest fl at which no feature map that gets its own format overflows (float pass)."""
-    from deepfpga.ir.float_exec import run_float
-
     points = [INPUT] + [la.name for la in g.layers if la.kind not in PASSTHROUGH_KINDS]
     maxabs = dict.fromkeys(points, 0.0)
     maxabs[INPUT] = float(np.abs(x).max())

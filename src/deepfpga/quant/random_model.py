@@ -156,7 +156,7 @@ def _calib_acc(layer: Conv2d | Linear, x: torch.Tensor, arrays: dict[str, np.nda
         acc = _fc_acc_t(x, pw)
     if fb is not None:
         b = torch.from_numpy(align_bias(arrays["bias"], fb.fl, fl_acc))
-        acc = acc + b.reshape([1, -1] + [1] * (acc.ndim - 2))
+        acc = acc + b.reshape([1, -1] + [1] * (acc.ndim - 2))  # exact: below 2^62
     return acc
 
 

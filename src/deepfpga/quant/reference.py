@@ -61,6 +61,7 @@ _BLOCK_BYTES = 64 << 20
 
 _GEMM_DTYPE = {"i8": torch.int8, "split": torch.float64, "f64": torch.float64,
                "int64": torch.int64}
+_NP_DTYPE = {"i8": np.int8, "split": np.float64, "f64": np.float64, "int64": np.int64}
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,20 +186,38 @@ def int8_gemm_available() -> bool:
         return False
 
 
-def _digits(a: torch.Tensor, n: int, b: int) -> tuple[list[torch.Tensor], int]:
-    """Split integer `a` into n base-2^b digits in [-2^(b-1), 2^(b-1)) and a constant c with
-    a = Σ_i 2^(b·i)·d_i + c. Lower digits are offset by -2^(b-1) so they fit a signed b-bit type;
-    the top digit a >> (b·(n-1)) is in range whenever a fits n·b bits."""
+def _digits(a: np.ndarray, n: int, b: int, balanced: bool = False
+            ) -> tuple[list[np.ndarray], int]:
+    """Split integer array `a` into n base-2^b digits in [-2^(b-1), 2^(b-1)) and a constant c
+    with a = Σ_i 2^(b·i)·d_i + c.
+
+    Offset digits (default): lower digits are (a mod 2^b) - 2^(b-1), so c = 2^(b-1)·Σ_{i<n-1}
+    2^(b·i); the top digit a >> (b·(n-1)) is in range whenever a fits n·b bits. Balanced digits
+    (`balanced=True`): every lower digit is the remainder nearest zero, c = 0; the top digit may
+    then leave the range for values near the top of it — the caller checks.
+    """
     if n == 1:
         return [a], 0
-    a = a.to(torch.int32 if b <= 8 else torch.int64)  # room for the offset arithmetic
+    # room for the digit arithmetic (a + 2^(b-1) must not wrap): int32 only for 16-bit inputs
+    narrow = a.dtype in (np.int8, np.int16) and b <= 8
+    rest = a.astype(np.int32 if narrow else np.int64)
     half, mask = 1 << (b - 1), (1 << b) - 1
-    out, rest = [], a
+    out = []
     for _ in range(n - 1):
-        out.append((rest & mask) - half)
-        rest = rest >> b
+        if balanced:
+            d = ((rest + half) & mask) - half
+            out.append(d)
+            rest = (rest - d) >> b
+        else:
+            out.append((rest & mask) - half)
+            rest = rest >> b
     out.append(rest)
-    return out, half * sum(1 << (b * i) for i in range(n - 1))
+    return out, 0 if balanced else _digit_offset(n, b)
+
+
+def _digit_offset(n: int, b: int) -> int:
+    """The constant c of `_digits` with offset digits."""
+    return (1 << (b - 1)) * sum(1 << (b * i) for i in range(n - 1)) if n > 1 else 0
 
 
 def _n_digits(method: str, bits: int) -> tuple[int, int]:
@@ -220,9 +239,10 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
 class PreparedMatrix:
     """A weight matrix W (O, K) made ready for exact products by one method.
 
-    `digits[i]` are W's base-2^digit_bits digits in the GEMM dtype ((O, K), contiguous), `c` the
-    digit offset constant, `rowsum[o]` = Σ_k W[o, k] and `row_abs[o]` = Σ_k |W[o, k]| (int64).
-    Inputs must satisfy |x| <= x_absmax and fit x_bits two's-complement bits.
+    `stacked` holds W's base-2^digit_bits digits one under the other, ((n_digits·O, kp), GEMM
+    dtype, lowest digit first); `c` is the digit offset constant (0 for balanced digits),
+    `rowsum[o]` = Σ_k W[o, k] and `row_abs[o]` = Σ_k |W[o, k]| (int64). Inputs must satisfy
+    |x| <= x_absmax and fit x_bits two's-complement bits.
     """
 
     method: str
@@ -230,7 +250,8 @@ class PreparedMatrix:
     k: int
     kp: int  # columns of the GEMM operands: K zero-padded to a multiple of 4 for 'i8'
     digit_bits: int
-    digits: tuple[torch.Tensor, ...]
+    n_digits: int
+    stacked: torch.Tensor
     c: int
     rowsum: torch.Tensor
     row_abs: torch.Tensor
@@ -248,7 +269,17 @@ class PreparedMatrix:
 
     @property
     def k_chunk(self) -> int:
-        return {"i8": _I8_K_CHUNK, "split": _SPLIT_K_CHUNK}.get(self.method, max(self.k, 1))
+        return {"i8": _I8_K_CHUNK, "split": _SPLIT_K_CHUNK}.get(self.method, max(self.kp, 1))
+
+    @property
+    def x_digits(self) -> tuple[int, int]:
+        """(digit bits, digits) the input side is split into."""
+        return _n_digits(self.method, self.x_bits)
+
+    @property
+    def x_offset(self) -> int:
+        """The input side's digit offset c_x (its correction is c_x·rowsum[o] per output)."""
+        return _digit_offset(self.x_digits[1], self.x_digits[0])
 
 
 def _choose_method(method: str, x_bits: int, w_bits: int, bound: int, i8_ok: bool) -> str:
@@ -293,43 +324,53 @@ def prepare_matrix(w2d: np.ndarray | torch.Tensor, *, x_bits: int, x_absmax: int
     row_abs_max = int(row_abs.max()) if o else 0
     if i8_ok is None:
         i8_ok = method in ("auto", "i8") and int8_gemm_available()
-    w_bits = _bits_of_range(*_range_of(w))
+    lo, hi = _range_of(w)
+    w_bits = _bits_of_range(lo, hi)
     method = _choose_method(method, x_bits, w_bits, x_absmax * row_abs_max, i8_ok)
     digit_bits, n = _n_digits(method, w_bits)
-    ds, c = _digits(w, n, digit_bits)
+    # Balanced digits need no per-row correction; their top digit can overflow for weights
+    # near the top of the range, and then offset digits (whose correction needs Σ_k X[l, k])
+    # are used instead.
+    wn = _np(w)
+    ds, c = _digits(wn, n, digit_bits, balanced=True)
+    half = 1 << (digit_bits - 1)
+    if n > 1 and not (-half <= int(ds[-1].min()) and int(ds[-1].max()) < half):
+        ds, c = _digits(wn, n, digit_bits)
     # torch._int_mm returns wrong sums for K = 1 (torch 2.13, found by these tests): int8
     # operands get zero columns up to a multiple of 4; zeros add nothing to any product.
     kp = -(-k // 4) * 4 if method == "i8" else k
-    digits = tuple(F.pad(d.to(_GEMM_DTYPE[method]), (0, kp - k)).contiguous() for d in ds)
-    return PreparedMatrix(method, o, k, kp, digit_bits, digits, c, rowsum, row_abs, x_bits,
-                          x_absmax)
+    stacked = np.zeros((n * o, kp), dtype=_NP_DTYPE[method])
+    for i, d in enumerate(ds):
+        stacked[i * o:(i + 1) * o, :k] = d
+    return PreparedMatrix(method, o, k, kp, digit_bits, n, torch.from_numpy(stacked), c, rowsum,
+                          row_abs, x_bits, x_absmax)
 
 
 @dataclass(frozen=True, eq=False)
 class _Patches:
-    """The input side X (L, K) of a product, delivered in row blocks, digit by digit.
+    """The input side X (L, K) of a product, delivered in row blocks.
 
-    `blocks` lists (row0, row1); `block(j, b)` returns digit j of block b as a (rows, K) tensor in
-    the GEMM dtype; `row_sums(b)` gives Σ_k X[l, k] (int64) over block b. X = Σ_j 2^(d·j)·Xd_j + c
-    with `n_digits` digits of the prepared matrix's digit width d.
+    `blocks` lists (row0, row1); `block(b)` returns the n_digits digits of those rows stacked
+    ((n_digits·rows, kp), GEMM dtype, lowest digit first); `row_sums(b)` gives Σ_k X[l, k]
+    (int64) over block b. X = Σ_j 2^(d·j)·Xd_j + c.
     """
 
     rows: int
     n_digits: int
     c: int
     blocks: list[tuple[int, int]]
-    block: Callable[[int, int], torch.Tensor]
+    block: Callable[[int], torch.Tensor]
     row_sums: Callable[[int], torch.Tensor]
 
 
-def _mm(a: torch.Tensor, w_digit: torch.Tensor, method: str) -> torch.Tensor:
-    """a (rows, K) times w_digit (O, K) transposed, in the method's dtype."""
+def _mm(a: torch.Tensor, w: torch.Tensor, method: str) -> torch.Tensor:
+    """a (rows, K) times w (O, K) transposed, in the method's dtype."""
     if method == "i8":
         # W as a column-major (K, O) view: the layout oneDNN's int8 kernel takes without a copy.
-        g = torch._int_mm(a, w_digit.t())
-        _spot_check(a, w_digit, g)
+        g = torch._int_mm(a, w.t())
+        _spot_check(a, w, g)
         return g
-    return a @ w_digit.t()
+    return a @ w.t()
 
 
 def _spot_check(a: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> None:
@@ -341,8 +382,8 @@ def _spot_check(a: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> None:
     rows = sorted({0, a.shape[0] // 2, a.shape[0] - 1})
     cols = sorted({0, w.shape[0] // 2, w.shape[0] - 1})
     # numpy: a tiny single-threaded product (torch's int64 matmul is slow and threaded)
-    exact = _np(a[rows]).astype(np.int64) @ _np(w[cols]).astype(np.int64).T
-    if not np.array_equal(_np(g[rows][:, cols]), exact):
+    exact = _np(a)[rows].astype(np.int64) @ _np(w)[cols].astype(np.int64).T
+    if not np.array_equal(_np(g)[rows][:, cols], exact):
         raise RuntimeError(
             f"torch._int_mm returned wrong sums for a {tuple(a.shape)} x {tuple(w.shape)}"
             " int8 product on this machine; run with method='f64' and report it"
@@ -351,119 +392,143 @@ def _spot_check(a: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> None:
 
 def _is_raw(x: _Patches, pw: PreparedMatrix) -> bool:
     """One digit each side, one K chunk: blocks come straight from one GEMM, uncorrected."""
-    return x.n_digits == 1 and len(pw.digits) == 1 and pw.kp <= pw.k_chunk
+    return x.n_digits == 1 and pw.n_digits == 1 and pw.kp <= pw.k_chunk
 
 
-def _gemm_blocks(x: _Patches, pw: PreparedMatrix
-                 ) -> Iterator[tuple[int, int, torch.Tensor]]:
+def _gemm_blocks(x: _Patches, pw: PreparedMatrix, add_x_offset: bool = True
+                 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield (row0, row1, acc) with acc[l, o] = Σ_k X[l, k]·W[o, k] exactly for those rows.
 
-    acc is the GEMM's own result (int32 for 'i8', float64 for 'f64', holding exact integers)
-    when `_is_raw`, else int64. Why every method is exact:
+    acc (numpy) is the GEMM's own result (int32 for 'i8', float64 for 'f64', holding exact
+    integers) when `_is_raw`, else int64. Element-wise work is done in numpy: one thread, no
+    barrier between threads per pass (torch's waits dominate on a busy machine).
+    `add_x_offset=False` leaves out the input offset's correction c_x·Σ_k W[o, k] (a per-output
+    constant the executor adds with the bias).
+
+    Why every method is exact:
     * 'f64': every product x·w and every partial sum of any subset of the K products of one
       output, in any order or blocking, with or without FMA, is an integer of magnitude at most
       max|x|·Σ_k|W[o,k]| <= pw.bound <= 2^53 (checked in `_choose_method`). Those integers are
       exactly representable in float64, so no IEEE operation rounds and the float64 GEMM equals
       the integer sum. (BLAS dgemm computes only products and sums of the given entries.)
-    * 'i8': X and W are split into base-256 digits in [-128, 127] (`_digits`); one digit product
-      is an int8 x int8 -> int32 matrix product whose partial sums are at most 2^14 per term
-      times at most 2^16 terms (K is cut into chunks) = 2^30 < 2^31, so int32 never wraps. The
-      digit products are recombined in int64:
+    * 'i8': X and W are split into base-256 digits in [-128, 127] (`_digits`); all digit pairs
+      come from one int8 x int8 -> int32 product of the stacked digits. Its partial sums are at
+      most 2^14 per term times at most 2^16 terms (K is cut into chunks) = 2^30 < 2^31, so int32
+      never wraps. The digit products are recombined in int64:
           X·Wᵀ = Σ_ij 2^(8(i+j))·Xd_j·Wd_iᵀ + c_w·(Σ_k X[l,k] − K·c_x) + c_x·Σ_k W[o,k].
       int64 arithmetic is exact modulo 2^64 and the true result is below 2^62 in magnitude, so
       any wrap-around of intermediate terms cancels. `int8_gemm_available` guards against CPU
-      kernels that saturate inside the int8 product.
+      kernels that saturate inside the int8 product; `_spot_check` against wrong kernels.
     * 'split': as 'i8' with 16-bit digits held in float64: digit products <= 2^30, chunks of
       2^22 terms, partial sums <= 2^52, exact by the 'f64' argument.
     * 'int64': an int64 matrix product, exact because every partial sum is below 2^62.
     """
     method, chunk = pw.method, pw.k_chunk
     raw = _is_raw(x, pw)
+    o, nx, nw = pw.o, x.n_digits, pw.n_digits
     for b, (r0, r1) in enumerate(x.blocks):
+        rows = r1 - r0
         if pw.kp == 0:
-            yield r0, r1, torch.zeros((r1 - r0, pw.o), dtype=torch.int64)
+            yield r0, r1, np.zeros((rows, o), dtype=np.int64)
             continue
+        xs = x.block(b)
         if raw:
-            yield r0, r1, _mm(x.block(0, b), pw.digits[0], method)
+            yield r0, r1, _np(_mm(xs, pw.stacked, method))
             continue
-        acc = torch.zeros((r1 - r0, pw.o), dtype=torch.int64)
-        for j in range(x.n_digits):
-            xd = x.block(j, b)
-            for i, wd in enumerate(pw.digits):
-                scale = 1 << (pw.digit_bits * (i + j))
-                for k0 in range(0, pw.kp, chunk):
-                    k1 = min(pw.kp, k0 + chunk)
-                    if (k0, k1) == (0, pw.kp):
-                        g = _mm(xd, wd, method)
+        acc: np.ndarray | None = None
+        for k0 in range(0, pw.kp, chunk):
+            k1 = min(pw.kp, k0 + chunk)
+            if (k0, k1) == (0, pw.kp):
+                g = _np(_mm(xs, pw.stacked, method))
+            else:
+                g = _np(_mm(xs[:, k0:k1].contiguous(), pw.stacked[:, k0:k1].contiguous(),
+                            method))
+            if g.dtype.kind == "f":
+                g = g.astype(np.int64)  # exact: integers below 2^53
+            # Block (j, i) of g is Xd_j·Wd_iᵀ, of weight 2^(d·(i+j)): summed by Horner's rule
+            # from the top weight down, one shift per weight (few passes over the block).
+            part: np.ndarray | None = None
+            for t in range(nx + nw - 2, -1, -1):
+                if part is not None:
+                    np.left_shift(part, pw.digit_bits, out=part)
+                for j in range(max(0, t - nw + 1), min(nx, t + 1)):
+                    blk = g[j * rows:(j + 1) * rows, (t - j) * o:(t - j + 1) * o]
+                    if part is None:
+                        part = blk.astype(np.int64)
                     else:
-                        g = _mm(xd[:, k0:k1].contiguous(), wd[:, k0:k1].contiguous(), method)
-                    if g.is_floating_point():
-                        g = g.to(torch.int64)  # exact: an integer below 2^53
-                    if scale == 1:
-                        acc.add_(g)
-                    else:
-                        acc.add_(g, alpha=scale)
-            del xd
+                        part += blk
+            assert part is not None
+            if acc is None:
+                acc = part
+            else:
+                acc += part
+            del g, part
+        del xs
+        assert acc is not None
         if pw.c:
-            acc.add_((x.row_sums(b) - pw.k * x.c).unsqueeze(1), alpha=pw.c)
-        if x.c:
-            acc.add_(pw.rowsum.unsqueeze(0), alpha=x.c)
+            acc += (_np(x.row_sums(b)) - pw.k * x.c)[:, None] * pw.c
+        if x.c and add_x_offset:
+            acc += _np(pw.rowsum)[None, :] * x.c
         yield r0, r1, acc
 
 
 def _gemm(x: _Patches, pw: PreparedMatrix) -> torch.Tensor:
     """The whole exact product X·Wᵀ as int64 (L, O)."""
-    out = torch.empty((x.rows, pw.o), dtype=torch.int64)
+    out = np.empty((x.rows, pw.o), dtype=np.int64)
     for r0, r1, acc in _gemm_blocks(x, pw):
-        out[r0:r1].copy_(acc)  # converts int32 / exact float64 to int64
-    return out
+        out[r0:r1] = acc  # converts int32 / exact float64 to int64
+    return torch.from_numpy(out)
 
 
-def _x_digits(xt: torch.Tensor, method: str, bits: int) -> tuple[list[torch.Tensor], int]:
-    """Digits of the input side (of at most `bits` bits) in the GEMM dtype."""
-    digit_bits, n = _n_digits(method, bits)
-    ds, c = _digits(xt, n, digit_bits)
-    return [d.to(_GEMM_DTYPE[method]) for d in ds], c
+def _x_digits(xt: torch.Tensor, pw: PreparedMatrix) -> tuple[torch.Tensor, int]:
+    """The input side's digits (offset digits, `pw.x_digits`) stacked on a new first axis, in
+    the GEMM dtype, and their offset c_x."""
+    digit_bits, n = pw.x_digits
+    dtype = _GEMM_DTYPE[pw.method]
+    if n == 1:
+        return xt.to(dtype).unsqueeze(0), 0
+    ds, c = _digits(_np(xt), n, digit_bits)
+    stacked = np.empty((n, *xt.shape), dtype=_NP_DTYPE[pw.method])
+    for i, d in enumerate(ds):
+        stacked[i] = d
+    return torch.from_numpy(stacked), c
 
 
-def _check_x_fits(xt: torch.Tensor, pw: PreparedMatrix, what: str) -> int:
-    """Check |x| <= pw.x_absmax; return the bits x actually needs."""
+def _check_x_fits(xt: torch.Tensor, pw: PreparedMatrix, what: str) -> None:
     lo, hi = _range_of(xt)
-    if max(-lo, hi) > pw.x_absmax:
+    if max(-lo, hi) > pw.x_absmax or _bits_of_range(lo, hi) > pw.x_bits:
         raise InputError(
-            f"{what}: input values in [{lo}, {hi}] exceed the magnitude {pw.x_absmax} the"
-            " weights were prepared for"
+            f"{what}: input values in [{lo}, {hi}] exceed the range the weights were prepared"
+            f" for ({pw.x_bits} bits, magnitude {pw.x_absmax})"
         )
-    return _bits_of_range(lo, hi)
 
 
-def _block_rows(k: int, method: str) -> int:
+def _block_rows(k: int, method: str, n_digits: int) -> int:
     itemsize = torch.empty((), dtype=_GEMM_DTYPE[method]).element_size()
-    return max(1, _BLOCK_BYTES // max(1, k * itemsize))
+    return max(1, _BLOCK_BYTES // max(1, k * itemsize * n_digits))
 
 
-def _fc_patches(xt: torch.Tensor, pw: PreparedMatrix, x_bits: int | None,
-                what: str) -> _Patches:
-    """X = the input batch itself. `x_bits` None: measured (and checked) from the values."""
+def _fc_patches(xt: torch.Tensor, pw: PreparedMatrix, check: bool, what: str) -> _Patches:
+    """X = the input batch itself. `check`: verify the values fit what pw was prepared for."""
     if xt.ndim != 2 or xt.shape[1] != pw.k:
         raise ShapeError(f"{what}: expected shape (N, {pw.k}), got {tuple(xt.shape)}")
-    if x_bits is None:
-        x_bits = _check_x_fits(xt, pw, what)
-    digits, c = _x_digits(xt, pw.method, x_bits)
+    if check:
+        _check_x_fits(xt, pw, what)
+    digits, c = _x_digits(xt, pw)  # (n_x, N, K)
     if pw.kp != pw.k:
-        digits = [F.pad(d, (0, pw.kp - pw.k)) for d in digits]
-    n = int(xt.shape[0])
-    step = _block_rows(pw.kp, pw.method)
+        digits = F.pad(digits, (0, pw.kp - pw.k))
+    nx, n = int(digits.shape[0]), int(xt.shape[0])
+    step = _block_rows(pw.kp, pw.method, nx)
     blocks = [(r, min(n, r + step)) for r in range(0, n, step)]
     return _Patches(
-        rows=n, n_digits=len(digits), c=c, blocks=blocks,
-        block=lambda j, b: digits[j][blocks[b][0]:blocks[b][1]].contiguous(),
+        rows=n, n_digits=nx, c=c, blocks=blocks,
+        block=lambda b: digits[:, blocks[b][0]:blocks[b][1]].reshape(-1, pw.kp).contiguous(),
         row_sums=lambda b: xt[blocks[b][0]:blocks[b][1]].sum(dim=1, dtype=torch.int64),
     )
 
 
 def _conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
-                  stride: tuple[int, int], padding: tuple[int, int], x_bits: int | None,
+                  stride: tuple[int, int], padding: tuple[int, int], check: bool,
                   what: str) -> tuple[_Patches, tuple[int, int, int]]:
     """The patch matrix of a convolution, and the output geometry (N, Ho, Wo).
 
@@ -473,24 +538,27 @@ def _conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
     """
     if xt.ndim != 4:
         raise ShapeError(f"{what}: expected (N, C, H, W), got shape {tuple(xt.shape)}")
-    n, c_in, h, w = (int(d) for d in xt.shape)
+    n, c_x, h, w = (int(d) for d in xt.shape)
     (kh, kw), (sh, sw), (ph, pw_) = kernel, stride, padding
+    c_in = _conv_channels(c_x, kh, kw)
     if kh * kw * c_in != pw.k:
-        raise ShapeError(f"{what}: {c_in} channels do not fit weights with K = {pw.k}")
+        raise ShapeError(f"{what}: {c_x} channels do not fit weights with K = {pw.k}")
     ho, wo = _window_out(h, kh, sh, ph), _window_out(w, kw, sw, pw_)
     if ho <= 0 or wo <= 0:
         raise ShapeError(f"{what}: kernel {kh}x{kw} larger than padded input {h}x{w}")
-    if x_bits is None:
-        x_bits = _check_x_fits(xt, pw, what)
-    # Zero padding pads with the integer 0 (contract step 1), before the digit split.
+    if check:
+        _check_x_fits(xt, pw, what)
+    # Zero padding pads with the integer 0 (contract step 1), before the digit split; so do the
+    # zero channels that make K a multiple of 4 (see `_conv_channels`).
     nhwc = xt.permute(0, 2, 3, 1)
-    xp = F.pad(nhwc, (0, 0, pw_, pw_, ph, ph)) if (ph or pw_) else nhwc
+    xp = F.pad(nhwc, (0, c_in - c_x, pw_, pw_, ph, ph)) if (ph or pw_ or c_in > c_x) else nhwc
     hp, wp = h + 2 * ph, w + 2 * pw_
-    digits, c = _x_digits(xp, pw.method, x_bits)
-    digits = [d.contiguous() for d in digits]
+    digits, c = _x_digits(xp, pw)
+    digits = digits.contiguous()  # (n_x, N, Hp, Wp, C)
+    nx = int(digits.shape[0])
     # Blocks are whole images when one fits the budget (few, large products), else row bands
     # of one image. A span is (first image, images, first output row, rows).
-    per_block = _block_rows(pw.kp, pw.method)
+    per_block = _block_rows(pw.kp, pw.method, nx)
     if ho * wo <= per_block:
         k_img = per_block // (ho * wo)
         spans = [(i, min(k_img, n - i), 0, ho) for i in range(0, n, k_img)]
@@ -499,21 +567,15 @@ def _conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
         spans = [(i, 1, y0, min(rows_y, ho - y0)) for i in range(n) for y0 in range(0, ho, rows_y)]
     blocks = [((i * ho + y0) * wo, ((i + ni - 1) * ho + y0 + ny) * wo) for i, ni, y0, ny in spans]
     img, row = hp * wp * c_in, wp * c_in
+    dig = n * img
 
-    def block(j: int, b: int) -> torch.Tensor:
+    def block(b: int) -> torch.Tensor:
         i, ni, y0, ny = spans[b]
-        d = digits[j]
-        view = d.as_strided((ni, ny, wo, kh, kw, c_in),
-                            (img, sh * row, sw * c_in, row, c_in, 1),
-                            d.storage_offset() + i * img + y0 * sh * row)
-        rows = ni * ny * wo
-        if pw.kp == pw.k:
-            # reshape may return an overlapping view (stride-1 windows); GEMMs get real rows
-            return view.reshape(rows, pw.k).contiguous()
-        buf = torch.zeros((rows, pw.kp), dtype=d.dtype)  # zero columns up to kp
-        buf.as_strided(view.shape, (ny * wo * pw.kp, wo * pw.kp, pw.kp, kw * c_in, c_in, 1)
-                       ).copy_(view)
-        return buf
+        view = digits.as_strided((nx, ni, ny, wo, kh, kw, c_in),
+                                 (dig, img, sh * row, sw * c_in, row, c_in, 1),
+                                 digits.storage_offset() + i * img + y0 * sh * row)
+        # reshape may return an overlapping view (stride-1 windows); GEMMs get real rows
+        return view.reshape(nx * ni * ny * wo, pw.k).contiguous()
 
     sums: list[torch.Tensor] = []
 
@@ -525,26 +587,39 @@ def _conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
         r0, r1 = blocks[b]
         return sums[0][r0:r1]
 
-    patches = _Patches(n * ho * wo, len(digits), c, blocks, block, row_sums)
+    patches = _Patches(n * ho * wo, nx, c, blocks, block, row_sums)
     return patches, (n, ho, wo)
 
 
+def _conv_channels(c: int, kh: int, kw: int) -> int:
+    """Channels after zero padding to make K = kh·kw·C a multiple of 4 (the int8 kernel's
+    requirement, see `prepare_matrix`); zero channels add nothing to any sum."""
+    while (kh * kw * c) % 4:
+        c += 1
+    return c
+
+
 def _conv_matrix(w: torch.Tensor) -> torch.Tensor:
-    """(O, C, kh, kw) -> (O, kh·kw·C): the column order of the patch matrix."""
-    return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
+    """(O, C, kh, kw) -> (O, kh·kw·C'): the column order (ky, kx, c) of the patch matrix, with
+    zero channels up to C' = `_conv_channels`."""
+    o, c, kh, kw = (int(d) for d in w.shape)
+    cp = _conv_channels(c, kh, kw)
+    m = w.permute(0, 2, 3, 1)
+    if cp > c:
+        m = F.pad(m, (0, cp - c))
+    return m.reshape(o, -1)
 
 
 def _conv_acc_t(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
-                stride: tuple[int, int], padding: tuple[int, int], x_bits: int | None = None,
+                stride: tuple[int, int], padding: tuple[int, int],
                 what: str = "conv input") -> torch.Tensor:
     """Exact conv accumulators (N, O, Ho, Wo), int64 in channels-last memory."""
-    patches, (n, ho, wo) = _conv_patches(xt, pw, kernel, stride, padding, x_bits, what)
+    patches, (n, ho, wo) = _conv_patches(xt, pw, kernel, stride, padding, True, what)
     return _gemm(patches, pw).reshape(n, ho, wo, pw.o).permute(0, 3, 1, 2)
 
 
-def _fc_acc_t(xt: torch.Tensor, pw: PreparedMatrix, x_bits: int | None = None,
-              what: str = "fc input") -> torch.Tensor:
-    return _gemm(_fc_patches(xt, pw, x_bits, what), pw)
+def _fc_acc_t(xt: torch.Tensor, pw: PreparedMatrix, what: str = "fc input") -> torch.Tensor:
+    return _gemm(_fc_patches(xt, pw, True, what), pw)
 
 
 def conv_acc(x: np.ndarray, w: np.ndarray, stride: int | Sequence[int] = 1,
@@ -590,19 +665,19 @@ def fc_acc(x: np.ndarray, w: np.ndarray, *, method: Method = "auto") -> np.ndarr
 # --------------------------------------------------------------------------------------------
 # steps 2-5
 # --------------------------------------------------------------------------------------------
-def _shift_left_saturate(acc: torch.Tensor, k: int, out: FixedFormat, count_negative: bool
-                         ) -> tuple[torch.Tensor, int]:
+def _shift_left_saturate(acc: np.ndarray, k: int, out: FixedFormat, count_negative: bool
+                         ) -> tuple[np.ndarray, int]:
     """y = sat(acc << k) for k > 0 without overflow: acc << k saturates exactly when acc lies
     outside [ceil(qmin/2^k), floor(qmax/2^k)]."""
-    acc = acc.to(torch.int64)
+    acc = acc.astype(np.int64, copy=False)
     k = min(k, 62)
     hi = out.qmax >> k
     lo = -((-out.qmin) >> k)
     over, under = acc > hi, acc < lo
-    n = int(torch.count_nonzero(over)) + (int(torch.count_nonzero(under)) if count_negative
-                                          else 0)
-    y = acc.clamp(lo, hi).bitwise_left_shift_(k)
-    y.masked_fill_(over, out.qmax).masked_fill_(under, out.qmin)
+    n = int(np.count_nonzero(over)) + (int(np.count_nonzero(under)) if count_negative else 0)
+    y = np.left_shift(np.clip(acc, lo, hi), k)
+    y[over] = out.qmax
+    y[under] = out.qmin
     return y, n
 
 
@@ -611,8 +686,8 @@ def _round_const(s: int) -> int:
     return 1 << (s - 1) if 0 < s < 63 else 0
 
 
-def _finish_rows(acc: torch.Tensor, bias_round: torch.Tensor | None, s: int, out: FixedFormat,
-                 relu: bool, count_negative: bool, dest: torch.Tensor) -> int:
+def _finish_rows(acc: np.ndarray, bias_round: np.ndarray | None, s: int, out: FixedFormat,
+                 relu: bool, count_negative: bool, dest: np.ndarray) -> int:
     """Contract steps 2-4 on accumulators with the output channel last, written into `dest`.
 
     `acc` (owned, modified) is int32 or int64 — int32 only when |acc + bias| + 2^(s-1) < 2^31 —
@@ -622,55 +697,56 @@ def _finish_rows(acc: torch.Tensor, bias_round: torch.Tensor | None, s: int, out
     values <= 0, so this equals ReLU before the shift. Returns the number of saturated values
     (`count_negative=False`: only those clipped at qmax, as after a fused ReLU).
     """
-    if acc.is_floating_point():
-        acc = acc.to(torch.int64)
-    if acc.numel() == 0:
+    if acc.dtype.kind == "f":
+        acc = acc.astype(np.int64)
+    if acc.size == 0:
         return 0
     if s < 0:
+        acc = acc.astype(np.int64, copy=False)
         if bias_round is not None:
-            acc = acc.to(torch.int64).add_(bias_round)
+            acc += bias_round
         if relu:
-            acc = acc.clamp_min(0)
+            np.maximum(acc, 0, out=acc)
         y, n = _shift_left_saturate(acc, -s, out, count_negative and not relu)
-        dest.copy_(y)
+        dest[...] = y
         return n
     if bias_round is not None:
-        acc.add_(bias_round.to(acc.dtype))
+        acc += bias_round.astype(acc.dtype)
     elif s > 0:
-        acc.add_(_round_const(s))
+        acc += _round_const(s)
     if s >= 63:
-        acc.zero_()  # |acc| < 2^62 <= 2^(s-1): (acc + 2^(s-1)) >> s is 0
+        acc[...] = 0  # |acc| < 2^62 <= 2^(s-1): (acc + 2^(s-1)) >> s is 0
     elif s > 0:
-        acc.bitwise_right_shift_(s)  # arithmetic shift: floor((acc + 2^(s-1)) / 2^s)
+        np.right_shift(acc, s, out=acc)  # arithmetic shift: floor((acc + 2^(s-1)) / 2^s)
     lower = 0 if relu else out.qmin
-    mn, mx = (int(v) for v in torch.aminmax(acc))
-    # counting only when something saturates; numpy counts a mask several times faster
-    n = int(np.count_nonzero(_np(acc) > out.qmax)) if mx > out.qmax else 0
+    mx = int(acc.max())
+    mn = int(acc.min()) if not relu else 0  # with a ReLU the clamp below always runs
+    n = int(np.count_nonzero(acc > out.qmax)) if mx > out.qmax else 0
     if count_negative and not relu and mn < out.qmin:
-        n += int(np.count_nonzero(_np(acc) < out.qmin))
-    if mn < lower or mx > out.qmax:
-        acc.clamp_(lower, out.qmax)
-    dest.copy_(acc)
+        n += int(np.count_nonzero(acc < out.qmin))
+    if relu or mn < lower or mx > out.qmax:
+        np.clip(acc, lower, out.qmax, out=acc)
+    dest[...] = acc
     return n
 
 
-def _bias_round(bias_aligned: torch.Tensor | None, s: int) -> torch.Tensor | None:
+def _bias_round(bias_aligned: np.ndarray | None, s: int) -> np.ndarray | None:
     if bias_aligned is None:
         return None
     return bias_aligned + _round_const(s) if s >= 0 else bias_aligned
 
 
-def _requantize_channels(acc: torch.Tensor, bias_aligned: torch.Tensor | None, fl_acc: int,
+def _requantize_channels(acc: torch.Tensor, bias_aligned: np.ndarray | None, fl_acc: int,
                          out: FixedFormat, relu: bool, count_negative: bool = True
                          ) -> tuple[torch.Tensor, int]:
     """Steps 2-4 on int64 accumulators with the channel on axis 1 ((N, O) or (N, O, H, W))."""
     s = fl_acc - out.fl
     rows = acc.movedim(1, -1)
     shape = rows.shape
-    flat = rows.reshape(-1, shape[-1]).to(torch.int64, copy=True)
-    dest = torch.empty_like(flat)
+    flat = np.array(_np(rows.reshape(-1, shape[-1])), dtype=np.int64)  # an owned copy
+    dest = np.empty_like(flat)
     n = _finish_rows(flat, _bias_round(bias_aligned, s), s, out, relu, count_negative, dest)
-    return dest.reshape(shape).movedim(-1, 1), n
+    return torch.from_numpy(dest).reshape(shape).movedim(-1, 1), n
 
 
 def finish(acc: np.ndarray, bias: np.ndarray | None, fmts: LayerFormats,
@@ -693,9 +769,9 @@ def finish(acc: np.ndarray, bias: np.ndarray | None, fmts: LayerFormats,
         braw = _int_tensor(bias, "bias").reshape(-1)
         if braw.shape[0] != a.shape[1]:
             raise ShapeError(f"bias has {braw.shape[0]} entries for {a.shape[1]} channels")
-        b = torch.from_numpy(align_bias(_np(braw), fmts.bias.fl, fmts.fl_acc))
+        b = align_bias(_np(braw), fmts.bias.fl, fmts.fl_acc)
     lo, hi = _range_of(a)
-    big = max(-lo, hi) + (int(b.abs().max()) if b is not None and b.numel() else 0)
+    big = max(-lo, hi) + (int(np.abs(b).max()) if b is not None and b.size else 0)
     if big >= ACC_INT64_LIMIT:
         raise InputError(f"accumulator magnitude {big} reaches 2^62, beyond any accumulator")
     y, n = _requantize_channels(a, b, fmts.fl_acc, fmts.output, relu)
@@ -789,8 +865,8 @@ def _tdtype(fmt: FixedFormat) -> torch.dtype:
 @dataclass(frozen=True, eq=False)
 class _WeightedLayer:
     pw: PreparedMatrix
-    bias: torch.Tensor | None  # aligned to fl_acc, int64 (O,)
-    bias_round: torch.Tensor | None  # bias + rounding constant of the data shift
+    bias: np.ndarray | None  # aligned to fl_acc, int64 (O,)
+    bias_round: np.ndarray | None  # bias (+ input digit offset term) + rounding constant
     fl_acc: int
     shift: int  # s = fl_acc - fl_out
     bound: int  # contract step 1 bound, bias included
@@ -855,7 +931,7 @@ def _prepare_layer(q: QuantizedModel, layer: Conv2d | Linear, method: Method,
     if "bias" in arrays:
         assert f.bias is not None
         try:
-            bias = torch.from_numpy(align_bias(arrays["bias"], f.bias.fl, f.fl_acc))
+            bias = align_bias(arrays["bias"], f.bias.fl, f.fl_acc)
         except InputError as e:
             raise InputError(f"layer {layer.name!r}: {e}") from None
     try:
@@ -872,9 +948,14 @@ def _prepare_layer(q: QuantizedModel, layer: Conv2d | Linear, method: Method,
             " it (narrower weights or data are needed)"
         )
     s = f.fl_acc - f.output.fl
-    int32_ok = (pw.method == "i8" and len(pw.digits) == 1 and f.input.bw <= 8
+    int32_ok = (pw.method == "i8" and pw.n_digits == 1 and pw.x_digits[1] == 1
                 and pw.kp <= pw.k_chunk and bound + _round_const(s) < (1 << 31) and s < 32)
-    return _WeightedLayer(pw, bias, _bias_round(bias, s), f.fl_acc, s, bound, int32_ok)
+    # The input digits' offset c_x contributes c_x·Σ_k W[o, k] to every output o: added once
+    # here, with the bias (exact in int64, see _gemm_blocks).
+    total = bias
+    if pw.x_offset:
+        total = _np(pw.rowsum) * pw.x_offset + (0 if bias is None else bias)
+    return _WeightedLayer(pw, bias, _bias_round(total, s), f.fl_acc, s, bound, int32_ok)
 
 
 def _keep_set(keep: bool | str | Iterable[str], g: Graph) -> set[str]:
@@ -945,16 +1026,18 @@ class ReferenceExecutor:
         what = f"input of layer {layer.name!r}"
         if isinstance(layer, Conv2d):
             patches, (n, ho, wo) = _conv_patches(x, p.pw, layer.kernel, layer.stride,
-                                                 layer.padding, f.input.bw, what)
+                                                 layer.padding, False, what)
         else:
-            patches = _fc_patches(x, p.pw, f.input.bw, what)
+            patches = _fc_patches(x, p.pw, False, what)
         dest = torch.empty((patches.rows, p.pw.o), dtype=_tdtype(f.output))
+        dn = _np(dest)
         nsat = 0
-        for r0, r1, acc in _gemm_blocks(patches, p.pw):
-            if acc.dtype == torch.int32 and not p.int32_ok:
-                acc = acc.to(torch.int64)
+        # the input digits' offset correction is a per-output constant, already in bias_round
+        for r0, r1, acc in _gemm_blocks(patches, p.pw, add_x_offset=False):
+            if acc.dtype == np.int32 and not p.int32_ok:
+                acc = acc.astype(np.int64)
             nsat += _finish_rows(acc, p.bias_round, p.shift, f.output, relu, count_negative,
-                                 dest[r0:r1])
+                                 dn[r0:r1])
         if isinstance(layer, Conv2d):
             return dest.reshape(n, ho, wo, p.pw.o).permute(0, 3, 1, 2), nsat
         return dest, nsat

@@ -111,8 +111,9 @@ def roofline_png(layers: Sequence[Mapping[str, Any]], peak_gops: float, bandwidt
     per_x = 400 / math.log10(hi / lo)
     per_y = 270 / math.log10(peak_gops * 2 / ylo)
     for r, dy in zip(pts, _label_offsets(pts, per_x, per_y), strict=True):
+        moved = {"arrowprops": {"arrowstyle": "-", "lw": 0.5, "color": "grey"}} if dy < 3 else {}
         ax.annotate(str(r["name"]), (float(r["op_intensity"]), float(r["gops"])),
-                    textcoords="offset points", xytext=(5, dy), fontsize="x-small")
+                    textcoords="offset points", xytext=(5, dy), fontsize="x-small", **moved)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylim(ylo, peak_gops * 2)

@@ -61,8 +61,7 @@ class AdderTree(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        total, levels = add_tree(m, [self.i.payload[k] for k in range(self.lanes)], None,
-                                 "lanes")
+        total, levels = add_tree(m, [self.i.payload[k] for k in range(self.lanes)], "lanes")
         valid = self.i.valid
         busy = 0
         for k in range(levels):

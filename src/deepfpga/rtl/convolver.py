@@ -127,7 +127,7 @@ class Convolver(wiring.Component):
                 p = Signal(signed(d + self.weight_bits), name=f"prod{lane}_{k}")
                 m.d.sync += p.eq(win[k // KERNEL][k % KERNEL] * weights[lane][k])
                 prods.append(p)
-            total, _ = add_tree(m, prods, None, f"sum{lane}")
+            total, _ = add_tree(m, prods, f"sum{lane}")
             sums.append(total)
 
         # --- valid bits alongside the products and the tree; the last register is o.valid ----

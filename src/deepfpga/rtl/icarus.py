@@ -178,10 +178,11 @@ def run_icarus(params: PEParams, jobs: list[TileJob], workdir: str | Path, *, se
     (wd / "pe.v").write_text(verilog_text(p))
     (wd / "tb.v").write_text(_testbench(p, len(jobs), len(pix_lines), len(psum_lines),
                                         len(w_lines), valid_pct, ready_pct, seed, total_cycles))
-    subprocess.run(["iverilog", "-g2012", "-o", "sim.vvp", "tb.v", "pe.v"], cwd=wd, check=True,
-                   capture_output=True, text=True, timeout=timeout_s)
-    subprocess.run(["vvp", "-n", "sim.vvp"], cwd=wd, check=True, capture_output=True, text=True,
-                   timeout=timeout_s)
+    for cmd in (["iverilog", "-g2012", "-o", "sim.vvp", "tb.v", "pe.v"], ["vvp", "-n", "sim.vvp"]):
+        proc = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=timeout_s)
+        if proc.returncode != 0:
+            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+            raise RuntimeError(f"{cmd[0]} failed (exit {proc.returncode}) in {wd}: {tail}")
     results: list[TileOutput] = []
     got: list[int] = []
     for line in (wd / "out.txt").read_text().splitlines():

@@ -7,7 +7,7 @@ Data shift by the run-time s = fl_acc - fl_out:
 then y saturates to data_bits and `sat` flags it. Shifts are clamped to what can matter, which
 is exact: for s ≥ acc_bits the result is 0 for every acc, and a left shift by data_bits or more
 saturates every nonzero acc just as the unclamped shift would.
-Both stages have a `bypass` input that passes the accumulator unchanged (partial-sum tiles).
+`Relu.enable` low and `DataShift.bypass` high pass the accumulator unchanged (partial-sum tiles).
 """
 
 from __future__ import annotations

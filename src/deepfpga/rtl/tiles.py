@@ -144,10 +144,11 @@ def weight_words(job: TileJob) -> list[int]:
 
 def random_job(rng: np.random.Generator, p: PEParams, *, max_height: int = 8,
                **fixed: object) -> TileJob:
-    """A random job that satisfies the accumulator bound; keyword arguments fix fields.
+    """A random job that satisfies the accumulator bound.
 
-    Magnitudes are drawn per job (small, mid, full range, or only the extreme values) so that
-    every shift direction produces both exact and saturated results.
+    Keyword arguments fix a choice: stride, pad, pool, finish, width, height, relu, shift,
+    accumulate (psum on/off), use_bias. Magnitudes are drawn per job (small, mid, full range,
+    or only the extreme values) so every shift direction gives exact and saturated results.
     """
     n, d, wb, a = p.convolvers, p.data_bits, p.weight_bits, p.acc_bits
     lim = 1 << (a - 1)

@@ -1,0 +1,1 @@
+"""The accelerator description (AcceleratorConfig), target presets, devices and resources."""

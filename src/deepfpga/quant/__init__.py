@@ -1,0 +1,1 @@
+"""Fixed-point quantization: formats, the reference executor, the quantized model and the flow."""
