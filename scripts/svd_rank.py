@@ -94,41 +94,54 @@ def plot(rows: list[dict], base: dict, layer: str, model: str, bits: str, n: int
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.4))
+    fig = Figure(figsize=(15, 4.4), layout="constrained")
     FigureCanvasAgg(fig)
-    ax, ax2 = fig.subplots(1, 2)
+    ax, zoom, ax2 = fig.subplots(1, 3)
     r = [row["rank"] for row in rows]
-    ax.plot(r, [100 * row["float_top1"] for row in rows], "o-", color="#1f77b4",
-            label="float32, factored")
-    ax.plot(r, [100 * row["q_top1"] for row in rows], "s-", color="#d62728",
-            label=f"{bits}-bit dynamic, factored")
-    ax.axhline(100 * base["float_top1"], color="#1f77b4", ls="--", lw=1,
-               label=f"float32, unfactored ({100 * base['float_top1']:.2f} %)")
-    ax.axhline(100 * base["q_top1"], color="#d62728", ls="--", lw=1,
-               label=f"{bits}-bit, unfactored ({100 * base['q_top1']:.2f} %)")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel(f"rank of {layer}")
+    for a in (ax, zoom):
+        a.plot(r, [100 * row["float_top1"] for row in rows], "o-", color="#1f77b4",
+               label="float32, factored")
+        a.plot(r, [100 * row["q_top1"] for row in rows], "s-", color="#d62728",
+               label=f"{bits}-bit dynamic, factored")
+        a.axhline(100 * base["float_top1"], color="#1f77b4", ls="--", lw=1,
+                  label=f"float32, unfactored ({100 * base['float_top1']:.2f} %)")
+        a.axhline(100 * base["q_top1"], color="#d62728", ls="--", lw=1,
+                  label=f"{bits}-bit, unfactored ({100 * base['q_top1']:.2f} %)")
+    top = max(100 * base["float_top1"], 100 * base["q_top1"])
+    zoom.set_ylim(top - 3, top + 0.5)
+    near = [row["rank"] for row in rows
+            if min(row["float_top1"], row["q_top1"]) * 100 >= top - 3] or r
+    zoom.set_title("the same, top-1 near the unfactored model")
+    ax.set_title(f"{model}: test top-1 against the rank of {layer}")
     ax.set_ylabel(f"test top-1 (%), {n:,} images")
-    ax.set_title(f"{model}: accuracy against the rank of {layer}")
-    ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small", loc="lower right")
     ax2.plot(r, [100 * row["reduction"] for row in rows], "o-", color="#2ca02c",
              label="weights removed from the layer (%)")
     ax2.plot(r, [100 * row["rel_error"] for row in rows], "^-", color="#9467bd",
              label="reconstruction error ‖W − BA‖/‖W‖ (%)")
-    ax2.set_xscale("log", base=2)
-    ax2.set_xlabel(f"rank of {layer}")
-    ax2.set_ylabel("%")
     ax2.set_ylim(-5, 105)
+    ax2.set_ylabel("%")
     ax2.set_title("weight reduction and reconstruction error")
-    ax2.grid(True, which="both", alpha=0.3)
-    ax2.legend(fontsize="small", loc="center right")
-    fig.tight_layout()
+    ax2.legend(fontsize="small", loc="lower left")
+    for a in (ax, zoom, ax2):
+        a.set_xscale("log", base=2)
+        ticks = near if a is zoom else r
+        a.set_xticks(ticks, [str(v) for v in ticks], fontsize="small")
+        a.minorticks_off()
+        a.set_xlabel(f"rank of {layer}")
+        a.grid(True, alpha=0.3)
+    zoom.set_xlim(min(near) / 1.25, max(r) * 1.25)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     from deepfpga.fileio import atomic_write_bytes
 
     atomic_write_bytes(path, buf.getvalue())
+
+
+def smallest_rank_within(rows: list[dict], base: dict, key: str, pts: float) -> dict | None:
+    """The smallest rank whose top-1 (`key`) is within `pts` points of the unfactored model."""
+    ok = [row for row in rows if 100 * (base[key] - row[key]) <= pts]
+    return min(ok, key=lambda row: row["rank"]) if ok else None
 
 
 def markdown(rows: list[dict], base: dict, vgg: dict, args: argparse.Namespace, layer: str,
@@ -138,6 +151,7 @@ def markdown(rows: list[dict], base: dict, vgg: dict, args: argparse.Namespace, 
         "# Accuracy against SVD rank",
         "",
         f"Model `{args.model}`, layer `{layer}` ({out}×{inn} weights = {out * inn:,}),"
+        " "
         f"replaced by `{layer}_a` ({inn}→r, no bias) and `{layer}_b` (r→{out}) from the truncated"
         " SVD (singular values split evenly between the factors; `deepfpga.compress.svd`).",
         f"Test: the first {n:,} Fashion-MNIST test images. {args.bits}-bit: dynamic-precision"
@@ -167,6 +181,15 @@ def markdown(rows: list[dict], base: dict, vgg: dict, args: argparse.Namespace, 
             f" {100 * row['rel_error']:.2f} % | {100 * row['float_top1']:.2f} % |"
             f" {100 * row['q_top1']:.2f} % | {100 * row['float_top5']:.2f} % |"
             f" {100 * row['q_top5']:.2f} % |")
+    lines.append("")
+    for key, what in (("float_top1", "float32"), ("q_top1", f"{args.bits}-bit")):
+        best = smallest_rank_within(rows, base, key, 0.5)
+        if best is not None:
+            lines.append(
+                f"- {what}: the smallest measured rank within 0.5 points of the unfactored"
+                f" model's top-1 ({100 * base[key]:.2f} %) is **{best['rank']}**"
+                f" ({100 * best[key]:.2f} %), removing {100 * best['reduction']:.1f} % of"
+                f" `{layer}`'s weights.")
     lines += [
         "",
         "Reduction = 1 − r·(in + out)/(in·out) of the layer's weight matrix (biases unchanged);"

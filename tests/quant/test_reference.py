@@ -278,9 +278,11 @@ def test_chunked_and_blocked_products(monkeypatch, budget):
     x = rng.integers(-32768, 32768, (3, 5, 9, 7))
     w = rng.integers(-32768, 32768, (4, 5, 3, 3))
     want = np.array(py_conv_acc(x, w, (2, 1), (1, 2)), dtype=np.int64)
-    monkeypatch.setattr(R, "_I8_K_CHUNK", 7)
+    monkeypatch.setattr(R, "_I8_K_CHUNK", 8)
     monkeypatch.setattr(R, "_SPLIT_K_CHUNK", 5)
     monkeypatch.setattr(R, "_BLOCK_BYTES", budget)
+    monkeypatch.setattr(R, "_PAR_MIN_ELEMS", 1)  # split every block's tail over 3 threads
+    monkeypatch.setattr(R.torch, "get_num_threads", lambda: 3)
     for m in METHODS:
         assert np.array_equal(R.conv_acc(x, w, (2, 1), (1, 2), method=m), want), m
     xf, wf = rng.integers(-128, 128, (5, 30)), rng.integers(-128, 128, (3, 30))
@@ -537,3 +539,19 @@ def test_weight_digits_balanced_or_offset(bits):
             if m == "i8" and bits == 16:  # two digits: balanced iff the top digit fits
                 assert (pw.c == 0) == (w_hi < top - 127)
             assert np.array_equal(R.fc_acc(x, w, method=m), x @ w.T), (bits, w_hi, m)
+
+
+def test_threaded_tail_and_small_blocks_in_the_executor(monkeypatch):
+    monkeypatch.setattr(R, "_BLOCK_BYTES", 300)
+    monkeypatch.setattr(R, "_PAR_MIN_ELEMS", 1)
+    monkeypatch.setattr(R.torch, "get_num_threads", lambda: 3)
+    g = small_chain()
+    rng = np.random.default_rng(31)
+    for bw in (8, 16):
+        x = rng.integers(-(1 << (bw - 1)), 1 << (bw - 1), (3, *g.input_shape))
+        qm = random_qmodel(g, rng, bw, bw, x_calib=x, jitter=1)
+        want_out, want_sats, want_env = py_execute(qm, x)
+        res = R.execute(qm, x, keep="all")
+        assert dict(res.saturations) == want_sats
+        for name in ("c1", "c2", "fc1", "fc2"):
+            assert np.array_equal(res.layers[name], want_env[name]), (bw, name)

@@ -54,7 +54,19 @@ class _Intervals:
         return max((e[which] for e in self.items if e[0] < b and a < e[1]), default=-1)
 
     def write(self, a: int, b: int, idx: int) -> None:
-        self.items = [e for e in self.items if not (a <= e[0] and e[1] <= b)]
+        # The writer has already waited for every earlier access to [a, b), so that part of the
+        # history is subsumed; trimming partly overlapped ranges (not only dropping covered ones)
+        # keeps stale readers from making later writes wait for unrelated SAVEs.
+        kept: list[list[int]] = []
+        for e in self.items:
+            if e[1] <= a or b <= e[0]:
+                kept.append(e)
+                continue
+            if e[0] < a:
+                kept.append([e[0], a, e[2], e[3]])
+            if b < e[1]:
+                kept.append([b, e[1], e[2], e[3]])
+        self.items = kept
         self.items.append([a, b, idx, -1])
         if len(self.items) > _MAX_INTERVALS:     # merge the two oldest: over-synchronises only
             e0, e1 = self.items[0], self.items[1]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -395,15 +396,22 @@ def _is_raw(x: _Patches, pw: PreparedMatrix) -> bool:
     return x.n_digits == 1 and pw.n_digits == 1 and pw.kp <= pw.k_chunk
 
 
-def _gemm_blocks(x: _Patches, pw: PreparedMatrix, add_x_offset: bool = True
-                 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield (row0, row1, acc) with acc[l, o] = Σ_k X[l, k]·W[o, k] exactly for those rows.
+@dataclass(frozen=True, eq=False)
+class _Products:
+    """The library products of one row block: `gs[q]` is the GEMM of K chunk q, (nx·rows,
+    nw·O), whose block (j, i) is Xd_j·Wd_iᵀ; `row_sums` is Σ_k X[l, k] when a correction needs
+    it. `_combine` turns a row range of it into exact accumulators."""
 
-    acc (numpy) is the GEMM's own result (int32 for 'i8', float64 for 'f64', holding exact
-    integers) when `_is_raw`, else int64. Element-wise work is done in numpy: one thread, no
-    barrier between threads per pass (torch's waits dominate on a busy machine).
-    `add_x_offset=False` leaves out the input offset's correction c_x·Σ_k W[o, k] (a per-output
-    constant the executor adds with the bias).
+    rows: int
+    nx: int
+    c_x: int
+    gs: list[np.ndarray]
+    row_sums: np.ndarray | None
+    raw: bool
+
+
+def _gemm_blocks(x: _Patches, pw: PreparedMatrix) -> Iterator[tuple[int, int, _Products]]:
+    """Yield (row0, row1, products) for every row block of X·Wᵀ (see `_combine`).
 
     Why every method is exact:
     * 'f64': every product x·w and every partial sum of any subset of the K products of one
@@ -414,7 +422,7 @@ def _gemm_blocks(x: _Patches, pw: PreparedMatrix, add_x_offset: bool = True
     * 'i8': X and W are split into base-256 digits in [-128, 127] (`_digits`); all digit pairs
       come from one int8 x int8 -> int32 product of the stacked digits. Its partial sums are at
       most 2^14 per term times at most 2^16 terms (K is cut into chunks) = 2^30 < 2^31, so int32
-      never wraps. The digit products are recombined in int64:
+      never wraps. The digit products are recombined in int64 (`_combine`):
           X·Wᵀ = Σ_ij 2^(8(i+j))·Xd_j·Wd_iᵀ + c_w·(Σ_k X[l,k] − K·c_x) + c_x·Σ_k W[o,k].
       int64 arithmetic is exact modulo 2^64 and the true result is below 2^62 in magnitude, so
       any wrap-around of intermediate terms cancels. `int8_gemm_available` guards against CPU
@@ -425,58 +433,93 @@ def _gemm_blocks(x: _Patches, pw: PreparedMatrix, add_x_offset: bool = True
     """
     method, chunk = pw.method, pw.k_chunk
     raw = _is_raw(x, pw)
-    o, nx, nw = pw.o, x.n_digits, pw.n_digits
     for b, (r0, r1) in enumerate(x.blocks):
         rows = r1 - r0
         if pw.kp == 0:
-            yield r0, r1, np.zeros((rows, o), dtype=np.int64)
+            zero = np.zeros((rows, pw.o), dtype=np.int64)
+            yield r0, r1, _Products(rows, 1, 0, [zero], None, True)
             continue
         xs = x.block(b)
-        if raw:
-            yield r0, r1, _np(_mm(xs, pw.stacked, method))
-            continue
-        acc: np.ndarray | None = None
+        gs = []
         for k0 in range(0, pw.kp, chunk):
             k1 = min(pw.kp, k0 + chunk)
             if (k0, k1) == (0, pw.kp):
-                g = _np(_mm(xs, pw.stacked, method))
+                gs.append(_np(_mm(xs, pw.stacked, method)))
             else:
-                g = _np(_mm(xs[:, k0:k1].contiguous(), pw.stacked[:, k0:k1].contiguous(),
-                            method))
-            if g.dtype.kind == "f":
-                g = g.astype(np.int64)  # exact: integers below 2^53
-            # Block (j, i) of g is Xd_j·Wd_iᵀ, of weight 2^(d·(i+j)): summed by Horner's rule
-            # from the top weight down, one shift per weight (few passes over the block).
-            part: np.ndarray | None = None
-            for t in range(nx + nw - 2, -1, -1):
-                if part is not None:
-                    np.left_shift(part, pw.digit_bits, out=part)
-                for j in range(max(0, t - nw + 1), min(nx, t + 1)):
-                    blk = g[j * rows:(j + 1) * rows, (t - j) * o:(t - j + 1) * o]
-                    if part is None:
-                        part = blk.astype(np.int64)
-                    else:
-                        part += blk
-            assert part is not None
-            if acc is None:
-                acc = part
-            else:
-                acc += part
-            del g, part
+                gs.append(_np(_mm(xs[:, k0:k1].contiguous(), pw.stacked[:, k0:k1].contiguous(),
+                                  method)))
         del xs
-        assert acc is not None
-        if pw.c:
-            acc += (_np(x.row_sums(b)) - pw.k * x.c)[:, None] * pw.c
-        if x.c and add_x_offset:
-            acc += _np(pw.rowsum)[None, :] * x.c
-        yield r0, r1, acc
+        sums = _np(x.row_sums(b)) if pw.c and not raw else None
+        yield r0, r1, _Products(rows, x.n_digits, x.c, gs, sums, raw)
+
+
+def _combine(pr: _Products, pw: PreparedMatrix, a: int, b: int, add_x_offset: bool = True
+             ) -> np.ndarray:
+    """Exact accumulators of rows [a, b) of a block: the raw GEMM result (int32 for 'i8',
+    float64 holding exact integers for 'f64') when there is a single product, else int64.
+
+    Digit products are summed by Horner's rule from the top weight 2^(d·(nx+nw-2)) down (one
+    shift per weight, few passes). `add_x_offset=False` leaves out the input offset's correction
+    c_x·Σ_k W[o, k] (a per-output constant the executor adds with the bias).
+    """
+    if pr.raw:
+        return pr.gs[0][a:b]
+    o, nx, nw, rows = pw.o, pr.nx, pw.n_digits, pr.rows
+    acc: np.ndarray | None = None
+    for g in pr.gs:
+        part: np.ndarray | None = None
+        for t in range(nx + nw - 2, -1, -1):
+            if part is not None:
+                np.left_shift(part, pw.digit_bits, out=part)
+            for j in range(max(0, t - nw + 1), min(nx, t + 1)):
+                blk = g[j * rows + a:j * rows + b, (t - j) * o:(t - j + 1) * o]
+                if blk.dtype.kind == "f":
+                    blk = blk.astype(np.int64)  # exact: integers below 2^53
+                if part is None:
+                    part = blk.astype(np.int64)
+                else:
+                    part += blk
+        assert part is not None
+        if acc is None:
+            acc = part
+        else:
+            acc += part
+    assert acc is not None
+    if pw.c:
+        assert pr.row_sums is not None
+        acc += (pr.row_sums[a:b] - pw.k * pr.c_x)[:, None] * pw.c
+    if pr.c_x and add_x_offset:
+        acc += _np(pw.rowsum)[None, :] * pr.c_x
+    return acc
+
+
+# Element-wise work on a block is split over threads by rows (numpy releases the GIL in its
+# loops): one hand-over per block, not one thread barrier per pass.
+_PAR_MIN_ELEMS = 1 << 18
+
+
+def _row_parallel(rows: int, cols: int, fn: Callable[[int, int], int]) -> int:
+    """Sum of fn(a, b) over a split of [0, rows) into one range per torch thread."""
+    k = max(1, min(torch.get_num_threads(), (rows * cols) // _PAR_MIN_ELEMS, rows))
+    if k == 1:
+        return fn(0, rows)
+    bounds = [rows * i // k for i in range(k + 1)]
+    with ThreadPoolExecutor(max_workers=k - 1) as pool:
+        futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, k)]
+        total = fn(bounds[0], bounds[1])
+        return total + sum(f.result() for f in futures)
 
 
 def _gemm(x: _Patches, pw: PreparedMatrix) -> torch.Tensor:
     """The whole exact product X·Wᵀ as int64 (L, O)."""
     out = np.empty((x.rows, pw.o), dtype=np.int64)
-    for r0, r1, acc in _gemm_blocks(x, pw):
-        out[r0:r1] = acc  # converts int32 / exact float64 to int64
+    for r0, r1, pr in _gemm_blocks(x, pw):
+
+        def fill(a: int, b: int, r0: int = r0, pr: _Products = pr) -> int:
+            out[r0 + a:r0 + b] = _combine(pr, pw, a, b)  # int32 / exact float64 -> int64
+            return 0
+
+        _row_parallel(r1 - r0, pw.o, fill)
     return torch.from_numpy(out)
 
 
@@ -1032,12 +1075,17 @@ class ReferenceExecutor:
         dest = torch.empty((patches.rows, p.pw.o), dtype=_tdtype(f.output))
         dn = _np(dest)
         nsat = 0
-        # the input digits' offset correction is a per-output constant, already in bias_round
-        for r0, r1, acc in _gemm_blocks(patches, p.pw, add_x_offset=False):
-            if acc.dtype == np.int32 and not p.int32_ok:
-                acc = acc.astype(np.int64)
-            nsat += _finish_rows(acc, p.bias_round, p.shift, f.output, relu, count_negative,
-                                 dn[r0:r1])
+        for r0, r1, pr in _gemm_blocks(patches, p.pw):
+
+            def tail(a: int, b: int, r0: int = r0, pr: _Products = pr) -> int:
+                # the input digits' offset correction is a per-output constant, in bias_round
+                acc = _combine(pr, p.pw, a, b, add_x_offset=False)
+                if acc.dtype == np.int32 and not p.int32_ok:
+                    acc = acc.astype(np.int64)
+                return _finish_rows(acc, p.bias_round, p.shift, f.output, relu, count_negative,
+                                    dn[r0 + a:r0 + b])
+
+            nsat += _row_parallel(r1 - r0, p.pw.o, tail)
         if isinstance(layer, Conv2d):
             return dest.reshape(n, ho, wo, p.pw.o).permute(0, 3, 1, 2), nsat
         return dest, nsat
