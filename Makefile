@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/deepfpga analyze vgg16
+	$(VENV)/bin/deepfpga run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts

@@ -119,14 +119,15 @@ def main() -> None:
         prof.disable()
         st = pstats.Stats(prof)
         total = max(v[3] for v in st.stats.values())  # the outermost call's cumulative time
-        print(f"\nprofile of one simulation ({total:.2f} s under the profiler):")
-        for fn in ("load", "calc", "save", "finalize", "_conv_tile", "_matmul", "segments",
-                   "read", "write", "decode_program", "host_read", "host_write", "_host_layer"):
-            hits = [(k, v) for k, v in st.stats.items()
-                    if k[2] == fn and "functional" in k[0] or (k[2] == fn and "isa" in k[0])]
-            for (_f, line, name), (_cc, nc, _tt, ct, _callers) in hits:
-                print(f"  {name:<15} line {line:<4} calls {nc:>7,}  cumulative {ct:7.2f} s"
-                      f"  ({100 * ct / total:4.1f} %)")
+        print(f"\nprofile of one simulation ({total:.2f} s under the profiler), the simulator's"
+              " own functions by cumulative time:")
+        mine = sorted(((v[3], v[1], v[2], k) for k, v in st.stats.items()
+                       if any(m in k[0] for m in ("sim/functional", "compiler/"))),
+                      reverse=True)
+        for ct, nc, tt, (path, line, name) in mine[:16]:
+            where = f"{path.rsplit('/', 2)[-2]}/{path.rsplit('/', 1)[-1]}:{line}"
+            print(f"  {name:<18} {where:<28} calls {nc:>7,}  own {tt:6.2f} s"
+                  f"  cumulative {ct:6.2f} s ({100 * ct / total:4.1f} %)")
         st.sort_stats("tottime").print_stats(12)
 
 

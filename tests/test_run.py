@@ -213,3 +213,24 @@ def test_default_run_on_fmnist_vgg(tmp_path, capsys):
     assert data["bit_exact"]["ok"] is True
     assert data["accuracy"]["simulated"]["top1"] >= 0.5
     assert (out / "report.html").is_file()
+
+
+def test_bit_plan_narrows_biases_to_the_target(tmp_path):
+    from importlib import resources
+
+    from deepfpga.hw.config import load_config
+    from deepfpga.quant.flow import quantize
+
+    text = resources.files("deepfpga.hw.presets").joinpath("tiny.toml").read_text()
+    toml = tmp_path / "narrow.toml"
+    toml.write_text(text.replace("bias_bits = 16", "bias_bits = 12"))
+    hw = load_config(toml)
+    g = tiny_graph()
+    assert flow.bit_plan(g, "8", hw) == {}  # 8-bit biases fit
+    plan = flow.bit_plan(g, "16", hw)
+    assert plan == {name: {"bias_bits": 12} for name in ("c1", "c2", "fc1", "fc2")}
+    rng = np.random.default_rng(2)
+    q = quantize(g, rng.random((4, 1, 12, 12), dtype=np.float32), bits="16", overrides=plan)
+    assert {q.formats[n].bias.bw for n in plan} == {12}
+    with pytest.raises(flow.InputError, match="zedboard"):
+        flow.check_bits_fit("16", load_config("zedboard"))

@@ -38,7 +38,7 @@ from deepfpga.errors import InputError
 DEFAULT_MODEL = "fmnist-vgg"
 DEFAULT_TARGET = "zedboard"
 DEFAULT_DATA = "fashion-mnist"
-DEFAULT_IMAGES = 100
+DEFAULT_IMAGES = 500
 DEFAULT_CALIB = 200
 DEFAULT_BATCH = 100
 

@@ -28,7 +28,8 @@ def test_requantize_matches_python_integers(s, bw):
 
 def test_to_fixed_half_even_and_refusal():
     f = FixedFormat(8, 1)
-    assert to_fixed(np.array([0.25, 0.75, -0.25, 100.0, -100.0]), f).tolist() == [0, 2, 0, 127, -128]
+    q = to_fixed(np.array([0.25, 0.75, -0.25, 100.0, -100.0]), f)
+    assert q.tolist() == [0, 2, 0, 127, -128]
     with pytest.raises(InputError, match="NaN"):
         to_fixed(np.array([np.nan]), f)
     with pytest.raises(InputError):

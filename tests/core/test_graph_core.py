@@ -5,7 +5,16 @@ import pytest
 
 from deepfpga.errors import InputError, ShapeError
 from deepfpga.ir import (
-    INPUT, Add, Conv2d, Flatten, Graph, Linear, MaxPool2d, ReLU, Softmax, chain,
+    INPUT,
+    Add,
+    Conv2d,
+    Flatten,
+    Graph,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Softmax,
+    chain,
 )
 
 

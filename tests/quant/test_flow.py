@@ -210,7 +210,6 @@ def test_weight_fl_equals_brute_force(skewed, calib):
         assert qm.formats[name].weight.fl == min(k for k, v in errs.items() if v == best)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["l1", "l2"])
 def test_feature_map_fl_equals_brute_force(skewed, calib, metric):
     """The flow scores candidates by requantizing one accumulator; brute force re-runs the
@@ -309,7 +308,6 @@ def _json_out(capsys, argv) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-@pytest.mark.slow
 def test_cli_quantize_evaluate_round_trip(net, tmp_path, capsys, calib, test_set):
     from deepfpga.frontends.float_model import save_float_model
     from deepfpga.quant.qfile import load_qmodel

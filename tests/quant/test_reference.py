@@ -543,6 +543,7 @@ def test_weight_digits_balanced_or_offset(bits):
 
 def test_threaded_tail_and_small_blocks_in_the_executor(monkeypatch):
     monkeypatch.setattr(R, "_BLOCK_BYTES", 300)
+    monkeypatch.setattr(R, "_I8_K_CHUNK", 16)
     monkeypatch.setattr(R, "_PAR_MIN_ELEMS", 1)
     monkeypatch.setattr(R.torch, "get_num_threads", lambda: 3)
     g = small_chain()
@@ -555,3 +556,20 @@ def test_threaded_tail_and_small_blocks_in_the_executor(monkeypatch):
         assert dict(res.saturations) == want_sats
         for name in ("c1", "c2", "fc1", "fc2"):
             assert np.array_equal(res.layers[name], want_env[name]), (bw, name)
+
+
+def test_one_executor_shared_by_threads():
+    """Concurrent runs of one executor (the second one takes a private workspace)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = small_chain()
+    rng = np.random.default_rng(8)
+    xs = [rng.integers(-2**15, 2**15, (2, *g.input_shape)) for _ in range(4)]
+    qm = random_qmodel(g, rng, 16, 16, x_calib=xs[0])
+    ex = R.ReferenceExecutor.build(qm)
+    want = [ex.run(x, keep="all") for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: ex.run(x, keep="all"), xs))
+    for a, b in zip(want, got, strict=True):
+        assert all(np.array_equal(a.layers[k], b.layers[k]) for k in a.layers)
+        assert a.saturations == b.saturations

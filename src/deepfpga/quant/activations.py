@@ -124,7 +124,7 @@ def _kl_scorer(r: np.ndarray, bins: int) -> Scorer:
         kl = float(np.sum(p[nz] * np.log(p[nz] / np.maximum(qd[nz], KL_EPS))))
         if p_zero > 0:
             kl += p_zero * math.log(p_zero / max(q_zero, KL_EPS))
-        return kl
+        return float(kl)
 
     return score
 

@@ -464,7 +464,7 @@ def _summary(g: Graph, walk: _Walk) -> dict[str, Any]:
     deq = np.ldexp(q.astype(np.float64), -fmt.fl)
     res: dict[str, Any] = {
         "output": name, "output_error": _mean_abs(deq - r), "output_rel_error": _rel_l1(deq, r),
-        "total_error": walk.total_error,
+        "total_error": float(walk.total_error),
     }
     if r.ndim == 2:
         res["top1_agreement"] = float(np.mean(np.argmax(q, axis=1) == np.argmax(r, axis=1)))

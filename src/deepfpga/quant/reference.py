@@ -9,15 +9,18 @@ It computes exactly docs/arithmetic.md, step by step:
 - `accumulator_bound`, `check_accumulator`: the per-layer accumulator-width proof;
 - `execute`, `execute_layer`, `ReferenceExecutor`: a whole quantized model, layer by layer.
 
-Why the accumulators stay exact on fast matrix kernels is proved at `_gemm`. Public functions take
-and return numpy arrays; the work runs on torch tensors (multi-threaded kernels, shared memory).
+Why the accumulators stay exact on fast matrix kernels is proved at `_gemm_blocks`. Public
+functions take and return numpy arrays; patch matrices and products run on torch's
+multi-threaded kernels, the element-wise steps in numpy on the same memory.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -53,7 +56,7 @@ F64_EXACT = 1 << 53
 ACC_INT64_LIMIT = 1 << 62
 # int8 digits lie in [-128, 127]: one product is at most 2^14 in magnitude, so an int32 sum of at
 # most 2^16 of them stays within 2^30 < 2^31 - 1.
-_I8_K_CHUNK = 1 << 16
+_I8_K_CHUNK = 1 << 16  # a multiple of 4, like every int8 operand width (see prepare_matrix)
 # 16-bit digits lie in [-2^15, 2^15): a product is at most 2^30; 2^22 of them stay within 2^52.
 _SPLIT_DIGIT_BITS = 16
 _SPLIT_K_CHUNK = 1 << 22
@@ -63,6 +66,33 @@ _BLOCK_BYTES = 64 << 20
 _GEMM_DTYPE = {"i8": torch.int8, "split": torch.float64, "f64": torch.float64,
                "int64": torch.int64}
 _NP_DTYPE = {"i8": np.int8, "split": np.float64, "f64": np.float64, "int64": np.int64}
+
+
+class _Workspace:
+    """Reusable scratch memory for the large temporaries of a layer (patch matrices, library
+    products, int64 accumulators). Fresh large allocations are slow here: every new page is a
+    page fault on first touch. Not thread-safe: one run uses one workspace at a time."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, torch.Tensor] = {}
+
+    def tensor(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """A contiguous tensor over buffer `name` (contents undefined; valid until the next
+        request for the same name)."""
+        n = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        buf = self._bufs.get(name)
+        if buf is None or buf.numel() < n:
+            buf = self._bufs[name] = torch.empty(max(n, 1), dtype=torch.uint8)
+        return buf[:n].view(dtype).view(shape)
+
+    def array(self, name: str, shape: tuple[int, ...], dtype: type[np.generic]) -> np.ndarray:
+        tdt = torch.from_numpy(np.empty(0, dtype=dtype)).dtype
+        return _np(self.tensor(name, shape, tdt))
+
+
+def _scratch(ws: _Workspace | None, name: str, shape: tuple[int, ...], dtype: torch.dtype
+             ) -> torch.Tensor:
+    return torch.empty(shape, dtype=dtype) if ws is None else ws.tensor(name, shape, dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,12 +313,19 @@ class PreparedMatrix:
         return _digit_offset(self.x_digits[1], self.x_digits[0])
 
 
-def _choose_method(method: str, x_bits: int, w_bits: int, bound: int, i8_ok: bool) -> str:
+# Below this reduction length a multi-digit int8 product loses to one float64 product: the
+# int64 recombination passes cost more than the float64 arithmetic (VGG16 conv1_1, K = 27).
+_F64_MAX_K_MULTI_DIGIT = 128
+
+
+def _choose_method(method: str, x_bits: int, w_bits: int, bound: int, i8_ok: bool,
+                   k: int = 1 << 30) -> str:
     """The given method (checked to be exact here) or, for 'auto', the fastest exact one.
 
     'auto': int8 digit products while both operands have at most 16 bits (int8 GEMMs on
-    AMX/VNNI beat a float64 GEMM, see BENCHMARKS.md); else one float64 product if the bound
-    allows it; else 16-bit digits in float64.
+    AMX/VNNI beat a float64 GEMM, see BENCHMARKS.md) — except short reductions of operands
+    needing several digits, which take one float64 product when the bound allows; else one
+    float64 product if the bound allows it; else 16-bit digits in float64.
     """
     if method not in METHODS:
         raise InputError(f"unknown accumulation method {method!r} (known: {', '.join(METHODS)})")
@@ -304,6 +341,9 @@ def _choose_method(method: str, x_bits: int, w_bits: int, bound: int, i8_ok: boo
     if method != "auto":
         return method
     if i8_ok and x_bits <= 16 and w_bits <= 16:
+        multi = x_bits > 8 or w_bits > 8
+        if multi and k <= _F64_MAX_K_MULTI_DIGIT and bound <= F64_EXACT:
+            return "f64"
         return "i8"
     return "f64" if bound <= F64_EXACT else "split"
 
@@ -327,7 +367,7 @@ def prepare_matrix(w2d: np.ndarray | torch.Tensor, *, x_bits: int, x_absmax: int
         i8_ok = method in ("auto", "i8") and int8_gemm_available()
     lo, hi = _range_of(w)
     w_bits = _bits_of_range(lo, hi)
-    method = _choose_method(method, x_bits, w_bits, x_absmax * row_abs_max, i8_ok)
+    method = _choose_method(method, x_bits, w_bits, x_absmax * row_abs_max, i8_ok, k)
     digit_bits, n = _n_digits(method, w_bits)
     # Balanced digits need no per-row correction; their top digit can overflow for weights
     # near the top of the range, and then offset digits (whose correction needs Σ_k X[l, k])
@@ -364,14 +404,14 @@ class _Patches:
     row_sums: Callable[[int], torch.Tensor]
 
 
-def _mm(a: torch.Tensor, w: torch.Tensor, method: str) -> torch.Tensor:
-    """a (rows, K) times w (O, K) transposed, in the method's dtype."""
+def _mm(a: torch.Tensor, w: torch.Tensor, method: str, out: torch.Tensor) -> torch.Tensor:
+    """a (rows, K) times w (O, K) transposed, in the method's dtype, into `out` (rows, O)."""
     if method == "i8":
         # W as a column-major (K, O) view: the layout oneDNN's int8 kernel takes without a copy.
-        g = torch._int_mm(a, w.t())
+        g = torch._int_mm(a, w.t(), out=out)
         _spot_check(a, w, g)
         return g
-    return a @ w.t()
+    return torch.matmul(a, w.t(), out=out)
 
 
 def _spot_check(a: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> None:
@@ -410,7 +450,8 @@ class _Products:
     raw: bool
 
 
-def _gemm_blocks(x: _Patches, pw: PreparedMatrix) -> Iterator[tuple[int, int, _Products]]:
+def _gemm_blocks(x: _Patches, pw: PreparedMatrix, ws: _Workspace | None = None
+                 ) -> Iterator[tuple[int, int, _Products]]:
     """Yield (row0, row1, products) for every row block of X·Wᵀ (see `_combine`).
 
     Why every method is exact:
@@ -441,26 +482,29 @@ def _gemm_blocks(x: _Patches, pw: PreparedMatrix) -> Iterator[tuple[int, int, _P
             continue
         xs = x.block(b)
         gs = []
-        for k0 in range(0, pw.kp, chunk):
+        gdt = torch.int32 if method == "i8" else _GEMM_DTYPE[method]
+        for q, k0 in enumerate(range(0, pw.kp, chunk)):
             k1 = min(pw.kp, k0 + chunk)
+            out = _scratch(ws, f"gemm{q}", (xs.shape[0], pw.stacked.shape[0]), gdt)
             if (k0, k1) == (0, pw.kp):
-                gs.append(_np(_mm(xs, pw.stacked, method)))
+                gs.append(_np(_mm(xs, pw.stacked, method, out)))
             else:
                 gs.append(_np(_mm(xs[:, k0:k1].contiguous(), pw.stacked[:, k0:k1].contiguous(),
-                                  method)))
+                                  method, out)))
         del xs
         sums = _np(x.row_sums(b)) if pw.c and not raw else None
         yield r0, r1, _Products(rows, x.n_digits, x.c, gs, sums, raw)
 
 
-def _combine(pr: _Products, pw: PreparedMatrix, a: int, b: int, add_x_offset: bool = True
-             ) -> np.ndarray:
+def _combine(pr: _Products, pw: PreparedMatrix, a: int, b: int, add_x_offset: bool = True,
+             acc_buf: np.ndarray | None = None) -> np.ndarray:
     """Exact accumulators of rows [a, b) of a block: the raw GEMM result (int32 for 'i8',
     float64 holding exact integers for 'f64') when there is a single product, else int64.
 
     Digit products are summed by Horner's rule from the top weight 2^(d·(nx+nw-2)) down (one
     shift per weight, few passes). `add_x_offset=False` leaves out the input offset's correction
-    c_x·Σ_k W[o, k] (a per-output constant the executor adds with the bias).
+    c_x·Σ_k W[o, k] (a per-output constant the executor adds with the bias). `acc_buf` (rows,
+    O) int64 receives the result's rows [a, b) when given.
     """
     if pr.raw:
         return pr.gs[0][a:b]
@@ -476,7 +520,11 @@ def _combine(pr: _Products, pw: PreparedMatrix, a: int, b: int, add_x_offset: bo
                 if blk.dtype.kind == "f":
                     blk = blk.astype(np.int64)  # exact: integers below 2^53
                 if part is None:
-                    part = blk.astype(np.int64)
+                    if acc_buf is not None and acc is None:
+                        part = acc_buf[a:b]
+                        np.copyto(part, blk, casting="unsafe")  # exact integers
+                    else:
+                        part = blk.astype(np.int64)
                 else:
                     part += blk
         assert part is not None
@@ -572,7 +620,8 @@ def _fc_patches(xt: torch.Tensor, pw: PreparedMatrix, check: bool, what: str) ->
 
 def _conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
                   stride: tuple[int, int], padding: tuple[int, int], check: bool,
-                  what: str) -> tuple[_Patches, tuple[int, int, int]]:
+                  what: str, ws: _Workspace | None = None
+                  ) -> tuple[_Patches, tuple[int, int, int]]:
     """The patch matrix of a convolution, and the output geometry (N, Ho, Wo).
 
     X has one row per output pixel (n, y, x) and K = kh·kw·C columns in (ky, kx, c) order (the
@@ -617,8 +666,10 @@ def _conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
         view = digits.as_strided((nx, ni, ny, wo, kh, kw, c_in),
                                  (dig, img, sh * row, sw * c_in, row, c_in, 1),
                                  digits.storage_offset() + i * img + y0 * sh * row)
-        # reshape may return an overlapping view (stride-1 windows); GEMMs get real rows
-        return view.reshape(nx * ni * ny * wo, pw.k).contiguous()
+        # a copy, never a view: reshape may give overlapping rows (stride-1 windows)
+        out = _scratch(ws, "patches", (nx * ni * ny * wo, pw.k), digits.dtype)
+        out.view(view.shape).copy_(view)
+        return out
 
     sums: list[torch.Tensor] = []
 
@@ -1032,6 +1083,20 @@ class ReferenceExecutor:
     qmodel: QuantizedModel
     prepared: Mapping[str, _WeightedLayer]
     relu_fused: frozenset[str]
+    # Scratch memory kept between runs (about the largest layer's patch matrix and products);
+    # a run that finds it in use by another thread takes a private one.
+    _ws: _Workspace = field(default_factory=_Workspace, repr=False)
+    _ws_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @contextmanager
+    def _workspace(self) -> Iterator[_Workspace]:
+        if self._ws_lock.acquire(blocking=False):
+            try:
+                yield self._ws
+            finally:
+                self._ws_lock.release()
+        else:
+            yield _Workspace()
 
     @staticmethod
     def build(qmodel: QuantizedModel, *, method: Method = "auto",
@@ -1061,7 +1126,7 @@ class ReferenceExecutor:
 
     # -- one layer --------------------------------------------------------------------------
     def _weighted(self, layer: Conv2d | Linear, x: torch.Tensor, relu: bool,
-                  count_negative: bool) -> tuple[torch.Tensor, int]:
+                  count_negative: bool, ws: _Workspace | None) -> tuple[torch.Tensor, int]:
         p = self.prepared.get(layer.name)
         if p is None:
             raise InputError(f"layer {layer.name!r} was not prepared")
@@ -1069,17 +1134,20 @@ class ReferenceExecutor:
         what = f"input of layer {layer.name!r}"
         if isinstance(layer, Conv2d):
             patches, (n, ho, wo) = _conv_patches(x, p.pw, layer.kernel, layer.stride,
-                                                 layer.padding, False, what)
+                                                 layer.padding, False, what, ws)
         else:
             patches = _fc_patches(x, p.pw, False, what)
         dest = torch.empty((patches.rows, p.pw.o), dtype=_tdtype(f.output))
         dn = _np(dest)
         nsat = 0
-        for r0, r1, pr in _gemm_blocks(patches, p.pw):
+        for r0, r1, pr in _gemm_blocks(patches, p.pw, ws):
+            acc_buf = None if pr.raw or ws is None else ws.array(
+                "acc", (r1 - r0, p.pw.o), np.int64)
 
-            def tail(a: int, b: int, r0: int = r0, pr: _Products = pr) -> int:
+            def tail(a: int, b: int, r0: int = r0, pr: _Products = pr,
+                     acc_buf: np.ndarray | None = acc_buf) -> int:
                 # the input digits' offset correction is a per-output constant, in bias_round
-                acc = _combine(pr, p.pw, a, b, add_x_offset=False)
+                acc = _combine(pr, p.pw, a, b, add_x_offset=False, acc_buf=acc_buf)
                 if acc.dtype == np.int32 and not p.int32_ok:
                     acc = acc.astype(np.int64)
                 return _finish_rows(acc, p.bias_round, p.shift, f.output, relu, count_negative,
@@ -1090,15 +1158,15 @@ class ReferenceExecutor:
             return dest.reshape(n, ho, wo, p.pw.o).permute(0, 3, 1, 2), nsat
         return dest, nsat
 
-    def _layer(self, layer: Layer, xs: list[torch.Tensor], owned: bool, fuse_relu: bool = False
-               ) -> tuple[torch.Tensor, int]:
+    def _layer(self, layer: Layer, xs: list[torch.Tensor], owned: bool, fuse_relu: bool = False,
+               ws: _Workspace | None = None) -> tuple[torch.Tensor, int]:
         """A layer's integer output (in its format's dtype) and saturation count. `owned`:
         xs[0] may be overwritten. `fuse_relu`: a conv/FC returns its ReLU'd output directly."""
         q = self.qmodel
         f = q.formats[layer.name]
         if isinstance(layer, Conv2d | Linear):
             return self._weighted(layer, xs[0], relu=fuse_relu,
-                                  count_negative=layer.name not in self.relu_fused)
+                                  count_negative=layer.name not in self.relu_fused, ws=ws)
         if isinstance(layer, ReLU):
             return (xs[0].clamp_min_(0) if owned else xs[0].clamp_min(0)), 0
         if isinstance(layer, MaxPool2d):
@@ -1135,8 +1203,8 @@ class ReferenceExecutor:
             _check_batch(t, shapes[src], what)
             _check_range(t, q.format_of(src), what)
             xs.append(t.to(_tdtype(q.format_of(src))))
-        with torch.inference_mode():
-            y, n = self._layer(layer, xs, owned=False)
+        with torch.inference_mode(), self._workspace() as ws:
+            y, n = self._layer(layer, xs, owned=False, ws=ws)
         return _public(y), n
 
     # -- whole model ------------------------------------------------------------------------
@@ -1181,7 +1249,7 @@ class ReferenceExecutor:
         outputs: dict[str, np.ndarray] = {}
         if INPUT in keep_set:
             kept[INPUT] = _public(xt)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._workspace() as ws:
             for i, layer in enumerate(g.layers):
                 xs = [env[src] for src in layer.inputs]
                 src0 = layer.inputs[0]
@@ -1195,7 +1263,7 @@ class ReferenceExecutor:
                 else:
                     fuse = (layer.name in self.relu_fused and on_layer is None
                             and layer.name not in protected)
-                    y, n = self._layer(layer, xs, owned, fuse_relu=fuse)
+                    y, n = self._layer(layer, xs, owned, fuse_relu=fuse, ws=ws)
                     if fuse:
                         relu_done.add(layer.name)
                 del xs
