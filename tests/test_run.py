@@ -183,6 +183,13 @@ def test_bad_input_exits_2(files, tmp_path, capsys, extra, needle):
     assert not (tmp_path / "o").exists()
 
 
+def test_out_that_is_a_file_exits_2(files, tmp_path, capsys):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    assert main(_args(files, f)) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
 def test_unknown_model_exits_2(files, tmp_path, capsys):
     code = main(["run", "no-such-model", "--data", str(files / "data.npz"), "--out",
                  str(tmp_path / "o")])

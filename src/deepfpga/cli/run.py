@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.model:
         raise InputError("MODEL must not be empty")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise InputError(f"--out {args.out!r} exists and is not a directory")
     # The command as an equivalent explicit invocation (every default spelled out).
     argv = ["deepfpga", "run", args.model, "--target", args.target, "--data", args.data,
             "--images", str(args.images), "--bits", args.bits, "--calib-size",
