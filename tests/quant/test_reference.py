@@ -271,7 +271,7 @@ def test_float64_path_at_and_beyond_2_53():
     assert R.conv_acc(xc, wc, method="split").ravel().tolist() == [1]
 
 
-@pytest.mark.parametrize("budget", [64, 4400])  # one-row bands; groups of 2 of 3 images
+@pytest.mark.parametrize("budget", [64, 24000])  # one-row bands; groups of 2 of 3 images
 def test_chunked_and_blocked_products(monkeypatch, budget):
     """K chunking (int32 safety) and row/image blocking give the same integers."""
     rng = np.random.default_rng(3)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import struct
 import zlib
 from collections.abc import Sequence
@@ -240,6 +241,17 @@ for _cls in INSTRUCTION_TYPES.values():  # the layout must fit one word; checked
     assert sum(b for _, b, _ in _cls.all_fields()) <= INSTRUCTION_BYTES * 8, _cls
 
 
+@functools.cache
+def _decode_table(cls: type[Instruction]) -> tuple[tuple[tuple[str, int, int, int], ...], int]:
+    """(name, shift, mask, sign bit or 0) per field after the opcode, and the used bits."""
+    out, pos = [], 0
+    for name, bits, signed in cls.all_fields():
+        if name != "opcode":
+            out.append((name, pos, (1 << bits) - 1, 1 << (bits - 1) if signed else 0))
+        pos += bits
+    return tuple(out), pos
+
+
 def _check_range(where: str, name: str, value: object, bits: int, signed: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"{where}.{name} must be an integer, got {value!r}")
@@ -278,20 +290,21 @@ def decode_instruction(data: bytes, index: int = 0) -> Instruction:
         cls = INSTRUCTION_TYPES[Opcode(opcode)]
     except ValueError:
         raise InputError(f"instruction {index}: unknown opcode {opcode}") from None
-    values, pos = {}, 0
-    for name, bits, signed in cls.all_fields():
-        v = (word >> pos) & ((1 << bits) - 1)
-        if signed and v >> (bits - 1):
-            v -= 1 << bits
-        values[name] = v
-        pos += bits
+    fields, pos = _decode_table(cls)
     if word >> pos:
         raise InputError(f"instruction {index} ({cls.__name__}): unused bits are not zero")
-    del values["opcode"]
-    try:
-        return cls(**values)
-    except InputError as e:
-        raise InputError(f"instruction {index}: {e}") from None
+    values = {}
+    for name, shift, mask, sign in fields:
+        v = (word >> shift) & mask
+        if sign and v & sign:
+            v -= sign << 1
+        values[name] = v
+    # Every field was masked to its width (signed ones sign-extended), so each value lies in
+    # its field's range by construction: the constructor's range checks could never fail here
+    # and are skipped (encode and direct construction still check).
+    ins = object.__new__(cls)
+    ins.__dict__.update(values)
+    return ins
 
 
 def encode_program(program: Program) -> bytes:

@@ -60,8 +60,9 @@ _I8_K_CHUNK = 1 << 16  # a multiple of 4, like every int8 operand width (see pre
 # 16-bit digits lie in [-2^15, 2^15): a product is at most 2^30; 2^22 of them stay within 2^52.
 _SPLIT_DIGIT_BITS = 16
 _SPLIT_K_CHUNK = 1 << 22
-# Patch matrices are built in row blocks of about this many bytes (bounds temporary memory).
-_BLOCK_BYTES = 64 << 20
+# A layer is computed in row blocks whose scratch memory (patch matrix, products, accumulators)
+# is about this many bytes.
+_BLOCK_BYTES = 96 << 20
 
 _GEMM_DTYPE = {"i8": torch.int8, "split": torch.float64, "f64": torch.float64,
                "int64": torch.int64}
@@ -594,9 +595,14 @@ def _check_x_fits(xt: torch.Tensor, pw: PreparedMatrix, what: str) -> None:
         )
 
 
-def _block_rows(k: int, method: str, n_digits: int) -> int:
-    itemsize = torch.empty((), dtype=_GEMM_DTYPE[method]).element_size()
-    return max(1, _BLOCK_BYTES // max(1, k * itemsize * n_digits))
+def _block_rows(pw: PreparedMatrix, nx: int) -> int:
+    """Rows per block so that a block's scratch memory (patch digits, library products, int64
+    accumulators) stays within about _BLOCK_BYTES."""
+    itemsize = torch.empty((), dtype=_GEMM_DTYPE[pw.method]).element_size()
+    per_row = nx * pw.kp * itemsize + nx * pw.n_digits * pw.o * max(itemsize, 4)
+    if nx * pw.n_digits > 1:
+        per_row += 8 * pw.o
+    return max(1, _BLOCK_BYTES // max(1, per_row))
 
 
 def _fc_patches(xt: torch.Tensor, pw: PreparedMatrix, check: bool, what: str) -> _Patches:
@@ -609,7 +615,7 @@ def _fc_patches(xt: torch.Tensor, pw: PreparedMatrix, check: bool, what: str) ->
     if pw.kp != pw.k:
         digits = F.pad(digits, (0, pw.kp - pw.k))
     nx, n = int(digits.shape[0]), int(xt.shape[0])
-    step = _block_rows(pw.kp, pw.method, nx)
+    step = _block_rows(pw, nx)
     blocks = [(r, min(n, r + step)) for r in range(0, n, step)]
     return _Patches(
         rows=n, n_digits=nx, c=c, blocks=blocks,
@@ -650,7 +656,7 @@ def _conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
     nx = int(digits.shape[0])
     # Blocks are whole images when one fits the budget (few, large products), else row bands
     # of one image. A span is (first image, images, first output row, rows).
-    per_block = _block_rows(pw.kp, pw.method, nx)
+    per_block = _block_rows(pw, nx)
     if ho * wo <= per_block:
         k_img = per_block // (ho * wo)
         spans = [(i, min(k_img, n - i), 0, ho) for i in range(0, n, k_img)]

@@ -389,8 +389,16 @@ class _Machine:
             buf.write(self, dst, np.zeros(0), shared=True)
             return
         raw, shared = self._read_bytes(geom, where)
-        values = unpack(raw.reshape(-1), eb, np.float64)
-        buf.write(self, dst, values if shared else values.reshape(self.batch, -1), shared)
+        if eb not in (1, 2, 4, 8):
+            values = unpack(raw.reshape(-1), eb, np.float64)
+            buf.write(self, dst, values if shared else values.reshape(self.batch, -1), shared)
+            return
+        # convert the little-endian elements straight into the buffer (one pass, no float64
+        # temporary: FC weight blocks are the bulk of the data moved)
+        buf.write(self, dst, None)
+        elems = np.ascontiguousarray(raw).view(f"<i{eb}")
+        buf.val[:, dst] = elems if shared else elems.reshape(self.batch, -1)
+        buf.uniform[dst] = shared
 
     def _overwrite_input(self, dst: slice, content: tuple[Any, ...]) -> None:
         """INPUT entries `dst` are about to receive `content`: snapshot the tiles of deferred
