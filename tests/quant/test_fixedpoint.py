@@ -175,3 +175,10 @@ def test_requantize_edges():
     # s > 0 rounding ties go up, both signs
     y, n = requantize(np.array([3, -3, 255, 256, -257, -258]), 1, out)
     assert y.tolist() == [2, -1, 127, 127, -128, -128] and n == 3
+
+
+def test_align_bias_at_the_int64_edge():
+    # -2^31 << 31 = -2^62 is representable and within the stated 2^62 limit.
+    assert align_bias(np.array([-(1 << 31), (1 << 31)]), 0, 31).tolist() == [-(1 << 62), 1 << 62]
+    with pytest.raises(InputError, match="overflows"):
+        align_bias(np.array([(1 << 31) + 1]), 0, 31)

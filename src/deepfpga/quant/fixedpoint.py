@@ -105,7 +105,7 @@ def align_bias(b: np.ndarray, fl_b: int, fl_acc: int) -> np.ndarray:
     k = fl_acc - fl_b
     # numpy silently yields 0 (or wraps) when the shifted value leaves int64: refuse instead.
     big = int(np.abs(b).max(initial=0))
-    if big and big.bit_length() + k > 62:
+    if big and (k > 62 or big > 1 << (62 - k)):
         raise InputError(
             f"aligned bias overflows: |b| = {big} shifted left by {k} exceeds 2^62"
         )
