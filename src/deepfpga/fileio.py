@@ -44,8 +44,21 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_default(o: Any) -> Any:
+    """numpy scalars and arrays, tuples and sets → plain JSON values (json.dumps `default`)."""
+    if isinstance(o, np.integer | np.bool_):
+        return o.item()
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple | set | frozenset):
+        return list(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
 def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:

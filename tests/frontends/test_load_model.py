@@ -130,7 +130,7 @@ def test_float_model_without_weights_round_trips(tmp_path):
 def test_float_model_refusals(tmp_path):
     p = tmp_path / "x.npz"
     p.write_bytes(b"not a zip")
-    with pytest.raises(InputError, match="not a readable .npz"):
+    with pytest.raises(InputError, match="not a .npz file .not a zip archive"):
         load_float_model(p)
     np.savez(p, a=np.zeros(3))
     with pytest.raises(InputError, match="not a deepfpga float model"):

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import zipfile
 from pathlib import Path
 from typing import Any
 
 from deepfpga.cli.output import add_json_flag, print_json, table
-from deepfpga.errors import InputError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -29,26 +27,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _is_qmodel(path: Path) -> bool:
-    if path.suffix.lower() != ".npz":
-        return False
-    from deepfpga.quant.qfile import META_KEY
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return f"{META_KEY}.npy" in z.namelist()
-    except (zipfile.BadZipFile, OSError):
-        raise InputError(f"{path}: not a .npz file (not a zip archive)") from None
-
-
 def compile_spec(spec: str, cfg: Any) -> tuple[Any, str]:
     """Compile QMODEL `spec` (file or architecture) for `cfg`: (Compiled, what it was)."""
     from deepfpga.compiler import compile_architecture, compile_model
+    from deepfpga.quant.qfile import is_qmodel_file, load_qmodel
 
     path = Path(spec)
-    if path.is_file() and _is_qmodel(path):
-        from deepfpga.quant.qfile import load_qmodel
-
+    if is_qmodel_file(path):
         return compile_model(load_qmodel(path), cfg), "quantized model"
     from deepfpga.frontends import load_model
 

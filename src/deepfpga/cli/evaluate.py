@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import zipfile
-from pathlib import Path
 from typing import Any
 
 from deepfpga.cli.output import add_json_flag, print_json, table
@@ -38,25 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def is_qmodel_file(path: str) -> bool:
-    """True for an .npz written by save_qmodel (it holds the `__meta__` entry), as opposed to a
-    float-model .npz (which holds `__graph__`)."""
-    from deepfpga.quant.qfile import META_KEY
-
-    p = Path(path)
-    if p.suffix.lower() != ".npz" or not p.is_file():
-        return False
-    try:
-        with zipfile.ZipFile(p) as z:
-            names = {n.removesuffix(".npy") for n in z.namelist()}
-    except (OSError, zipfile.BadZipFile):
-        return False  # let load_model name what is wrong with it
-    return META_KEY in names and "__graph__" not in names
-
-
 def load_any(spec: str, input_shape: str | None) -> Any:
     """A QuantizedModel for a quantized-model file, else a float Graph via load_model."""
     from deepfpga.errors import InputError
+    from deepfpga.quant.qfile import is_qmodel_file
 
     if is_qmodel_file(spec):
         from deepfpga.quant.qfile import load_qmodel

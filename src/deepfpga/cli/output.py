@@ -10,25 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from deepfpga.fileio import json_default
+
 
 def add_json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout only")
 
 
-def _default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple | set | frozenset):
-        return list(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
-
-
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=_default) + "\n")
+    sys.stdout.write(json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
 def fmt_num(v: Any, digits: int = 3) -> str:

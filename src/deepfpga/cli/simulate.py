@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import tomllib
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,34 +87,19 @@ def _compiled_dir(path: Path, cfg: AcceleratorConfig) -> tuple[Program, dict[str
     return program, manifest
 
 
-def _is_qmodel(path: Path) -> bool:
-    """A quantized-model .npz carries `__meta__`; a float-model .npz (architecture) does not."""
-    if path.suffix.lower() != ".npz":
-        return False
-    from deepfpga.quant.qfile import META_KEY
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return f"{META_KEY}.npy" in z.namelist()
-    except (zipfile.BadZipFile, OSError):
-        raise InputError(f"{path}: not a .npz file (not a zip archive)") from None
-
-
 def load_program(spec: str, cfg: AcceleratorConfig) -> tuple[Program, dict[str, Any], str]:
     """(program, manifest, what was compiled) for MODEL `spec` on `cfg`."""
     path = Path(spec)
     if path.is_dir():
         program, manifest = _compiled_dir(path, cfg)
         return program, manifest, "compiled program"
-    if path.is_file() and _is_qmodel(path):
-        from deepfpga.compiler import compile_model
-        from deepfpga.quant.qfile import load_qmodel
+    from deepfpga.compiler import compile_architecture, compile_model
+    from deepfpga.frontends import load_model
+    from deepfpga.quant.qfile import is_qmodel_file, load_qmodel
 
+    if is_qmodel_file(path):
         compiled = compile_model(load_qmodel(path), cfg)
         return compiled.program, compiled.manifest, "quantized model"
-    from deepfpga.compiler import compile_architecture
-    from deepfpga.frontends import load_model
-
     compiled = compile_architecture(load_model(spec), cfg)
     return compiled.program, compiled.manifest, "architecture (no weights)"
 

@@ -40,6 +40,8 @@ def load_float_model(path: str | os.PathLike[str]) -> Graph:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"no such file: {p}")
+    if not zipfile.is_zipfile(p):  # np.load would guess at a pickle and say so, misleadingly
+        raise InputError(f"{p}: not a .npz file (not a zip archive)")
     try:
         with np.load(p, allow_pickle=False) as z:
             entries = {k: z[k] for k in z.files}

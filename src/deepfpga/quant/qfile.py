@@ -40,6 +40,21 @@ def _json_safe(obj: Any, where: str) -> Any:
         raise InputError(f"{where} is not JSON-serialisable: {e}") from None
 
 
+def is_qmodel_file(path: str | os.PathLike[str]) -> bool:
+    """True for an .npz written by save_qmodel (it holds the `__meta__` entry), as opposed to a
+    float-model .npz (which holds `__graph__`). A broken file answers False, so that the loader
+    the caller falls back to names what is wrong with it."""
+    p = Path(path)
+    if p.suffix.lower() != ".npz" or not p.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = {n.removesuffix(".npy") for n in z.namelist()}
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return META_KEY in names and "__graph__" not in names
+
+
 def qmodel_to_meta(qmodel: QuantizedModel) -> dict[str, Any]:
     """The JSON description stored under `__meta__` (everything except the integer arrays)."""
     return {

@@ -30,29 +30,14 @@ def charts(summary: Mapping[str, Any]) -> dict[str, bytes]:
     }
 
 
-def _plain(o: Any) -> Any:
-    """numpy scalars and arrays, tuples → plain JSON values."""
-    import numpy as np
-
-    if isinstance(o, np.integer | np.bool_):
-        return o.item()
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple | set | frozenset):
-        return list(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
-
-
 def write_report(out_dir: str | os.PathLike[str], summary: Mapping[str, Any]) -> dict[str, Path]:
     """Write `report.html` and `summary.json` into `out_dir` (created if needed)."""
-    from deepfpga.fileio import atomic_write_text
+    from deepfpga.fileio import atomic_write_text, json_default
     from deepfpga.report.html import render_html
 
     out = Path(out_dir)
     page = render_html(summary, charts(summary))
-    text = json.dumps(summary, indent=2, default=_plain) + "\n"
+    text = json.dumps(summary, indent=2, default=json_default) + "\n"
     return {
         "report": atomic_write_text(out / REPORT_NAME, page),
         "summary": atomic_write_text(out / SUMMARY_NAME, text),
