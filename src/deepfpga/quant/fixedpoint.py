@@ -133,6 +133,22 @@ def shift_round(acc: np.ndarray, s: int) -> np.ndarray:
     return np.left_shift(np.clip(acc, -limit, limit), k)
 
 
+def shift_left_saturate(acc: np.ndarray, k: int, out: FixedFormat
+                        ) -> tuple[np.ndarray, int, int]:
+    """sat_bw(acc << k) for k >= 0 without int64 overflow, and how many values were clipped at
+    qmax and at qmin: acc << k saturates exactly when acc lies outside
+    [ceil(qmin/2^k), floor(qmax/2^k)], so those are clamped before the shift."""
+    acc = np.asarray(acc, dtype=np.int64)
+    k = min(k, _MAX_SHIFT)
+    hi = out.qmax >> k
+    lo = -((-out.qmin) >> k)
+    over, under = acc > hi, acc < lo
+    y = np.left_shift(np.clip(acc, lo, hi), k)
+    y[over] = out.qmax
+    y[under] = out.qmin
+    return y, int(np.count_nonzero(over)), int(np.count_nonzero(under))
+
+
 def requantize(acc: np.ndarray, fl_acc: int, out: FixedFormat) -> tuple[np.ndarray, int]:
     """Contract step 4: shift from fl_acc to out.fl (round half up) and saturate to out.bw.
 
@@ -140,13 +156,6 @@ def requantize(acc: np.ndarray, fl_acc: int, out: FixedFormat) -> tuple[np.ndarr
     """
     s = fl_acc - out.fl
     if s < 0:
-        # acc << k saturates exactly when acc lies outside [ceil(qmin/2^k), floor(qmax/2^k)].
-        k = min(-s, _MAX_SHIFT)
-        acc = np.asarray(acc, dtype=np.int64)
-        hi = out.qmax >> k
-        lo = -((-out.qmin) >> k) if k < out.bw else 0
-        n = int(np.count_nonzero((acc > hi) | (acc < lo)))
-        y = np.left_shift(np.clip(acc, lo, hi), k)
-        y = np.where(acc > hi, out.qmax, np.where(acc < lo, out.qmin, y))
-        return y, n
+        y, n_over, n_under = shift_left_saturate(acc, -s, out)
+        return y, n_over + n_under
     return saturate(shift_round(acc, s), out.bw)

@@ -43,7 +43,13 @@ from deepfpga.ir import (
     ReLU,
 )
 from deepfpga.ir.layers import _window_out
-from deepfpga.quant.fixedpoint import FixedFormat, align_bias, count_saturated, to_fixed
+from deepfpga.quant.fixedpoint import (
+    FixedFormat,
+    align_bias,
+    count_saturated,
+    shift_left_saturate,
+    to_fixed,
+)
 from deepfpga.quant.qmodel import LayerFormats, QuantizedModel
 
 Method = Literal["auto", "i8", "f64", "split", "int64"]
@@ -765,22 +771,6 @@ def fc_acc(x: np.ndarray, w: np.ndarray, *, method: Method = "auto") -> np.ndarr
 # --------------------------------------------------------------------------------------------
 # steps 2-5
 # --------------------------------------------------------------------------------------------
-def _shift_left_saturate(acc: np.ndarray, k: int, out: FixedFormat, count_negative: bool
-                         ) -> tuple[np.ndarray, int]:
-    """y = sat(acc << k) for k > 0 without overflow: acc << k saturates exactly when acc lies
-    outside [ceil(qmin/2^k), floor(qmax/2^k)]."""
-    acc = acc.astype(np.int64, copy=False)
-    k = min(k, 62)
-    hi = out.qmax >> k
-    lo = -((-out.qmin) >> k)
-    over, under = acc > hi, acc < lo
-    n = int(np.count_nonzero(over)) + (int(np.count_nonzero(under)) if count_negative else 0)
-    y = np.left_shift(np.clip(acc, lo, hi), k)
-    y[over] = out.qmax
-    y[under] = out.qmin
-    return y, n
-
-
 def _round_const(s: int) -> int:
     """The rounding constant 2^(s-1) of a right shift by s (0 when there is none)."""
     return 1 << (s - 1) if 0 < s < 63 else 0
@@ -807,9 +797,9 @@ def _finish_rows(acc: np.ndarray, bias_round: np.ndarray | None, s: int, out: Fi
             acc += bias_round
         if relu:
             np.maximum(acc, 0, out=acc)
-        y, n = _shift_left_saturate(acc, -s, out, count_negative and not relu)
+        y, n_over, n_under = shift_left_saturate(acc, -s, out)
         dest[...] = y
-        return n
+        return n_over + (n_under if count_negative and not relu else 0)
     if bias_round is not None:
         acc += bias_round.astype(acc.dtype)
     elif s > 0:
