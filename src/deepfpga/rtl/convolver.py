@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from deepfpga.rtl.params import KERNEL, ROW_BITS, TAPS, bits_for
 from deepfpga.rtl.pipeline import add_tree, tree_levels
+from deepfpga.rtl.raster import raster_position
 
 
 class Convolver(wiring.Component):
@@ -69,19 +70,8 @@ class Convolver(wiring.Component):
         accept = self.i.valid
 
         # --- position counters (shared by all lanes) ----------------------------------------
-        row = Signal(ROW_BITS)
-        col = Signal(self.cbits)
-        with m.If(self.clear):
-            m.d.sync += [row.eq(0), col.eq(0)]
-        with m.Elif(accept):
-            with m.If(col == self.width - 1):
-                m.d.sync += col.eq(0)
-                with m.If(row == self.height - 1):
-                    m.d.sync += row.eq(0)
-                with m.Else():
-                    m.d.sync += row.eq(row + 1)
-            with m.Else():
-                m.d.sync += col.eq(col + 1)
+        row, col = raster_position(m, clear=self.clear, accept=accept, width=self.width,
+                                   height=self.height, col_bits=self.cbits)
         window_ok = (row >= 2) & (col >= 2) & (~self.stride2 | (~row[0] & ~col[0]))
 
         # --- stage 1: the accepted pixel, while its column is read from the line buffers ----

@@ -16,6 +16,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from deepfpga.rtl.params import ROW_BITS, bits_for
+from deepfpga.rtl.raster import raster_position
 
 
 def _max(a, b):
@@ -43,16 +44,8 @@ class MaxPool(wiring.Component):
         d = self.data_bits
         en = Signal()
         accept = en & self.i.valid & self.enable
-        row = Signal(ROW_BITS)
-        col = Signal(self.cbits)
-        with m.If(self.clear):
-            m.d.sync += [row.eq(0), col.eq(0)]
-        with m.Elif(accept):
-            with m.If(col == self.width - 1):
-                m.d.sync += col.eq(0)
-                m.d.sync += row.eq(Mux(row == self.height - 1, 0, row + 1))
-            with m.Else():
-                m.d.sync += col.eq(col + 1)
+        row, col = raster_position(m, clear=self.clear, accept=accept, width=self.width,
+                                   height=self.height, col_bits=self.cbits)
 
         mem = Memory(shape=signed(d), depth=max(1, self.max_width // 2), init=[])
         m.submodules.line = mem
