@@ -49,11 +49,14 @@ class AcceleratorConfig:
     ddr_bandwidth_gbps: float        # GB/s (10^9 bytes per second)
     burst_overhead_cycles: int       # accelerator cycles lost per DMA transaction
     max_burst_bytes: int             # longest single DMA transaction
+    # RTL structure (the generated hardware; the compiler and simulators honour it too)
+    max_pad: int = 3                 # widest zero padding per side the PE's padder inserts
+    axi_data_bits: int = 64          # width of the AXI4 master's data bus to DDR
     notes: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            if f.name in ("name", "device", "notes"):
+            if f.name in ("name", "device", "notes", "max_pad"):
                 continue
             v = getattr(self, f.name)
             if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
@@ -62,6 +65,14 @@ class AcceleratorConfig:
             if f.type == "int" and not isinstance(v, int):
                 raise InputError(f"accelerator config {self.name!r}: key {f.name!r} must be an"
                                  f" integer, got {v!r}")
+        if isinstance(self.max_pad, bool) or not isinstance(self.max_pad, int) \
+                or not 0 <= self.max_pad <= 7:
+            raise InputError(f"accelerator config {self.name!r}: key 'max_pad' must be an"
+                             f" integer 0..7 (the ISA's pad fields are 3 bits), got"
+                             f" {self.max_pad!r}")
+        if self.axi_data_bits not in (32, 64, 128, 256):
+            raise InputError(f"accelerator config {self.name!r}: key 'axi_data_bits' must be"
+                             f" 32, 64, 128 or 256, got {self.axi_data_bits!r}")
         if self.kernel != 3:
             raise InputError(f"accelerator config {self.name!r}: key 'kernel' must be 3"
                              " (the convolver is 3×3)")

@@ -72,6 +72,7 @@ class PEParams:
             "bias_bits": min(cfg.bias_bits, cfg.acc_bits),
             "acc_bits": cfg.acc_bits,
             "max_row_width": cfg.max_row_width,
+            "max_pad": cfg.max_pad,
         }
         d.update(overrides)
         return cls(**d)
