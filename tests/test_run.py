@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfpga import flow
+from deepfpga import pipeline as flow
 from deepfpga.cli import main
 from deepfpga.frontends.float_model import save_float_model
 from deepfpga.ir import Conv2d, Flatten, Linear, MaxPool2d, ReLU, chain
+from deepfpga.quant.bits import bit_plan, check_bits_fit
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -233,11 +234,11 @@ def test_bit_plan_narrows_biases_to_the_target(tmp_path):
     toml.write_text(text.replace("bias_bits = 16", "bias_bits = 12"))
     hw = load_config(toml)
     g = tiny_graph()
-    assert flow.bit_plan(g, "8", hw) == {}  # 8-bit biases fit
-    plan = flow.bit_plan(g, "16", hw)
+    assert bit_plan(g, "8", hw) == {}  # 8-bit biases fit
+    plan = bit_plan(g, "16", hw)
     assert plan == {name: {"bias_bits": 12} for name in ("c1", "c2", "fc1", "fc2")}
     rng = np.random.default_rng(2)
     q = quantize(g, rng.random((4, 1, 12, 12), dtype=np.float32), bits="16", overrides=plan)
     assert {q.formats[n].bias.bw for n in plan} == {12}
     with pytest.raises(flow.InputError, match="zedboard"):
-        flow.check_bits_fit("16", load_config("zedboard"))
+        check_bits_fit("16", load_config("zedboard"))

@@ -48,7 +48,7 @@ def test_element_packing_round_trip() -> None:
 def test_cost_model_counts_match_the_program(seed: int) -> None:
     """The closed-form model and the generated code agree on bytes and CALCs, and the compute
     cycles agree with the timing simulator's per-instruction formulas."""
-    from deepfpga.sim.timing import conv_calc_cycles, fc_calc_cycles
+    from deepfpga.hw.arch import conv_calc_cycles, fc_calc_cycles
 
     rng = np.random.default_rng(seed)
     q = random_qmodel(_net(), rng, bw_d=16, bw_w=16)

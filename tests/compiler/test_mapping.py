@@ -112,11 +112,14 @@ def test_large_kernel_decomposition() -> None:
 @pytest.mark.parametrize(("layer", "message"), [
     (Conv2d("c", (), in_channels=1, out_channels=1, kernel=(3, 3), stride=(1, 2)),
      "not square"),
-    (Conv2d("c", (), in_channels=1, out_channels=1, kernel=(3, 3), stride=(8, 8)),
-     "stride 8 > 7"),
+    (Conv2d("c", (), in_channels=1, out_channels=1, kernel=(3, 3), stride=(5, 5)),
+     r"layer 'c': stride 5 not supported by tiny \(max_stride 4\)"),
+    (Conv2d("c", (), in_channels=1, out_channels=1, kernel=(7, 7), padding=(4, 4)),
+     r"layer 'c': padding \(4, 4\) exceeds the padder of tiny \(max_pad 3\)"),
     (Conv2d("c", (), in_channels=1, out_channels=1, kernel=(3, 3), padding=(3, 3)),
      "not smaller than the kernel"),
-    (Conv2d("c", (), in_channels=1, out_channels=1, kernel=(16, 16)), "larger than 15"),
+    # koff is 4 bits: offsets 0, 3, …, 15 → 6 sub-kernels per axis, kernels up to 18
+    (Conv2d("c", (), in_channels=1, out_channels=1, kernel=(19, 19)), "larger than 18"),
 ])
 def test_unsupported_convolutions_refused(layer: Conv2d, message: str) -> None:
     g = chain("u", (1, 20, 20), [layer])

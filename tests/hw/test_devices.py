@@ -9,8 +9,8 @@ import pytest
 
 from deepfpga.errors import InputError
 from deepfpga.hw.config import PRESETS, AcceleratorConfig, load_config
-from deepfpga.hw.devices import DEVICES, check_fits, get_device
-from deepfpga.hw.resources import dsps_per_multiplier, estimate, ram_blocks
+from deepfpga.hw.devices import DEVICES, get_device
+from deepfpga.hw.resources import check_fits, dsps_per_multiplier, estimate, ram_blocks
 
 
 @pytest.mark.parametrize("preset", PRESETS)

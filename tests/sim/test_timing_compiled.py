@@ -11,10 +11,9 @@ import pytest
 from deepfpga.cli import main
 from deepfpga.compiler import compile_architecture, compile_model
 from deepfpga.compiler.compile import architecture_model
-from deepfpga.compiler.cost import estimate
 from deepfpga.compiler.isa import Load, Save
 from deepfpga.compiler.mapping import map_network
-from deepfpga.compiler.tiling import Tiling, choose
+from deepfpga.compiler.tiling import Tiling, choose, estimate
 from deepfpga.errors import InputError
 from deepfpga.hw.config import load_config
 from deepfpga.ir import Conv2d, Graph, Linear, MaxPool2d
@@ -50,7 +49,7 @@ def tiny():
 @pytest.mark.parametrize("lrn", [False, True])
 def test_compiled_program_per_layer_respects_the_bound(tiny, lrn: bool) -> None:
     compiled = compile_architecture(small_net(lrn), tiny)
-    t = simulate_timing(compiled.program, tiny, compiled.manifest)
+    t = simulate_timing(compiled)
     assert [lt.name for lt in t.layers] == ["c1", "c2", "fc1", "fc2"]
     assert [lt.kind for lt in t.layers] == ["conv", "conv", "fc", "fc"]
     macs = {"c1": 3 * 8 * 9 * 16 * 16, "c2": 8 * 12 * 25 * 8 * 8, "fc1": 192 * 40,
@@ -86,7 +85,7 @@ def test_fmnist_models_respect_the_bound(name: str, target: str) -> None:
         graph = import_torch(fmnist.build(name), fmnist.INPUT_SHAPE, name)
     cfg = load_config(target)
     compiled = compile_architecture(graph, cfg)
-    t = simulate_timing(compiled.program, cfg, compiled.manifest)
+    t = simulate_timing(compiled)
     assert t.layers and t.ops_source == "manifest"
     for lt in t.layers:
         assert lt.span_s >= lt.bound_s, lt.name
@@ -99,7 +98,7 @@ def test_segments_add_up(tiny) -> None:
     ins = compiled.program.instructions
     ends = [k for k, i in enumerate(ins) if type(i).__name__ == "End"]
     assert len(ends) == 2
-    t = simulate_timing(compiled.program, tiny, compiled.manifest)
+    t = simulate_timing(compiled)
     first = slice(0, ends[0])
     second = slice(ends[0] + 1, ends[1])
     assert t.start_cycles[second].min() >= t.end_cycles[first].max()
@@ -109,7 +108,7 @@ def test_segments_add_up(tiny) -> None:
 def test_bytes_per_layer_match_the_instructions(tiny, to: int) -> None:
     compiled = compile_architecture(small_net(), tiny,
                                     force={"c2": Tiling(8, 8, 4, to, "spatial")})
-    t = simulate_timing(compiled.program, tiny, compiled.manifest)
+    t = simulate_timing(compiled)
     loaded: dict[int, int] = {}
     saved: dict[int, int] = {}
     for i in compiled.program.instructions:
@@ -175,7 +174,7 @@ def test_cli_outdir_and_qmodel(tmp_path: Path, capsys: pytest.CaptureFixture[str
     g = small_net()
     compiled = compile_architecture(g, tiny)
     compiled.write(tmp_path / "out")
-    direct = simulate_timing(compiled.program, tiny, compiled.manifest)
+    direct = simulate_timing(compiled)
     assert main(["simulate", str(tmp_path / "out"), "--target", "tiny", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["source"] == "compiled program" and d["timing"]["cycles"] == direct.cycles
@@ -183,7 +182,7 @@ def test_cli_outdir_and_qmodel(tmp_path: Path, capsys: pytest.CaptureFixture[str
     q = random_qmodel(g, np.random.default_rng(0), bw_d=16, bw_w=16)
     save_qmodel(tmp_path / "m.npz", q)
     expect = compile_model(q, tiny)
-    t = simulate_timing(expect.program, tiny, expect.manifest)
+    t = simulate_timing(expect)
     assert main(["simulate", str(tmp_path / "m.npz"), "--target", "tiny", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["source"] == "quantized model" and d["timing"]["cycles"] == t.cycles

@@ -11,15 +11,10 @@ from hypothesis import strategies as st
 
 from deepfpga.compiler.isa import Buffer, Calc, CalcKind, End, Load, Program, Save
 from deepfpga.errors import InputError
+from deepfpga.hw.arch import conv_calc_cycles, dma_runs, fc_calc_cycles, pipeline_depth
 from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.sim.timing import (
-    DeadlockError,
-    conv_calc_cycles,
-    dma_runs,
-    fc_calc_cycles,
-    pipeline_depth,
-    simulate_timing,
-)
+from deepfpga.sim.timing import DeadlockError, LayerInfo
+from deepfpga.sim.timing import time_instructions as simulate_timing
 
 
 def make_cfg(**changes: object) -> AcceleratorConfig:
@@ -112,13 +107,19 @@ def test_dma_only_program_equals_burst_model() -> None:
     assert lt.limit == "bandwidth"
 
 
+def _runs(*args: int) -> list[tuple[int, int]]:
+    """dma_runs as a list of the non-empty (count, bytes) groups."""
+    ca, la, cb, lb = (int(v) for v in dma_runs(*args))
+    return [(c, n) for c, n in ((ca, la), (cb, lb)) if c]
+
+
 def test_segments_merge_only_when_contiguous() -> None:
-    assert dma_runs(10, 4, 10, 1, 0) == [(1, 40)]            # rows back to back: one run
-    assert dma_runs(10, 4, 10, 3, 40) == [(1, 120)]          # whole block contiguous
-    assert dma_runs(10, 4, 10, 3, 64) == [(3, 40)]           # one run per row
-    assert dma_runs(10, 4, 12, 3, 64) == [(12, 10)]          # gaps everywhere
+    assert _runs(10, 4, 10, 1, 0) == [(1, 40)]            # rows back to back: one run
+    assert _runs(10, 4, 10, 3, 40) == [(1, 120)]          # whole block contiguous
+    assert _runs(10, 4, 10, 3, 64) == [(3, 40)]           # one run per row
+    assert _runs(10, 4, 12, 3, 64) == [(12, 10)]          # gaps everywhere
     # gaps inside rows, but each row's last segment touches the next row's first
-    assert dma_runs(10, 2, 20, 3, 30) == [(2, 20), (2, 10)]
+    assert _runs(10, 2, 20, 3, 30) == [(2, 20), (2, 10)]
 
 
 def _brute_force(cfg: AcceleratorConfig, eb: int, rate: float, length: int, n1: int, s1: int,
@@ -377,26 +378,24 @@ def test_per_layer_accounting() -> None:
     assert t.ops_source == "instructions"
 
 
-def test_manifest_names_and_operations() -> None:
-    manifest = {"layers": [{"name": "conv1", "kind": "conv", "ops": 1000},
-                           {"name": "conv2", "kind": "conv", "macs": 700},
-                           {"name": "fc3", "kind": "fc", "ops": 6000}],
-                "host_layers": ["prob"]}
-    t = simulate_timing(_two_layer_program(), CFG, manifest)
+def test_layer_names_and_operations() -> None:
+    info = {0: LayerInfo("conv1", "conv", 1000), 1: LayerInfo("conv2", "conv", 1400),
+            2: LayerInfo("fc3", "fc", 6000)}
+    t = simulate_timing(_two_layer_program(), CFG, info, ("prob",))
     assert [lt.name for lt in t.layers] == ["conv1", "conv2", "fc3"]
     assert [lt.ops for lt in t.layers] == [1000, 1400, 6000]
     assert t.host_layers == ("prob",)
     assert t.ops_source == "manifest"
     d = t.to_dict()
     assert d["layers"][1]["name"] == "conv2" and d["fps"] == t.fps
-    with pytest.raises(InputError, match="manifest: key 'layers'"):
-        simulate_timing(_two_layer_program(), CFG, {"layers": "x"})
+    # without the compiler's layer table, operations come from the CALCs
+    assert simulate_timing(_two_layer_program(), CFG).ops_source == "instructions"
 
 
 def test_empty_program_is_valid_json() -> None:
     import json
 
-    t = simulate_timing([End()], CFG, {"layers": [], "host_layers": [{"name": "prob"}]})
+    t = simulate_timing([End()], CFG, {}, ("prob",))
     assert t.cycles == 0 and t.fps is None and t.layers == () and t.gops == 0.0
     d = json.loads(json.dumps(t.to_dict(), allow_nan=False))
     assert d["host_layers"] == ["prob"] and d["fps"] is None

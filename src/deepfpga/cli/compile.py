@@ -55,14 +55,24 @@ def _explain(compiled: Any) -> list[str]:
     return out
 
 
+def summary_rows(compiled: Any) -> list[list[Any]]:
+    """One row per stage for human output."""
+    rows = []
+    for s in compiled.manifest.layers:
+        t = s.tiling
+        a, b = s.instructions
+        rows.append([s.index, s.name, "+".join(s.fused), s.kind,
+                     f"{t.tr}x{t.tc}x{t.ti}x{t.to}", t.order, t.group, b - a, s.estimate_s * 1e3])
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
-    from deepfpga.compiler.compile import summary_rows
     from deepfpga.hw.config import load_config
 
     cfg = load_config(args.target)
     compiled, what = compile_spec(args.model, cfg)
     files = compiled.write(args.outdir)
-    m = compiled.manifest
+    m = compiled.manifest.to_dict()
     if args.json:
         out: dict[str, Any] = {
             "model": m["model"], "compiled": what, "target": cfg.name,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from deepfpga.cli.output import add_json_flag, print_json
 from deepfpga.errors import InputError
+
+if TYPE_CHECKING:
+    from deepfpga.compiler.artifact import Manifest
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -27,16 +30,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _manifest(path: Path | None) -> dict[str, Any] | None:
+def _manifest(path: Path | None) -> Manifest | None:
+    from deepfpga.compiler.artifact import Manifest
+
     if path is None or not path.is_file():
         return None
     try:
         m = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: invalid JSON ({e})") from None
-    if not isinstance(m, dict):
-        raise InputError(f"{path}: a manifest must be a JSON object")
-    return m
+    try:
+        return Manifest.from_dict(m)
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         expected = load_config(args.target).hash()
     elif manifest is not None:
         try:
-            expected = bytes.fromhex(manifest["config"]["hash"])
-        except (KeyError, TypeError, ValueError):
+            expected = bytes.fromhex(manifest.config.hash)
+        except ValueError:
             raise InputError(f"{man_path}: no valid config hash") from None
     program = decode_program(path.read_bytes(), expected)
     if args.json:

@@ -11,6 +11,9 @@ from typing import Any
 import numpy as np
 
 from deepfpga.fileio import json_default
+from deepfpga.progress import progress
+
+__all__ = ["add_json_flag", "fmt_num", "print_json", "progress", "table"]
 
 
 def add_json_flag(p: argparse.ArgumentParser) -> None:
@@ -55,12 +58,3 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 3
     out = [line(headers), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells]
     return "\n".join(out)
-
-
-def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "",
-             quiet: bool = False) -> Any:
-    """A tqdm bar on stderr that disappears when stderr is not a terminal or `quiet` is set."""
-    from tqdm import tqdm
-
-    disable = quiet or not sys.stderr.isatty()
-    return tqdm(iterable, total=total, desc=desc, disable=disable, file=sys.stderr, leave=False)

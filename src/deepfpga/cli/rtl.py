@@ -55,8 +55,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     sy = rsub.add_parser("synth", help="synthesize the PE with Yosys (ECP5: also nextpnr Fmax)")
     _add_pe_args(sy)
-    sy.add_argument("--device", required=True, choices=["xc7z045", "xc7z020", "ecp5-85f"],
-                    help="xc7z045 / xc7z020: synth_xilinx; ecp5-85f: synth_ecp5 + nextpnr")
+    from deepfpga.hw.devices import device_names
+
+    sy.add_argument("--device", required=True, choices=device_names(),
+                    help="a device of deepfpga.hw.devices: Xilinx parts synth_xilinx;"
+                         " ECP5 (ecp5-85f) synth_ecp5 + nextpnr")
     sy.add_argument("--workdir", metavar="DIR",
                     help="keep Verilog, logs and netlists here (default: a temporary directory)")
     sy.add_argument("--timeout", type=float, default=None, metavar="S",
@@ -99,15 +102,17 @@ def _run_synth(args: argparse.Namespace) -> int:
     if args.json:
         print_json(r.to_dict())
         return 0
-    dsp = "DSP48E1" if r.device.startswith("xc7") else "MULT18X18D"
-    bram = "RAMB18E1 / RAMB36E1" if r.device.startswith("xc7") else "DP16KD"
+    from deepfpga.hw.devices import get_device
+
+    dev = get_device(r.device)
+    dsp, bram = dev.dsp_cell, dev.bram_cells
     rows: list[list[Any]] = [
         ["multipliers (9 per convolver)", r.multipliers],
         [dsp, r.dsps],
         ["LUT (logic)", r.luts],
         ["LUT as memory", r.lutram_luts],
         ["FF", r.ffs],
-        [bram, f"{r.bram18} / {r.bram36}" if r.device.startswith("xc7") else r.bram18],
+        [bram, f"{r.bram18} / {r.bram36}" if dev.yosys_family else r.bram18],
         ["BRAM36 equivalent", r.bram36_equivalent],
         ["Fmax (MHz, nextpnr)", r.fmax_mhz],
         ["synthesis time (s)", r.synth_seconds],

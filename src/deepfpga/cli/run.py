@@ -32,7 +32,7 @@ def _positive(text: str) -> int:
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    from deepfpga import flow
+    from deepfpga import pipeline as flow
 
     p = sub.add_parser(
         "run", help="the whole flow: quantize, compile, simulate, check bit-exact, report",
@@ -112,7 +112,7 @@ def _mismatch_message(s: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepfpga import flow
+    from deepfpga import pipeline as flow
 
     if not args.model:
         raise InputError("MODEL must not be empty")
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     argv = ["deepfpga", "run", args.model, "--target", args.target, "--data", args.data,
             "--images", str(args.images), "--bits", args.bits, "--calib-size",
             str(args.calib_size), "--out", args.out]
-    cfg = flow.RunConfig(
+    run_cfg = flow.RunConfig(
         model=args.model, target=args.target, data=args.data, images=args.images,
         bits=args.bits, calib_size=args.calib_size, batch_size=args.batch_size,
         out=Path(args.out), progress=not args.json, command=shlex.join(argv))
@@ -130,9 +130,9 @@ def run(args: argparse.Namespace) -> int:
     def on_step(rec: flow.StepRecord) -> None:
         _say(args, f"[{rec.name:>8}] {rec.seconds:7.2f} s  {rec.note}")
 
-    _say(args, f"deepfpga run: {cfg.model} on {cfg.target}, {cfg.images} {cfg.data} test images,"
-               f" {cfg.bits}-bit")
-    st = flow.run_flow(cfg, on_step=on_step)
+    _say(args, f"deepfpga run: {run_cfg.model} on {run_cfg.target}, {run_cfg.images}"
+               f" {run_cfg.data} test images, {run_cfg.bits}-bit")
+    st = flow.run_flow(run_cfg, on_step=on_step)
     s = st.summary
     assert s is not None
     if args.json:

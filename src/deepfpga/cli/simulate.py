@@ -8,7 +8,6 @@ architecture is compiled without weights, which is all timing needs.
 from __future__ import annotations
 
 import argparse
-import json
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ from deepfpga.cli.output import add_json_flag, print_json, table
 from deepfpga.errors import InputError
 
 if TYPE_CHECKING:
-    from deepfpga.compiler.isa import Program
+    from deepfpga.compiler.artifact import Compiled
     from deepfpga.hw.config import AcceleratorConfig
 
 # Qiu et al., FPGA 2016, abstract and §8: VGG16-SVD on the ZC706 at 150 MHz, 16-bit.
@@ -50,7 +49,7 @@ def target_config(target: str, overrides: list[str]) -> AcceleratorConfig:
     """The config of `target` with KEY=VALUE overrides, validated and fit-checked like a
     preset."""
     from deepfpga.hw.config import config_from_dict, load_config
-    from deepfpga.hw.devices import check_fits
+    from deepfpga.hw.resources import check_fits
 
     cfg = load_config(target)
     if not overrides:
@@ -70,54 +69,25 @@ def target_config(target: str, overrides: list[str]) -> AcceleratorConfig:
     return cfg
 
 
-def _compiled_dir(path: Path, cfg: AcceleratorConfig) -> tuple[Program, dict[str, Any]]:
-    from deepfpga.compiler.isa import decode_program
+def load_compiled_spec(spec: str, cfg: AcceleratorConfig) -> tuple[Compiled, str]:
+    """(Compiled, what was compiled) for MODEL `spec` on `cfg`."""
+    from deepfpga.compiler.artifact import load_compiled
 
-    prog_path, man_path = path / "program.bin", path / "manifest.json"
-    for f in (prog_path, man_path):
-        if not f.is_file():
-            raise InputError(f"{path}: not a compiled output directory ({f.name} missing)")
-    program = decode_program(prog_path.read_bytes(), expected_config_hash=cfg.hash())
-    try:
-        manifest = json.loads(man_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{man_path}: invalid JSON: {e}") from None
-    if not isinstance(manifest, dict):
-        raise InputError(f"{man_path}: expected a JSON object")
-    return program, manifest
-
-
-def load_program(spec: str, cfg: AcceleratorConfig) -> tuple[Program, dict[str, Any], str]:
-    """(program, manifest, what was compiled) for MODEL `spec` on `cfg`."""
     path = Path(spec)
     if path.is_dir():
-        program, manifest = _compiled_dir(path, cfg)
-        return program, manifest, "compiled program"
-    from deepfpga.compiler import compile_architecture, compile_model
-    from deepfpga.frontends import load_model
-    from deepfpga.quant.qfile import is_qmodel_file, load_qmodel
+        return load_compiled(path, cfg), "compiled program"
+    from deepfpga.cli.compile import compile_spec
 
-    if is_qmodel_file(path):
-        compiled = compile_model(load_qmodel(path), cfg)
-        return compiled.program, compiled.manifest, "quantized model"
-    compiled = compile_architecture(load_model(spec), cfg)
-    return compiled.program, compiled.manifest, "architecture (no weights)"
-
-
-def _as_program(program: Program | bytes, cfg: AcceleratorConfig) -> Program:
-    from deepfpga.compiler.isa import Program, decode_program
-
-    if isinstance(program, Program):
-        return program
-    return decode_program(bytes(program), expected_config_hash=cfg.hash())
+    compiled, what = compile_spec(spec, cfg)
+    return compiled, "architecture (no weights)" if what.startswith("architecture") else what
 
 
 def run(args: argparse.Namespace) -> int:
     from deepfpga.sim.timing import simulate_timing
 
     cfg = target_config(args.target, args.overrides)
-    program, manifest, what = load_program(args.model, cfg)
-    timing = simulate_timing(_as_program(program, cfg), cfg, manifest)
+    compiled, what = load_compiled_spec(args.model, cfg)
+    timing = simulate_timing(compiled)
     paper = PAPER if Path(args.model).name == PAPER["model"] else None
     if args.json:
         print_json({"model": args.model, "source": what, "target": cfg.name,

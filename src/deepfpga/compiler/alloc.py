@@ -36,6 +36,15 @@ class Region:
         return {"name": self.name, "kind": self.kind, "start": self.start, "size": self.size,
                 "live": [self.first, self.last], "writable": self.writable}
 
+    @staticmethod
+    def from_dict(k: int, d: Any) -> Region:
+        try:
+            first, last = (int(v) for v in d["live"])
+            return Region(str(d["name"]), str(d["kind"]), int(d["start"]), int(d["size"]),
+                          first, last, bool(d["writable"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"manifest: regions[{k}] is malformed ({e!r})") from None
+
 
 def first_fit(requests: Sequence[tuple[str, int, int, int]], base: int
               ) -> dict[str, int]:

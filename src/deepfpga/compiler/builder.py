@@ -23,16 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from deepfpga.compiler.isa import Calc, End, Instruction, Load, Save
+from deepfpga.hw.arch import CALC, CHANNEL_FLAGS, ENGINE_OF, LOAD, SAVE
 
-LOAD, CALC, SAVE = 0, 1, 2
-ENGINE_OF = {Load: LOAD, Calc: CALC, Save: SAVE}
-# (producer, consumer) → (producer's push flag, consumer's pop flag)
-CHANNEL_FLAGS = {
-    (LOAD, CALC): ("push_next", "pop_prev"),
-    (CALC, LOAD): ("push_prev", "pop_next"),
-    (CALC, SAVE): ("push_next", "pop_prev"),
-    (SAVE, CALC): ("push_prev", "pop_next"),
-}
 _MAX_INTERVALS = 48
 
 
@@ -181,9 +173,7 @@ class Builder:
 
 
 def _field_table(cls: type[Instruction]) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
-    ranges = {name: ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else
-                     (0, (1 << bits) - 1))
-              for name, bits, signed in cls.all_fields() if name != "opcode"}
+    ranges = {name: cls.field_range(name) for name, _, _ in cls.all_fields() if name != "opcode"}
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
     return ranges, defaults  # type: ignore[return-value]
 

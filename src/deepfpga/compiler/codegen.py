@@ -16,8 +16,9 @@ from deepfpga.compiler.builder import Builder
 from deepfpga.compiler.isa import Buffer, CalcKind
 from deepfpga.compiler.layout import block_offsets, splits
 from deepfpga.compiler.mapping import Stage
-from deepfpga.compiler.tiling import LENGTH_MAX, Banks, Tiling, acc_entries, staging_entries
-from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.compiler.tiling import Banks, Tiling, acc_entries, staging_entries
+from deepfpga.hw.accelerator import AcceleratorConfig
+from deepfpga.hw.arch import DMA_COUNT_MAX
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ class _LRU2:
 
 def _segments(n_ch: int, run: int, ch_stride: int, row: int, eb: int) -> dict[str, int]:
     """DMA fields for n_ch channels of `run` contiguous elements each, `ch_stride` bytes apart;
-    runs longer than a 16-bit length are cut into rows of `row` elements (still contiguous)."""
-    if run <= LENGTH_MAX:
+    runs longer than the length field are cut into rows of `row` elements (still contiguous)."""
+    if run <= DMA_COUNT_MAX:
         return {"length": run, "n1": n_ch, "stride1": ch_stride, "n2": 1, "stride2": 0}
     return {"length": row, "n1": run // row, "stride1": row * eb, "n2": n_ch,
             "stride2": ch_stride}

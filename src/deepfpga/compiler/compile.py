@@ -5,46 +5,39 @@ generate instructions, describe everything in the manifest."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from deepfpga.compiler import layout
 from deepfpga.compiler.alloc import Region, check_no_overlap, first_fit
+from deepfpga.compiler.artifact import (
+    AccelStep,
+    Compiled,
+    ConfigRef,
+    HostEntry,
+    Manifest,
+    Partition,
+    ProgramStats,
+    ScheduleStep,
+    StageEntry,
+    StageFormats,
+    TensorEntry,
+)
 from deepfpga.compiler.builder import Builder
 from deepfpga.compiler.codegen import Placement, emit_conv, emit_fc
-from deepfpga.compiler.isa import Program, encode_program, program_stats
-from deepfpga.compiler.mapping import HostStep, ModelInput, Stage, map_network
-from deepfpga.compiler.mapping import Mapping as NetMapping
+from deepfpga.compiler.isa import Program, program_stats
+from deepfpga.compiler.mapping import HostStep, ModelInput, NetworkMapping, Stage, map_network
 from deepfpga.compiler.tiling import Choice, Tiling, choose
 from deepfpga.errors import InputError
-from deepfpga.fileio import atomic_write_bytes, atomic_write_json
-from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.accelerator import AcceleratorConfig
+from deepfpga.hw.arch import DDR_BYTES_MAX
 from deepfpga.ir import INPUT, Conv2d, Graph, Linear
 from deepfpga.quant.fixedpoint import FixedFormat
 from deepfpga.quant.qmodel import PASSTHROUGH_KINDS, LayerFormats, QuantizedModel
 
-MANIFEST_FORMAT = "deepfpga-compiled"
-MANIFEST_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Compiled:
-    program: Program
-    ddr_image: bytes
-    manifest: dict[str, Any]
-    choices: tuple[Choice, ...] = field(default=(), repr=False)
-
-    def program_bytes(self) -> bytes:
-        return encode_program(self.program)
-
-    def write(self, outdir: str | Path) -> dict[str, Path]:
-        out = Path(outdir)
-        return {"program": atomic_write_bytes(out / "program.bin", self.program_bytes()),
-                "ddr": atomic_write_bytes(out / "ddr.bin", self.ddr_image),
-                "manifest": atomic_write_json(out / "manifest.json", self.manifest)}
+__all__ = ["Compiled", "architecture_model", "compile_architecture", "compile_model", "plan"]
 
 
 Force = Mapping[str, Tiling]
@@ -90,7 +83,7 @@ def compile_architecture(graph: Graph, cfg: AcceleratorConfig, *,
 class Plan:
     """Everything decided before code generation: stages, tilings, DDR regions."""
 
-    mapping: NetMapping
+    mapping: NetworkMapping
     choices: tuple[Choice, ...]
     regions: dict[str, Region]
     placements: dict[str, Placement]
@@ -125,8 +118,15 @@ def _compile(model: ModelInput, cfg: AcceleratorConfig, force: Force) -> Compile
     image = _image(m, choices, regions, model, cfg)
     bld = Builder(_overlaps(regions))
     ranges: dict[str, tuple[int, int]] = {}
-    schedule: list[dict[str, Any]] = []
-    seg_start, seg_stages = 0, []
+    schedule: list[ScheduleStep] = []
+    seg_start, seg_stages, nseg = 0, [], 0
+
+    def close_segment() -> None:
+        nonlocal seg_start, seg_stages, nseg
+        bld.end(layer=bld.layer)
+        schedule.append(AccelStep(nseg, (seg_start, len(bld)), tuple(seg_stages)))
+        seg_start, seg_stages, nseg = len(bld), [], nseg + 1
+
     for item in m.schedule:
         if isinstance(item, Stage):
             a = len(bld)
@@ -138,26 +138,23 @@ def _compile(model: ModelInput, cfg: AcceleratorConfig, force: Force) -> Compile
             seg_stages.append(item.name)
         else:
             if seg_stages:
-                bld.end(layer=bld.layer)
-                schedule.append({"kind": "accel", "segment": _nseg(schedule),
-                                 "instructions": [seg_start, len(bld)], "stages": seg_stages})
-                seg_start, seg_stages = len(bld), []
-            schedule.append(item.to_dict())
+                close_segment()
+            schedule.append(_host_entry(item))
     if seg_stages or not len(bld):
-        bld.end(layer=bld.layer)
-        schedule.append({"kind": "accel", "segment": _nseg(schedule),
-                         "instructions": [seg_start, len(bld)], "stages": seg_stages})
+        close_segment()
     program = Program(cfg.hash(), tuple(bld.instructions()))
-    manifest = _manifest(m, model, cfg, choices, regions, ranges, schedule, program, bld.nops)
-    check_no_overlap(manifest)
-    return Compiled(program, image, manifest, choices)
+    manifest = _manifest(m, model, cfg, choices, regions, ranges, tuple(schedule), program,
+                         bld.nops)
+    check_no_overlap(manifest.to_dict())
+    return Compiled(cfg, program, image, manifest, choices)
 
 
-def _nseg(schedule: list[dict[str, Any]]) -> int:
-    return sum(1 for s in schedule if s["kind"] == "accel")
+def _host_entry(h: HostStep) -> HostEntry:
+    return HostEntry(h.layer, h.kind, h.inputs, h.input_shapes, h.output, h.spec, h.in_fmts,
+                     h.out_fmt, h.graph_output, h.float_output)
 
 
-def _allocate(m: NetMapping, choices: tuple[Choice, ...], cfg: AcceleratorConfig
+def _allocate(m: NetworkMapping, choices: tuple[Choice, ...], cfg: AcceleratorConfig
               ) -> tuple[dict[str, Region], dict[str, Placement]]:
     end_pos = len(m.schedule)
     regions: dict[str, Region] = {}
@@ -186,8 +183,9 @@ def _allocate(m: NetMapping, choices: tuple[Choice, ...], cfg: AcceleratorConfig
                 else "fmap" if tname in stage_outputs else "host")
         regions[name] = Region(name, kind, placed[name], size, first, last,
                                tname in stage_outputs)
-    if max((r.end for r in regions.values()), default=0) >= 1 << 32:
-        raise InputError("the model needs more than 4 GiB of DDR (32-bit addresses)")
+    if max((r.end for r in regions.values()), default=0) >= DDR_BYTES_MAX:
+        raise InputError(f"the model needs more than the {DDR_BYTES_MAX:,} bytes of DDR the"
+                         " instructions' DDR addresses reach")
     placements = {}
     for st in m.stages:
         i, o = regions[f"t:{st.input}"], regions[f"t:{st.output}"]
@@ -204,7 +202,7 @@ def _overlaps(regions: dict[str, Region]) -> dict[str, set[str]]:
             for a in rs}
 
 
-def _image(m: NetMapping, choices: tuple[Choice, ...], regions: dict[str, Region],
+def _image(m: NetworkMapping, choices: tuple[Choice, ...], regions: dict[str, Region],
            model: ModelInput, cfg: AcceleratorConfig) -> bytes:
     size = layout.align(max((r.end for r in regions.values()), default=0))
     if model.weights is None:
@@ -226,62 +224,42 @@ def _image(m: NetMapping, choices: tuple[Choice, ...], regions: dict[str, Region
     return bytes(image)
 
 
-def _manifest(m: NetMapping, model: ModelInput, cfg: AcceleratorConfig,
+def _manifest(m: NetworkMapping, model: ModelInput, cfg: AcceleratorConfig,
               choices: tuple[Choice, ...], regions: dict[str, Region],
-              ranges: dict[str, tuple[int, int]], schedule: list[dict[str, Any]],
-              program: Program, nops: int) -> dict[str, Any]:
+              ranges: dict[str, tuple[int, int]], schedule: tuple[ScheduleStep, ...],
+              program: Program, nops: int) -> Manifest:
     arena = [r for r in regions.values() if r.kind not in ("weights", "bias")]
     size = layout.align(max((r.end for r in regions.values()), default=0))
     tensors = {}
     for t in m.tensors.values():
         r = regions.get(f"t:{t.name}")
-        tensors[t.name] = {
-            "shape": list(t.shape), "format": t.fmt.to_dict(),
-            "layout": "CHW" if len(t.shape) == 3 else "vector",
-            "on_ddr": t.on_ddr, "region": r.name if r else None,
-            "start": r.start if r else None, "producer": t.producer,
-            "readers": list(t.readers), "graph_output": t.is_output}
+        tensors[t.name] = TensorEntry(t.name, t.shape, t.fmt, t.on_ddr,
+                                      r.name if r else None, r.start if r else None,
+                                      t.producer, t.readers, t.is_output)
     layers = []
     for st in m.stages:
         ch = choices[st.index]
-        d = st.to_dict()
-        d.update(tiling=ch.tiling.to_dict(), instructions=list(ranges[st.name]),
-                 estimate_s=ch.costs["seconds"], cost=ch.costs, position=m.positions[st.name])
-        layers.append(d)
-    accel = [name for st in m.stages for name in st.layers]
-    return {
-        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
-        "model": model.graph.name,
-        "weights": "real" if model.weights is not None else "zero (architecture only)",
-        "config": {"name": cfg.name, "device": cfg.device, "hash": cfg.hash().hex()},
-        "element_bytes": {"data": cfg.data_bytes, "weight": cfg.weight_bytes,
-                          "bias": cfg.bias_bytes},
-        "ddr_size": size,
-        "arena": [min((r.start for r in arena), default=size), size],
-        "regions": [r.to_dict() for r in sorted(regions.values(), key=lambda r: r.start)],
-        "tensors": tensors,
-        "alias": dict(m.alias),
-        "input": {"tensor": INPUT, **tensors[INPUT]},
-        "outputs": [{"name": o, "tensor": m.alias[o], **tensors[m.alias[o]]} for o in m.outputs],
-        "layers": layers,
-        "host_layers": [{"name": s.layer, "kind": s.kind} for s in m.schedule
-                        if isinstance(s, HostStep)],
-        "schedule": schedule,
-        "partition": {"accelerator": accel, "host": list(m.host_layers),
-                      "folded": list(m.folded)},
-        "program": {"instructions": len(program.instructions), "sync_nops": nops,
-                    **{k.lower(): v for k, v in program_stats(program.instructions).items()}},
-    }
-
-
-def summary_rows(compiled: Compiled) -> list[list[Any]]:
-    """One row per stage for human output."""
-    rows = []
-    for d in compiled.manifest["layers"]:
-        t = d["tiling"]
-        a, b = d["instructions"]
-        rows.append([d["index"], d["name"], "+".join(d["fused"]), d["kind"],
-                     f"{t['tr']}x{t['tc']}x{t['ti']}x{t['to']}", t["order"], t["group"],
-                     b - a, d["estimate_s"] * 1e3])
-    return rows
-
+        layers.append(StageEntry(
+            st.index, st.name, st.kind, st.layers, st.input, st.output, st.in_shape,
+            st.out_shape, st.conv_out, st.kernel, st.stride, st.padding, st.relu, st.pool,
+            st.has_bias, StageFormats(st.in_fmt, st.w_fmt, st.b_fmt, st.out_fmt),
+            st.bias_shift, st.data_shift, st.macs, ch.tiling, ranges[st.name],
+            ch.costs["seconds"], ch.costs, m.positions[st.name]))
+    stats = {k.lower(): v for k, v in program_stats(program.instructions).items()}
+    return Manifest(
+        model=model.graph.name,
+        weights="real" if model.weights is not None else "zero (architecture only)",
+        config=ConfigRef(cfg.name, cfg.device, cfg.hash().hex()),
+        element_bytes={"data": cfg.data_bytes, "weight": cfg.weight_bytes,
+                       "bias": cfg.bias_bytes},
+        ddr_size=size,
+        arena=(min((r.start for r in arena), default=size), size),
+        regions=tuple(sorted(regions.values(), key=lambda r: r.start)),
+        tensors=tensors, alias=dict(m.alias), input=INPUT,
+        outputs=tuple((o, m.alias[o]) for o in m.outputs),
+        layers=tuple(layers), schedule=schedule,
+        partition=Partition(tuple(name for st in m.stages for name in st.layers),
+                            m.host_layers, m.folded),
+        program=ProgramStats(len(program.instructions), nops, stats["load"], stats["calc"],
+                             stats["save"], stats["end"]),
+    )

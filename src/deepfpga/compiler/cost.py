@@ -1,59 +1,44 @@
 """Closed-form cost of one stage under one tiling (paper §8.1 style), vectorised over candidates.
 
-Per stage: compute cycles of every CALC (the same PE formulas as the timing simulator:
-CONV passes = ⌈ti/convolvers⌉·⌈to/PEs⌉, each streaming ((out_rows−1)·s+3)·((out_cols−1)·s+3)
-pixels, plus the pipeline depth; FC ⌈to/PEs⌉·⌈ti/(9·convolvers)⌉), and DMA cycles of every LOAD
-and SAVE (per transaction: burst overhead + bytes ÷ min(DDR bytes per cycle, port values per
-cycle × element bytes); a contiguous run is split at max_burst_bytes). Loads and saves share the
-DDR; with double buffering they overlap compute, so the stage takes
+Per stage: compute cycles of every CALC and DMA cycles of every LOAD and SAVE, with the
+accelerator's rules from deepfpga.hw.arch (CALC cycles of a pass, pipeline depth, element bytes
+and port rates per buffer and role, transaction/burst cycles) — the same functions the timing
+simulator times instructions with. Loads and saves share the DDR; with double buffering they
+overlap compute, so the stage takes
 
     max(compute, DMA) + prologue (first tile's loads) + epilogue (last save group)
 
 The loop structure (which tiles are reloaded, how outputs are grouped per SAVE) is exactly the
 one the code generator emits (deepfpga.compiler.codegen); tests check the byte counts agree.
-`estimate(stage, tiling, cfg)` is the interface the tiler uses; the timing simulator may offer a
-replacement with the same signature.
+The per-tiling interface (`costs`, `estimate`) is in deepfpga.compiler.tiling.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.compiler.isa import Buffer
+from deepfpga.hw import arch
+from deepfpga.hw.accelerator import AcceleratorConfig
 
 if TYPE_CHECKING:
     from deepfpga.compiler.mapping import Stage
-    from deepfpga.compiler.tiling import Tiling
+
+_cdiv = arch.cdiv
 
 ORDERS_CONV = ("spatial", "weights")
 ORDERS_FC = ("out", "in")
 
 
-def pipeline_depth(cfg: AcceleratorConfig, pool: bool = False) -> int:
-    """Multiplier, 9-input adder tree, PE adder tree, ReLU, shift, (pool) — as the timing sim."""
-    return (1 + math.ceil(math.log2(cfg.kernel * cfg.kernel))
-            + math.ceil(math.log2(cfg.convolvers_per_pe + 1)) + 2 + int(pool))
-
-
-def _cdiv(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
-    return -(-np.asarray(a, np.int64) // np.asarray(b, np.int64))
-
-
 def run_cycles(nbytes: np.ndarray, rate: float, cfg: AcceleratorConfig) -> np.ndarray:
     """DMA cycles of one contiguous run of `nbytes` (0 → 0)."""
-    nbytes = np.asarray(nbytes, np.int64)
-    m, ovh = cfg.max_burst_bytes, cfg.burst_overhead_cycles
-    full, rem = np.divmod(nbytes, m)
-    per_full = ovh + math.ceil(m / rate - 1e-9)
-    return full * per_full + np.where(rem > 0, ovh + np.ceil(rem / rate - 1e-9), 0).astype(
-        np.int64)
+    return arch.transfer_cycles(1, nbytes, rate, cfg)[1]
 
 
 def run_transactions(nbytes: np.ndarray, cfg: AcceleratorConfig) -> np.ndarray:
-    return _cdiv(nbytes, cfg.max_burst_bytes)
+    return arch.transfer_cycles(1, nbytes, 1.0, cfg)[0]
 
 
 def _classes(total: int, size: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
@@ -82,12 +67,13 @@ def extent_sum(n_out: int, t: np.ndarray, s: int, k: int, p: int, n_in: int) -> 
     return full - top - over - last_over
 
 
-def _rates(cfg: AcceleratorConfig) -> tuple[float, float, float, float]:
-    bpc = cfg.ddr_bytes_per_cycle
-    return (min(bpc, cfg.datain_port_num * cfg.data_bytes),
-            min(bpc, cfg.weightin_port_num * cfg.weight_bytes),
-            min(bpc, cfg.dataout_port_num * cfg.data_bytes),
-            min(bpc, cfg.datain_port_num * cfg.weight_bytes))
+def _rates(cfg: AcceleratorConfig) -> tuple[float, float, float, float, float, float]:
+    """Bytes per cycle of: input tiles, CONV weights, saves, FC weight blocks, the FC vector,
+    and biases — each LOAD's (buffer, role) as the hardware moves it (deepfpga.hw.arch)."""
+    r_in, r_w, r_fc, r_vec, r_b = (float(arch.load_rate(cfg, b, f)) for b, f in (
+        (Buffer.INPUT, 0), (Buffer.WEIGHT, 0), (Buffer.INPUT, 1), (Buffer.WEIGHT, 1),
+        (Buffer.BIAS, 0)))
+    return r_in, r_w, arch.save_rate(cfg), r_fc, r_vec, r_b
 
 
 def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndarray,
@@ -101,7 +87,7 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
     s = stage.stride
     kh, kw = stage.kernel
     db, wb, bb = cfg.data_bytes, cfg.weight_bytes, cfg.bias_bytes
-    r_in, r_w, r_out, _ = _rates(cfg)
+    r_in, r_w, r_out, _, _, r_b = _rates(cfg)
     tr, tc, ti, to, order, group = (np.asarray(a, np.int64) for a in
                                     (tr, tc, ti, to, order, group))
     n_r, r_full, c_rf, r_last, _ = _classes(ho, tr)
@@ -118,17 +104,18 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
         return np.minimum(w, (c - 1) * s + kw)
 
     # --- compute: separable sums over the tile classes ----------------------------------
+    # Σ over the tiles of arch.conv_calc_cycles, separated per axis
     def pix(n: np.ndarray) -> np.ndarray:
-        return (n - 1) * s + cfg.kernel
+        return arch.window_extent(n, s, cfg)
 
     sum_r = c_rf * pix(r_full) + pix(r_last)
     sum_c = c_cf * pix(c_full) + pix(c_last)
-    sum_i = c_if * _cdiv(i_full, cfg.convolvers_per_pe) + _cdiv(i_last, cfg.convolvers_per_pe)
-    sum_o = c_of * _cdiv(o_full, cfg.num_pe) + _cdiv(o_last, cfg.num_pe)
+    sum_i = c_if * arch.channel_groups(i_full, cfg) + arch.channel_groups(i_last, cfg)
+    sum_o = c_of * arch.pe_groups(o_full, cfg) + arch.pe_groups(o_last, cfg)
     n_calc = n_sp * n_i * n_o * stage.nsub
     # the pooling stage of the pipeline only runs on the finalizing CALC of a tile
-    compute = stage.nsub * sum_r * sum_c * sum_i * sum_o + n_calc * pipeline_depth(cfg) + \
-        n_sp * n_o * int(stage.pool)
+    compute = stage.nsub * sum_r * sum_c * sum_i * sum_o + n_calc * arch.pipeline_depth(cfg) + \
+        n_sp * n_o * (arch.pipeline_depth(cfg, 1) - arch.pipeline_depth(cfg)) * int(stage.pool)
 
     # --- input tile loads -----------------------------------------------------------------
     # reuse: the two input banks keep the last two tiles (LRU), so a tile pattern of period ≤ 2
@@ -180,14 +167,14 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
     if stage.has_bias:
         if n_out <= cfg.bias_buffer_entries // 2:
             b_bytes += n_out * bb
-            b_cyc += run_cycles(np.full_like(tr, n_out * bb), r_w, cfg)
+            b_cyc += run_cycles(np.full_like(tr, n_out * bb), r_b, cfg)
         else:
             # per output group; revisited per spatial tile in `spatial` order unless the
             # two bias banks hold every group (≤ 2 groups)
             visits = np.where(spatial & (n_o > 2), n_sp, 1)
             b_bytes += visits * n_out * bb
-            b_cyc += visits * (c_of * run_cycles(o_full * bb, r_w, cfg)
-                               + run_cycles(o_last * bb, r_w, cfg))
+            b_cyc += visits * (c_of * run_cycles(o_full * bb, r_b, cfg)
+                               + run_cycles(o_last * bb, r_b, cfg))
     # --- saves ----------------------------------------------------------------------------
     hp, wp = stage.out_shape[1], stage.out_shape[2]
     div = 2 if stage.pool else 1
@@ -252,15 +239,15 @@ def fc_costs(stage: Stage, cfg: AcceleratorConfig, ti: np.ndarray, to: np.ndarra
     (f,) = stage.in_shape
     n_out = stage.out_channels
     db, wb, bb = cfg.data_bytes, cfg.weight_bytes, cfg.bias_bytes
-    _, r_w, r_out, r_fc = _rates(cfg)
+    _, _, r_out, r_fc, r_vec, r_b = _rates(cfg)
     ti, to, order, group = (np.asarray(a, np.int64) for a in (ti, to, order, group))
     n_i, i_full, c_if, i_last, _ = _classes(f, ti)
     n_o, o_full, c_of, o_last, _ = _classes(n_out, to)
-    lanes = 9 * cfg.convolvers_per_pe
+    lanes = arch.fc_lanes(cfg)
     sum_i = c_if * _cdiv(i_full, lanes) + _cdiv(i_last, lanes)
-    sum_o = c_of * _cdiv(o_full, cfg.num_pe) + _cdiv(o_last, cfg.num_pe)
+    sum_o = c_of * arch.pe_groups(o_full, cfg) + arch.pe_groups(o_last, cfg)
     n_calc = n_i * n_o
-    compute = sum_i * sum_o + n_calc * pipeline_depth(cfg)
+    compute = sum_i * sum_o + n_calc * arch.pipeline_depth(cfg)   # Σ arch.fc_calc_cycles
     w_cyc = np.zeros_like(ti)
     w_tx = np.zeros_like(ti)
     first_w = None
@@ -272,16 +259,16 @@ def fc_costs(stage: Stage, cfg: AcceleratorConfig, ti: np.ndarray, to: np.ndarra
             if first_w is None:
                 first_w = run_cycles(b, r_fc, cfg)
     v_reload = np.where(order == 0, np.where(n_i <= 2, 1, n_o), 1)
-    v_cyc = v_reload * (c_if * run_cycles(i_full * db, r_w, cfg)
-                        + run_cycles(i_last * db, r_w, cfg))
+    v_cyc = v_reload * (c_if * run_cycles(i_full * db, r_vec, cfg)
+                        + run_cycles(i_last * db, r_vec, cfg))
     v_bytes = v_reload * f * db
     b_cyc = np.zeros_like(ti)
     b_bytes = n_out * bb if stage.has_bias else 0
     if stage.has_bias:
         if n_out <= cfg.bias_buffer_entries // 2:
-            b_cyc += run_cycles(np.full_like(ti, n_out * bb), r_w, cfg)
+            b_cyc += run_cycles(np.full_like(ti, n_out * bb), r_b, cfg)
         else:
-            b_cyc += c_of * run_cycles(o_full * bb, r_w, cfg) + run_cycles(o_last * bb, r_w, cfg)
+            b_cyc += c_of * run_cycles(o_full * bb, r_b, cfg) + run_cycles(o_last * bb, r_b, cfg)
     g = np.maximum(group, 1)
     n_g = _cdiv(n_o, g)
     last_vals = n_out - (n_g - 1) * g * o_full
@@ -291,27 +278,9 @@ def fc_costs(stage: Stage, cfg: AcceleratorConfig, ti: np.ndarray, to: np.ndarra
         last_vals * db, cfg)
     dma = w_cyc + v_cyc + b_cyc + s_cyc
     assert first_w is not None
-    total = np.maximum(compute, dma) + first_w + run_cycles(i_full * db, r_w, cfg) + \
+    total = np.maximum(compute, dma) + first_w + run_cycles(i_full * db, r_vec, cfg) + \
         run_cycles(last_vals * db, r_out, cfg)
     return {"cycles": total, "compute_cycles": compute, "dma_cycles": dma,
             "load_in_bytes": np.full_like(ti, n_out * f * wb), "load_w_bytes": v_bytes + b_bytes,
             "save_bytes": np.full_like(ti, n_out * db),
             "transactions": w_tx + s_tx + v_reload * n_i, "calcs": n_calc}
-
-
-def costs(stage: Stage, tiling: Tiling, cfg: AcceleratorConfig) -> dict[str, float]:
-    """The cost breakdown of one tiling (cycles, bytes, transactions, seconds)."""
-    if stage.kind == "conv":
-        d = conv_costs(stage, cfg, tiling.tr, tiling.tc, tiling.ti, tiling.to,
-                       ORDERS_CONV.index(tiling.order), tiling.group)
-    else:
-        d = fc_costs(stage, cfg, tiling.ti, tiling.to, ORDERS_FC.index(tiling.order),
-                     tiling.group)
-    out = {k: int(np.asarray(v).reshape(-1)[0]) for k, v in d.items()}
-    out["seconds"] = out["cycles"] / (cfg.clock_mhz * 1e6)
-    return out
-
-
-def estimate(stage: Stage, tiling: Tiling, cfg: AcceleratorConfig) -> float:
-    """Modelled time of `stage` under `tiling`, in seconds."""
-    return costs(stage, tiling, cfg)["seconds"]

@@ -79,6 +79,19 @@ class Instruction:
     def all_fields(cls) -> tuple[tuple[str, int, bool], ...]:
         return _COMMON + cls.FIELDS
 
+    @classmethod
+    def field_range(cls, name: str) -> tuple[int, int]:
+        """Smallest and largest value field `name` encodes (from the encoding table)."""
+        for fname, bits, signed in cls.all_fields():
+            if fname == name:
+                return _field_range(bits, signed)
+        raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+    @classmethod
+    def max(cls, name: str) -> int:
+        """Largest value field `name` encodes: `Calc.max("ti")` = 4095."""
+        return cls.field_range(name)[1]
+
     def __post_init__(self) -> None:
         for name, bits, signed in self.all_fields():
             if name == "opcode":
@@ -252,10 +265,14 @@ def _decode_table(cls: type[Instruction]) -> tuple[tuple[tuple[str, int, int, in
     return tuple(out), pos
 
 
+def _field_range(bits: int, signed: bool) -> tuple[int, int]:
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
 def _check_range(where: str, name: str, value: object, bits: int, signed: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"{where}.{name} must be an integer, got {value!r}")
-    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    lo, hi = _field_range(bits, signed)
     if not lo <= value <= hi:
         raise InputError(f"{where}.{name} = {value} outside its {bits}-bit field [{lo}, {hi}]")
 

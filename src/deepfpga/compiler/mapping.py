@@ -11,23 +11,19 @@ folded layers are aliases of their input's tensor.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping as MappingT
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from deepfpga.errors import InputError
-from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw import arch
+from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.ir import INPUT, Conv2d, Graph, Linear, MaxPool2d
 from deepfpga.ir.graph import layer_to_dict
 from deepfpga.ir.layers import BatchNorm2d, Dropout, Flatten, ReLU
 from deepfpga.quant.fixedpoint import FixedFormat, align_bias
 from deepfpga.quant.qmodel import LayerFormats
-
-# Field limits of the instruction set that bound what a stage can be.
-MAX_STRIDE = 7
-MAX_PAD = 7
-MAX_SUB = 5          # koff fields are 4 bits: offsets 0, 3, …, 12 → kernels up to 15
 
 
 @dataclass(frozen=True)
@@ -36,8 +32,8 @@ class ModelInput:
 
     graph: Graph
     input_format: FixedFormat
-    formats: MappingT[str, LayerFormats]
-    weights: MappingT[str, MappingT[str, np.ndarray]] | None   # None: architecture only
+    formats: Mapping[str, LayerFormats]
+    weights: Mapping[str, Mapping[str, np.ndarray]] | None   # None: architecture only
 
 
 @dataclass(frozen=True)
@@ -93,21 +89,6 @@ class Stage:
     def data_shift(self) -> int:
         return self.fl_acc - self.out_fmt.fl
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "index": self.index, "name": self.name, "kind": self.kind,
-            "fused": list(self.layers), "input": self.input, "output": self.output,
-            "in_shape": list(self.in_shape), "out_shape": list(self.out_shape),
-            "conv_out": list(self.conv_out), "kernel": list(self.kernel), "stride": self.stride,
-            "padding": list(self.padding), "relu": self.relu, "pool": self.pool,
-            "has_bias": self.has_bias,
-            "formats": {"input": self.in_fmt.to_dict(), "weight": self.w_fmt.to_dict(),
-                        "bias": self.b_fmt.to_dict() if self.b_fmt else None,
-                        "output": self.out_fmt.to_dict()},
-            "bias_shift": self.bias_shift, "data_shift": self.data_shift,
-            "macs": self.macs, "ops": 2 * self.macs,
-        }
-
 
 @dataclass(frozen=True)
 class HostStep:
@@ -117,18 +98,11 @@ class HostStep:
     inputs: tuple[str, ...]              # tensors read
     input_shapes: tuple[tuple[int, ...], ...]   # as the layer sees them (after flatten aliases)
     output: str
-    spec: MappingT[str, object]                  # the layer (Graph.layer_to_dict) to rebuild it
+    spec: Mapping[str, object]                  # the layer (Graph.layer_to_dict) to rebuild it
     in_fmts: tuple[FixedFormat, ...]
     out_fmt: FixedFormat
-    graph_output: bool                           # a host-only graph output stays float
-
-    def to_dict(self) -> dict[str, object]:
-        return {"kind": "host", "layer": self.layer, "op": self.kind,
-                "inputs": list(self.inputs), "input_shapes": [list(s) for s in self.input_shapes],
-                "output": self.output, "spec": dict(self.spec),
-                "formats": {"inputs": [f.to_dict() for f in self.in_fmts],
-                            "output": self.out_fmt.to_dict()},
-                "graph_output": self.graph_output}
+    graph_output: bool                           # the layer's value is a graph output
+    float_output: bool = False                   # ... kept in float (arch.stays_float)
 
 
 @dataclass(frozen=True)
@@ -147,15 +121,17 @@ class Tensor:
 
 
 @dataclass(frozen=True)
-class Mapping:
+class NetworkMapping:
+    """The network cut into accelerator stages and host steps, in schedule order."""
+
     stages: tuple[Stage, ...]
     schedule: tuple[Stage | HostStep, ...]
-    tensors: MappingT[str, Tensor]
-    alias: MappingT[str, str]            # graph node → tensor holding its value
+    tensors: Mapping[str, Tensor]
+    alias: Mapping[str, str]            # graph node → tensor holding its value
     outputs: tuple[str, ...]             # graph outputs (node names)
     host_layers: tuple[str, ...]
     folded: tuple[str, ...]
-    positions: MappingT[str, int] = field(default_factory=dict)  # stage name → schedule pos
+    positions: Mapping[str, int] = field(default_factory=dict)  # stage name → schedule pos
 
     def tensor_of(self, node: str) -> Tensor:
         return self.tensors[self.alias[node]]
@@ -187,7 +163,7 @@ def _sole_reader(graph: Graph, tensor: str, alias: dict[str, str],
     return uses == 1 and not any(n in graph.outputs for n in nodes)
 
 
-def map_network(model: ModelInput, cfg: AcceleratorConfig) -> Mapping:
+def map_network(model: ModelInput, cfg: AcceleratorConfig) -> NetworkMapping:
     """Partition and fuse `model` for `cfg`; checks widths, shifts and accumulator bounds."""
     g = model.graph
     shapes = g.shapes()
@@ -259,7 +235,7 @@ def map_network(model: ModelInput, cfg: AcceleratorConfig) -> Mapping:
             step = HostStep(pos, layer.name, layer.kind, ins,
                             tuple(shapes[s] for s in layer.inputs), layer.name,
                             layer_to_dict(layer), in_fmts, model.formats[layer.name].output,
-                            layer.name in g.outputs)
+                            layer.name in g.outputs, arch.stays_float(layer, g.outputs))
             schedule.append(step)
             host_names.append(layer.name)
             produced_at[layer.name] = pos
@@ -278,8 +254,8 @@ def map_network(model: ModelInput, cfg: AcceleratorConfig) -> Mapping:
         if on_ddr and node_fmt.bw > cfg.data_bits:
             raise InputError(f"tensor {name!r} is {node_fmt.bw}-bit, wider than the"
                              f" accelerator's {cfg.data_bits}-bit data")
-    return Mapping(tuple(stages), tuple(schedule), tensors, alias, g.outputs, tuple(host_names),
-                   tuple(folded), positions)
+    return NetworkMapping(tuple(stages), tuple(schedule), tensors, alias, g.outputs,
+                          tuple(host_names), tuple(folded), positions)
 
 
 def _extend(st: _Fusable, name: str, owner: dict[str, _Fusable], alias: dict[str, str]) -> None:
@@ -321,20 +297,8 @@ def _make_stage(index: int, st: _Fusable, model: ModelInput, cfg: AcceleratorCon
                              f" accelerator's {limit} bits ({cfg.name})")
     if isinstance(layer, Conv2d):
         kind = "conv"
-        if layer.stride[0] != layer.stride[1]:
-            raise InputError(f"layer {name!r}: stride {layer.stride} is not square (the"
-                             " accelerator has one stride)")
+        arch.check_conv(name, layer.kernel, layer.stride, layer.padding, cfg)
         stride = layer.stride[0]
-        if stride > MAX_STRIDE:
-            raise InputError(f"layer {name!r}: stride {stride} > {MAX_STRIDE}")
-        if max(layer.padding) > MAX_PAD:
-            raise InputError(f"layer {name!r}: padding {layer.padding} > {MAX_PAD}")
-        if layer.padding[0] >= layer.kernel[0] or layer.padding[1] >= layer.kernel[1]:
-            raise InputError(f"layer {name!r}: padding {layer.padding} not smaller than the"
-                             f" kernel {layer.kernel} (output pixels that see no input)")
-        if max(math.ceil(k / 3) for k in layer.kernel) > MAX_SUB:
-            raise InputError(f"layer {name!r}: kernel {layer.kernel} larger than"
-                             f" {3 * MAX_SUB}×{3 * MAX_SUB}")
         kernel, padding = layer.kernel, layer.padding
         conv_out = (st.conv_out_shape[1], st.conv_out_shape[2])
         macs = kernel[0] * kernel[1] * layer.in_channels * layer.out_channels * math.prod(conv_out)
@@ -342,11 +306,7 @@ def _make_stage(index: int, st: _Fusable, model: ModelInput, cfg: AcceleratorCon
         kind, stride, kernel, padding, conv_out = "fc", 1, (1, 1), (0, 0), (1, 1)
         macs = layer.in_features * layer.out_features
     fl_acc = f.input.fl + f.weight.fl
-    if b_fmt is not None and not 0 <= fl_acc - b_fmt.fl <= 63:
-        raise InputError(f"layer {name!r}: bias shift {fl_acc - b_fmt.fl} outside 0..63"
-                         " (bias fl must be ≤ input fl + weight fl)")
-    if not -128 <= fl_acc - out_fmt.fl <= 127:
-        raise InputError(f"layer {name!r}: data shift {fl_acc - out_fmt.fl} outside -128..127")
+    arch.check_shifts(name, None if b_fmt is None else fl_acc - b_fmt.fl, fl_acc - out_fmt.fl)
     if model.weights is not None:
         _check_acc(name, model.weights[name], f, b_fmt, cfg)
     in_shape = st.in_shape if kind == "conv" else (math.prod(st.in_shape),)
@@ -355,7 +315,7 @@ def _make_stage(index: int, st: _Fusable, model: ModelInput, cfg: AcceleratorCon
                  f.input, f.weight, b_fmt, out_fmt, macs)
 
 
-def _check_acc(name: str, arrays: MappingT[str, np.ndarray], f: LayerFormats,
+def _check_acc(name: str, arrays: Mapping[str, np.ndarray], f: LayerFormats,
                b_fmt: FixedFormat | None, cfg: AcceleratorConfig) -> None:
     """Contract step 1: no partial or final sum may exceed the hardware accumulator."""
     from deepfpga.quant.reference import accumulator_bound, check_accumulator

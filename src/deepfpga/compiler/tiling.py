@@ -27,10 +27,11 @@ import numpy as np
 from deepfpga.compiler import cost as costmod
 from deepfpga.compiler.mapping import Stage
 from deepfpga.errors import InputError
-from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw import arch
+from deepfpga.hw.accelerator import AcceleratorConfig
+from deepfpga.hw.arch import CALC_DIM_MAX, DMA_COUNT_MAX, OUT_PITCH_MAX, OUTPUT_ENTRIES_MAX
 
-FIELD_MAX = 4095        # 12-bit CALC fields: ti, to, rows, cols
-LENGTH_MAX = 65535      # 16-bit DMA fields: length, n1, n2
+FIELD_MAX = CALC_DIM_MAX    # the name tests/sim/test_functional.py imports
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,8 @@ def check_tiling(stage: Stage, t: Tiling, cfg: AcceleratorConfig) -> list[str]:
     b = Banks.of(cfg)
     if min(t.ti, t.to, t.tr, t.tc) < 1 or t.group < 0:
         return ["tile sizes must be ≥ 1 and group ≥ 0"]
-    if t.ti > FIELD_MAX or t.to > FIELD_MAX:
-        bad.append(f"ti/to > {FIELD_MAX} (12-bit CALC fields)")
+    if t.ti > CALC_DIM_MAX or t.to > CALC_DIM_MAX:
+        bad.append(f"ti/to > {CALC_DIM_MAX} (the CALC ti/to fields)")
     if t.ti > stage.in_channels or t.to > stage.out_channels:
         bad.append("ti/to larger than the layer's channels")
     if stage.kind == "fc":
@@ -143,8 +144,8 @@ def check_tiling(stage: Stage, t: Tiling, cfg: AcceleratorConfig) -> list[str]:
             bad.append(f"FC block {t.to}×{t.ti} > {b.fc} entries of an FC bank")
         if t.ti > b.weight:
             bad.append(f"FC vector part {t.ti} > {b.weight} entries of a weight bank")
-        if max(t.group, 1) * t.to > LENGTH_MAX:
-            bad.append("SAVE group longer than a 16-bit length")
+        if max(t.group, 1) * t.to > DMA_COUNT_MAX:
+            bad.append(f"SAVE group longer than the SAVE length field ({DMA_COUNT_MAX})")
     else:
         if t.order not in costmod.ORDERS_CONV:
             bad.append(f"CONV order must be one of {costmod.ORDERS_CONV}")
@@ -156,8 +157,8 @@ def check_tiling(stage: Stage, t: Tiling, cfg: AcceleratorConfig) -> list[str]:
         rows, cols = in_extent(stage, t)
         if cols > cfg.max_row_width:
             bad.append(f"input tile row of {cols} > max_row_width {cfg.max_row_width}")
-        if max(rows, cols, t.tr, t.tc) > FIELD_MAX:
-            bad.append(f"tile rows/cols > {FIELD_MAX}")
+        if max(rows, cols, t.tr, t.tc) > CALC_DIM_MAX:
+            bad.append(f"tile rows/cols > {CALC_DIM_MAX}")
         if t.ti * rows * cols > b.inp:
             bad.append(f"input tile {t.ti}×{rows}×{cols} > {b.inp} entries of an input bank")
         if t.to * t.ti * 9 * stage.nsub > b.weight:
@@ -166,15 +167,17 @@ def check_tiling(stage: Stage, t: Tiling, cfg: AcceleratorConfig) -> list[str]:
         full_w = t.tc >= wo
         if t.group > 0 and not full_w:
             bad.append("SAVE groups need full-width tiles")
-        if t.group > 0 and t.group * pooled(t.tr, stage.pool) * stage.out_shape[2] > LENGTH_MAX:
-            bad.append("SAVE group pitch beyond the 16-bit out_pitch field")
+        if t.group > 0 and t.group * pooled(t.tr, stage.pool) * stage.out_shape[2] \
+                > OUT_PITCH_MAX:
+            bad.append(f"SAVE group pitch beyond the out_pitch field ({OUT_PITCH_MAX})")
     if stage.has_bias and stage.out_channels > b.bias and t.to > b.bias:
         bad.append(f"bias group {t.to} > {b.bias} entries of a bias bank")
     need = acc_entries(stage, t) + 2 * staging_entries(stage, t)
     if need > b.out:
         bad.append(f"accumulators + 2 staging banks = {need} > {b.out} output-buffer entries")
-    if need > 1 << 20:
-        bad.append("output-buffer addresses beyond the 20-bit fields")
+    if need > OUTPUT_ENTRIES_MAX:
+        bad.append(f"output-buffer addresses beyond the {OUTPUT_ENTRIES_MAX} entries the"
+                   " address fields reach")
     return bad
 
 
@@ -207,9 +210,9 @@ def _conv_candidates(stage: Stage, cfg: AcceleratorConfig) -> dict[str, np.ndarr
     kh, kw = stage.kernel
     s = stage.stride
     pool = stage.pool
-    tis = _splits(stage.in_channels, cfg.convolvers_per_pe, FIELD_MAX)
-    tos = _splits(stage.out_channels, cfg.num_pe, FIELD_MAX)
-    tcs = [c for c in _splits(wo, 2 if pool else 1, FIELD_MAX)
+    tis = _splits(stage.in_channels, cfg.convolvers_per_pe, CALC_DIM_MAX)
+    tos = _splits(stage.out_channels, cfg.num_pe, CALC_DIM_MAX)
+    tcs = [c for c in _splits(wo, 2 if pool else 1, CALC_DIM_MAX)
            if min(w, (c - 1) * s + kw) <= cfg.max_row_width]
     if pool and wo % 2 and wo not in tcs and min(w, (wo - 1) * s + kw) <= cfg.max_row_width:
         tcs.append(wo)
@@ -224,7 +227,7 @@ def _conv_candidates(stage: Stage, cfg: AcceleratorConfig) -> dict[str, np.ndarr
     tcp = tc // 2 if pool else tc
     per_row = to * tc + 2 * to * tcp / (2 if pool else 1)
     tr_out = np.floor(b.out / per_row).astype(np.int64)
-    tr_max = np.minimum(np.minimum(tr_in, tr_out), min(ho, FIELD_MAX))
+    tr_max = np.minimum(np.minimum(tr_in, tr_out), min(ho, CALC_DIM_MAX))
     tr_max = _even_down(tr_max, ho, pool)
     rows = []
     for div in (1, 2, 4):
@@ -244,7 +247,7 @@ def _conv_candidates(stage: Stage, cfg: AcceleratorConfig) -> dict[str, np.ndarr
     avail = (b.out - to * tr * tc) // 2
     gmax = avail // np.maximum(chans * trp * wp, 1)
     gmax = np.minimum(gmax, -(-ho // tr))
-    gmax = np.minimum(gmax, LENGTH_MAX // np.maximum(trp * wp, 1))
+    gmax = np.minimum(gmax, OUT_PITCH_MAX // np.maximum(trp * wp, 1))
     gmax = np.where((tc >= wo) & (trp > 0), gmax, 0)
     group = np.concatenate([np.zeros_like(tr), np.maximum(gmax, 0)])
     arrs = {"tr": np.tile(tr, 2), "tc": np.tile(tc, 2), "ti": np.tile(ti, 2),
@@ -270,9 +273,9 @@ def _conv_feasible(stage: Stage, cfg: AcceleratorConfig, a: dict[str, np.ndarray
     ok = (tr >= 1) & (tr <= ho) & (tc >= 1) & (tc <= wo)
     ok &= (ti * rows * cols <= b.inp) & (cols <= cfg.max_row_width)
     ok &= to * ti * 9 * stage.nsub <= b.weight
-    ok &= to * tr * tc + 2 * stage_e <= min(b.out, 1 << 20)
-    ok &= (group == 0) | ((tc >= wo) & (group * trp * wp <= LENGTH_MAX))
-    ok &= (np.maximum(rows, cols) <= FIELD_MAX) & (tr <= FIELD_MAX) & (tc <= FIELD_MAX)
+    ok &= to * tr * tc + 2 * stage_e <= min(b.out, OUTPUT_ENTRIES_MAX)
+    ok &= (group == 0) | ((tc >= wo) & (group * trp * wp <= OUT_PITCH_MAX))
+    ok &= (np.maximum(rows, cols) <= CALC_DIM_MAX) & (tr <= CALC_DIM_MAX) & (tc <= CALC_DIM_MAX)
     if pool:
         ok &= ((tr % 2 == 0) | (tr >= ho)) & ((tc % 2 == 0) | (tc >= wo))
     if stage.has_bias and stage.out_channels > b.bias:
@@ -284,15 +287,16 @@ def _fc_candidates(stage: Stage, cfg: AcceleratorConfig) -> dict[str, np.ndarray
     b = Banks.of(cfg)
     (f,) = stage.in_shape
     n = stage.out_channels
-    tis = _splits(f, 9 * cfg.convolvers_per_pe, min(FIELD_MAX, b.weight))
-    tis = sorted(set(tis) | set(_splits(f, 1, min(FIELD_MAX, b.weight))[-3:]))
-    tos = _splits(n, cfg.num_pe, FIELD_MAX)
+    tis = _splits(f, arch.fc_lanes(cfg), min(CALC_DIM_MAX, b.weight))
+    tis = sorted(set(tis) | set(_splits(f, 1, min(CALC_DIM_MAX, b.weight))[-3:]))
+    tos = _splits(n, cfg.num_pe, CALC_DIM_MAX)
     ti, to, order = (a.reshape(-1) for a in np.meshgrid(tis, tos, [0, 1], indexing="ij"))
     acc = np.where(order == 1, n, to)
     gmax = (b.out - acc) // 2 // np.maximum(to, 1)
-    gmax = np.minimum(np.minimum(gmax, -(-n // to)), LENGTH_MAX // to)
+    gmax = np.minimum(np.minimum(gmax, -(-n // to)), DMA_COUNT_MAX // to)
     group = np.maximum(gmax, 1)
-    ok = (to * ti <= b.fc) & (ti <= b.weight) & (acc + 2 * group * to <= min(b.out, 1 << 20))
+    ok = (to * ti <= b.fc) & (ti <= b.weight) \
+        & (acc + 2 * group * to <= min(b.out, OUTPUT_ENTRIES_MAX))
     if stage.has_bias and n > b.bias:
         ok &= to <= b.bias
     arrs = {"tr": np.ones_like(ti), "tc": np.ones_like(ti), "ti": ti, "to": to, "order": order,
@@ -338,7 +342,7 @@ def choose(stage: Stage, cfg: AcceleratorConfig, force: Tiling | None = None,
         if bad:
             raise InputError(f"forced tiling {force} for layer {stage.name!r} is infeasible: "
                              + "; ".join(bad))
-        c = costmod.costs(stage, force, cfg)
+        c = costs(stage, force, cfg)
         return Choice(stage.name, force, c, 1, 1, ((force, c),), forced=True)
     a = _conv_candidates(stage, cfg) if stage.kind == "conv" else _fc_candidates(stage, cfg)
     considered = int(a.pop("_considered"))
@@ -373,3 +377,22 @@ def choose(stage: Stage, cfg: AcceleratorConfig, force: Tiling | None = None,
     if bad:  # the vectorised filter and the checker must agree
         raise AssertionError(f"tiler chose an infeasible tiling {best}: {bad}")
     return Choice(stage.name, best, best_cost, considered, len(key), tuple(top))
+
+
+def costs(stage: Stage, tiling: Tiling, cfg: AcceleratorConfig) -> dict[str, float]:
+    """The cost breakdown of one tiling (cycles, bytes, transactions, seconds)."""
+    if stage.kind == "conv":
+        d = costmod.conv_costs(stage, cfg, tiling.tr, tiling.tc, tiling.ti, tiling.to,
+                               costmod.ORDERS_CONV.index(tiling.order), tiling.group)
+    else:
+        d = costmod.fc_costs(stage, cfg, tiling.ti, tiling.to,
+                             costmod.ORDERS_FC.index(tiling.order), tiling.group)
+    out = {k: int(np.asarray(v).reshape(-1)[0]) for k, v in d.items()}
+    out["seconds"] = out["cycles"] / (cfg.clock_mhz * 1e6)
+    return out
+
+
+def estimate(stage: Stage, tiling: Tiling, cfg: AcceleratorConfig) -> float:
+    """Modelled time of `stage` under `tiling`, in seconds (the closed-form cost model;
+    deepfpga.sim.timing.estimate_stage is the same interface from the timing simulator)."""
+    return costs(stage, tiling, cfg)["seconds"]

@@ -1,153 +1,23 @@
-"""AcceleratorConfig: the one description of the accelerator.
-
-The compiler, both simulators, the RTL generator and the resource model all read this and
-nothing else. Loaded from TOML (a preset name or a file), validated with messages naming the key.
+"""Loading an AcceleratorConfig: presets, TOML files, validation naming the key, and the check
+that the config fits its device. The class itself lives in deepfpga.hw.accelerator (re-exported
+here: `from deepfpga.hw.config import AcceleratorConfig, load_config`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import tomllib
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from deepfpga.errors import InputError
+from deepfpga.hw.accelerator import AcceleratorConfig
+from deepfpga.hw.resources import check_fits
+
+__all__ = ["PRESETS", "AcceleratorConfig", "config_from_dict", "load_config"]
 
 PRESETS = ("zc706-paper", "zedboard", "tiny")
-
-
-@dataclass(frozen=True)
-class AcceleratorConfig:
-    name: str
-    device: str                      # key into deepfpga.hw.devices
-    clock_mhz: float
-    # PE structure (paper §6.2)
-    num_pe: int                      # inter-output parallelism
-    convolvers_per_pe: int           # intra-output parallelism (input channels at once)
-    kernel: int                      # convolver window (3×3: 9 multipliers)
-    max_row_width: int               # longest row the line buffers hold (bounds the tile width Tc)
-    # Widths (bits)
-    data_bits: int
-    weight_bits: int
-    bias_bits: int
-    acc_bits: int
-    # On-chip buffers (bytes)
-    input_buffer_bytes: int
-    output_buffer_bytes: int
-    weight_buffer_bytes: int
-    bias_buffer_bytes: int
-    fc_buffer_bytes: int             # part of the input buffer that holds FC weight blocks (§7.3)
-    # Ports (values per cycle, paper §7)
-    datain_port_num: int
-    weightin_port_num: int
-    dataout_port_num: int
-    # DDR: peak bandwidth, and a burst model of fixed cycles per transaction
-    ddr_bandwidth_gbps: float        # GB/s (10^9 bytes per second)
-    burst_overhead_cycles: int       # accelerator cycles lost per DMA transaction
-    max_burst_bytes: int             # longest single DMA transaction
-    # RTL structure (the generated hardware; the compiler and simulators honour it too)
-    max_pad: int = 3                 # widest zero padding per side the PE's padder inserts
-    axi_data_bits: int = 64          # width of the AXI4 master's data bus to DDR
-    notes: dict[str, str] = field(default_factory=dict, compare=False)
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            if f.name in ("name", "device", "notes", "max_pad"):
-                continue
-            v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
-                raise InputError(f"accelerator config {self.name!r}: key {f.name!r} must be a"
-                                 f" positive number, got {v!r}")
-            if f.type == "int" and not isinstance(v, int):
-                raise InputError(f"accelerator config {self.name!r}: key {f.name!r} must be an"
-                                 f" integer, got {v!r}")
-        if isinstance(self.max_pad, bool) or not isinstance(self.max_pad, int) \
-                or not 0 <= self.max_pad <= 7:
-            raise InputError(f"accelerator config {self.name!r}: key 'max_pad' must be an"
-                             f" integer 0..7 (the ISA's pad fields are 3 bits), got"
-                             f" {self.max_pad!r}")
-        if self.axi_data_bits not in (32, 64, 128, 256):
-            raise InputError(f"accelerator config {self.name!r}: key 'axi_data_bits' must be"
-                             f" 32, 64, 128 or 256, got {self.axi_data_bits!r}")
-        if self.kernel != 3:
-            raise InputError(f"accelerator config {self.name!r}: key 'kernel' must be 3"
-                             " (the convolver is 3×3)")
-        for k in ("data_bits", "weight_bits", "bias_bits"):
-            if not 2 <= getattr(self, k) <= 32:
-                raise InputError(f"accelerator config {self.name!r}: key {k!r} outside 2..32")
-        if self.fc_buffer_bytes > self.input_buffer_bytes:
-            raise InputError(f"accelerator config {self.name!r}: key 'fc_buffer_bytes' exceeds"
-                             " input_buffer_bytes (FC weights live in the input buffer)")
-        if not self.data_bits + self.weight_bits <= self.acc_bits <= 60:
-            raise InputError(f"accelerator config {self.name!r}: key 'acc_bits' must be at"
-                             " least data_bits + weight_bits and at most 60")
-
-    # --- derived figures --------------------------------------------------------------------
-    @property
-    def multipliers(self) -> int:
-        return self.num_pe * self.convolvers_per_pe * self.kernel * self.kernel
-
-    @property
-    def peak_gops(self) -> float:
-        """2 operations per multiplier per cycle."""
-        return 2 * self.multipliers * self.clock_mhz * 1e6 / 1e9
-
-    @property
-    def ddr_bytes_per_cycle(self) -> float:
-        return self.ddr_bandwidth_gbps * 1e9 / (self.clock_mhz * 1e6)
-
-    @property
-    def data_bytes(self) -> int:
-        return (self.data_bits + 7) // 8
-
-    @property
-    def weight_bytes(self) -> int:
-        return (self.weight_bits + 7) // 8
-
-    @property
-    def bias_bytes(self) -> int:
-        return (self.bias_bits + 7) // 8
-
-    @property
-    def acc_bytes(self) -> int:
-        return (self.acc_bits + 7) // 8
-
-    # Buffer capacities in entries (values), as the compiler and simulators address them.
-    @property
-    def input_buffer_entries(self) -> int:
-        return self.input_buffer_bytes // self.data_bytes
-
-    @property
-    def fc_buffer_entries(self) -> int:
-        return self.fc_buffer_bytes // self.weight_bytes
-
-    @property
-    def weight_buffer_entries(self) -> int:
-        return self.weight_buffer_bytes // self.weight_bytes
-
-    @property
-    def bias_buffer_entries(self) -> int:
-        return self.bias_buffer_bytes // self.bias_bytes
-
-    @property
-    def output_buffer_entries(self) -> int:
-        """Accumulator entries; finalized data values occupy entries of the same buffer."""
-        return self.output_buffer_bytes // self.acc_bytes
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def hash(self) -> bytes:
-        """SHA-256 over every field that affects a program (not the name or the notes)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in ("name", "notes")}
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).digest()
-
-    def replace(self, **changes: Any) -> AcceleratorConfig:
-        return dataclasses.replace(self, **changes)
 
 
 def config_from_dict(d: dict[str, Any], source: str) -> AcceleratorConfig:
@@ -189,7 +59,5 @@ def load_config(spec: str | Path) -> AcceleratorConfig:
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{source}: invalid TOML: {e}") from None
     cfg = config_from_dict(d, source)
-    from deepfpga.hw.devices import check_fits  # resource check needs the device table
-
     check_fits(cfg)
     return cfg

@@ -1,4 +1,6 @@
-"""The FPGA devices deepfpga targets: their resources, and the check that a config fits one.
+"""The FPGA devices deepfpga targets: the one device table. Resources (for the resource model and
+the fit check, deepfpga.hw.resources), and the synthesis flow of each (Yosys command and family,
+nextpnr device) for `deepfpga rtl synth`.
 
 Figures are the device data sheets' totals (Xilinx DS190 Zynq-7000, DS891 Zynq UltraScale+,
 Lattice FPGA-DS-02012 ECP5). `bram_blocks` counts the device's own block-RAM primitive
@@ -8,14 +10,9 @@ devices can be compared. `dsps` counts DSP slices (ECP5: 18×18 multipliers).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from deepfpga.errors import InputError
-
-if TYPE_CHECKING:
-    from deepfpga.hw.config import AcceleratorConfig
 
 
 @dataclass(frozen=True)
@@ -34,6 +31,11 @@ class Device:
     dsp_b_bits: int
     dsp_int8_per_slice: int     # 8-bit multipliers one DSP computes with operand packing
     lutram_bits_per_lut: int    # distributed RAM: bits per LUT used as memory
+    yosys_synth: str            # Yosys synthesis command: "synth_xilinx" or "synth_ecp5"
+    yosys_family: str | None    # synth_xilinx -family argument (None: not a Xilinx part)
+    nextpnr_device: str | None  # nextpnr-ecp5 device flag ("85k"); None: no open place & route
+    dsp_cell: str               # the DSP primitive Yosys maps multipliers to
+    bram_cells: str             # the block-RAM primitives Yosys reports
 
     @property
     def bram36_equivalent(self) -> float:
@@ -52,23 +54,31 @@ DEVICES: dict[str, Device] = {
         Device("XC7Z020", "Zynq-7000 XC7Z020", "7series", luts=53_200, ffs=106_400,
                bram_blocks=140, bram_block_bits=36_864, bram_data_bits=32_768,
                bram_max_width=64, dsps=220, dsp_a_bits=25, dsp_b_bits=18,
-               dsp_int8_per_slice=2, lutram_bits_per_lut=64),
+               dsp_int8_per_slice=2, lutram_bits_per_lut=64,
+               yosys_synth="synth_xilinx", yosys_family="xc7", nextpnr_device=None,
+               dsp_cell="DSP48E1", bram_cells="RAMB18E1 / RAMB36E1"),
         Device("XC7Z045", "Zynq-7000 XC7Z045", "7series", luts=218_600, ffs=437_200,
                bram_blocks=545, bram_block_bits=36_864, bram_data_bits=32_768,
                bram_max_width=64, dsps=900, dsp_a_bits=25, dsp_b_bits=18,
-               dsp_int8_per_slice=2, lutram_bits_per_lut=64),
+               dsp_int8_per_slice=2, lutram_bits_per_lut=64,
+               yosys_synth="synth_xilinx", yosys_family="xc7", nextpnr_device=None,
+               dsp_cell="DSP48E1", bram_cells="RAMB18E1 / RAMB36E1"),
         # Zynq UltraScale+ (DS891): DSP48E2 27×18; ZU9EG has no UltraRAM. INT8 packing: WP487.
         Device("XCZU9EG", "Zynq UltraScale+ XCZU9EG", "ultrascale+", luts=274_080,
                ffs=548_160, bram_blocks=912, bram_block_bits=36_864, bram_data_bits=32_768,
                bram_max_width=64, dsps=2_520, dsp_a_bits=27, dsp_b_bits=18,
-               dsp_int8_per_slice=2, lutram_bits_per_lut=64),
+               dsp_int8_per_slice=2, lutram_bits_per_lut=64,
+               yosys_synth="synth_xilinx", yosys_family="xcup",
+               nextpnr_device=None, dsp_cell="DSP48E2", bram_cells="RAMB18E2 / RAMB36E2"),
         # ECP5 LFE5U-85F (FPGA-DS-02012): 84K LUT4 (one FF each), 208 EBR of 18 Kbit
         # (16 Kbit at ×32 in pseudo dual port), 156 18×18 multipliers, each splittable into
         # two 9×9. Distributed RAM: 16 bits per LUT4.
         Device("LFE5U-85F", "Lattice ECP5 LFE5U-85F", "ecp5", luts=83_640, ffs=83_640,
                bram_blocks=208, bram_block_bits=18_432, bram_data_bits=16_384,
                bram_max_width=32, dsps=156, dsp_a_bits=18, dsp_b_bits=18,
-               dsp_int8_per_slice=2, lutram_bits_per_lut=16),
+               dsp_int8_per_slice=2, lutram_bits_per_lut=16,
+               yosys_synth="synth_ecp5", yosys_family=None, nextpnr_device="85k",
+               dsp_cell="MULT18X18D", bram_cells="DP16KD"),
     )
 }
 
@@ -83,27 +93,6 @@ def get_device(name: str) -> Device:
     return DEVICES[key]
 
 
-def check_fits(cfg: AcceleratorConfig) -> None:
-    """Refuse a config whose estimated resources exceed its device, saying which and by how much.
-
-    Uses deepfpga.hw.resources.estimate (an estimate: DSP and BRAM counts follow from the
-    structure; the LUT/FF figures are rough)."""
-    from deepfpga.hw.resources import estimate  # resources needs this module's table
-
-    dev = get_device(cfg.device)
-    est = estimate(cfg)
-    over = []
-    for label, used, have in (("DSP", est.dsps, dev.dsps),
-                              ("BRAM36-equivalent", est.bram36, dev.bram36_equivalent),
-                              ("LUT (rough estimate)", est.luts, dev.luts),
-                              ("FF (rough estimate)", est.ffs, dev.ffs)):
-        if used > have:
-            over.append(f"{label} {_fmt(used)} > {_fmt(have)} by {_fmt(used - have)}"
-                        f" ({100 * (used - have) / have:.1f}% over)")
-    if over:
-        raise InputError(f"accelerator config {cfg.name!r} does not fit device {dev.name}: "
-                         + "; ".join(over))
-
-
-def _fmt(v: float) -> str:
-    return f"{v:,.0f}" if math.isclose(v, round(v)) else f"{v:,.1f}"
+def device_names() -> list[str]:
+    """Every accepted spelling (lower case), for command-line choices."""
+    return sorted({n.lower() for n in (*DEVICES, *_ALIASES)})

@@ -25,7 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.errors import InputError
+from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.devices import Device, get_device
 
 # Fixed allowances for controller, instruction fetch, DMA engines and AXI interconnect (assumed).
@@ -164,3 +165,26 @@ def estimate(cfg: AcceleratorConfig) -> ResourceEstimate:
         device=dev.name, multipliers=cfg.multipliers, dsps=dsps, fabric_multipliers=fabric,
         bram_blocks=blocks, bram36=blocks * dev.bram_block_bits / 36864, buffers=buffers,
         luts=int(luts), ffs=int(ffs), lutram_luts=lutram, assumptions=tuple(notes))
+
+
+def check_fits(cfg: AcceleratorConfig) -> None:
+    """Refuse a config whose estimated resources exceed its device, saying which and by how much.
+
+    Uses `estimate` (DSP and BRAM counts follow from the structure; LUT/FF figures are rough)."""
+    dev = get_device(cfg.device)
+    est = estimate(cfg)
+    over = []
+    for label, used, have in (("DSP", est.dsps, dev.dsps),
+                              ("BRAM36-equivalent", est.bram36, dev.bram36_equivalent),
+                              ("LUT (rough estimate)", est.luts, dev.luts),
+                              ("FF (rough estimate)", est.ffs, dev.ffs)):
+        if used > have:
+            over.append(f"{label} {_fmt(used)} > {_fmt(have)} by {_fmt(used - have)}"
+                        f" ({100 * (used - have) / have:.1f}% over)")
+    if over:
+        raise InputError(f"accelerator config {cfg.name!r} does not fit device {dev.name}: "
+                         + "; ".join(over))
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if math.isclose(v, round(v)) else f"{v:,.1f}"

@@ -36,12 +36,16 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepfpga.errors import InputError
 from deepfpga.ir import INPUT, Graph
+from deepfpga.ir.passes import prepare_for_quantization
 from deepfpga.quant.fixedpoint import MAX_BW, MIN_BW
 from deepfpga.quant.qmodel import PASSTHROUGH_KINDS
+
+if TYPE_CHECKING:
+    from deepfpga.hw.accelerator import AcceleratorConfig
 
 OVERRIDE_KEYS = ("data_bits", "weight_bits", "bias_bits")
 
@@ -189,3 +193,28 @@ def resolve_bits(graph: Graph, preset: str | BitPreset = "8",
         bias = o.get("bias_bits", p.bias) if "bias" in shapes else None
         plan[layer.name] = LayerBits(data, weight, bias)
     return plan
+
+
+# --- fitting a preset to an accelerator ---------------------------------------------------------
+
+def check_bits_fit(bits: str | BitPreset, hw: AcceleratorConfig) -> None:
+    """Refuse a preset whose data or weights are wider than the target's."""
+    p = get_preset(bits)
+    for what, need, have in (("data", p.data, hw.data_bits),
+                             ("weights", max(p.conv_weight, p.fc_weight), hw.weight_bits)):
+        if need > have:
+            raise InputError(f"--bits {p.name} needs {need}-bit {what}, but target {hw.name!r}"
+                             f" has {have}-bit {what} (use a 16-bit target such as zc706-paper,"
+                             f" or --bits {have})")
+
+
+def bit_plan(graph: Graph, bits: str | BitPreset, hw: AcceleratorConfig
+             ) -> dict[str, dict[str, int]]:
+    """Per-layer overrides that make the `bits` preset fit the target: biases narrowed to the
+    target's bias width. Data or weights wider than the target are refused."""
+    check_bits_fit(bits, hw)
+    if get_preset(bits).bias <= hw.bias_bits:
+        return {}
+    g = prepare_for_quantization(graph)
+    return {layer.name: {"bias_bits": hw.bias_bits} for layer in g.layers
+            if "bias" in layer.param_shapes()}

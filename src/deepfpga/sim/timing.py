@@ -29,143 +29,32 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepfpga.compiler.isa import Buffer, Calc, CalcKind, End, Instruction, Load, Program, Save
+from deepfpga.compiler.isa import Buffer, CalcKind, End, Instruction, Program
 from deepfpga.errors import InputError
-from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw import arch
+from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.sim.roofline import layer_bound
 
 if TYPE_CHECKING:
+    from deepfpga.compiler.artifact import Compiled
     from deepfpga.compiler.mapping import Stage
     from deepfpga.compiler.tiling import Tiling
 
-ENGINES = ("LOAD", "CALC", "SAVE")
-_LOAD, _CALC, _SAVE = 0, 1, 2
-# Token channels, named producer→consumer.
-CHANNELS = ("LOAD→CALC", "CALC→LOAD", "CALC→SAVE", "SAVE→CALC")
-_L2C, _C2L, _C2S, _S2C = 0, 1, 2, 3
-_EPS = 1e-9  # float guard for ceil(bytes / rate) when the rate is a float like 28.000000000004
+_LOAD, _CALC, _SAVE = arch.LOAD, arch.CALC, arch.SAVE
+ENGINES, CHANNELS = arch.ENGINES, arch.CHANNELS
 
 
 class DeadlockError(InputError):
     """The program can never finish: some engine waits for a token that is never pushed."""
 
 
-# --- instruction costs -------------------------------------------------------------------------
-
-def pipeline_depth(cfg: AcceleratorConfig, pool: bool = False) -> int:
-    """Cycles from a pixel entering a convolver to its result leaving the PE: multiplier (1),
-    the convolver's 9-input adder tree (4), the PE's adder tree over the convolvers plus the
-    partial-sum/bias input (ceil log2(cpp + 1)), ReLU (1), data shift + saturation (1), and the
-    2×2 pool comparator (1) when pooling."""
-    k2 = cfg.kernel * cfg.kernel
-    return (1 + math.ceil(math.log2(k2)) + math.ceil(math.log2(cfg.convolvers_per_pe + 1))
-            + 2 + int(bool(pool)))
-
-
-def conv_calc_cycles(cfg: AcceleratorConfig, ti: int, to: int, out_rows: int, out_cols: int,
-                     stride: int, pool: bool = False) -> int:
-    """One CONV tile: every (channel group, output group) pass streams the window region."""
-    passes = -(-ti // cfg.convolvers_per_pe) * -(-to // cfg.num_pe)
-    rows = (out_rows - 1) * stride + cfg.kernel
-    cols = (out_cols - 1) * stride + cfg.kernel
-    return passes * rows * cols + pipeline_depth(cfg, pool)
-
-
-def fc_calc_cycles(cfg: AcceleratorConfig, ti: int, to: int) -> int:
-    """One FC block: each PE takes one output row per pass, its 9·cpp multipliers one input each."""
-    lanes = cfg.kernel * cfg.kernel * cfg.convolvers_per_pe
-    return -(-to // cfg.num_pe) * -(-ti // lanes) + pipeline_depth(cfg)
-
-
-def dma_runs(seg_bytes: int, n1: int, stride1: int, n2: int, stride2: int
-             ) -> list[tuple[int, int]]:
-    """The contiguous runs of one DMA instruction, as (count, bytes) groups.
-
-    Segments are issued in order (j, i); two consecutive segments merge when the second starts
-    at the byte after the first ends: inside a row when stride1 == seg_bytes, across a row
-    boundary when stride2 == (n1−1)·stride1 + seg_bytes."""
-    c1 = n1 == 1 or stride1 == seg_bytes
-    c2 = n2 == 1 or stride2 == (n1 - 1) * stride1 + seg_bytes
-    if c1 and c2:
-        return [(1, n1 * n2 * seg_bytes)]
-    if c1:
-        return [(n2, n1 * seg_bytes)]
-    if c2:  # n1 ≥ 2: the last segment of a row joins the first of the next
-        return [(n2 - 1, 2 * seg_bytes), (n1 * n2 - 2 * (n2 - 1), seg_bytes)]
-    return [(n1 * n2, seg_bytes)]
-
-
-def transfer_cycles(run_bytes: int, rate: float, cfg: AcceleratorConfig) -> tuple[int, int]:
-    """(transactions, cycles) of one contiguous run of `run_bytes` at `rate` bytes per cycle."""
-    m = cfg.max_burst_bytes
-    full, rem = divmod(run_bytes, m)
-    cyc = full * (cfg.burst_overhead_cycles + math.ceil(m / rate - _EPS))
-    if rem:
-        cyc += cfg.burst_overhead_cycles + math.ceil(rem / rate - _EPS)
-    return full + (rem > 0), cyc
-
-
-def dma_element_bytes(ins: Load | Save, cfg: AcceleratorConfig) -> int:
-    if isinstance(ins, Save):
-        return cfg.data_bytes
-    # fc_weights swaps the roles (paper §7.3): FC weights into INPUT, the FC vector into WEIGHT
-    if ins.buffer == Buffer.INPUT:
-        return cfg.weight_bytes if ins.fc_weights else cfg.data_bytes
-    if ins.buffer == Buffer.WEIGHT:
-        return cfg.data_bytes if ins.fc_weights else cfg.weight_bytes
-    return cfg.bias_bytes
-
-
-def dma_rate(ins: Load | Save, cfg: AcceleratorConfig) -> float:
-    """Bytes per cycle: the DDR's, limited by the port (values per cycle × element bytes).
-    The INPUT buffer (feature maps and FC weight blocks) fills through datain ports, the WEIGHT
-    and BIAS buffers through weightin ports, SAVE drains through dataout ports."""
-    eb = dma_element_bytes(ins, cfg)
-    if isinstance(ins, Save):
-        ports = cfg.dataout_port_num
-    else:
-        ports = cfg.datain_port_num if ins.buffer == Buffer.INPUT else cfg.weightin_port_num
-    return min(cfg.ddr_bytes_per_cycle, ports * eb)
-
-
-# --- vectorised costs of a whole program ---------------------------------------------------------
+# --- vectorised costs of a whole program (the rules are deepfpga.hw.arch's) ----------------------
 
 _LOAD_FIELDS = attrgetter("buffer", "fc_weights", "length", "n1", "stride1", "n2", "stride2")
 _SAVE_FIELDS = attrgetter("length", "n1", "stride1", "n2", "stride2")
 _CALC_FIELDS = attrgetter("kind", "ti", "to", "out_rows", "out_cols", "stride", "pool")
-_FLAGS = attrgetter("pop_prev", "pop_next", "push_prev", "push_next")
-_ENGINE_OF = {Load: _LOAD, Calc: _CALC, Save: _SAVE, End: 3}
-
-
-def _ceil_div(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
-    return np.ceil(a / b - _EPS).astype(np.int64)
-
-
-def _run_cycles(count: np.ndarray, length: np.ndarray, rate: np.ndarray,
-                cfg: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
-    m, ovh = cfg.max_burst_bytes, cfg.burst_overhead_cycles
-    full, rem = np.divmod(length, m)
-    has_rem = rem > 0
-    trans = count * (full + has_rem)
-    cyc = count * (full * (ovh + _ceil_div(np.full_like(rate, m), rate))
-                   + np.where(has_rem, ovh + _ceil_div(rem, rate), 0))
-    return trans, cyc
-
-
-def _dma_costs(rows: np.ndarray, eb: np.ndarray, rate: np.ndarray, cfg: AcceleratorConfig
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """bytes, transactions, cycles of DMA instructions; rows = (length, n1, s1, n2, s2)."""
-    length, n1, s1, n2, s2 = rows.T
-    seg = length * eb
-    c1 = (n1 == 1) | (s1 == seg)
-    c2 = (n2 == 1) | (s2 == (n1 - 1) * s1 + seg)
-    # Two (count, bytes) groups per instruction, as in dma_runs.
-    cnt_a = np.select([c1 & c2, c1, c2], [np.ones_like(n1), n2, n2 - 1], n1 * n2)
-    len_a = np.select([c1 & c2, c1, c2], [n1 * n2 * seg, n1 * seg, 2 * seg], seg)
-    cnt_b = np.where(~c1 & c2, n1 * n2 - 2 * (n2 - 1), 0)
-    ta, ca = _run_cycles(cnt_a, len_a, rate, cfg)
-    tb, cb = _run_cycles(cnt_b, seg, rate, cfg)
-    return n1 * n2 * seg, ta + tb, ca + cb
+_FLAGS = attrgetter(*arch.FLAGS)
+_ENGINE_OF = {**arch.ENGINE_OF, End: 3}
 
 
 @dataclass(frozen=True)
@@ -178,18 +67,6 @@ class _Costs:
     macs: np.ndarray          # multiply-accumulates the CALC performs (all 9 taps)
     is_fc: np.ndarray
     is_conv: np.ndarray
-
-
-def _load_rate(buffer: np.ndarray, fc_weights: np.ndarray, cfg: AcceleratorConfig
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Element bytes and bytes per cycle of LOAD instructions (vector form of dma_rate)."""
-    inp = buffer == Buffer.INPUT
-    fc = fc_weights == 1
-    eb = np.where(inp, np.where(fc, cfg.weight_bytes, cfg.data_bytes),
-                  np.where(buffer == Buffer.WEIGHT,
-                           np.where(fc, cfg.data_bytes, cfg.weight_bytes), cfg.bias_bytes))
-    ports = np.where(inp, cfg.datain_port_num, cfg.weightin_port_num)
-    return eb, np.minimum(cfg.ddr_bytes_per_cycle, (ports * eb).astype(np.float64))
 
 
 def _program_costs(ins: Sequence[Instruction], cfg: AcceleratorConfig) -> _Costs:
@@ -210,14 +87,14 @@ def _program_costs(ins: Sequence[Instruction], cfg: AcceleratorConfig) -> _Costs
         f = np.array([_LOAD_FIELDS(ins[k]) for k in loads], np.int64)
         for k in np.flatnonzero(f[:, 0] > Buffer.BIAS):
             raise InputError(f"instruction {loads[k]}: LOAD buffer {f[k, 0]} does not exist")
-        eb, rate = _load_rate(f[:, 0], f[:, 1], cfg)
-        bytes_in[loads], trans[loads], cycles[loads] = _dma_costs(f[:, 2:], eb, rate, cfg)
+        eb = arch.load_element_bytes(cfg, f[:, 0], f[:, 1])
+        length, n1, s1, n2, s2 = f[:, 2:].T
+        bytes_in[loads], trans[loads], cycles[loads] = arch.dma_cycles(
+            length * eb, n1, s1, n2, s2, arch.load_rate(cfg, f[:, 0], f[:, 1]), cfg)
     if len(saves):
-        f = np.array([_SAVE_FIELDS(ins[k]) for k in saves], np.int64)
-        rate = np.full(len(saves), min(cfg.ddr_bytes_per_cycle,
-                                       float(cfg.dataout_port_num * cfg.data_bytes)))
-        bytes_out[saves], trans[saves], cycles[saves] = _dma_costs(
-            f, np.full(len(saves), cfg.data_bytes), rate, cfg)
+        length, n1, s1, n2, s2 = np.array([_SAVE_FIELDS(ins[k]) for k in saves], np.int64).T
+        bytes_out[saves], trans[saves], cycles[saves] = arch.dma_cycles(
+            length * arch.save_element_bytes(cfg), n1, s1, n2, s2, arch.save_rate(cfg), cfg)
     if len(calcs):
         kind, ti, to, orows, ocols, stride, pool = np.array(
             [_CALC_FIELDS(ins[k]) for k in calcs], np.int64).T
@@ -225,13 +102,8 @@ def _program_costs(ins: Sequence[Instruction], cfg: AcceleratorConfig) -> _Costs
             raise InputError(f"instruction {calcs[k]}: CALC kind {kind[k]} is not CONV or FC")
         fc = kind == CalcKind.FC
         nop = (ti == 0) | (to == 0)    # synchronisation only: issued in one cycle
-        passes_conv = -(-ti // cfg.convolvers_per_pe) * -(-to // cfg.num_pe)
-        area = ((orows - 1) * stride + cfg.kernel) * ((ocols - 1) * stride + cfg.kernel)
-        lanes = cfg.kernel * cfg.kernel * cfg.convolvers_per_pe
-        conv_c = passes_conv * area + pipeline_depth(cfg) + pool
-        fc_c = -(-to // cfg.num_pe) * -(-ti // lanes) + pipeline_depth(cfg)
-        cycles[calcs] = np.where(nop, 1, np.where(fc, fc_c, conv_c))
-        macs[calcs] = np.where(fc, ti * to, ti * to * orows * ocols * cfg.kernel * cfg.kernel)
+        cycles[calcs] = arch.calc_cycles(cfg, kind, ti, to, orows, ocols, stride, pool)
+        macs[calcs] = arch.calc_macs(cfg, kind, ti, to, orows, ocols)
         is_fc[calcs], is_conv[calcs] = fc & ~nop, ~fc & ~nop
     return _Costs(engine, cycles, bytes_in, bytes_out, trans, macs, is_fc, is_conv)
 
@@ -240,13 +112,11 @@ def _program_costs(ins: Sequence[Instruction], cfg: AcceleratorConfig) -> _Costs
 
 # Per engine, for each flag (pop_prev, pop_next, push_prev, push_next): the channel it pops or
 # pushes, or None where the engine has no such neighbour (the flag must then be 0).
-_FLAG_CHANNELS: dict[int, tuple[int | None, int | None, int | None, int | None]] = {
-    _LOAD: (None, _C2L, None, _L2C),
-    _CALC: (_L2C, _S2C, _C2L, _C2S),
-    _SAVE: (_C2S, None, _S2C, None),
-    3: (None, None, None, None),
-}
-_FLAG_NAMES = ("pop_prev", "pop_next", "push_prev", "push_next")
+_FLAG_CHANNELS: dict[int, tuple[int | None, ...]] = {
+    e: tuple(arch.flag_channels(e).get(f, (None, False))[0] for f in arch.FLAGS)
+    for e in (_LOAD, _CALC, _SAVE)
+} | {3: (None, None, None, None)}
+_FLAG_NAMES = arch.FLAGS
 
 
 def _flag_table() -> dict[tuple[int, tuple[int, ...]], tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -279,7 +149,7 @@ def _token_flags(ins: Sequence[Instruction], engine: np.ndarray
     return out
 
 
-_CONSUMER = (_CALC, _LOAD, _SAVE, _CALC)   # engine that pops each channel
+_CONSUMER = arch.CONSUMER   # engine that pops each channel
 
 
 def _schedule(ins: Sequence[Instruction], costs: _Costs
@@ -475,37 +345,29 @@ class Timing:
         }
 
 
-def _manifest_layers(manifest: Mapping[str, Any] | None) -> dict[int, dict[str, Any]]:
-    """index → {"name", "ops", "kind"} from the manifest's layer table (what it provides)."""
-    if manifest is None:
-        return {}
-    table = manifest.get("layers")
-    if not isinstance(table, list):
-        raise InputError("manifest: key 'layers' must be a list of layer entries")
-    out: dict[int, dict[str, Any]] = {}
-    for k, entry in enumerate(table):
-        if not isinstance(entry, Mapping) or "name" not in entry:
-            raise InputError(f"manifest: layers[{k}] must be a table with a 'name'")
-        idx = int(entry.get("index", k))
-        ops = entry.get("ops")
-        if ops is None and entry.get("macs") is not None:
-            ops = 2 * int(entry["macs"])
-        out[idx] = {"name": str(entry["name"]), "ops": None if ops is None else int(ops),
-                    "kind": entry.get("kind")}
-    return out
+@dataclass(frozen=True)
+class LayerInfo:
+    """What the compiler knows of a layer index that the instructions do not say."""
+
+    name: str
+    kind: str | None = None        # "conv" | "fc"
+    ops: int | None = None         # the model's operations (2 per MAC)
 
 
-def _manifest_host_layers(manifest: Mapping[str, Any] | None) -> tuple[str, ...]:
-    if manifest is None:
-        return ()
-    host = manifest.get("host_layers", ())
-    return tuple(str(h if isinstance(h, str) else h.get("name", h)) for h in host)
+def simulate_timing(compiled: Compiled) -> Timing:
+    """Time a compiled program on its config; operations per layer come from the manifest."""
+    m = compiled.manifest
+    info = {s.index: LayerInfo(s.name, s.kind, s.ops) for s in m.layers}
+    return time_instructions(compiled.program.instructions, compiled.config, info,
+                             tuple(h.layer for h in m.host_steps))
 
 
-def simulate_timing(program: Program | Sequence[Instruction], cfg: AcceleratorConfig,
-                    manifest: Mapping[str, Any] | None = None) -> Timing:
-    """Time `program` on `cfg`. Operations per layer come from `manifest` when given (the
-    model's MACs), else from the CALC instructions (every 3×3 tap, padding included)."""
+def time_instructions(program: Program | Sequence[Instruction], cfg: AcceleratorConfig,
+                      layers: Mapping[int, LayerInfo] | None = None,
+                      host_layers: Sequence[str] = ()) -> Timing:
+    """Time an instruction stream on `cfg` (a hand-made or single-stage program; a compiled
+    model goes through `simulate_timing`). Operations per layer come from `layers` when given,
+    else from the CALC instructions (every 3×3 tap, padding included)."""
     ins = program.instructions if isinstance(program, Program) else tuple(program)
     if isinstance(program, Program) and program.config_hash != cfg.hash():
         raise InputError("program was compiled for a different accelerator configuration"
@@ -515,21 +377,21 @@ def simulate_timing(program: Program | Sequence[Instruction], cfg: AcceleratorCo
     costs = _program_costs(ins, cfg)
     start, end, left = _schedule(ins, costs)
     cycles = int(end.max()) if len(end) else 0
-    info = _manifest_layers(manifest)
-    layers = _per_layer(ins, costs, start, end, cfg, info)
+    info = dict(layers or {})
+    per_layer = _per_layer(ins, costs, start, end, cfg, info)
     busy = {ENGINES[e]: int(costs.cycles[costs.engine == e].sum()) for e in range(3)}
     return Timing(
-        config=cfg.name, clock_mhz=cfg.clock_mhz, cycles=cycles, layers=layers,
+        config=cfg.name, clock_mhz=cfg.clock_mhz, cycles=cycles, layers=per_layer,
         engine_busy_cycles=busy, ddr_busy_cycles=busy["LOAD"] + busy["SAVE"],
         start_cycles=start, end_cycles=end, unconsumed_tokens=left,
-        host_layers=_manifest_host_layers(manifest),
-        ops_source="manifest" if info and all(v["ops"] is not None for v in info.values())
+        host_layers=tuple(host_layers),
+        ops_source="manifest" if info and all(v.ops is not None for v in info.values())
         else "instructions",
     )
 
 
 def _per_layer(ins: Sequence[Instruction], c: _Costs, start: np.ndarray, end: np.ndarray,
-               cfg: AcceleratorConfig, info: dict[int, dict[str, Any]]
+               cfg: AcceleratorConfig, info: Mapping[int, LayerInfo]
                ) -> tuple[LayerTiming, ...]:
     on_engine = c.engine < 3
     lid = np.array([i.layer for i in ins], np.int64)[on_engine]
@@ -560,10 +422,10 @@ def _per_layer(ins: Sequence[Instruction], c: _Costs, start: np.ndarray, end: np
     out, latest = [], 0
     for i in ids:
         i = int(i)
-        meta = info.get(i, {})
-        kind = meta.get("kind") or ("fc" if n_fc[i] and not n_conv[i]
-                                    else "conv" if n_conv[i] else "other")
-        ops = meta.get("ops")
+        meta = info.get(i)
+        kind = (meta and meta.kind) or ("fc" if n_fc[i] and not n_conv[i]
+                                        else "conv" if n_conv[i] else "other")
+        ops = meta.ops if meta is not None else None
         ops = int(2 * macs[i]) if ops is None else ops
         excl = max(0, int(lend[i]) - latest) / hz
         latest = max(latest, int(lend[i]))
@@ -571,7 +433,7 @@ def _per_layer(ins: Sequence[Instruction], c: _Costs, start: np.ndarray, end: np
         bound = layer_bound(ops, moved, cfg)
         gops = ops / excl / 1e9 if excl > 0 else 0.0
         out.append(LayerTiming(
-            index=i, name=meta.get("name", f"layer{i}"), kind=str(kind), ops=ops,
+            index=i, name=meta.name if meta else f"layer{i}", kind=str(kind), ops=ops,
             start_s=int(lstart[i]) / hz, end_s=int(lend[i]) / hz, time_s=excl, gops=gops,
             mult_util=gops / cfg.peak_gops, calc_cycles=int(calc[i]), load_cycles=int(load[i]),
             save_cycles=int(save[i]), bytes_loaded=int(b_in[i]), bytes_saved=int(b_out[i]),
@@ -609,9 +471,8 @@ def stage_timing(stage: Stage, tiling: Tiling, cfg: AcceleratorConfig) -> Timing
     bld.layer = stage.index
     (emit_conv if stage.kind == "conv" else emit_fc)(bld, stage, tiling, cfg, pl)
     bld.end(layer=stage.index)
-    manifest = {"layers": [{"index": stage.index, "name": stage.name, "kind": stage.kind,
-                            "ops": 2 * stage.macs}]}
-    return simulate_timing(bld.instructions(), cfg, manifest)
+    return time_instructions(bld.instructions(), cfg,
+                             {stage.index: LayerInfo(stage.name, stage.kind, 2 * stage.macs)})
 
 
 def estimate_stage(stage: Stage, tiling: Tiling, cfg: AcceleratorConfig) -> float:

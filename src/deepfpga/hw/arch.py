@@ -1,0 +1,318 @@
+"""The accelerator's semantics, written once: what the compiler, the cost model, both simulators
+and the RTL parameters must agree on.
+
+- ISA field limits, derived from the encoding table in `deepfpga.compiler.isa` (never literals);
+- what the configured hardware supports (kernel, strides, padding) and `check_layer`, the one
+  refusal of what it cannot run; `RTL_GAPS`: what the config allows but the generated RTL does
+  not run yet (the one list of that gap);
+- element bytes per buffer and role (the paper's §7.3 FC role swap), the DMA rate of each port;
+- DMA runs (segments merged into contiguous DDR runs) and transaction/burst cycles;
+- the PE pipeline depth and the CALC cycles of a pass and of an instruction;
+- the three engines and the token-channel table of the dependency flags;
+- the host-layer float rule (a host-only layer that is a graph output stays float).
+
+Plain Python and numpy: no Amaranth, no compiler stages. Every function takes scalars or numpy
+arrays; the vectorised form is the only form (a scalar is a length-1 call).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from deepfpga.compiler.isa import Buffer, Calc, CalcKind, Load, Save
+from deepfpga.errors import InputError
+from deepfpga.hw.accelerator import _KERNEL
+
+if TYPE_CHECKING:
+    from deepfpga.hw.accelerator import AcceleratorConfig
+    from deepfpga.ir.layers import Layer
+
+IntArray = np.ndarray | int
+
+# --- ISA field limits (from the encoding table) --------------------------------------------------
+
+CALC_DIM_MAX = Calc.max("ti")            # ti, to, in/out rows and cols (12-bit fields)
+for _f in ("to", "in_rows", "in_cols", "out_rows", "out_cols"):
+    assert Calc.max(_f) == CALC_DIM_MAX, _f
+DMA_COUNT_MAX = Load.max("length")       # DMA length, n1, n2 (16-bit fields)
+for _cls in (Load, Save):
+    for _f in ("length", "n1", "n2"):
+        assert _cls.max(_f) == DMA_COUNT_MAX, (_cls, _f)
+OUT_PITCH_MAX = Calc.max("out_pitch")     # per-channel pitch of finalized outputs
+OUTPUT_ENTRIES_MAX = Calc.max("ob_addr") + 1   # output-buffer entries the address fields reach
+DDR_BYTES_MAX = Load.max("ddr_addr") + 1       # DDR bytes the 32-bit addresses reach
+STRIDE_MAX = Calc.max("stride")
+PAD_MAX = Calc.max("pad_top")
+KOFF_MAX = Calc.max("koff_y")
+BIAS_SHIFT_RANGE = Calc.field_range("bias_shift")
+DATA_SHIFT_RANGE = Calc.field_range("data_shift")
+LAYER_MAX = Calc.max("layer")             # layer index of every instruction (timing, diffing)
+
+# The PE's convolver window (paper §6.2); AcceleratorConfig refuses any other kernel.
+KERNEL = _KERNEL
+TAPS = KERNEL * KERNEL
+# Sub-kernel offsets koff = 0, 3, 6, …: a kernel of k > 3 is decomposed into ⌈k/3⌉ per axis, and
+# the largest offset 3·(⌈k/3⌉ − 1) must fit the koff field.
+MAX_SUB_KERNELS = KOFF_MAX // KERNEL + 1
+
+
+# --- what the configured hardware runs -----------------------------------------------------------
+
+def supported_strides(cfg: AcceleratorConfig) -> range:
+    return range(1, cfg.max_stride + 1)
+
+
+def check_conv(name: str, kernel: tuple[int, int], stride: tuple[int, int],
+               padding: tuple[int, int], cfg: AcceleratorConfig) -> None:
+    """Refuse, naming the layer and the limit, a convolution the configured hardware cannot run."""
+    if stride[0] != stride[1]:
+        raise InputError(f"layer {name!r}: stride {stride} is not square (the accelerator has"
+                         " one stride)")
+    if stride[0] not in supported_strides(cfg):
+        raise InputError(f"layer {name!r}: stride {stride[0]} not supported by {cfg.name}"
+                         f" (max_stride {cfg.max_stride})")
+    if max(padding) > cfg.max_pad:
+        raise InputError(f"layer {name!r}: padding {padding} exceeds the padder of {cfg.name}"
+                         f" (max_pad {cfg.max_pad})")
+    if padding[0] >= kernel[0] or padding[1] >= kernel[1]:
+        raise InputError(f"layer {name!r}: padding {padding} not smaller than the kernel"
+                         f" {kernel} (output pixels that see no input)")
+    if max(math.ceil(k / KERNEL) for k in kernel) > MAX_SUB_KERNELS:
+        big = KERNEL * MAX_SUB_KERNELS
+        raise InputError(f"layer {name!r}: kernel {kernel} larger than {big}×{big} (the"
+                         f" {KOFF_MAX.bit_length()}-bit sub-kernel offsets)")
+
+
+def check_shifts(name: str, bias_shift: int | None, data_shift: int) -> None:
+    """Refuse shifts the CALC fields cannot carry."""
+    lo, hi = BIAS_SHIFT_RANGE
+    if bias_shift is not None and not lo <= bias_shift <= hi:
+        raise InputError(f"layer {name!r}: bias shift {bias_shift} outside {lo}..{hi}"
+                         " (bias fl must be ≤ input fl + weight fl)")
+    lo, hi = DATA_SHIFT_RANGE
+    if not lo <= data_shift <= hi:
+        raise InputError(f"layer {name!r}: data shift {data_shift} outside {lo}..{hi}")
+
+
+# What an AcceleratorConfig may declare that the generated RTL (deepfpga.rtl) does not run yet:
+# (config key, what the RTL runs). The next RTL issue closes these; until then this is the list.
+RTL_GAPS: tuple[tuple[str, str], ...] = (
+    ("max_stride", "the PE's convolver runs strides 1 and 2 only (one `stride2` flag)"),
+)
+RTL_MAX_STRIDE = 2
+
+
+def rtl_gaps(cfg: AcceleratorConfig) -> list[str]:
+    """The parts of `cfg` the generated RTL cannot run (empty: it runs everything the compiler
+    accepts for `cfg`)."""
+    out = []
+    if cfg.max_stride > RTL_MAX_STRIDE:
+        out.append(f"{cfg.name}: max_stride {cfg.max_stride} > {RTL_MAX_STRIDE}: "
+                   + dict(RTL_GAPS)["max_stride"])
+    return out
+
+
+# --- element bytes and port rates ----------------------------------------------------------------
+
+def load_element_bytes(cfg: AcceleratorConfig, buffer: IntArray, fc_weights: IntArray
+                       ) -> np.ndarray:
+    """Bytes per element a LOAD moves. fc_weights swaps the roles (paper §7.3): FC weight blocks
+    go into INPUT (weight bytes), the FC input vector into WEIGHT (data bytes)."""
+    buffer, fc = np.asarray(buffer), np.asarray(fc_weights) == 1
+    return np.where(buffer == Buffer.INPUT, np.where(fc, cfg.weight_bytes, cfg.data_bytes),
+                    np.where(buffer == Buffer.WEIGHT,
+                             np.where(fc, cfg.data_bytes, cfg.weight_bytes), cfg.bias_bytes))
+
+
+def save_element_bytes(cfg: AcceleratorConfig) -> int:
+    """SAVE writes finalized data values."""
+    return cfg.data_bytes
+
+
+def load_ports(cfg: AcceleratorConfig, buffer: IntArray) -> np.ndarray:
+    """Values per cycle into a buffer: INPUT (feature maps and FC weight blocks) through the
+    datain ports, WEIGHT and BIAS through the weightin ports."""
+    return np.where(np.asarray(buffer) == Buffer.INPUT, cfg.datain_port_num,
+                    cfg.weightin_port_num)
+
+
+def port_rate(cfg: AcceleratorConfig, ports: IntArray, element_bytes: IntArray) -> np.ndarray:
+    """Bytes per cycle of a DMA: the DDR's, limited by the port (values per cycle × bytes)."""
+    return np.minimum(cfg.ddr_bytes_per_cycle,
+                      (np.asarray(ports) * np.asarray(element_bytes)).astype(np.float64))
+
+
+def load_rate(cfg: AcceleratorConfig, buffer: IntArray, fc_weights: IntArray) -> np.ndarray:
+    return port_rate(cfg, load_ports(cfg, buffer), load_element_bytes(cfg, buffer, fc_weights))
+
+
+def save_rate(cfg: AcceleratorConfig) -> float:
+    return float(port_rate(cfg, cfg.dataout_port_num, save_element_bytes(cfg)))
+
+
+# --- DMA runs and transactions -------------------------------------------------------------------
+
+_EPS = 1e-9  # float guard for ceil(bytes / rate) when the rate is a float like 28.000000000004
+
+
+def cdiv(a: IntArray, b: IntArray) -> np.ndarray:
+    return -(-np.asarray(a, np.int64) // np.asarray(b, np.int64))
+
+
+def transfer_cycles(count: IntArray, run_bytes: IntArray, rate: float | np.ndarray,
+                    cfg: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(transactions, cycles) of `count` contiguous runs of `run_bytes` each (0 bytes → 0).
+    A run is split into transactions of at most max_burst_bytes; a transaction of b bytes
+    takes burst_overhead_cycles + ⌈b / rate⌉ cycles."""
+    count, run_bytes = np.asarray(count, np.int64), np.asarray(run_bytes, np.int64)
+    rate = np.asarray(rate, np.float64)
+    m, ovh = cfg.max_burst_bytes, cfg.burst_overhead_cycles
+    full, rem = np.divmod(run_bytes, m)
+    has_rem = rem > 0
+    per_full = ovh + np.ceil(m / rate - _EPS).astype(np.int64)
+    part = np.where(has_rem, ovh + np.ceil(rem / rate - _EPS).astype(np.int64), 0)
+    return count * (full + has_rem), count * (full * per_full + part)
+
+
+def dma_runs(seg_bytes: IntArray, n1: IntArray, stride1: IntArray, n2: IntArray,
+             stride2: IntArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The contiguous DDR runs of DMA instructions as two (count, bytes) groups each.
+
+    Segments are issued in order (j, i); two consecutive segments merge when the second starts
+    at the byte after the first ends: inside a row when stride1 == seg_bytes, across a row
+    boundary when stride2 == (n1−1)·stride1 + seg_bytes."""
+    seg, n1, s1, n2, s2 = (np.asarray(a, np.int64) for a in (seg_bytes, n1, stride1, n2,
+                                                             stride2))
+    c1 = (n1 == 1) | (s1 == seg)
+    c2 = (n2 == 1) | (s2 == (n1 - 1) * s1 + seg)
+    cnt_a = np.select([c1 & c2, c1, c2], [np.ones_like(n1), n2, n2 - 1], n1 * n2)
+    len_a = np.select([c1 & c2, c1, c2], [n1 * n2 * seg, n1 * seg, 2 * seg], seg)
+    # c2 alone (n1 ≥ 2): the last segment of a row joins the first of the next
+    cnt_b = np.where(~c1 & c2, n1 * n2 - 2 * (n2 - 1), 0)
+    return cnt_a, len_a, cnt_b, seg
+
+
+def dma_cycles(seg_bytes: IntArray, n1: IntArray, stride1: IntArray, n2: IntArray,
+               stride2: IntArray, rate: float | np.ndarray, cfg: AcceleratorConfig
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bytes, transactions, cycles) of DMA instructions."""
+    cnt_a, len_a, cnt_b, len_b = dma_runs(seg_bytes, n1, stride1, n2, stride2)
+    ta, ca = transfer_cycles(cnt_a, len_a, rate, cfg)
+    tb, cb = transfer_cycles(cnt_b, len_b, rate, cfg)
+    return np.asarray(n1, np.int64) * np.asarray(n2, np.int64) * len_b, ta + tb, ca + cb
+
+
+# --- the PE: pipeline and CALC cycles ------------------------------------------------------------
+
+def pipeline_depth(cfg: AcceleratorConfig, pool: IntArray = 0) -> np.ndarray:
+    """Cycles from a pixel entering a convolver to its result leaving the PE: multiplier (1),
+    the convolver's 9-input adder tree (⌈log2 9⌉ = 4), the PE's adder tree over the convolvers
+    plus the partial-sum/bias input (⌈log2(cpp + 1)⌉), ReLU (1), data shift + saturation (1),
+    and the 2×2 pool comparator (1) on a pooling CALC."""
+    return (1 + math.ceil(math.log2(cfg.kernel * cfg.kernel))
+            + math.ceil(math.log2(cfg.convolvers_per_pe + 1)) + 2
+            + np.asarray(pool, np.int64).astype(bool).astype(np.int64))
+
+
+def window_extent(n_out: IntArray, stride: IntArray, cfg: AcceleratorConfig) -> np.ndarray:
+    """Input pixels a pass streams along one axis to produce `n_out` outputs (fill included)."""
+    return (np.asarray(n_out, np.int64) - 1) * stride + cfg.kernel
+
+
+def conv_passes(ti: IntArray, to: IntArray, cfg: AcceleratorConfig) -> np.ndarray:
+    """Passes of a CONV CALC: one per (input-channel group of the convolvers, output group of
+    the PEs)."""
+    return channel_groups(ti, cfg) * pe_groups(to, cfg)
+
+
+def channel_groups(ti: IntArray, cfg: AcceleratorConfig) -> np.ndarray:
+    return cdiv(ti, cfg.convolvers_per_pe)
+
+
+def pe_groups(to: IntArray, cfg: AcceleratorConfig) -> np.ndarray:
+    return cdiv(to, cfg.num_pe)
+
+
+def fc_lanes(cfg: AcceleratorConfig) -> int:
+    """Inputs one PE takes per cycle in FC mode: its 9·cpp multipliers, one input each."""
+    return cfg.kernel * cfg.kernel * cfg.convolvers_per_pe
+
+
+def fc_passes(ti: IntArray, to: IntArray, cfg: AcceleratorConfig) -> np.ndarray:
+    """Cycles of an FC block without the pipeline: each PE takes one output row per pass."""
+    return pe_groups(to, cfg) * cdiv(ti, fc_lanes(cfg))
+
+
+def conv_calc_cycles(cfg: AcceleratorConfig, ti: IntArray, to: IntArray, out_rows: IntArray,
+                     out_cols: IntArray, stride: IntArray, pool: IntArray = 0) -> np.ndarray:
+    """One CONV tile: every pass streams the window region, then the pipeline drains once."""
+    return (conv_passes(ti, to, cfg) * window_extent(out_rows, stride, cfg)
+            * window_extent(out_cols, stride, cfg) + pipeline_depth(cfg, pool))
+
+
+def fc_calc_cycles(cfg: AcceleratorConfig, ti: IntArray, to: IntArray) -> np.ndarray:
+    return fc_passes(ti, to, cfg) + pipeline_depth(cfg)
+
+
+def calc_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,
+                out_rows: IntArray, out_cols: IntArray, stride: IntArray, pool: IntArray
+                ) -> np.ndarray:
+    """Cycles of CALC instructions; ti = 0 or to = 0 is a one-cycle synchronisation no-op."""
+    ti, to = np.asarray(ti, np.int64), np.asarray(to, np.int64)
+    nop = (ti == 0) | (to == 0)
+    fc = np.asarray(kind) == CalcKind.FC
+    return np.where(nop, 1, np.where(fc, fc_calc_cycles(cfg, ti, to),
+                                     conv_calc_cycles(cfg, ti, to, out_rows, out_cols, stride,
+                                                      pool)))
+
+
+def calc_macs(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,
+              out_rows: IntArray, out_cols: IntArray) -> np.ndarray:
+    """Multiply-accumulates a CALC performs (CONV: all 9 taps, padding included)."""
+    ti, to = np.asarray(ti, np.int64), np.asarray(to, np.int64)
+    return np.where(np.asarray(kind) == CalcKind.FC, ti * to,
+                    ti * to * np.asarray(out_rows) * out_cols * cfg.kernel * cfg.kernel)
+
+
+# --- engines and token channels ------------------------------------------------------------------
+
+ENGINES = ("LOAD", "CALC", "SAVE")
+LOAD, CALC, SAVE = 0, 1, 2
+ENGINE_OF = {Load: LOAD, Calc: CALC, Save: SAVE}
+FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
+# The token channels, producer → consumer, with the producer's push flag and the consumer's pop
+# flag. A channel's index is its position here.
+CHANNEL_TABLE: tuple[tuple[int, int, str, str], ...] = (
+    (LOAD, CALC, "push_next", "pop_prev"),
+    (CALC, LOAD, "push_prev", "pop_next"),
+    (CALC, SAVE, "push_next", "pop_prev"),
+    (SAVE, CALC, "push_prev", "pop_next"),
+)
+CHANNELS = tuple(f"{ENGINES[p]}→{ENGINES[c]}" for p, c, _, _ in CHANNEL_TABLE)
+# (producer, consumer) → (push flag, pop flag)
+CHANNEL_FLAGS = {(p, c): (push, pop) for p, c, push, pop in CHANNEL_TABLE}
+CONSUMER = tuple(c for _, c, _, _ in CHANNEL_TABLE)
+
+
+def flag_channels(engine: int) -> dict[str, tuple[int, bool]]:
+    """Per flag of `engine`'s instructions: (channel, is_pop). A flag absent here has no
+    neighbour on that side and must be 0."""
+    out = {}
+    for ch, (p, c, push, pop) in enumerate(CHANNEL_TABLE):
+        if p == engine:
+            out[push] = (ch, False)
+        if c == engine:
+            out[pop] = (ch, True)
+    return out
+
+
+# --- the host ------------------------------------------------------------------------------------
+
+def stays_float(layer: Layer, graph_outputs: Collection[str]) -> bool:
+    """A host-only layer (softmax, LRN, …) whose value is a graph output is kept in float: no
+    later layer needs it quantized (the contract's host rule, docs/arithmetic.md)."""
+    return layer.host_only and layer.name in graph_outputs
