@@ -18,7 +18,6 @@ import time
 import numpy as np
 
 from deepfpga.compiler import compile_architecture
-from deepfpga.compiler.isa import Program, decode_program
 from deepfpga.hw.config import AcceleratorConfig, load_config
 from deepfpga.sim.timing import simulate_timing
 from deepfpga.zoo import get
@@ -26,9 +25,8 @@ from deepfpga.zoo import get
 
 def agreement(model: str, cfg: AcceleratorConfig, keep: int) -> None:
     from deepfpga.compiler.compile import architecture_model
-    from deepfpga.compiler.cost import estimate
     from deepfpga.compiler.mapping import map_network
-    from deepfpga.compiler.tiling import choose
+    from deepfpga.compiler.tiling import choose, estimate
     from deepfpga.sim.timing import estimate_stage
 
     m = map_network(architecture_model(get(model), cfg), cfg)
@@ -73,12 +71,10 @@ def main() -> None:
     compiled = compile_architecture(get(args.model), cfg)
     t_compile = time.perf_counter() - t0
     program = compiled.program
-    if not isinstance(program, Program):
-        program = decode_program(bytes(program), cfg.hash())
     times = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        timing = simulate_timing(program, cfg, compiled.manifest)
+        timing = simulate_timing(compiled)
         times.append(time.perf_counter() - t0)
     print(f"{args.model} on {args.target}: {len(program.instructions):,} instructions"
           f" (compiled in {t_compile:.2f} s)")

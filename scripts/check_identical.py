@@ -43,8 +43,14 @@ out = []
 for job in jobs:
     if job["kind"] == "quantize":
         from deepfpga.data import load_dataset
-        from deepfpga.flow import bit_plan
-        from deepfpga.frontends import load_model
+        try:                      # where these live depends on the revision
+            from deepfpga.quant.bits import bit_plan
+        except ImportError:
+            from deepfpga.flow import bit_plan
+        try:
+            from deepfpga.models import load_model
+        except ImportError:
+            from deepfpga.frontends import load_model
         from deepfpga.hw.config import load_config
         from deepfpga.quant.flow import quantize
         from deepfpga.quant.qfile import save_qmodel

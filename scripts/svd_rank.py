@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from deepfpga.data import load_dataset
     from deepfpga.fileio import atomic_write_text
-    from deepfpga.frontends import load_model
+    from deepfpga.models import load_model
 
     t0 = time.perf_counter()
     graph = load_model(args.model)

@@ -133,7 +133,7 @@ def step_target(run: RunConfig, st: RunState) -> tuple[RunState, str]:
 
 
 def step_model(run: RunConfig, st: RunState) -> tuple[RunState, str]:
-    from deepfpga.frontends import load_model
+    from deepfpga.models import load_model
 
     graph = load_model(run.model)
     graph.require_weights()

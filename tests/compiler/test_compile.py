@@ -11,11 +11,11 @@ import pytest
 from deepfpga.cli import main
 from deepfpga.compiler import Tiling, check_no_overlap, compile_architecture, compile_model
 from deepfpga.compiler.compile import architecture_model, plan
-from deepfpga.compiler.isa import Buffer, Calc, Load, Save
 from deepfpga.compiler.layout import arrange_weights, pack, unpack
 from deepfpga.compiler.tiling import check_tiling, choose
 from deepfpga.errors import InputError
 from deepfpga.hw.config import PRESETS, load_config
+from deepfpga.hw.isa import Buffer, Calc, Load, Save
 from deepfpga.ir import Conv2d, Flatten, Linear, MaxPool2d, ReLU, chain
 from deepfpga.quant.random_model import random_qmodel
 from deepfpga.zoo import get, names

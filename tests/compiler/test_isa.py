@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepfpga.compiler.builder import _make
-from deepfpga.compiler.isa import (
+from deepfpga.errors import InputError
+from deepfpga.hw.config import load_config
+from deepfpga.hw.isa import (
     HEADER_BYTES,
     INSTRUCTION_BYTES,
     Calc,
@@ -25,8 +27,6 @@ from deepfpga.compiler.isa import (
     encode_instruction,
     encode_program,
 )
-from deepfpga.errors import InputError
-from deepfpga.hw.config import load_config
 
 
 def _field_range(bits: int, signed: bool) -> tuple[int, int]:

@@ -15,10 +15,10 @@ from deepfpga.compress.svd import (
     svd_factor,
 )
 from deepfpga.errors import InputError
-from deepfpga.frontends import load_model
 from deepfpga.frontends.float_model import save_float_model
 from deepfpga.ir import Flatten, Linear, ReLU, chain
 from deepfpga.ir.float_exec import run_float
+from deepfpga.models import load_model
 
 
 def _mlp(rng, w1=None):

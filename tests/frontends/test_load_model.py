@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from deepfpga.errors import InputError, UnsupportedModelError
-from deepfpga.frontends import load_model, parse_shape
+from deepfpga.frontends import parse_shape
 from deepfpga.frontends.float_model import FORMAT, load_float_model, save_float_model
 from deepfpga.frontends.torch_import import import_torch
 from deepfpga.ir.float_exec import run_float
+from deepfpga.models import load_model
 
 
 def test_zoo_name():

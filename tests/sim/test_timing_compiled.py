@@ -11,11 +11,11 @@ import pytest
 from deepfpga.cli import main
 from deepfpga.compiler import compile_architecture, compile_model
 from deepfpga.compiler.compile import architecture_model
-from deepfpga.compiler.isa import Load, Save
 from deepfpga.compiler.mapping import map_network
 from deepfpga.compiler.tiling import Tiling, choose, estimate
 from deepfpga.errors import InputError
 from deepfpga.hw.config import load_config
+from deepfpga.hw.isa import Load, Save
 from deepfpga.ir import Conv2d, Graph, Linear, MaxPool2d
 from deepfpga.ir.graph import chain
 from deepfpga.ir.layers import LRN, Flatten, ReLU, Softmax

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepfpga.compiler.isa import Buffer, Calc, CalcKind, End, Load, Program, Save
 from deepfpga.errors import InputError
 from deepfpga.hw.arch import conv_calc_cycles, dma_runs, fc_calc_cycles, pipeline_depth
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.isa import Buffer, Calc, CalcKind, End, Load, Program, Save
 from deepfpga.sim.timing import DeadlockError, LayerInfo
 from deepfpga.sim.timing import time_instructions as simulate_timing
 

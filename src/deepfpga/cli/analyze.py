@@ -37,7 +37,7 @@ def _shape(s: tuple[int, ...]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from deepfpga.analysis.complexity import analyze
-    from deepfpga.frontends import load_model
+    from deepfpga.models import load_model
 
     graph = load_model(args.model, args.input_shape)
     rep = analyze(graph, bits=args.bits)

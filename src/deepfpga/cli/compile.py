@@ -35,7 +35,7 @@ def compile_spec(spec: str, cfg: Any) -> tuple[Any, str]:
     path = Path(spec)
     if is_qmodel_file(path):
         return compile_model(load_qmodel(path), cfg), "quantized model"
-    from deepfpga.frontends import load_model
+    from deepfpga.models import load_model
 
     return compile_architecture(load_model(spec), cfg), "architecture (zero weights)"
 

@@ -47,7 +47,7 @@ def _manifest(path: Path | None) -> Manifest | None:
 
 def run(args: argparse.Namespace) -> int:
     from deepfpga.compiler.disasm import listing, listing_json
-    from deepfpga.compiler.isa import decode_program
+    from deepfpga.hw.isa import decode_program
 
     path = Path(args.program)
     if path.is_dir():

@@ -47,7 +47,7 @@ def load_any(spec: str, input_shape: str | None) -> Any:
         if input_shape is not None:
             raise InputError("--input-shape applies to float models only")
         return load_qmodel(spec)
-    from deepfpga.frontends import load_model
+    from deepfpga.models import load_model
 
     return load_model(spec, input_shape)
 

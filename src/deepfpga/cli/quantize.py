@@ -60,7 +60,7 @@ def _fmt(d: dict[str, Any] | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from deepfpga.data import load_dataset
     from deepfpga.errors import InputError
-    from deepfpga.frontends import load_model
+    from deepfpga.models import load_model
     from deepfpga.quant.bits import load_bits_file
     from deepfpga.quant.flow import quantize
     from deepfpga.quant.qfile import save_qmodel

@@ -70,8 +70,8 @@ def _specs(items: list[tuple[str, Any]]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from deepfpga.analysis.complexity import analyze
     from deepfpga.compress.svd import svd_compress
-    from deepfpga.frontends import load_model
     from deepfpga.frontends.float_model import save_float_model
+    from deepfpga.models import load_model
 
     specs = _specs(args.svd_items or [])
     graph = load_model(args.model, args.input_shape)

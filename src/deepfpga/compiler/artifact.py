@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from deepfpga.compiler.alloc import Region
-from deepfpga.compiler.isa import Program, decode_program, encode_program
 from deepfpga.compiler.tiling import Choice, Tiling
 from deepfpga.errors import InputError
 from deepfpga.fileio import atomic_write_bytes, atomic_write_json
 from deepfpga.hw.accelerator import AcceleratorConfig
+from deepfpga.hw.isa import Program, decode_program, encode_program
 from deepfpga.quant.fixedpoint import FixedFormat
 
 MANIFEST_FORMAT = "deepfpga-compiled"

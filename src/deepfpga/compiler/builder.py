@@ -22,8 +22,8 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from deepfpga.compiler.isa import Calc, End, Instruction, Load, Save
 from deepfpga.hw.arch import CALC, CHANNEL_FLAGS, ENGINE_OF, LOAD, SAVE
+from deepfpga.hw.isa import Calc, End, Instruction, Load, Save
 
 _MAX_INTERVALS = 48
 

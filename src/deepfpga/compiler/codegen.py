@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepfpga.compiler.builder import Builder
-from deepfpga.compiler.isa import Buffer, CalcKind
 from deepfpga.compiler.layout import block_offsets, splits
 from deepfpga.compiler.mapping import Stage
 from deepfpga.compiler.tiling import Banks, Tiling, acc_entries, staging_entries
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.arch import DMA_COUNT_MAX
+from deepfpga.hw.isa import Buffer, CalcKind
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,12 @@ from deepfpga.compiler.artifact import (
 )
 from deepfpga.compiler.builder import Builder
 from deepfpga.compiler.codegen import Placement, emit_conv, emit_fc
-from deepfpga.compiler.isa import Program, program_stats
 from deepfpga.compiler.mapping import HostStep, ModelInput, NetworkMapping, Stage, map_network
 from deepfpga.compiler.tiling import Choice, Tiling, choose
 from deepfpga.errors import InputError
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.arch import DDR_BYTES_MAX
+from deepfpga.hw.isa import Program, program_stats
 from deepfpga.ir import INPUT, Conv2d, Graph, Linear
 from deepfpga.quant.fixedpoint import FixedFormat
 from deepfpga.quant.qmodel import PASSTHROUGH_KINDS, LayerFormats, QuantizedModel

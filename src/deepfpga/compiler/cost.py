@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deepfpga.compiler.isa import Buffer
 from deepfpga.hw import arch
 from deepfpga.hw.accelerator import AcceleratorConfig
+from deepfpga.hw.isa import Buffer
 
 if TYPE_CHECKING:
     from deepfpga.compiler.mapping import Stage

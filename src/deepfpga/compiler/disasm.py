@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from deepfpga.compiler.isa import Buffer, Calc, CalcKind, End, Instruction, Load, Program, Save
+from deepfpga.hw.isa import Buffer, Calc, CalcKind, End, Instruction, Load, Program, Save
 
 _FLAG_NAMES = ("pop_prev", "pop_next", "push_prev", "push_next")
 # How the flags read per engine (the channel each one uses).

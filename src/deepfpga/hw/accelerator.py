@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepfpga.compiler.isa import Calc
 from deepfpga.errors import InputError
+from deepfpga.hw.isa import Calc
 
 _KERNEL = 3   # the convolver's window (deepfpga.hw.arch.KERNEL)
 # Fields that only bound what the compiler accepts: a program does not depend on them, so they

@@ -1,7 +1,7 @@
 """The accelerator's semantics, written once: what the compiler, the cost model, both simulators
 and the RTL parameters must agree on.
 
-- ISA field limits, derived from the encoding table in `deepfpga.compiler.isa` (never literals);
+- ISA field limits, derived from the encoding table in `deepfpga.hw.isa` (never literals);
 - what the configured hardware supports (kernel, strides, padding) and `check_layer`, the one
   refusal of what it cannot run; `RTL_GAPS`: what the config allows but the generated RTL does
   not run yet (the one list of that gap);
@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deepfpga.compiler.isa import Buffer, Calc, CalcKind, Load, Save
 from deepfpga.errors import InputError
 from deepfpga.hw.accelerator import _KERNEL
+from deepfpga.hw.isa import Buffer, Calc, CalcKind, Load, Save
 
 if TYPE_CHECKING:
     from deepfpga.hw.accelerator import AcceleratorConfig
@@ -100,20 +100,21 @@ def check_shifts(name: str, bias_shift: int | None, data_shift: int) -> None:
 
 # What an AcceleratorConfig may declare that the generated RTL (deepfpga.rtl) does not run yet:
 # (config key, what the RTL runs). The next RTL issue closes these; until then this is the list.
-RTL_GAPS: tuple[tuple[str, str], ...] = (
-    ("max_stride", "the PE's convolver runs strides 1 and 2 only (one `stride2` flag)"),
-)
 RTL_MAX_STRIDE = 2
+RTL_MAX_PAD = 3
+RTL_GAPS: tuple[tuple[str, int, str], ...] = (
+    ("max_stride", RTL_MAX_STRIDE,
+     "the PE's convolver runs strides 1 and 2 only (one `stride2` flag)"),
+    ("max_pad", RTL_MAX_PAD,
+     "the PE generator (rtl.params.PEParams) builds padders of at most 3 zeros per side"),
+)
 
 
 def rtl_gaps(cfg: AcceleratorConfig) -> list[str]:
     """The parts of `cfg` the generated RTL cannot run (empty: it runs everything the compiler
     accepts for `cfg`)."""
-    out = []
-    if cfg.max_stride > RTL_MAX_STRIDE:
-        out.append(f"{cfg.name}: max_stride {cfg.max_stride} > {RTL_MAX_STRIDE}: "
-                   + dict(RTL_GAPS)["max_stride"])
-    return out
+    return [f"{cfg.name}: {key} {getattr(cfg, key)} > {limit}: {why}"
+            for key, limit, why in RTL_GAPS if getattr(cfg, key) > limit]
 
 
 # --- element bytes and port rates ----------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from deepfpga.compiler.isa import Calc, Instruction, Load, Save
+from deepfpga.hw.isa import Calc, Instruction, Load, Save
 
 
 @dataclass(frozen=True)

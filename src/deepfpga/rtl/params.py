@@ -1,7 +1,9 @@
 """Generator parameters of the Processing Element and the widths derived from them.
 
 Plain Python (no Amaranth import) so the CLI and the synthesis driver can validate parameters
-cheaply. `PEParams.from_config` reads the one hardware description, `AcceleratorConfig`.
+cheaply. `PEParams.from_config` reads the one hardware description, `AcceleratorConfig`; the
+ISA-derived limits (window, data-shift width) and what the RTL cannot run yet (RTL_MAX_STRIDE,
+RTL_MAX_PAD) come from deepfpga.hw.arch.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deepfpga.errors import InputError
+from deepfpga.hw.arch import DATA_SHIFT_RANGE, KERNEL, RTL_MAX_PAD, TAPS
 
 if TYPE_CHECKING:
-    from deepfpga.hw.config import AcceleratorConfig
+    from deepfpga.hw.accelerator import AcceleratorConfig
 
-KERNEL = 3            # the convolver's window is 3×3 (paper §6.2)
-TAPS = KERNEL * KERNEL
+__all__ = ["KERNEL", "MAX_CONVOLVERS", "ROW_BITS", "SHIFT_BITS", "TAPS", "PEParams", "bits_for"]
+
 ROW_BITS = 16         # run-time tile height: up to 2^16 - 1 rows (rows need no line buffer)
-SHIFT_BITS = 8        # run-time data shift s is a signed 8-bit value: -128..127
+# run-time data shift: the CALC data_shift field's width (signed, -128..127)
+SHIFT_BITS = (DATA_SHIFT_RANGE[1] - DATA_SHIFT_RANGE[0]).bit_length()
 MAX_CONVOLVERS = 256
 
 
@@ -58,7 +62,8 @@ class PEParams:
              "must be at least data_bits + weight_bits and at most 60")
         need(2 <= self.bias_bits <= min(32, self.acc_bits), "bias_bits",
              "must be 2..32 and at most acc_bits")
-        need(0 <= self.max_pad <= 3, "max_pad", "must be 0..3")
+        need(0 <= self.max_pad <= RTL_MAX_PAD, "max_pad",
+             f"must be 0..{RTL_MAX_PAD} (the padder's limit, deepfpga.hw.arch.RTL_GAPS)")
         need(self.max_row_width + 2 * self.max_pad >= KERNEL and self.max_row_width <= 8192,
              "max_row_width", "padded rows must hold a 3-wide window and be at most 8192")
 

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepfpga.compiler.isa import Buffer, CalcKind, End, Instruction, Program
 from deepfpga.errors import InputError
 from deepfpga.hw import arch
 from deepfpga.hw.accelerator import AcceleratorConfig
+from deepfpga.hw.isa import Buffer, CalcKind, End, Instruction, Program
 from deepfpga.sim.roofline import layer_bound
 
 if TYPE_CHECKING:
