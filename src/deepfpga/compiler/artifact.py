@@ -460,7 +460,7 @@ def load_compiled(outdir: str | Path, cfg: AcceleratorConfig) -> Compiled:
     for name, f in files.items():
         if not f.is_file():
             raise InputError(f"{path}: not a compiled output directory ({name} missing)")
-    program = decode_program(files["program.bin"].read_bytes(), expected_config_hash=cfg.hash())
+    program = decode_program(files["program.bin"].read_bytes())   # Compiled checks the hash
     try:
         d = json.loads(files["manifest.json"].read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -153,7 +153,7 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
     first_w = None
     for isz, icnt in ((i_full, c_if), (i_last, 1)):
         for osz, ocnt in ((o_full, c_of), (o_last, 1)):
-            b = osz * isz * 9 * stage.nsub * wb
+            b = osz * isz * arch.TAPS * stage.nsub * wb
             cyc = run_cycles(b, r_w, cfg)
             cnt = icnt * ocnt * w_reload
             w_bytes += cnt * b

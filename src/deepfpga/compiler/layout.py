@@ -19,6 +19,7 @@ import numpy as np
 
 from deepfpga.compiler.mapping import Stage
 from deepfpga.compiler.tiling import Tiling
+from deepfpga.hw.arch import KERNEL, TAPS
 
 ALIGN = 64   # every region starts on a 64-byte boundary (a full AXI beat group)
 
@@ -80,7 +81,7 @@ def block_offsets(stage: Stage, t: Tiling, weight_bytes: int) -> dict[tuple[int,
     """Byte offset of every weight block inside the stage's weight region."""
     osz = dict(enumerate(n for _, n in splits(stage.out_channels, t.to)))
     isz = dict(enumerate(n for _, n in splits(stage.in_channels, t.ti)))
-    per = 9 * stage.nsub if stage.kind == "conv" else 1
+    per = _per_weight(stage)
     order = conv_block_order(stage, t) if stage.kind == "conv" else fc_block_order(stage, t)
     offs, pos = {}, 0
     for og, ig in order:
@@ -89,8 +90,13 @@ def block_offsets(stage: Stage, t: Tiling, weight_bytes: int) -> dict[tuple[int,
     return offs
 
 
+def _per_weight(stage: Stage) -> int:
+    """Stored values per (output, input) channel pair: every tap of every 3×3 sub-kernel."""
+    return TAPS * stage.nsub if stage.kind == "conv" else 1
+
+
 def weight_region_bytes(stage: Stage, weight_bytes: int) -> int:
-    per = 9 * stage.nsub if stage.kind == "conv" else 1
+    per = _per_weight(stage)
     return stage.out_channels * stage.in_channels * per * weight_bytes
 
 
@@ -98,9 +104,10 @@ def sub_kernels(w: np.ndarray, stage: Stage) -> np.ndarray:
     """(N, C, kh, kw) → (nsub, N, C, 9): zero-padded to 3A×3B and cut into 3×3 sub-kernels."""
     n, c, kh, kw = w.shape
     a, b = stage.sub_kernels
-    pad = np.zeros((n, c, 3 * a, 3 * b), dtype=np.int64)
+    k = KERNEL
+    pad = np.zeros((n, c, k * a, k * b), dtype=np.int64)
     pad[:, :, :kh, :kw] = w
-    return pad.reshape(n, c, a, 3, b, 3).transpose(2, 4, 0, 1, 3, 5).reshape(a * b, n, c, 9)
+    return pad.reshape(n, c, a, k, b, k).transpose(2, 4, 0, 1, 3, 5).reshape(a * b, n, c, TAPS)
 
 
 def weight_blocks(stage: Stage, t: Tiling, w: np.ndarray
@@ -122,17 +129,5 @@ def weight_blocks(stage: Stage, t: Tiling, w: np.ndarray
 
 def arrange_weights(stage: Stage, t: Tiling, w: np.ndarray) -> np.ndarray:
     """The stage's weights in DDR order (int64, one element per weight)."""
-    o_spl = splits(stage.out_channels, t.to)
-    i_spl = splits(stage.in_channels, t.ti)
-    parts = []
-    if stage.kind == "conv":
-        sub = sub_kernels(np.asarray(w, dtype=np.int64), stage)
-        for og, ig in conv_block_order(stage, t):
-            (o0, on), (i0, inn) = o_spl[og], i_spl[ig]
-            parts.append(sub[:, o0:o0 + on, i0:i0 + inn, :].reshape(-1))
-    else:
-        w2 = np.asarray(w, dtype=np.int64)
-        for og, ig in fc_block_order(stage, t):
-            (o0, on), (i0, inn) = o_spl[og], i_spl[ig]
-            parts.append(w2[o0:o0 + on, i0:i0 + inn].reshape(-1))
+    parts = [np.asarray(b, dtype=np.int64) for _, b in weight_blocks(stage, t, w)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

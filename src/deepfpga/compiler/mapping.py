@@ -70,7 +70,7 @@ class Stage:
     @property
     def sub_kernels(self) -> tuple[int, int]:
         """3×3 sub-kernels per axis (kernels ≤ 3 are zero-padded into one)."""
-        return math.ceil(self.kernel[0] / 3), math.ceil(self.kernel[1] / 3)
+        return math.ceil(self.kernel[0] / arch.KERNEL), math.ceil(self.kernel[1] / arch.KERNEL)
 
     @property
     def nsub(self) -> int:

@@ -1,0 +1,105 @@
+"""compiler.cost: the closed-form cost model, against brute force and the generated program."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepfpga.compiler import cost
+from deepfpga.compiler.compile import architecture_model, compile_model, plan
+from deepfpga.compiler.mapping import map_network
+from deepfpga.compiler.tiling import Tiling, _conv_candidates, check_tiling, costs
+from deepfpga.hw import arch
+from deepfpga.hw.config import load_config
+from deepfpga.hw.isa import Buffer, Calc, Load, Save
+from deepfpga.quant.random_model import random_qmodel
+
+TINY = load_config("tiny")
+
+
+@pytest.mark.parametrize(("n_out", "s", "k", "p", "n_in"), [
+    (14, 1, 5, 2, 14), (6, 2, 3, 0, 14), (55, 4, 11, 2, 227), (7, 1, 3, 1, 7)])
+def test_extent_sum_matches_brute_force(n_out, s, k, p, n_in) -> None:
+    for t in range(1, n_out + 1):
+        want = 0
+        for j0 in range(0, n_out, t):
+            last = min(j0 + t, n_out) - 1
+            want += min(n_in, last * s - p + k) - max(0, j0 * s - p)
+        assert int(cost.extent_sum(n_out, np.array([t]), s, k, p, n_in)[0]) == want, t
+
+
+def test_run_cycles_are_the_arch_transfer_rule() -> None:
+    nbytes = np.array([0, 1, 4096, 4097, 100_000])
+    tx, cyc = arch.transfer_cycles(1, nbytes, 7.5, TINY)
+    assert cost.run_cycles(nbytes, 7.5, TINY).tolist() == cyc.tolist()
+    assert cost.run_transactions(nbytes, TINY).tolist() == tx.tolist()
+
+
+def test_vectorised_costs_equal_one_at_a_time(small_net) -> None:
+    st = map_network(architecture_model(small_net, TINY), TINY).stages[0]
+    a = _conv_candidates(st, TINY)
+    a.pop("_considered")
+    d = cost.conv_costs(st, TINY, a["tr"], a["tc"], a["ti"], a["to"], a["order"], a["group"])
+    for k in range(0, len(a["tr"]), max(1, len(a["tr"]) // 20)):
+        t = Tiling(*(int(a[x][k]) for x in ("tr", "tc", "ti", "to")),
+                   cost.ORDERS_CONV[int(a["order"][k])], int(a["group"][k]))
+        assert not check_tiling(st, t, TINY)
+        one = costs(st, t, TINY)
+        assert {n: int(v[k]) for n, v in d.items()} == {n: one[n] for n in d}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cost_model_counts_match_the_program(seed: int, small_net) -> None:
+    """The closed-form model and the generated code agree on bytes and CALCs, and the compute
+    cycles agree with the timing simulator's per-instruction formulas."""
+    from deepfpga.hw.arch import conv_calc_cycles, fc_calc_cycles
+
+    rng = np.random.default_rng(seed)
+    q = random_qmodel(small_net, rng, bw_d=16, bw_w=16)
+    model = architecture_model(q.graph, TINY)
+    stages = plan(model, TINY).mapping.stages
+    force = {}
+    for st in stages:
+        for _ in range(500):
+            if st.kind == "conv":
+                ho, wo = st.conv_out
+                t = Tiling(int(rng.integers(1, ho + 1)), int(rng.integers(1, wo + 1)),
+                           int(rng.integers(1, st.in_channels + 1)),
+                           int(rng.integers(1, st.out_channels + 1)),
+                           str(rng.choice(["spatial", "weights"])), int(rng.integers(0, 3)))
+            else:
+                t = Tiling(1, 1, int(rng.integers(1, st.in_channels + 1)),
+                           int(rng.integers(1, st.out_channels + 1)),
+                           str(rng.choice(["out", "in"])), int(rng.integers(1, 4)))
+            if not check_tiling(st, t, TINY):
+                force[st.name] = t
+                break
+    c = compile_model(q, TINY, force=force)
+    cfg = TINY
+    for d in c.manifest["layers"]:
+        a, b = d["instructions"]
+        ins = c.program.instructions[a:b]
+        fc = d["kind"] == "fc"
+        got = {"load_in_bytes": 0, "load_w_bytes": 0, "save_bytes": 0, "calcs": 0,
+               "compute_cycles": 0}
+        for i in ins:
+            if isinstance(i, Load):
+                n = i.length * i.n1 * i.n2
+                if i.buffer == Buffer.INPUT:
+                    got["load_in_bytes"] += n * (cfg.weight_bytes if fc else cfg.data_bytes)
+                else:
+                    eb = cfg.bias_bytes if i.buffer == Buffer.BIAS else (
+                        cfg.data_bytes if fc else cfg.weight_bytes)
+                    got["load_w_bytes"] += n * eb
+            elif isinstance(i, Save):
+                got["save_bytes"] += i.length * i.n1 * i.n2 * cfg.data_bytes
+            elif isinstance(i, Calc) and i.to:
+                got["calcs"] += 1
+                got["compute_cycles"] += (
+                    fc_calc_cycles(cfg, i.ti, i.to) if fc else
+                    conv_calc_cycles(cfg, i.ti, i.to, i.out_rows, i.out_cols, i.stride,
+                                     bool(i.pool)))
+        want = {k: d["cost"][k] for k in got}
+        assert got == want, (d["name"], d["tiling"])
+
+

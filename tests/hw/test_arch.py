@@ -1,0 +1,160 @@
+"""deepfpga.hw.arch: the accelerator's rules, each checked against the encoding table or by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepfpga.errors import InputError
+from deepfpga.hw import arch
+from deepfpga.hw.config import load_config
+from deepfpga.hw.isa import Buffer, Calc, CalcKind, Load, Save
+
+CFG = load_config("tiny")
+
+
+def test_field_limits_come_from_the_encoding_table() -> None:
+    widths = {name: (bits, signed) for name, bits, signed in Calc.all_fields()}
+    assert arch.CALC_DIM_MAX == (1 << widths["ti"][0]) - 1 == 4095
+    assert arch.DMA_COUNT_MAX == (1 << dict((n, b) for n, b, _ in Load.all_fields())["length"]) - 1
+    assert arch.OUTPUT_ENTRIES_MAX == 1 << widths["ob_addr"][0]
+    assert arch.DDR_BYTES_MAX == 1 << 32
+    assert arch.DATA_SHIFT_RANGE == (-128, 127) and widths["data_shift"] == (8, True)
+    assert arch.BIAS_SHIFT_RANGE == (0, 63)
+    assert (arch.STRIDE_MAX, arch.PAD_MAX, arch.KOFF_MAX) == (7, 7, 15)
+    # offsets 0, 3, …, 15 fit the 4-bit koff field: 6 sub-kernels per axis
+    assert 3 * (arch.MAX_SUB_KERNELS - 1) <= arch.KOFF_MAX < 3 * arch.MAX_SUB_KERNELS
+    with pytest.raises(KeyError):
+        Calc.max("nonexistent")
+
+
+def test_config_limits_are_the_isa_fields() -> None:
+    with pytest.raises(InputError, match="'max_pad' must be an integer 0..7"):
+        CFG.replace(max_pad=8)
+    with pytest.raises(InputError, match="'max_stride' must be an integer 1..7"):
+        CFG.replace(max_stride=0)
+
+
+def test_max_stride_is_not_part_of_the_program_hash() -> None:
+    # it only bounds what the compiler accepts; the programs it emits do not depend on it
+    assert CFG.replace(max_stride=2).hash() == CFG.hash()
+    assert CFG.replace(max_pad=2).hash() != CFG.hash()
+
+
+def test_element_bytes_follow_buffer_and_role() -> None:
+    cfg = load_config("zc706-paper").replace(data_bits=8, weight_bits=16, bias_bits=32,
+                                             acc_bits=48)
+    got = arch.load_element_bytes(cfg, [Buffer.INPUT, Buffer.INPUT, Buffer.WEIGHT,
+                                        Buffer.WEIGHT, Buffer.BIAS], [0, 1, 0, 1, 0]).tolist()
+    # FC role swap (§7.3): weight blocks into INPUT, the data vector into WEIGHT
+    assert got == [1, 2, 2, 1, 4]
+    assert arch.save_element_bytes(cfg) == 1
+    ports = arch.load_ports(cfg, [Buffer.INPUT, Buffer.WEIGHT, Buffer.BIAS]).tolist()
+    assert ports == [cfg.datain_port_num, cfg.weightin_port_num, cfg.weightin_port_num]
+
+
+def test_port_rate_is_limited_by_the_ddr() -> None:
+    cfg = CFG.replace(datain_port_num=1000)
+    assert float(arch.load_rate(cfg, Buffer.INPUT, 0)) == cfg.ddr_bytes_per_cycle
+    slow = CFG.replace(datain_port_num=1)
+    assert float(arch.load_rate(slow, Buffer.INPUT, 0)) == min(slow.ddr_bytes_per_cycle,
+                                                               slow.data_bytes)
+
+
+def test_transfer_cycles_by_hand() -> None:
+    cfg = CFG.replace(max_burst_bytes=64, burst_overhead_cycles=10)
+    # 150 bytes at 8 B/cycle: two full bursts (10 + 8 each) and one of 22 bytes (10 + 3)
+    tx, cyc = arch.transfer_cycles(1, 150, 8.0, cfg)
+    assert (int(tx), int(cyc)) == (3, 2 * 18 + 13)
+    # vectorised: several runs at once, a count per run, zero bytes cost nothing
+    tx, cyc = arch.transfer_cycles([2, 1, 5], [150, 0, 64], 8.0, cfg)
+    assert tx.tolist() == [6, 0, 5] and cyc.tolist() == [2 * 49, 0, 5 * 18]
+
+
+def test_dma_cycles_merge_contiguous_segments() -> None:
+    cfg = CFG.replace(max_burst_bytes=1 << 20, burst_overhead_cycles=10)
+    b, tx, cyc = arch.dma_cycles([40, 40], [4, 4], [40, 64], [1, 1], [0, 0], 4.0, cfg)
+    assert b.tolist() == [160, 160]
+    assert tx.tolist() == [1, 4]                 # one run vs four separate segments
+    assert cyc.tolist() == [10 + 40, 4 * (10 + 10)]
+
+
+def test_calc_cycles_by_hand() -> None:
+    cpp, pe = CFG.convolvers_per_pe, CFG.num_pe
+    depth = int(arch.pipeline_depth(CFG))
+    assert int(arch.pipeline_depth(CFG, 1)) == depth + 1
+    # CONV 8×8 outputs at stride 1: 10×10 window pixels per pass
+    passes = -(-(2 * cpp) // cpp) * -(-(pe + 1) // pe)
+    assert int(arch.conv_calc_cycles(CFG, 2 * cpp, pe + 1, 8, 8, 1)) == passes * 100 + depth
+    lanes = 9 * cpp
+    assert int(arch.fc_calc_cycles(CFG, lanes + 1, pe)) == 2 + depth
+    got = arch.calc_cycles(CFG, [CalcKind.CONV, CalcKind.FC, CalcKind.CONV],
+                           [2 * cpp, lanes + 1, 0], [pe + 1, pe, 5], [8, 1, 8], [8, 1, 8],
+                           [1, 1, 1], [0, 0, 0]).tolist()
+    assert got == [passes * 100 + depth, 2 + depth, 1]     # ti = 0: a one-cycle no-op
+
+
+def test_token_channels_are_one_table() -> None:
+    assert arch.CHANNELS == ("LOAD→CALC", "CALC→LOAD", "CALC→SAVE", "SAVE→CALC")
+    assert arch.flag_channels(arch.LOAD) == {"push_next": (0, False), "pop_next": (1, True)}
+    assert arch.flag_channels(arch.SAVE) == {"pop_prev": (2, True), "push_prev": (3, False)}
+    calc = arch.flag_channels(arch.CALC)
+    assert set(calc) == set(arch.FLAGS)
+    for (p, c), (push, pop) in arch.CHANNEL_FLAGS.items():
+        ch = arch.CHANNELS.index(f"{arch.ENGINES[p]}→{arch.ENGINES[c]}")
+        assert arch.flag_channels(p)[push] == (ch, False)
+        assert arch.flag_channels(c)[pop] == (ch, True)
+        assert arch.CONSUMER[ch] == c
+    assert arch.ENGINE_OF == {Load: arch.LOAD, Calc: arch.CALC, Save: arch.SAVE}
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding", "message"), [
+    ((3, 3), (1, 2), (0, 0), "not square"),
+    ((3, 3), (5, 5), (0, 0), r"layer 'x': stride 5 not supported by tiny \(max_stride 4\)"),
+    ((7, 7), (1, 1), (4, 4), r"padding \(4, 4\) exceeds the padder of tiny \(max_pad 3\)"),
+    ((3, 3), (1, 1), (3, 3), "not smaller than the kernel"),
+    ((19, 19), (1, 1), (0, 0), "larger than 18×18"),
+])
+def test_check_conv_names_layer_and_limit(kernel, stride, padding, message) -> None:
+    with pytest.raises(InputError, match=message):
+        arch.check_conv("x", kernel, stride, padding, CFG)
+
+
+def test_check_conv_accepts_what_the_config_allows() -> None:
+    arch.check_conv("x", (18, 18), (4, 4), (3, 3), CFG)
+    assert list(arch.supported_strides(CFG)) == [1, 2, 3, 4]
+
+
+def test_check_shifts() -> None:
+    arch.check_shifts("x", 63, -128)
+    arch.check_shifts("x", None, 127)
+    with pytest.raises(InputError, match="bias shift 64 outside 0..63"):
+        arch.check_shifts("x", 64, 0)
+    with pytest.raises(InputError, match="data shift 128 outside -128..127"):
+        arch.check_shifts("x", 0, 128)
+
+
+def test_rtl_gaps_are_listed_in_one_place() -> None:
+    assert arch.rtl_gaps(CFG.replace(max_stride=2)) == []
+    gaps = arch.rtl_gaps(CFG)
+    assert len(gaps) == 1 and "max_stride 4 > 2" in gaps[0]
+    assert {k for k, _, _ in arch.RTL_GAPS} == {"max_stride", "max_pad"}
+
+
+def test_stays_float() -> None:
+    from deepfpga.ir import LRN, ReLU, Softmax
+
+    assert arch.stays_float(Softmax("s", ("x",)), ("s",))
+    assert not arch.stays_float(Softmax("s", ("x",)), ("t",))
+    assert not arch.stays_float(ReLU("r", ("x",)), ("r",))
+    assert arch.stays_float(LRN("n", ("x",)), ("n",))
+
+
+def test_vector_and_scalar_calls_agree() -> None:
+    rng = np.random.default_rng(0)
+    ti, to = rng.integers(1, 300, 50), rng.integers(1, 300, 50)
+    rows, cols = rng.integers(1, 30, 50), rng.integers(1, 30, 50)
+    vec = arch.conv_calc_cycles(CFG, ti, to, rows, cols, 2, 1)
+    one = [int(arch.conv_calc_cycles(CFG, int(a), int(b), int(r), int(c), 2, 1))
+           for a, b, r, c in zip(ti, to, rows, cols, strict=True)]
+    assert vec.tolist() == one
