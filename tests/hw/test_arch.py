@@ -16,8 +16,8 @@ CFG = load_config("tiny")
 def test_field_limits_come_from_the_encoding_table() -> None:
     widths = {name: (bits, signed) for name, bits, signed in Calc.all_fields()}
     assert arch.CALC_DIM_MAX == (1 << widths["ti"][0]) - 1 == 4095
-    assert arch.DMA_COUNT_MAX == (1 << dict((n, b) for n, b, _ in Load.all_fields())["length"]) - 1
-    assert arch.OUTPUT_ENTRIES_MAX == 1 << widths["ob_addr"][0]
+    assert (1 << dict((n, b) for n, b, _ in Load.all_fields())["length"]) - 1 == arch.DMA_COUNT_MAX
+    assert 1 << widths["ob_addr"][0] == arch.OUTPUT_ENTRIES_MAX
     assert arch.DDR_BYTES_MAX == 1 << 32
     assert arch.DATA_SHIFT_RANGE == (-128, 127) and widths["data_shift"] == (8, True)
     assert arch.BIAS_SHIFT_RANGE == (0, 63)
@@ -105,7 +105,7 @@ def test_token_channels_are_one_table() -> None:
         assert arch.flag_channels(p)[push] == (ch, False)
         assert arch.flag_channels(c)[pop] == (ch, True)
         assert arch.CONSUMER[ch] == c
-    assert arch.ENGINE_OF == {Load: arch.LOAD, Calc: arch.CALC, Save: arch.SAVE}
+    assert {Load: arch.LOAD, Calc: arch.CALC, Save: arch.SAVE} == arch.ENGINE_OF
 
 
 @pytest.mark.parametrize(("kernel", "stride", "padding", "message"), [
