@@ -1,7 +1,7 @@
 """The run report: `report.html` (one self-contained file) and `summary.json`.
 
 `write_report(out_dir, summary)` draws the charts from the summary's per-layer rows, renders the
-page and writes both files atomically. The summary is produced by `deepfpga.flow`.
+page and writes both files atomically. The summary is produced by `deepfpga.report.summary`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The run report as one self-contained HTML file (inline CSS, charts embedded as base64 PNG).
 
 `render_html(summary, images)` is a pure function of the run summary (the content of
-`summary.json`, see `deepfpga.flow`) and the chart PNGs; every value is HTML-escaped.
+`summary.json`, see `deepfpga.report.summary`) and the chart PNGs; every value is HTML-escaped.
 """
 
 from __future__ import annotations

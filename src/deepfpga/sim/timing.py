@@ -3,20 +3,15 @@
 Three engines (LOAD, CALC, SAVE) each execute their own instructions in program order, start an
 instruction as soon as its dependency tokens are available, and push their tokens when it
 completes. LOAD and SAVE share one DDR port: their transfers never overlap (first come, first
-served, whole instructions). Instruction durations come from closed formulas:
-
-- DMA (LOAD/SAVE): the instruction's segments are merged into runs of contiguous DDR bytes, each
-  run split into transactions of at most `max_burst_bytes`; a transaction of b bytes takes
-  `burst_overhead_cycles + ceil(b / rate)` cycles, rate = min(DDR bytes per cycle, port width ×
-  element bytes).
-- CALC CONV: ceil(ti / convolvers_per_pe) · ceil(to / num_pe) passes, each streaming the
-  (out_rows−1)·stride+3 × (out_cols−1)·stride+3 window region one pixel per cycle (line-buffer
-  fill included), plus the pipeline depth once.
-- CALC FC: ceil(to / num_pe) · ceil(ti / (9 · convolvers_per_pe)) cycles plus the pipeline depth.
+served, whole instructions). Instruction durations are the accelerator's rules in
+deepfpga.hw.arch (DMA runs and transaction cycles at each port's rate; CALC cycles of the PE
+passes plus the pipeline depth), computed for the whole program at once with numpy; this module
+only schedules.
 
 Each END closes a segment (the host runs between segments, untimed); a CALC with ti = 0 or
 to = 0 is a one-cycle synchronisation no-op. The scheduler is an event loop with O(1) work per
-instruction; durations are computed with numpy. docs/timing.md has the equations.
+instruction. `simulate_timing(compiled)` times a compiled model; `time_instructions` a bare
+instruction stream.
 """
 
 from __future__ import annotations
