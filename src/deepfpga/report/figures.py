@@ -1,8 +1,8 @@
 """The report's two charts as PNG bytes: time per layer (compute vs transfer) and the roofline.
 
-Both take the per-layer rows of a run summary (see `deepfpga.report.summary`), so a chart can be redrawn
-from `summary.json` alone. Figures are built on matplotlib's object API with the Agg canvas (no
-pyplot state, no display needed).
+Both take the per-layer rows of a run summary (see `deepfpga.report.summary`), so a chart can be
+redrawn from `summary.json` alone. Figures are built on matplotlib's object API with the Agg
+canvas (no pyplot state, no display needed).
 """
 
 from __future__ import annotations
