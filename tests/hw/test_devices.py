@@ -91,3 +91,21 @@ def test_load_config_from_toml_refuses_oversized(tmp_path) -> None:
     ok = tmp_path / "ok.toml"
     ok.write_text(text)
     assert isinstance(load_config(ok), AcceleratorConfig)
+
+
+def test_one_device_table_serves_synthesis_and_the_cli() -> None:
+    from deepfpga.cli import build_parser
+    from deepfpga.hw.devices import device_names
+
+    for dev in DEVICES.values():
+        assert dev.yosys_synth in ("synth_xilinx", "synth_ecp5")
+        assert (dev.yosys_family is not None) == (dev.yosys_synth == "synth_xilinx")
+        assert (dev.nextpnr_device is not None) == (dev.family == "ecp5")
+    names = device_names()
+    assert {"xc7z020", "xc7z045", "xczu9eg", "lfe5u-85f", "ecp5-85f"} <= set(names)
+    assert all(get_device(n) in DEVICES.values() for n in names)
+    # `deepfpga rtl synth --device` offers exactly the table's names
+    args = build_parser().parse_args(["rtl", "synth", "--device", "ecp5-85f"])
+    assert args.device == "ecp5-85f"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["rtl", "synth", "--device", "xc9000"])

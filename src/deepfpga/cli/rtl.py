@@ -105,14 +105,15 @@ def _run_synth(args: argparse.Namespace) -> int:
     from deepfpga.hw.devices import get_device
 
     dev = get_device(r.device)
-    dsp, bram = dev.dsp_cell, dev.bram_cells
+    dsp = dev.dsp_cell
+    bram = f"{dev.bram18_cell} / {dev.bram36_cell}" if dev.bram36_cell else dev.bram18_cell
     rows: list[list[Any]] = [
         ["multipliers (9 per convolver)", r.multipliers],
         [dsp, r.dsps],
         ["LUT (logic)", r.luts],
         ["LUT as memory", r.lutram_luts],
         ["FF", r.ffs],
-        [bram, f"{r.bram18} / {r.bram36}" if dev.yosys_family else r.bram18],
+        [bram, f"{r.bram18} / {r.bram36}" if dev.bram36_cell else r.bram18],
         ["BRAM36 equivalent", r.bram36_equivalent],
         ["Fmax (MHz, nextpnr)", r.fmax_mhz],
         ["synthesis time (s)", r.synth_seconds],

@@ -35,7 +35,8 @@ class Device:
     yosys_family: str | None    # synth_xilinx -family argument (None: not a Xilinx part)
     nextpnr_device: str | None  # nextpnr-ecp5 device flag ("85k"); None: no open place & route
     dsp_cell: str               # the DSP primitive Yosys maps multipliers to
-    bram_cells: str             # the block-RAM primitives Yosys reports
+    bram18_cell: str            # the 18-Kbit block-RAM primitive Yosys reports
+    bram36_cell: str | None     # the 36-Kbit one (None: the family has none)
 
     @property
     def bram36_equivalent(self) -> float:
@@ -56,20 +57,23 @@ DEVICES: dict[str, Device] = {
                bram_max_width=64, dsps=220, dsp_a_bits=25, dsp_b_bits=18,
                dsp_int8_per_slice=2, lutram_bits_per_lut=64,
                yosys_synth="synth_xilinx", yosys_family="xc7", nextpnr_device=None,
-               dsp_cell="DSP48E1", bram_cells="RAMB18E1 / RAMB36E1"),
+               dsp_cell="DSP48E1", bram18_cell="RAMB18E1",
+               bram36_cell="RAMB36E1"),
         Device("XC7Z045", "Zynq-7000 XC7Z045", "7series", luts=218_600, ffs=437_200,
                bram_blocks=545, bram_block_bits=36_864, bram_data_bits=32_768,
                bram_max_width=64, dsps=900, dsp_a_bits=25, dsp_b_bits=18,
                dsp_int8_per_slice=2, lutram_bits_per_lut=64,
                yosys_synth="synth_xilinx", yosys_family="xc7", nextpnr_device=None,
-               dsp_cell="DSP48E1", bram_cells="RAMB18E1 / RAMB36E1"),
+               dsp_cell="DSP48E1", bram18_cell="RAMB18E1",
+               bram36_cell="RAMB36E1"),
         # Zynq UltraScale+ (DS891): DSP48E2 27×18; ZU9EG has no UltraRAM. INT8 packing: WP487.
         Device("XCZU9EG", "Zynq UltraScale+ XCZU9EG", "ultrascale+", luts=274_080,
                ffs=548_160, bram_blocks=912, bram_block_bits=36_864, bram_data_bits=32_768,
                bram_max_width=64, dsps=2_520, dsp_a_bits=27, dsp_b_bits=18,
                dsp_int8_per_slice=2, lutram_bits_per_lut=64,
                yosys_synth="synth_xilinx", yosys_family="xcup",
-               nextpnr_device=None, dsp_cell="DSP48E2", bram_cells="RAMB18E2 / RAMB36E2"),
+               nextpnr_device=None, dsp_cell="DSP48E2", bram18_cell="RAMB18E2",
+               bram36_cell="RAMB36E2"),
         # ECP5 LFE5U-85F (FPGA-DS-02012): 84K LUT4 (one FF each), 208 EBR of 18 Kbit
         # (16 Kbit at ×32 in pseudo dual port), 156 18×18 multipliers, each splittable into
         # two 9×9. Distributed RAM: 16 bits per LUT4.
@@ -78,7 +82,7 @@ DEVICES: dict[str, Device] = {
                bram_max_width=32, dsps=156, dsp_a_bits=18, dsp_b_bits=18,
                dsp_int8_per_slice=2, lutram_bits_per_lut=16,
                yosys_synth="synth_ecp5", yosys_family=None, nextpnr_device="85k",
-               dsp_cell="MULT18X18D", bram_cells="DP16KD"),
+               dsp_cell="MULT18X18D", bram18_cell="DP16KD", bram36_cell=None),
     )
 }
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from deepfpga.errors import InputError
 from deepfpga.fileio import atomic_write_text
-from deepfpga.hw.devices import get_device
+from deepfpga.hw.devices import Device, get_device
 from deepfpga.rtl.export import TOP_NAME, verilog_text
 from deepfpga.rtl.params import PEParams
 
@@ -104,16 +104,20 @@ def parse_nextpnr_fmax(log: str) -> float:
     return float(found[-1])
 
 
-def summarize(cells: dict[str, int], flow: str) -> dict[str, int]:
+def summarize(cells: dict[str, int], flow: str, dev: Device | None = None) -> dict[str, int]:
+    """Resources from Yosys' cell counts; the DSP and block-RAM cells are `dev`'s (default: the
+    7-series ones for the xilinx flow)."""
     lutram = sum(n * _LUTRAM_LUTS.get(c, 0) for c, n in cells.items())
     if flow == "xilinx":
+        dsp, b18, b36 = ((dev.dsp_cell, dev.bram18_cell, dev.bram36_cell) if dev is not None
+                         else ("DSP48E1", "RAMB18E1", "RAMB36E1"))
         return {
             "luts": sum(cells.get(f"LUT{k}", 0) for k in range(1, 7)),
             "lutram_luts": lutram,
             "ffs": sum(cells.get(c, 0) for c in _XILINX_FF),
-            "bram18": cells.get("RAMB18E1", 0),
-            "bram36": cells.get("RAMB36E1", 0),
-            "dsps": cells.get("DSP48E1", 0),
+            "bram18": cells.get(b18, 0),
+            "bram36": cells.get(b36, 0) if b36 else 0,
+            "dsps": cells.get(dsp, 0),
         }
     return {
         "luts": cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0),
@@ -163,7 +167,7 @@ def synthesize(params: PEParams, device: str, *, workdir: str | Path | None = No
     log = (wd / "synth.log").read_text()
     cells = parse_yosys_stat(log)
     version = re.search(r"Yosys (\d[\w.+-]*)", log)
-    summary = summarize(cells, flow)
+    summary = summarize(cells, flow, dev)
 
     fmax = pnr_s = None
     if dev.nextpnr_device is not None and pnr:
