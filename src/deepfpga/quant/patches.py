@@ -88,10 +88,22 @@ def _conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
     # Zero padding pads with the integer 0 (contract step 1), before the digit split; so do the
     # zero channels that make K a multiple of 4 (see `_conv_channels`).
     nhwc = xt.permute(0, 2, 3, 1)
-    xp = F.pad(nhwc, (0, c_in - c_x, pw_, pw_, ph, ph)) if (ph or pw_ or c_in > c_x) else nhwc
     hp, wp = h + 2 * ph, w + 2 * pw_
-    digits, c = _x_digits(xp, pw)
-    digits = digits.contiguous()  # (n_x, N, Hp, Wp, C)
+    padded = bool(ph or pw_ or c_in > c_x)
+
+    def int_padded() -> torch.Tensor:
+        return F.pad(nhwc, (0, c_in - c_x, pw_, pw_, ph, ph)) if padded else nhwc
+
+    if pw.x_digits[1] == 1:
+        # One digit: convert, lay out and pad in one copy into a zeroed map of the GEMM dtype.
+        dt = _GEMM_DTYPE[pw.method]
+        digits = torch.zeros((1, n, hp, wp, c_in), dtype=dt) if padded else torch.empty(
+            (1, n, hp, wp, c_in), dtype=dt)
+        digits[0, :, ph:ph + h, pw_:pw_ + w, :c_x].copy_(nhwc)
+        c = 0
+    else:
+        digits, c = _x_digits(int_padded(), pw)
+        digits = digits.contiguous()  # (n_x, N, Hp, Wp, C)
     nx = int(digits.shape[0])
     # Blocks are whole images when one fits the budget (few, large products), else row bands
     # of one image. A span is (first image, images, first output row, rows).
@@ -120,7 +132,7 @@ def _conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
 
     def row_sums(b: int) -> torch.Tensor:
         if not sums:  # channel sums of the padded map, then window sums: Σ_k X[l, k]
-            s = xp.sum(dim=3, dtype=torch.int64).contiguous()
+            s = int_padded().sum(dim=3, dtype=torch.int64).contiguous()
             win = s.as_strided((n, ho, wo, kh, kw), (hp * wp, sh * wp, sw, wp, 1))
             sums.append(win.sum(dim=(3, 4)).reshape(-1))
         r0, r1 = blocks[b]
