@@ -58,7 +58,7 @@ def run_torch(graph, params, x: torch.Tensor, times: dict[str, list[float]] | No
 def run_reference_profiled(ex, x: np.ndarray, times: dict[str, list[float]]) -> None:
     """The executor's own layer loop, timed per layer (same code path as `run`)."""
     from deepfpga.ir import INPUT
-    from deepfpga.quant import reference as R
+    from deepfpga.quant import executor as R
 
     q = ex.qmodel
     env = {INPUT: torch.from_numpy(x).to(R._tdtype(q.input_format))}

@@ -32,13 +32,17 @@ from deepfpga.ir import (
     chain,
 )
 from deepfpga.ir.layers import _window_out
+from deepfpga.quant import gemm as G
+from deepfpga.quant import patches as P
 from deepfpga.quant import reference as R
 from deepfpga.quant.fixedpoint import FixedFormat, to_fixed
+from deepfpga.quant.kernels import f32_gemm_exact
 from deepfpga.quant.qmodel import LayerFormats, QuantizedModel
 from deepfpga.quant.random_model import random_qmodel
 
 I8 = R.int8_gemm_available()
-METHODS = ["auto", "f64", "split", "int64"] + (["i8"] if I8 else [])
+F32 = f32_gemm_exact()
+METHODS = ["auto", "f64", "split", "int64"] + (["i8"] if I8 else []) + (["f32"] if F32 else [])
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,7 +203,7 @@ def test_conv_layer_matches_python_contract(case):
         try:
             got = R.conv_acc(x, w, case["stride"], case["pad"], method=m)
         except InputError:
-            assert m == "f64"  # refused only where float64 would not be exact
+            assert m in ("f64", "f32")  # refused only where the float path would not be exact
             continue
         assert got.dtype == np.int64 and np.array_equal(got, want_acc), m
     fmts = LayerFormats(case["fin"], case["fout"], case["fw"], case["fb"])
@@ -229,7 +233,7 @@ def test_fc_acc_matches_python(n, f, o, bw, seed, extreme):
         try:
             got = R.fc_acc(x, w, method=m)
         except InputError:
-            assert m == "f64"
+            assert m in ("f64", "f32")
             continue
         assert np.array_equal(got, want), m
 
@@ -241,7 +245,7 @@ def test_extreme_products_of_every_width():
         w = np.full((4, 3), q)
         want = np.full((2, 4), 3 * q * q)
         for m in METHODS:
-            if m == "f64" and 3 * q * q > R.F64_EXACT:
+            if (m == "f64" and 3 * q * q > R.F64_EXACT) or (m == "f32" and q * q > R.F32_EXACT):
                 with pytest.raises(InputError, match="not exact"):
                     R.fc_acc(x, w, method=m)
                 continue
@@ -278,13 +282,14 @@ def test_chunked_and_blocked_products(monkeypatch, budget):
     x = rng.integers(-32768, 32768, (3, 5, 9, 7))
     w = rng.integers(-32768, 32768, (4, 5, 3, 3))
     want = np.array(py_conv_acc(x, w, (2, 1), (1, 2)), dtype=np.int64)
-    monkeypatch.setattr(R, "_I8_K_CHUNK", 8)
-    monkeypatch.setattr(R, "_SPLIT_K_CHUNK", 5)
-    monkeypatch.setattr(R, "_BLOCK_BYTES", budget)
-    monkeypatch.setattr(R, "_PAR_MIN_ELEMS", 1)  # split every block's tail over 3 threads
-    monkeypatch.setattr(R.torch, "get_num_threads", lambda: 3)
+    monkeypatch.setattr(G, "_I8_K_CHUNK", 8)
+    monkeypatch.setattr(G, "_SPLIT_K_CHUNK", 5)
+    monkeypatch.setattr(P, "_BLOCK_BYTES", budget)
+    monkeypatch.setattr(G, "_PAR_MIN_ELEMS", 1)  # split every block's tail over 3 threads
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     for m in METHODS:
-        assert np.array_equal(R.conv_acc(x, w, (2, 1), (1, 2), method=m), want), m
+        if m != "f32":  # 16-bit products exceed 2^24: float32 is refused (tested below)
+            assert np.array_equal(R.conv_acc(x, w, (2, 1), (1, 2), method=m), want), m
     xf, wf = rng.integers(-128, 128, (5, 30)), rng.integers(-128, 128, (3, 30))
     assert np.array_equal(R.fc_acc(xf, wf), xf @ wf.T)
 
@@ -293,23 +298,23 @@ def test_digits_recombine():
     t = np.array([-(1 << 15), -1, 0, 1, 255, 256, 32639, (1 << 15) - 1])
     for n, b in ((2, 8), (3, 8), (1, 16), (2, 16)):
         for balanced in (False, True):
-            ds, c = R._digits(t, n, b, balanced)
+            ds, c = G._digits(t, n, b, balanced)
             back = sum((d.astype(np.int64) << (b * i)) for i, d in enumerate(ds)) + c
             assert np.array_equal(back, t)
             lower = ds[:-1] if balanced else ds
             assert all(d.min() >= -(1 << (b - 1)) and d.max() < (1 << (b - 1)) for d in lower)
-    ds, _ = R._digits(t, 2, 8, balanced=True)
+    ds, _ = G._digits(t, 2, 8, balanced=True)
     assert ds[-1].max() == 128  # 32767 = 128·256 - 1: why the caller checks the top digit
 
 
 def test_int8_chunk_is_exact_at_its_worst_case():
-    assert R._I8_K_CHUNK * 128 * 128 < (1 << 31)  # the proof's arithmetic
+    assert G._I8_K_CHUNK * 128 * 128 < (1 << 31)  # the proof's arithmetic
     if not I8:
         pytest.skip("torch._int_mm unavailable or inexact on this CPU")
-    a = torch.full((2, R._I8_K_CHUNK), -128, dtype=torch.int8)
-    assert int(torch._int_mm(a, a.t())[0, 0]) == R._I8_K_CHUNK * 128 * 128
+    a = torch.full((2, G._I8_K_CHUNK), -128, dtype=torch.int8)
+    assert int(torch._int_mm(a, a.t())[0, 0]) == G._I8_K_CHUNK * 128 * 128
     # K beyond one chunk: the executor splits it; the result still matches int64
-    x = np.full((1, 3 * R._I8_K_CHUNK + 5), -128)
+    x = np.full((1, 3 * G._I8_K_CHUNK + 5), -128)
     assert R.fc_acc(x, x, method="i8").tolist() == [[x.shape[1] * 128 * 128]]
 
 
@@ -388,6 +393,8 @@ def test_executor_matches_python_on_chain_with_host_layers(bw, calibrated):
             assert np.array_equal(arr, want_env[name]), name
     # every method, and the one-layer entry point, give the same integers
     for m in METHODS:
+        if m == "f32" and bw > 12:  # 2^15·2^15 > 2^24: refused, as tested above
+            continue
         other = R.execute(qm, x, keep={"fc2"}, method=m)
         assert np.array_equal(other.layers["fc2"], res.layers["fc2"]), m
     y, n = R.execute_layer(qm, "c2", [res.layers["n1"]])
@@ -542,10 +549,10 @@ def test_weight_digits_balanced_or_offset(bits):
 
 
 def test_threaded_tail_and_small_blocks_in_the_executor(monkeypatch):
-    monkeypatch.setattr(R, "_BLOCK_BYTES", 300)
-    monkeypatch.setattr(R, "_I8_K_CHUNK", 16)
-    monkeypatch.setattr(R, "_PAR_MIN_ELEMS", 1)
-    monkeypatch.setattr(R.torch, "get_num_threads", lambda: 3)
+    monkeypatch.setattr(P, "_BLOCK_BYTES", 300)
+    monkeypatch.setattr(G, "_I8_K_CHUNK", 16)
+    monkeypatch.setattr(G, "_PAR_MIN_ELEMS", 1)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     g = small_chain()
     rng = np.random.default_rng(31)
     for bw in (8, 16):

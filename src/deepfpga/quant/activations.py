@@ -71,52 +71,59 @@ def dequantize(q: np.ndarray, fl: int) -> np.ndarray:
     return np.ldexp(np.asarray(q, dtype=np.float64), -fl)
 
 
-def make_scorer(ref: np.ndarray, metric: str = "l1", bins: int = KL_BINS) -> Scorer:
-    """A function (integers, format) -> error of q·2^-fl against `ref` under `metric`.
+class StreamScorer:
+    """A metric accumulated over batches: `partial(q, fmt, ref)` gives a vector of sums for one
+    batch (add them up over the batches), `final(sums, fmt)` the error over all of them.
 
-    The integers may come as int64 or as integer-valued float64 (see `acc_quantizer`).
+    `n` is the number of reference values in all batches together and `absmax` their largest
+    magnitude (the KL histogram's range); both are known before scoring starts.
     """
-    check_metric(metric)
-    if metric == "kl":
-        return _kl_scorer(np.asarray(ref, dtype=np.float64).ravel(), bins)
-    r = np.asarray(ref, dtype=np.float64).ravel()
-    square = metric == "l2"
 
-    def score(q: np.ndarray, fmt: FixedFormat) -> float:
-        d = np.multiply(np.asarray(q).ravel(), 2.0 ** -fmt.fl, dtype=np.float64)
-        d -= r  # in place: one temporary per candidate
-        (np.square if square else np.abs)(d, out=d)
-        return float(d.mean())
+    def __init__(self, metric: str, n: int, absmax: float, bins: int = KL_BINS):
+        self.metric = check_metric(metric)
+        self.n = max(int(n), 1)
+        self.a = float(absmax)
+        self.bins = bins
+        if metric == "kl" and self.a > 0:
+            self.width = 2.0 * self.a / bins
+            self.centres = -self.a + self.width * (np.arange(bins) + 0.5)
 
-    return score
+    def _bin_of(self, v: np.ndarray) -> np.ndarray:
+        return np.clip(np.floor((v + self.a) / self.width), 0, self.bins - 1).astype(np.intp)
 
+    def partial(self, q: np.ndarray, fmt: FixedFormat, ref: np.ndarray,
+                consume: bool = False) -> np.ndarray:
+        """`consume`: q (float64) may be overwritten, saving a temporary."""
+        qf = np.asarray(q).ravel()
+        if self.metric != "kl":
+            if consume and qf.dtype == np.float64:
+                d = np.multiply(qf, 2.0 ** -fmt.fl, out=qf)
+            else:
+                d = np.multiply(qf, 2.0 ** -fmt.fl, dtype=np.float64)
+            d -= np.asarray(ref, dtype=np.float64).ravel()  # in place: one temporary
+            (np.square if self.metric == "l2" else np.abs)(d, out=d)
+            return np.array([d.sum()])
+        if self.a == 0.0:  # a constant-zero reference: only exact zeros are right
+            return np.array([float(np.count_nonzero(qf))])
+        # Exact zeros (what a ReLU produces) are a category of their own: both formats
+        # represent them exactly, and smearing that spike over a level's bins would dominate.
+        r = np.asarray(ref, dtype=np.float64).ravel()
+        rz, qz = r == 0, qf == 0
+        p = np.bincount(self._bin_of(r[~rz]), minlength=self.bins)
+        qraw = np.bincount(self._bin_of(dequantize(qf[~qz], fmt.fl)), minlength=self.bins)
+        return np.concatenate([p, qraw, [np.count_nonzero(rz), np.count_nonzero(qz)]]
+                              ).astype(np.float64)
 
-def _kl_scorer(r: np.ndarray, bins: int) -> Scorer:
-    a = float(np.abs(r).max()) if r.size else 0.0
-    if a == 0.0:  # a constant-zero reference: only exact zeros are right
-        return lambda q, fmt: float(np.count_nonzero(q)) / max(q.size, 1)
-    width = 2.0 * a / bins
-    centres = -a + width * (np.arange(bins) + 0.5)
-
-    def bin_of(v: np.ndarray) -> np.ndarray:
-        return np.clip(np.floor((v + a) / width), 0, bins - 1).astype(np.intp)
-
-    # Exact zeros (what a ReLU produces) are a category of their own: both formats represent
-    # them exactly, and smearing that spike over a level's bins would dominate the divergence.
-    n = r.size
-    rz = r == 0
-    p_zero = np.count_nonzero(rz) / n
-    p = np.bincount(bin_of(r[~rz]), minlength=bins).astype(np.float64) / n
-    nz = p > 0
-
-    def score(q: np.ndarray, fmt: FixedFormat) -> float:
-        qf = q.ravel()
-        qz = qf == 0
-        q_zero = np.count_nonzero(qz) / n
-        qraw = np.bincount(bin_of(dequantize(qf[~qz], fmt.fl)), minlength=bins) / n
+    def final(self, sums: np.ndarray, fmt: FixedFormat) -> float:
+        if self.metric != "kl" or self.a == 0.0:
+            return float(sums[0] / self.n)
+        b, n = self.bins, self.n
+        p, qraw = sums[:b] / n, sums[b:2 * b] / n
+        p_zero, q_zero = sums[2 * b] / n, sums[2 * b + 1] / n
+        nz = p > 0
         # Bins beyond the representable range belong to levels no candidate value can take:
         # Q is empty there, so clipped reference mass is penalised.
-        levels = np.floor(np.ldexp(centres, fmt.fl) + 0.5)
+        levels = np.floor(np.ldexp(self.centres, fmt.fl) + 0.5)
         _, ids = np.unique(levels, return_inverse=True)
         per_level = np.bincount(ids, weights=qraw)
         n_nz = np.bincount(ids, weights=nz.astype(np.float64))
@@ -126,21 +133,42 @@ def _kl_scorer(r: np.ndarray, bins: int) -> Scorer:
             kl += p_zero * math.log(p_zero / max(q_zero, KL_EPS))
         return float(kl)
 
-    return score
+
+def make_scorer(ref: np.ndarray, metric: str = "l1", bins: int = KL_BINS) -> Scorer:
+    """A function (integers, format) -> error of q·2^-fl against `ref` under `metric` (one
+    batch holding everything; see `StreamScorer`).
+
+    The integers may come as int64 or as integer-valued float64 (see `acc_quantizer`).
+    """
+    r = np.asarray(ref, dtype=np.float64)
+    s = StreamScorer(metric, r.size, float(np.abs(r).max()) if r.size else 0.0, bins)
+    return lambda q, fmt: s.final(s.partial(q, fmt, r), fmt)
 
 
-def search(quantize: Quantizer, score: Scorer, fl0: int | None, bw: int) -> FmChoice:
-    """Evaluate candidates around fl0 (see module doc) and return the best."""
+# Candidates evaluated together: the sequential search (fl0 - 1, fl0, ...) usually stops
+# within them (best at fl0 + 1: fl0 - 1 ... fl0 + 3), so a streamed layer is usually scored in
+# one pass over its batches.
+WINDOW = 5
+
+Evaluator = Callable[[list[int]], dict[int, tuple[float, int]]]
+
+
+def search_windowed(evaluate: Evaluator, fl0: int | None, bw: int) -> FmChoice:
+    """The search of the module doc, with candidates evaluated `WINDOW` at a time:
+    `evaluate(fls)` returns {fl: (error, saturated)}. The same candidates are visited and
+    reported as by one-at-a-time evaluation; extra ones in the last window are ignored."""
     if fl0 is None:  # nothing non-zero to represent: any fl is exact
-        q, n = quantize(bw - 1)
-        c = FmCandidate(bw - 1, score(q, FixedFormat(bw, bw - 1)), n)
+        e, n = evaluate([bw - 1])[bw - 1]
+        c = FmCandidate(bw - 1, e, n)
         return FmChoice(c.fl, c.error, c.saturated, (c,), None)
+    known: dict[int, tuple[float, int]] = {}
     cands: list[FmCandidate] = []
     best: FmCandidate | None = None
-    fl = fl0 - BELOW
-    while fl <= fl0 + MAX_ABOVE:
-        q, n = quantize(fl)
-        c = FmCandidate(fl, score(q, FixedFormat(bw, fl)), n)
+    fl, top = fl0 - BELOW, fl0 + MAX_ABOVE
+    while fl <= top:
+        if fl not in known:
+            known.update(evaluate(list(range(fl, min(fl + WINDOW, top + 1)))))
+        c = FmCandidate(fl, *known[fl])
         cands.append(c)
         if best is None or c.error < best.error:
             best = c
@@ -149,6 +177,19 @@ def search(quantize: Quantizer, score: Scorer, fl0: int | None, bw: int) -> FmCh
         fl += 1
     assert best is not None
     return FmChoice(best.fl, best.error, best.saturated, tuple(cands), fl0)
+
+
+def search(quantize: Quantizer, score: Scorer, fl0: int | None, bw: int) -> FmChoice:
+    """Evaluate candidates around fl0 (see module doc) and return the best."""
+
+    def evaluate(fls: list[int]) -> dict[int, tuple[float, int]]:
+        res = {}
+        for fl in fls:
+            q, n = quantize(fl)
+            res[fl] = (score(q, FixedFormat(bw, fl)), n)
+        return res
+
+    return search_windowed(evaluate, fl0, bw)
 
 
 def acc_overflow_free_fl(acc: np.ndarray, fl_acc: int, bw: int) -> int | None:
@@ -193,6 +234,8 @@ def acc_quantizer(acc: np.ndarray, fl_acc: int, bw: int) -> Quantizer:
         y = np.multiply(a, 2.0 ** min(fl - fl_acc, 1000))
         y += 0.5
         np.floor(y, out=y)
+        if not y.size or (y.max() <= fmt.qmax and y.min() >= fmt.qmin):
+            return y, 0  # nothing saturates (two reductions instead of two masks)
         n = int(np.count_nonzero(y > fmt.qmax)) + int(np.count_nonzero(y < fmt.qmin))
         np.clip(y, fmt.qmin, fmt.qmax, out=y)
         return y, n
