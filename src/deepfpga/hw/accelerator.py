@@ -16,7 +16,7 @@ from typing import Any
 from deepfpga.errors import InputError
 from deepfpga.hw.isa import Calc
 
-_KERNEL = 3   # the convolver's window (deepfpga.hw.arch.KERNEL)
+CONVOLVER_KERNEL = 3   # the convolver's window, 3×3 (paper §6.2); deepfpga.hw.arch.KERNEL
 # Fields that only bound what the compiler accepts: a program does not depend on them, so they
 # are not part of the config hash (programs compiled before they existed keep their hash).
 _NOT_HASHED = ("name", "notes", "max_stride")
@@ -77,7 +77,7 @@ class AcceleratorConfig:
         if self.axi_data_bits not in (32, 64, 128, 256):
             raise InputError(f"accelerator config {self.name!r}: key 'axi_data_bits' must be"
                              f" 32, 64, 128 or 256, got {self.axi_data_bits!r}")
-        if self.kernel != _KERNEL:
+        if self.kernel != CONVOLVER_KERNEL:
             raise InputError(f"accelerator config {self.name!r}: key 'kernel' must be 3"
                              " (the convolver is 3×3)")
         for k in ("data_bits", "weight_bits", "bias_bits"):

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deepfpga.errors import InputError
-from deepfpga.hw.accelerator import _KERNEL
+from deepfpga.hw.accelerator import CONVOLVER_KERNEL
 from deepfpga.hw.isa import Buffer, Calc, CalcKind, Load, Save
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ DATA_SHIFT_RANGE = Calc.field_range("data_shift")
 LAYER_MAX = Calc.max("layer")             # layer index of every instruction (timing, diffing)
 
 # The PE's convolver window (paper §6.2); AcceleratorConfig refuses any other kernel.
-KERNEL = _KERNEL
+KERNEL = CONVOLVER_KERNEL
 TAPS = KERNEL * KERNEL
 # Sub-kernel offsets koff = 0, 3, 6, …: a kernel of k > 3 is decomposed into ⌈k/3⌉ per axis, and
 # the largest offset 3·(⌈k/3⌉ − 1) must fit the koff field.
