@@ -33,7 +33,7 @@ from deepfpga.sim.hazards import (
     EntryHazards,
     SimulationError,
 )
-from deepfpga.sim.products import _matmul, _patches
+from deepfpga.sim.products import _patches, exact_matmul
 
 # Deferred work (weights, snapshots, products) held before it is computed, at most.
 _PENDING_LIMIT = 256 << 20
@@ -100,9 +100,6 @@ class Machine:
             Buffer.BIAS: _Buf("BIAS", cfg.bias_buffer_entries, LOAD, CALC, batch, f64)}
         self.out = _Buf("OUTPUT", cfg.output_buffer_entries, CALC, SAVE, batch, np.int64)
         self.fc_entries = min(cfg.fc_buffer_entries, cfg.input_buffer_entries)
-        # float64 products are exact when no sum of k products can reach 2^53; a loaded value
-        # is bounded by its element's bytes (whatever the DDR holds)
-        self.exact_terms = (1 << 53) >> (8 * (cfg.data_bytes + cfg.weight_bytes) - 2)
         self.vc = np.full(3, -1, dtype=np.int64)
         self.deps = Dependencies()
         self.index = -1
@@ -124,6 +121,8 @@ class Machine:
         self.adata = np.repeat(ddr[None, a0:a1], batch, axis=0)
         # a proven bound on |accumulators| per accumulator range (skips the overflow check)
         self.acc_bound: dict[tuple[int, int], int] = {}
+        # |product| of two loaded values, each bounded by its element's bytes (whatever the
+        # DDR holds): the products' exactness (products.exact_matmul) and accumulator bounds
         self.term_bound = 1 << (8 * (cfg.data_bytes + cfg.weight_bytes) - 2)
 
     def fail(self, message: str) -> NoReturn:
@@ -351,14 +350,13 @@ class Machine:
         first = calcs[0]
         i = first.ins
         if first.vec is not None:                            # FC
-            exact = i.ti <= self.exact_terms
             w, v = first.w, first.vec
             if w.ndim == 2:                                  # shared block: one GEMM
-                prod = _matmul(np.atleast_2d(v), w.T, exact)
+                prod = exact_matmul(np.atleast_2d(v), w.T, i.ti, self.term_bound)
                 prod = np.broadcast_to(prod, (self.batch, i.to))
             else:
-                prod = _matmul(w, np.broadcast_to(v, (self.batch, i.ti))[:, :, None],
-                               exact)[..., 0]
+                prod = exact_matmul(w, np.broadcast_to(v, (self.batch, i.ti))[:, :, None],
+                                    i.ti, self.term_bound)[..., 0]
             return [prod.reshape(self.batch, i.to, 1, 1)]
         ref = first.tile
         assert ref is not None
@@ -372,9 +370,8 @@ class Machine:
         if any(w.ndim == 3 for w in ws):
             ws = [np.broadcast_to(w, (self.batch, *w.shape[-2:])) for w in ws]
         w_all = np.concatenate(ws, axis=-2) if len(ws) > 1 else ws[0]
-        exact = 9 * i.ti <= self.exact_terms
-        pat = _patches(t, i, np.float64 if exact else np.int64)
-        prod = _matmul(w_all, pat, exact)                    # (batch, Σto, rows·cols)
+        pat = _patches(t, i, np.float64)  # exact: data values have at most 32 bits
+        prod = exact_matmul(w_all, pat, 9 * i.ti, self.term_bound)  # (batch, Σto, rows·cols)
         prod = np.broadcast_to(prod, (self.batch, *prod.shape[-2:]))
         prod = prod.reshape(self.batch, -1, i.out_rows, i.out_cols)
         return np.split(prod, np.cumsum([p.ins.to for p in calcs])[:-1], axis=1)

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from deepfpga.compiler.isa import Calc
+from deepfpga.quant.gemm import F32_EXACT, F64_EXACT
+from deepfpga.quant.kernels import f32_gemm_exact
 
 
-def _matmul(a: np.ndarray, b: np.ndarray, exact_f64: bool) -> np.ndarray:
-    """Exact integer product a @ b (numpy broadcasting) of integer-valued arrays: in float64
-    when the caller has proven that no partial sum can reach 2^53 (then every IEEE operation is
-    exact), else re-checked on the data and, if need be, done in int64."""
+def exact_matmul(a: np.ndarray, b: np.ndarray, terms: int, term_bound: int) -> np.ndarray:
+    """Exact integer product a @ b (numpy broadcasting) of integer-valued arrays whose
+    reduction has `terms` products, each at most `term_bound` in magnitude, as int64.
+
+    The fastest exact path is taken, as in the reference executor's engine (`quant.gemm`):
+    float32 (torch, multi-threaded) when no partial sum can exceed 2^24 and float32 products
+    are IEEE here (`quant.kernels.f32_gemm_exact`); float64 when none can exceed 2^53 (every
+    IEEE operation is then exact); else re-checked on the data and, if need be, int64."""
     if a.size == 0 or b.size == 0:
         shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
         return np.zeros(shape, dtype=np.int64)
+    bound = terms * term_bound
+    if bound <= F32_EXACT and f32_gemm_exact():
+        with torch.inference_mode():
+            prod = torch.matmul(torch.from_numpy(a.astype(np.float32)),
+                                torch.from_numpy(b.astype(np.float32)))
+        return prod.numpy().astype(np.int64)
+    exact_f64 = bound <= F64_EXACT
     if not exact_f64:
-        bound = float(np.abs(a).sum(axis=-1).max()) * float(np.abs(b).max())
-        exact_f64 = bound < 2.0 ** 53
+        exact_f64 = float(np.abs(a).sum(axis=-1).max()) * float(np.abs(b).max()) <= F64_EXACT
     if exact_f64:
         return (a.astype(np.float64, copy=False) @ b.astype(np.float64, copy=False)).astype(
             np.int64)
