@@ -407,3 +407,30 @@ def test_batch_with_host_layers_between_segments(preset: str) -> None:
                     check_races=False)
     for name, got in sim.layers.items():
         np.testing.assert_array_equal(fast.layers[name], got, err_msg=name)
+
+
+def test_exact_matmul_every_path_at_its_bounds():
+    """float32 up to 2^24, float64 up to 2^53, int64 beyond: exact against Python integers."""
+    from deepfpga.sim.products import exact_matmul
+
+    def py(a, b):
+        return np.array([[sum(int(x) * int(y) for x, y in zip(r, c, strict=True))
+                          for c in b.T] for r in a], dtype=np.int64)
+
+    rng = np.random.default_rng(4)
+    # at 2^24 exactly: 1024 products of 2^14 (8-bit data and weights)
+    a = np.full((2, 1024), -128.0)
+    b = np.full((1024, 3), -128.0)
+    assert exact_matmul(a, b, 1024, 1 << 14)[0, 0] == 1 << 24  # float32 where IEEE here
+    # just past 2^24 the float32 path is not taken; odd sums stay exact
+    a2 = rng.integers(-128, 128, (3, 1025)).astype(np.float64)
+    a2[:, 0] = 1
+    b2 = rng.integers(-128, 128, (1025, 2)).astype(np.float64)
+    assert np.array_equal(exact_matmul(a2, b2, 1025, 1 << 14), py(a2, b2))
+    # past 2^53 worst case: data-checked float64, then int64
+    big = np.array([[1 << 25, 1, 1 << 25]], dtype=np.float64)
+    w = np.array([[1 << 29], [1], [-(1 << 29)]], dtype=np.float64)
+    assert exact_matmul(big, w, 3, 1 << 62).tolist() == [[1]]
+    small = rng.integers(-1000, 1000, (2, 5)).astype(np.float64)
+    ws = rng.integers(-1000, 1000, (5, 4)).astype(np.float64)
+    assert np.array_equal(exact_matmul(small, ws, 5, 1 << 62), py(small, ws))

@@ -1,0 +1,259 @@
+"""Hazard and race checking for the functional simulator (`deepfpga.sim.functional`).
+
+The machine executes the program in program order — one valid interleaving of the three
+engines. This module proves the program safe in *every* interleaving its dependency tokens
+allow: each engine carries a vector clock (the last instruction of each engine it provably
+follows, propagated through tokens, `Dependencies`), and an access that conflicts with an
+instruction of another engine the accessor does not provably follow is a race. Per buffer entry
+(`EntryHazards`) and per DDR byte of the feature-map arena (`DdrHazards`) it records the last
+write and read; it also checks reads of never-written data, DDR accesses outside the regions
+live at a layer, token underflow and tokens left at an END.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, NoReturn, Protocol
+
+import numpy as np
+
+from deepfpga.compiler.isa import Calc, Instruction, Load, Save
+from deepfpga.errors import InputError
+from deepfpga.sim.dma import Gather, Geom
+
+LOAD, CALC, SAVE = 0, 1, 2
+ENGINES = ("LOAD", "CALC", "SAVE")
+ENGINE_OF = {Load: LOAD, Calc: CALC, Save: SAVE}
+# channel index: 0 LOAD→CALC, 1 CALC→LOAD, 2 CALC→SAVE, 3 SAVE→CALC
+CHANNELS = ("LOAD→CALC", "CALC→LOAD", "CALC→SAVE", "SAVE→CALC")
+# per engine: flag → (channel, is_pop); a flag absent here has no neighbour on that side
+_FLAGS = {
+    LOAD: {"pop_next": (1, True), "push_next": (0, False)},
+    CALC: {"pop_prev": (0, True), "pop_next": (3, True), "push_prev": (1, False),
+           "push_next": (2, False)},
+    SAVE: {"pop_prev": (2, True), "push_prev": (3, False)},
+}
+
+
+class SimulationError(InputError):
+    """The program did something the hardware must not do; `index` names the instruction."""
+
+    def __init__(self, index: int, ins: Instruction | None, message: str):
+        self.index = index
+        what = type(ins).__name__.upper() if ins is not None else "?"
+        super().__init__(f"instruction {index} ({what}): {message}")
+
+
+class Checked(Protocol):
+    """What the checks need of the machine: the instruction being executed, its engine, the
+    vector clock it runs under, whether races are checked, and how to fail."""
+
+    index: int
+    engine: int
+    vc: np.ndarray
+    check_races: bool
+
+    def fail(self, message: str) -> NoReturn: ...
+
+
+class Dependencies:
+    """The dependency tokens between the engines and each engine's vector clock."""
+
+    def __init__(self) -> None:
+        self.engine_vc = [np.full(3, -1, dtype=np.int64) for _ in range(3)]
+        self.tokens: list[deque[np.ndarray]] = [deque() for _ in range(4)]
+
+    def begin(self, m: Checked, eng: int, ins: Instruction) -> tuple[np.ndarray, list[int]]:
+        """Pop the instruction's tokens: its vector clock, and the channels it pushes to."""
+        vc = self.engine_vc[eng].copy()
+        pushes = []
+        for flag in ("pop_prev", "pop_next", "push_prev", "push_next"):
+            if not getattr(ins, flag):
+                continue
+            spec = _FLAGS[eng].get(flag)
+            if spec is None:
+                m.fail(f"{flag}=1 but the {ENGINES[eng]} engine has no neighbour there")
+            ch, is_pop = spec
+            if is_pop:
+                if not self.tokens[ch]:
+                    m.fail(f"token underflow: {flag} waits for a {CHANNELS[ch]} token that no"
+                           " earlier instruction pushed (can never be satisfied in program"
+                           " order)")
+                vc = np.maximum(vc, self.tokens[ch].popleft())
+            else:
+                pushes.append(ch)
+        return vc, pushes
+
+    def commit(self, eng: int, index: int, vc: np.ndarray, pushes: list[int]) -> None:
+        """The instruction is done: its engine has run it, its pushes carry that knowledge."""
+        vc[eng] = index
+        self.engine_vc[eng] = vc
+        for ch in pushes:
+            self.tokens[ch].append(vc.copy())
+
+    def end(self, m: Checked, ins: Instruction) -> None:
+        left = {CHANNELS[c]: len(q) for c, q in enumerate(self.tokens) if q}
+        if left:
+            m.fail(f"tokens pushed but never popped at END: {left}")
+        if ins.pop_prev or ins.pop_next or ins.push_prev or ins.push_next:
+            m.fail("END carries dependency flags")
+        for e in range(3):
+            self.engine_vc[e][:] = m.index
+
+
+class EntryHazards:
+    """Per entry of one buffer: whether it was ever written, its last write (by the writer
+    engine) and last read by the reader engine: LOAD writes INPUT/WEIGHT/BIAS and CALC reads
+    them; CALC writes OUTPUT and SAVE reads it (CALC's own accumulator reads are ordered by its
+    in-order engine)."""
+
+    def __init__(self, name: str, entries: int, writer: int, reader: int):
+        self.name = name
+        self.writer, self.reader = writer, reader
+        self.valid = np.zeros(entries, dtype=bool)
+        self.last_write = np.full(entries, -1, dtype=np.int32)   # instruction indices
+        self.last_read = np.full(entries, -1, dtype=np.int32)
+
+    def read(self, m: Checked, idx: slice | np.ndarray, what: str) -> None:
+        valid = self.valid[idx]
+        if not valid.all():
+            bad = np.flatnonzero(~valid)[0]
+            pos = (idx.start + bad) if isinstance(idx, slice) else int(idx[bad])
+            m.fail(f"reads {self.name} entry {pos} ({what}) that was never written")
+        if m.check_races and m.engine == self.reader:
+            j = int(self.last_write[idx].max(initial=-1))
+            if j > m.vc[self.writer]:
+                m.fail(f"reads {self.name} entries written by instruction {j}"
+                       f" ({ENGINES[self.writer]}) without a dependency on it (race)")
+            self.last_read[idx] = m.index          # indices only grow: no max needed
+
+    def write(self, m: Checked, idx: slice | np.ndarray) -> None:
+        if m.check_races:
+            j = int(self.last_read[idx].max(initial=-1))
+            if j > m.vc[self.reader]:
+                m.fail(f"overwrites {self.name} entries still read by instruction {j}"
+                       f" ({ENGINES[self.reader]}) without a dependency on it (race)")
+            self.last_write[idx] = m.index
+        self.valid[idx] = True
+
+
+class DdrHazards:
+    """DDR accesses: inside the image and the regions live at the layer; per byte of the
+    feature-map arena, whether it was written and by which SAVE last, and its last LOAD."""
+
+    def __init__(self, manifest: Mapping[str, Any], ddr_bytes: int):
+        a0, a1 = (int(v) for v in manifest["arena"])
+        self.arena = (a0, a1)
+        self.ddr_bytes = ddr_bytes
+        n = max(0, a1 - a0)
+        self.written = np.zeros(n, dtype=bool)
+        self.last_save = np.full(n, -1, dtype=np.int32)
+        self.last_load = np.full(n, -1, dtype=np.int32)
+        regs = manifest["regions"]
+        self.reg_start = np.array([int(r["start"]) for r in regs], dtype=np.int64)
+        self.reg_end = self.reg_start + np.array([int(r["size"]) for r in regs], dtype=np.int64)
+        self.reg_first = np.array([int(r["live"][0]) for r in regs], dtype=np.int64)
+        self.reg_last = np.array([int(r["live"][1]) for r in regs], dtype=np.int64)
+        self.reg_writable = np.array([bool(r["writable"]) for r in regs], dtype=bool)
+        self.position = {int(d["index"]): int(d["position"]) for d in manifest["layers"]}
+        self._live_cache: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _live(self, pos: int, writable: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Merged intervals of the regions live at schedule position `pos`."""
+        key = (pos, writable)
+        if key not in self._live_cache:
+            sel = (self.reg_first <= pos) & (pos <= self.reg_last)
+            if writable:
+                sel &= self.reg_writable
+            order = np.argsort(self.reg_start[sel])
+            s, e = self.reg_start[sel][order], self.reg_end[sel][order]
+            ms: list[int] = []
+            me: list[int] = []
+            for a, b in zip(s.tolist(), e.tolist(), strict=True):
+                if ms and a <= me[-1]:
+                    me[-1] = max(me[-1], b)
+                else:
+                    ms.append(a)
+                    me.append(b)
+            self._live_cache[key] = (np.array(ms, dtype=np.int64), np.array(me, dtype=np.int64))
+        return self._live_cache[key]
+
+    def segments(self, m: Checked, ins: Load | Save, eb: int, writing: bool) -> Geom:
+        """The DMA geometry of an instruction, after checking it against the DDR image and the
+        regions live at this stage."""
+        seg = ins.length * eb
+        geom = Geom(ins.ddr_addr, ins.n2, ins.stride2, ins.n1, ins.stride1, seg)
+        if geom.count == 0:
+            return geom
+        if geom.end > self.ddr_bytes:
+            m.fail(f"DDR bytes up to {geom.end} outside the {self.ddr_bytes}-byte DDR image")
+        pos = self.position.get(ins.layer)
+        if pos is None:
+            m.fail(f"layer {ins.layer} is not in the manifest's layer table")
+        ms, me = self._live(int(pos), writing)
+        starts = geom.starts()
+        k = np.searchsorted(ms, starts, side="right") - 1
+        ok = (k >= 0) & (starts + seg <= me[np.maximum(k, 0)]) if len(ms) else \
+            np.zeros(len(starts), dtype=bool)
+        if not ok.all():
+            b = int(starts[np.flatnonzero(~ok)[0]])
+            kind = "writable region" if writing else "region"
+            m.fail(f"DDR bytes [{b}, {b + seg}) are outside every {kind} live at this layer")
+        return geom
+
+    def where(self, geom: Geom) -> str:
+        """'const' (constants only), 'arena' (feature maps only) or 'both'."""
+        a0, a1 = self.arena
+        if geom.count == 0 or geom.end <= a0 or geom.start >= a1:
+            return "const"
+        return "arena" if geom.start >= a0 and geom.end <= a1 else "both"
+
+    def _views(self, geom: Geom, where: str) -> tuple[Any, Any, Any] | None:
+        """(written, last_save, last_load) views of the arena bytes a transfer touches."""
+        if where == "const":
+            return None
+        a0, a1 = self.arena
+        if where == "both":
+            idx = geom.indices()
+            sel = idx[(idx >= a0) & (idx < a1)] - a0
+            return Gather(self.written, sel), Gather(self.last_save, sel), \
+                Gather(self.last_load, sel)
+        return (geom.view(self.written, a0), geom.view(self.last_save, a0),
+                geom.view(self.last_load, a0))
+
+    def load(self, m: Checked, geom: Geom, where: str) -> int:
+        """Check and record a LOAD's DDR reads; returns the version of the data it reads (the
+        last SAVE of those bytes, -1 for constants)."""
+        views = self._views(geom, where)
+        if views is None:
+            return -1
+        written, last_save, last_load = views
+        if not written[...].all():
+            m.fail(f"reads DDR bytes of the feature-map arena that no SAVE (or the host)"
+                   f" has written (in [{geom.start}, {geom.end}))")
+        version = int(last_save[...].max(initial=-1))
+        if m.check_races:
+            if version > m.vc[SAVE]:
+                m.fail(f"reads DDR bytes saved by instruction {version} (SAVE) without a"
+                       " dependency on it (race)")
+            last_load[...] = m.index
+        return version
+
+    def save(self, m: Checked, geom: Geom, where: str) -> None:
+        """Check and record a SAVE's DDR writes."""
+        views = self._views(geom, where)
+        if views is None:
+            return
+        written, last_save, last_load = views
+        if m.check_races:
+            j = int(last_load[...].max(initial=-1))
+            if j > m.vc[LOAD]:
+                m.fail(f"overwrites DDR bytes still read by instruction {j} (LOAD)"
+                       " without a dependency on it (race)")
+        last_save[...] = m.index     # also the data's version (tile identity)
+        written[...] = True
+
+    def host_wrote(self, start: int, count: int) -> None:
+        a = start - self.arena[0]
+        self.written[a:a + count] = True

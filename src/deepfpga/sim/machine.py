@@ -1,0 +1,490 @@
+"""The functional simulator's machine: the DDR image, the four on-chip buffers and the three
+engines executing LOAD/CALC/SAVE bit-exactly (see `deepfpga.sim.functional` for the whole
+simulator, `deepfpga.sim.hazards` for the checks it runs on every access)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import numpy as np
+
+from deepfpga.compiler.isa import (
+    Buffer,
+    Calc,
+    CalcKind,
+    End,
+    Instruction,
+    Load,
+    Save,
+)
+from deepfpga.compiler.layout import pack_array, unpack
+from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.quant.fixedpoint import FixedFormat, requantize
+from deepfpga.sim.dma import Geom
+from deepfpga.sim.hazards import (
+    CALC,
+    ENGINE_OF,
+    LOAD,
+    SAVE,
+    DdrHazards,
+    Dependencies,
+    EntryHazards,
+    SimulationError,
+)
+from deepfpga.sim.products import _patches, exact_matmul
+
+# Deferred work (weights, snapshots, products) held before it is computed, at most.
+_PENDING_LIMIT = 256 << 20
+
+
+# --- buffers -------------------------------------------------------------------------------------
+
+class _Buf:
+    """A buffer: values (sample, entry) and, per entry, whether every sample holds the same
+    value; its access records and checks are `hazards.EntryHazards`."""
+
+    def __init__(self, name: str, entries: int, writer: int, reader: int, batch: int,
+                 dtype: type):
+        self.name = name
+        # INPUT/WEIGHT/BIAS hold data, weights and biases (≤ 32 bits): float64 stores them
+        # exactly and feeds the matrix products without conversion; OUTPUT holds int64.
+        self.val = np.zeros((batch, entries), dtype=dtype)
+        self.uniform = np.zeros(entries, dtype=bool)
+        self.h = EntryHazards(name, entries, writer, reader)
+
+    @property
+    def entries(self) -> int:
+        return self.val.shape[1]
+
+    def span(self, m: Machine, a: int, n: int, limit: int | None = None) -> slice:
+        cap = self.entries if limit is None else limit
+        if a < 0 or n < 0 or a + n > cap:
+            area = "" if limit is None else " (FC weight area)"
+            m.fail(f"{self.name} buffer entries [{a}, {a + n}) outside its {cap} entries{area}")
+        return slice(a, a + n)
+
+    def read(self, m: Machine, idx: slice | np.ndarray, what: str) -> None:
+        """Check and record a read (the values are taken with `get`)."""
+        self.h.read(m, idx, what)
+
+    def get(self, idx: slice) -> np.ndarray:
+        """The values, (n,) when every sample holds the same ones, else (batch, n)."""
+        if self.uniform[idx].all():
+            return self.val[0, idx]
+        return self.val[:, idx]
+
+    def write(self, m: Machine, idx: slice | np.ndarray, values: np.ndarray | None,
+              shared: bool = False) -> None:
+        """Record a write (race check, valid bits); store `values` ((n,) shared by every
+        sample, or (batch, n)) unless None: a deferred CALC stores its values later."""
+        self.h.write(m, idx)
+        if values is not None:
+            self.val[:, idx] = values
+            self.uniform[idx] = shared
+
+
+# --- the machine ---------------------------------------------------------------------------------
+
+class Machine:
+    def __init__(self, cfg: AcceleratorConfig, manifest: Mapping[str, Any], ddr: np.ndarray,
+                 batch: int, check_races: bool):
+        self.cfg = cfg
+        self.batch = batch
+        self.check_races = check_races
+        f64 = np.float64
+        self.bufs = {
+            Buffer.INPUT: _Buf("INPUT", cfg.input_buffer_entries, LOAD, CALC, batch, f64),
+            Buffer.WEIGHT: _Buf("WEIGHT", cfg.weight_buffer_entries, LOAD, CALC, batch, f64),
+            Buffer.BIAS: _Buf("BIAS", cfg.bias_buffer_entries, LOAD, CALC, batch, f64)}
+        self.out = _Buf("OUTPUT", cfg.output_buffer_entries, CALC, SAVE, batch, np.int64)
+        self.fc_entries = min(cfg.fc_buffer_entries, cfg.input_buffer_entries)
+        self.vc = np.full(3, -1, dtype=np.int64)
+        self.deps = Dependencies()
+        self.index = -1
+        self.ins: Instruction | None = None
+        self.engine = -1
+        self.saturations: dict[int, int] = {}
+        self.nops = 0
+        self.pending: list[_Pending | _PendingSave] = []
+        self.pending_bytes = 0
+        # what each INPUT extent holds (the LOAD that filled it, by its source and the data's
+        # version), and the tiles deferred CALCs read (snapshotted before being overwritten)
+        self.extents: list[tuple[int, int, tuple[Any, ...]]] = []
+        self.tiles: dict[tuple[Any, ...], _TileRef] = {}
+        self.host_epoch = 0
+        # DDR: constants shared by the samples, the feature-map arena per sample
+        self.ddr = DdrHazards(manifest, len(ddr))
+        a0, a1 = self.arena = self.ddr.arena
+        self.const = ddr
+        self.adata = np.repeat(ddr[None, a0:a1], batch, axis=0)
+        # a proven bound on |accumulators| per accumulator range (skips the overflow check)
+        self.acc_bound: dict[tuple[int, int], int] = {}
+        # |product| of two loaded values, each bounded by its element's bytes (whatever the
+        # DDR holds): the products' exactness (products.exact_matmul) and accumulator bounds
+        self.term_bound = 1 << (8 * (cfg.data_bytes + cfg.weight_bytes) - 2)
+
+    def fail(self, message: str) -> NoReturn:
+        raise SimulationError(self.index, self.ins, message)
+
+    # --- DDR --------------------------------------------------------------------------------------
+    def _read_bytes(self, geom: Geom, where: str) -> tuple[np.ndarray, bool]:
+        """The transfer's bytes: ((count,), shared) from constants, else ((batch, count))."""
+        if where == "const":
+            return np.ascontiguousarray(geom.view(self.const)).reshape(-1), True
+        a0, a1 = self.arena
+        if where == "arena":
+            v = geom.batch_view(self.adata, a0)
+            return np.ascontiguousarray(v).reshape(self.batch, -1), False
+        idx = geom.indices()
+        inside = (idx >= a0) & (idx < a1)
+        out = np.repeat(self.const[np.where(inside, 0, idx)][None], self.batch, axis=0)
+        out[:, inside] = self.adata[:, idx[inside] - a0]
+        return out, False
+
+    # --- instructions -----------------------------------------------------------------------
+    def step(self, index: int, ins: Instruction) -> None:
+        self.index, self.ins = index, ins
+        if isinstance(ins, End):
+            return self.end()
+        eng = ENGINE_OF[type(ins)]
+        self.engine = eng
+        self.vc, pushes = self.deps.begin(self, eng, ins)
+        if isinstance(ins, Load):
+            self.load(ins)
+        elif isinstance(ins, Calc):
+            self.calc(ins)
+        else:
+            self.save(ins)
+        self.deps.commit(eng, index, self.vc, pushes)
+        return None
+
+    def end(self) -> None:
+        self.flush()
+        assert self.ins is not None
+        self.deps.end(self, self.ins)
+
+    def load(self, ins: Load) -> None:
+        cfg = self.cfg
+        if ins.buffer not in (Buffer.INPUT, Buffer.WEIGHT, Buffer.BIAS):
+            self.fail(f"LOAD into buffer {ins.buffer}, which does not exist")
+        if ins.fc_weights and ins.buffer == Buffer.BIAS:
+            self.fail("fc_weights=1 on a BIAS load")
+        if ins.buffer == Buffer.INPUT:
+            eb = cfg.weight_bytes if ins.fc_weights else cfg.data_bytes
+        elif ins.buffer == Buffer.WEIGHT:
+            eb = cfg.data_bytes if ins.fc_weights else cfg.weight_bytes
+        else:
+            eb = cfg.bias_bytes
+        buf = self.bufs[Buffer(ins.buffer)]
+        n = ins.n1 * ins.n2 * ins.length
+        limit = self.fc_entries if ins.buffer == Buffer.INPUT and ins.fc_weights else None
+        dst = buf.span(self, ins.buf_addr, n, limit)
+        geom = self.ddr.segments(self, ins, eb, writing=False)
+        where = self.ddr.where(geom)
+        version = self.ddr.load(self, geom, where)
+        if where != "const" and any(isinstance(p, _PendingSave) and p.geom.start < geom.end
+                                    and geom.start < p.geom.end for p in self.pending):
+            self.flush()            # a deferred SAVE writes what this LOAD reads
+        if ins.buffer == Buffer.INPUT:
+            self._overwrite_input(dst, (where, geom, version, self.host_epoch, eb))
+        if n == 0:
+            buf.write(self, dst, np.zeros(0), shared=True)
+            return
+        raw, shared = self._read_bytes(geom, where)
+        if eb not in (1, 2, 4, 8):
+            values = unpack(raw.reshape(-1), eb, np.float64)
+            buf.write(self, dst, values if shared else values.reshape(self.batch, -1), shared)
+            return
+        # convert the little-endian elements straight into the buffer (one pass, no float64
+        # temporary: FC weight blocks are the bulk of the data moved)
+        buf.write(self, dst, None)
+        elems = np.ascontiguousarray(raw).view(f"<i{eb}")
+        buf.val[:, dst] = elems if shared else elems.reshape(self.batch, -1)
+        buf.uniform[dst] = shared
+
+    def _overwrite_input(self, dst: slice, content: tuple[Any, ...]) -> None:
+        """INPUT entries `dst` are about to receive `content`: snapshot the tiles of deferred
+        CALCs that still live there, and remember what the extent holds."""
+        a, b = dst.start, dst.stop
+        for ref in self.tiles.values():
+            if ref.data is None and ref.span.start < b and a < ref.span.stop:
+                ref.data = self.bufs[Buffer.INPUT].val[:, ref.span].copy()
+                self.pending_bytes += ref.data.nbytes
+        self.extents = [e for e in self.extents if e[1] <= a or b <= e[0]]
+        self.extents.append((a, b, content))
+
+    def _tile_ref(self, tile: slice, ins: Calc) -> _TileRef:
+        """The deferred-CALC handle of an input tile: CALCs reading the same content (the same
+        LOAD source and data version, even if loaded again) share it."""
+        key: tuple[Any, ...] = ("mixed", self.index)
+        for a, b, content in self.extents:
+            if a <= tile.start and tile.stop <= b:
+                key = (content, tile.start - a, tile.stop - tile.start)
+                break
+        ref = self.tiles.get(key)
+        if ref is None or (ref.data is None and ref.span != tile):
+            ref = _TileRef(key, tile)
+            self.tiles[key] = ref
+        return ref
+
+    def calc(self, ins: Calc) -> None:
+        """Check the CALC and record its accesses now (program order); compute it later,
+        together with the following CALCs on the same input tile (one matrix product with
+        their weights stacked: what makes simulating a layer fast)."""
+        cfg = self.cfg
+        if ins.to == 0 or ins.ti == 0:
+            self.nops += 1
+            return
+        if ins.kind not in (CalcKind.CONV, CalcKind.FC):
+            self.fail(f"CALC kind {ins.kind} is neither CONV nor FC")
+        if ins.stride < 1:
+            self.fail("stride 0")
+        inp, wgt, out = self.bufs[Buffer.INPUT], self.bufs[Buffer.WEIGHT], self.out
+        vec = None
+        if ins.kind == CalcKind.FC:
+            if ins.pool or (ins.in_rows, ins.in_cols, ins.out_rows, ins.out_cols) != (1, 1, 1, 1):
+                self.fail("FC CALC must have 1×1 rows/cols and no pooling")
+            vs = wgt.span(self, ins.wb_addr, ins.ti)
+            wgt.read(self, vs, "FC vector")
+            tile = inp.span(self, ins.ib_addr, ins.to * ins.ti, self.fc_entries)
+            inp.read(self, tile, "FC weights")
+            # computed at once (flushed below), so views of the buffers suffice
+            vec = wgt.get(vs)
+            w = inp.get(tile)
+            w = w.reshape(ins.to, ins.ti) if w.ndim == 1 else w.reshape(-1, ins.to, ins.ti)
+            key: tuple[int, ...] = (-1,)
+        else:
+            if ins.in_cols > cfg.max_row_width:
+                self.fail(f"input tile row of {ins.in_cols} values exceeds max_row_width"
+                          f" {cfg.max_row_width}")
+            tile = inp.span(self, ins.ib_addr, ins.ti * ins.in_rows * ins.in_cols)
+            inp.read(self, tile, "input tile")
+            ws = wgt.span(self, ins.wb_addr, ins.to * ins.ti * 9)
+            wgt.read(self, ws, "weights")
+            w = wgt.get(ws).copy()
+            w = w.reshape(ins.to, ins.ti * 9) if w.ndim == 1 else \
+                w.reshape(-1, ins.to, ins.ti * 9)
+            key = (ins.ib_addr, ins.ti, ins.in_rows, ins.in_cols, ins.out_rows, ins.out_cols,
+                   ins.stride, ins.pad_top, ins.pad_left, ins.koff_y, ins.koff_x)
+        acc_idx = out.span(self, ins.ob_addr, ins.to * ins.out_rows * ins.out_cols)
+        if ins.accumulate:
+            out.read(self, acc_idx, "accumulators")
+        bias = None
+        out_idx = None
+        if ins.finalize:
+            if not 2 <= ins.out_bits <= cfg.data_bits:
+                self.fail(f"out_bits {ins.out_bits} outside 2..{cfg.data_bits}")
+            if ins.has_bias:
+                bb = self.bufs[Buffer.BIAS]
+                bsl = bb.span(self, ins.bb_addr, ins.to)
+                bb.read(self, bsl, "bias")
+                bias = bb.get(bsl).astype(np.int64)
+            r, c = (ins.out_rows // 2, ins.out_cols // 2) if ins.pool else \
+                (ins.out_rows, ins.out_cols)
+            pitch = ins.out_pitch or r * c
+            out_idx = (ins.out_addr + np.arange(ins.to, dtype=np.int64)[:, None] * pitch
+                       + np.arange(r * c, dtype=np.int64)[None, :]).reshape(-1)
+            if len(out_idx) and (out_idx.max() >= out.entries or out_idx.min() < 0):
+                self.fail(f"finalized output reaches OUTPUT entry {int(out_idx.max())}, beyond"
+                          f" its {out.entries} entries")
+        out.write(self, acc_idx, None)
+        if out_idx is not None:
+            out.write(self, out_idx, None)
+        # |acc| ≤ (previous bound) + terms · max|product|: when that stays inside the
+        # accumulator, the overflow check is unnecessary
+        terms = ins.ti * (1 if ins.kind == CalcKind.FC else 9)
+        rng = (acc_idx.start, acc_idx.stop)
+        prev = self.acc_bound.get(rng) if ins.accumulate else 0
+        bound = None if prev is None else prev + terms * self.term_bound
+        self.acc_bound = {r: v for r, v in self.acc_bound.items()
+                          if r[1] <= rng[0] or rng[1] <= r[0]}
+        if bound is not None:
+            self.acc_bound[rng] = bound
+        check = bound is None or bound >= 1 << (cfg.acc_bits - 1)
+        if vec is not None:             # FC: at once (its weight block is the big operand)
+            self.flush()
+            self.pending.append(_Pending(self.index, ins, key, None, w, vec, bias, acc_idx,
+                                         out_idx, check))
+            self.flush()
+            return
+        ref = self._tile_ref(tile, ins)
+        self.pending.append(_Pending(self.index, ins, key, ref, w, vec, bias, acc_idx, out_idx,
+                                     check))
+        # bound the memory held for deferred work: weights and products
+        self.pending_bytes += w.nbytes + 8 * self.batch * ins.to * ins.out_rows * ins.out_cols
+        if self.pending_bytes > _PENDING_LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Carry out the deferred operations in program order: the CALCs (those reading the
+        same tile the same way share one matrix product, computed at the first of them) and
+        the SAVEs between them."""
+        if not self.pending:
+            return
+        pend, self.pending = self.pending, []
+        self.pending_bytes = 0
+        index, ins = self.index, self.ins
+        groups: dict[tuple[int, tuple[int, ...]], list[_Pending]] = {}
+        for op in pend:
+            if isinstance(op, _Pending):
+                groups.setdefault((id(op.tile), op.key), []).append(op)
+        products: dict[int, np.ndarray] = {}
+        for op in pend:
+            self.index, self.ins = op.index, op.ins
+            if isinstance(op, _PendingSave):
+                self.store(op)
+                continue
+            if id(op) not in products:
+                members = groups[(id(op.tile), op.key)]
+                products.update(zip((id(p) for p in members), self._products(members),
+                                    strict=True))
+            self.compute(op, products.pop(id(op)))
+        self.tiles = {}
+        self.index, self.ins = index, ins
+
+    def _products(self, calcs: list[_Pending]) -> list[np.ndarray]:
+        """Each CALC's products, (batch, to, out_rows, out_cols), exactly; the CALCs read the
+        same tile the same way."""
+        first = calcs[0]
+        i = first.ins
+        if first.vec is not None:                            # FC
+            w, v = first.w, first.vec
+            if w.ndim == 2:                                  # shared block: one GEMM
+                prod = exact_matmul(np.atleast_2d(v), w.T, i.ti, self.term_bound)
+                prod = np.broadcast_to(prod, (self.batch, i.to))
+            else:
+                prod = exact_matmul(w, np.broadcast_to(v, (self.batch, i.ti))[:, :, None],
+                                    i.ti, self.term_bound)[..., 0]
+            return [prod.reshape(self.batch, i.to, 1, 1)]
+        ref = first.tile
+        assert ref is not None
+        buf = self.bufs[Buffer.INPUT]
+        if ref.data is not None:
+            t = ref.data
+        else:
+            t = buf.val[:1, ref.span] if buf.uniform[ref.span].all() else buf.val[:, ref.span]
+        t = t.reshape(-1, i.ti, i.in_rows, i.in_cols)
+        ws = [p.w for p in calcs]
+        if any(w.ndim == 3 for w in ws):
+            ws = [np.broadcast_to(w, (self.batch, *w.shape[-2:])) for w in ws]
+        w_all = np.concatenate(ws, axis=-2) if len(ws) > 1 else ws[0]
+        pat = _patches(t, i, np.float64)  # exact: data values have at most 32 bits
+        prod = exact_matmul(w_all, pat, 9 * i.ti, self.term_bound)  # (batch, Σto, rows·cols)
+        prod = np.broadcast_to(prod, (self.batch, *prod.shape[-2:]))
+        prod = prod.reshape(self.batch, -1, i.out_rows, i.out_cols)
+        return np.split(prod, np.cumsum([p.ins.to for p in calcs])[:-1], axis=1)
+
+    def compute(self, p: _Pending, part: np.ndarray) -> None:
+        """The accumulate and finalize of one CALC, given its products (batch, to, R, C)."""
+        cfg, ins, out = self.cfg, p.ins, self.out
+        if ins.accumulate:
+            part = part + out.val[:, p.acc].reshape(part.shape)
+        lim = (1 << (cfg.acc_bits - 1)) - 1
+        if p.check and part.size and (part.max() > lim or part.min() < -lim - 1):
+            self.fail(f"accumulator overflow: a sum exceeds the {cfg.acc_bits}-bit accumulator")
+        out.val[:, p.acc] = part.reshape(self.batch, -1)
+        if p.out is None:
+            return
+        acc = part
+        if p.bias is not None:
+            b = np.left_shift(p.bias, ins.bias_shift)
+            acc = acc + b.reshape(*b.shape[:-1], ins.to, 1, 1)
+        if ins.relu:
+            acc = np.maximum(acc, 0)
+        y, nsat = requantize(acc, ins.data_shift, FixedFormat(ins.out_bits, 0))
+        self.saturations[ins.layer] = self.saturations.get(ins.layer, 0) + nsat
+        if ins.pool:
+            r, c = y.shape[2] // 2, y.shape[3] // 2
+            y = y[:, :, :2 * r, :2 * c].reshape(self.batch, ins.to, r, 2, c, 2).max(axis=(3, 5))
+        out.val[:, p.out] = y.reshape(self.batch, -1)
+
+    def save(self, ins: Save) -> None:
+        """Check the SAVE and record its accesses now; move the data now, or after the
+        deferred CALCs before it have been computed (in program order)."""
+        cfg = self.cfg
+        out = self.out
+        n = ins.n1 * ins.n2 * ins.length
+        src = out.span(self, ins.ob_addr, n)
+        out.read(self, src, "data to save")
+        geom = self.ddr.segments(self, ins, cfg.data_bytes, writing=True)
+        if geom.overlapping():
+            self.fail("SAVE segments overlap in DDR")
+        where = self.ddr.where(geom)
+        if where != "arena" and geom.count:
+            self.fail("SAVE outside the feature-map arena")
+        self.ddr.save(self, geom, where)
+        op = _PendingSave(self.index, ins, src, geom)
+        if self.pending:
+            self.pending.append(op)
+        else:
+            self.store(op)
+
+    def store(self, op: _PendingSave) -> None:
+        """The data movement of a SAVE."""
+        cfg = self.cfg
+        vals = self.out.val[:, op.src]
+        lo, hi = -(1 << (cfg.data_bits - 1)), (1 << (cfg.data_bits - 1)) - 1
+        if vals.size and (vals.min() < lo or vals.max() > hi):
+            self.fail(f"saves values outside the {cfg.data_bits}-bit data range (accumulators"
+                      " that were never finalized?)")
+        if vals.size:
+            g = op.geom
+            data = pack_array(vals, cfg.data_bytes)
+            g.batch_view(self.adata, self.arena[0])[...] = data.reshape(
+                self.batch, g.n2, g.n1, g.seg)
+
+    # --- host side --------------------------------------------------------------------------
+    def host_write(self, start: int, values: np.ndarray) -> None:
+        """Write (batch, count) data values at `start` (inside the arena)."""
+        data = pack_array(values, self.cfg.data_bytes).reshape(self.batch, -1)
+        a = start - self.arena[0]
+        self.adata[:, a:a + data.shape[1]] = data
+        self.ddr.host_wrote(start, data.shape[1])
+        self.host_epoch += 1
+
+    def host_read(self, start: int, count: int) -> np.ndarray:
+        """(batch, count) data values at `start` (inside the arena)."""
+        db = self.cfg.data_bytes
+        a = start - self.arena[0]
+        raw = np.ascontiguousarray(self.adata[:, a:a + count * db])
+        return unpack(raw.reshape(-1), db).reshape(self.batch, count)
+
+
+@dataclass
+class _Pending:
+    """A CALC whose accesses are checked and recorded, its products not yet computed."""
+
+    index: int
+    ins: Calc
+    key: tuple[int, ...]          # CALCs with equal keys read the same tile the same way
+    tile: _TileRef | None         # the input tile it reads (None for FC)
+    w: np.ndarray                 # weights (to, K), or (batch, to, K) if they differ
+    vec: np.ndarray | None        # FC input vector, (ti,) or (batch, ti)
+    bias: np.ndarray | None       # (to,) or (batch, to)
+    acc: slice
+    out: np.ndarray | None        # OUTPUT entries of its finalized values
+    check: bool = True            # overflow possible (no static bound): check the sums
+
+
+@dataclass(eq=False)
+class _TileRef:
+    """An input tile read by deferred CALCs: live in the INPUT buffer at `span`, or (once the
+    buffer was overwritten) its snapshot `data`, (batch, n)."""
+
+    key: tuple[Any, ...]
+    span: slice
+    data: np.ndarray | None = None
+
+
+@dataclass
+class _PendingSave:
+    """A SAVE whose accesses are checked and recorded, its data not yet moved."""
+
+    index: int
+    ins: Save
+    src: slice                    # OUTPUT entries it reads
+    geom: Geom
+
+
