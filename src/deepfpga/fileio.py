@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from deepfpga.errors import InputError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -72,3 +74,16 @@ def atomic_save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarra
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def parse_json(text: str, where: str) -> Any:
+    """JSON from a model file; invalid, too deeply nested or non-finite JSON is an InputError."""
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"non-finite number {name}")
+
+    try:
+        return json.loads(text, parse_constant=no_constants)
+    except (json.JSONDecodeError, ValueError) as e:
+        raise InputError(f"{where} holds invalid JSON ({e})") from None
+    except RecursionError:
+        raise InputError(f"{where} holds JSON nested too deeply") from None

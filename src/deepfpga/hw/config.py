@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,6 +19,22 @@ from typing import Any
 from deepfpga.errors import InputError
 
 PRESETS = ("zc706-paper", "zedboard", "tiny")
+
+# Plausible ranges (inclusive): beyond them a value is a typo, and the cost model would overflow
+# or divide by next to nothing. Numeric fields not listed here get the default bounds below.
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "clock_mhz": (1.0, 10_000.0),
+    "ddr_bandwidth_gbps": (1e-3, 10_000.0),
+    "num_pe": (1, 1 << 16),
+    "convolvers_per_pe": (1, 1 << 16),
+    "max_row_width": (1, 1 << 16),
+    "datain_port_num": (1, 1 << 16),
+    "weightin_port_num": (1, 1 << 16),
+    "dataout_port_num": (1, 1 << 16),
+    "burst_overhead_cycles": (1, 1 << 20),
+}
+_DEFAULT_INT_BOUNDS = (1, 1 << 40)       # buffers and bursts: up to a TiB
+_DEFAULT_FLOAT_BOUNDS = (1e-9, 1e12)
 
 
 @dataclass(frozen=True)
@@ -59,12 +76,20 @@ class AcceleratorConfig:
             if f.name in ("name", "device", "notes", "max_pad"):
                 continue
             v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
                 raise InputError(f"accelerator config {self.name!r}: key {f.name!r} must be a"
                                  f" positive number, got {v!r}")
             if f.type == "int" and not isinstance(v, int):
                 raise InputError(f"accelerator config {self.name!r}: key {f.name!r} must be an"
                                  f" integer, got {v!r}")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise InputError(f"accelerator config {self.name!r}: key {f.name!r} must be"
+                                 f" finite, got {v!r}")
+            lo, hi = _BOUNDS.get(f.name, _DEFAULT_INT_BOUNDS if f.type == "int"
+                                 else _DEFAULT_FLOAT_BOUNDS)
+            if not lo <= v <= hi:
+                raise InputError(f"accelerator config {self.name!r}: key {f.name!r} = {v!r} is"
+                                 f" outside the plausible range {lo:g}..{hi:g}")
         if isinstance(self.max_pad, bool) or not isinstance(self.max_pad, int) \
                 or not 0 <= self.max_pad <= 7:
             raise InputError(f"accelerator config {self.name!r}: key 'max_pad' must be an"
@@ -151,6 +176,8 @@ class AcceleratorConfig:
 
 
 def config_from_dict(d: dict[str, Any], source: str) -> AcceleratorConfig:
+    if not isinstance(d, dict):
+        raise InputError(f"{source}: expected a table of keys, got {type(d).__name__}")
     names = {f.name: f for f in dataclasses.fields(AcceleratorConfig)}
     unknown = sorted(set(d) - set(names))
     if unknown:
@@ -169,7 +196,10 @@ def config_from_dict(d: dict[str, Any], source: str) -> AcceleratorConfig:
             raise InputError(f"{source}: key {k!r} must be a string")
         if k in d and f.type == "float" and isinstance(d[k], int) and not isinstance(d[k], bool):
             d = {**d, k: float(d[k])}
-    return AcceleratorConfig(**d)
+    try:
+        return AcceleratorConfig(**d)
+    except InputError as e:
+        raise InputError(f"{source}: {e}") from None
 
 
 def load_config(spec: str | Path) -> AcceleratorConfig:
@@ -183,7 +213,14 @@ def load_config(spec: str | Path) -> AcceleratorConfig:
         if not path.is_file():
             raise InputError(f"target {spec_s!r} is neither a preset ({', '.join(PRESETS)})"
                              " nor a TOML file")
-        text, source = path.read_text(), str(path)
+        source = str(path)
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{source}: not a TOML text file (byte {e.start} is not UTF-8)"
+                             ) from None
+        except OSError as e:
+            raise InputError(f"{source}: cannot be read ({e.strerror})") from None
     try:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

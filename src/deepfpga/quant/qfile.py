@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from deepfpga.errors import InputError
-from deepfpga.fileio import atomic_save_npz
+from deepfpga.fileio import atomic_save_npz, parse_json
 from deepfpga.ir import Graph
 from deepfpga.quant.fixedpoint import FixedFormat
 from deepfpga.quant.qmodel import LayerFormats, QuantizedModel
@@ -120,16 +120,17 @@ def _layer_formats(name: str, d: Any) -> LayerFormats:
 def _read_meta(npz: Any, path: Path) -> dict[str, Any]:
     if META_KEY not in npz.files:
         raise InputError(f"{path}: not a deepfpga quantized model (no {META_KEY!r} entry)")
-    raw = npz[META_KEY]
+    try:
+        raw = npz[META_KEY]
+    except ValueError as e:  # an object array needs pickle, which is refused
+        raise InputError(f"{path}: {META_KEY!r} cannot be loaded ({e}); it must be a 0-d"
+                         " unicode string array") from None
     if raw.dtype.kind != "U" or raw.shape != ():
         raise InputError(
             f"{path}: {META_KEY!r} must be a 0-d unicode string array, got dtype {raw.dtype}"
             f" shape {raw.shape}"
         )
-    try:
-        meta = json.loads(str(raw))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: {META_KEY!r} holds invalid JSON ({e})") from None
+    meta = parse_json(str(raw), f"{path}: {META_KEY!r}")
     if not isinstance(meta, dict):
         raise InputError(f"{path}: {META_KEY!r} must hold a JSON object")
     if meta.get("kind", KIND) != KIND:
