@@ -57,8 +57,10 @@ def _explain(compiled: Any) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from deepfpga.compiler.compile import summary_rows
+    from deepfpga.fileio import check_output
     from deepfpga.hw.config import load_config
 
+    check_output(args.outdir, "--outdir", directory=True)
     cfg = load_config(args.target)
     compiled, what = compile_spec(args.model, cfg)
     files = compiled.write(args.outdir)

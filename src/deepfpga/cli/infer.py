@@ -86,11 +86,15 @@ def _write_output(path: str, outputs: dict[str, np.ndarray], single: bool) -> Pa
 
 def run(args: argparse.Namespace) -> int:
     from deepfpga.errors import InputError
-    from deepfpga.fileio import atomic_save_npy, atomic_write_json
+    from deepfpga.fileio import atomic_save_npy, atomic_write_json, check_output
     from deepfpga.ir import INPUT
     from deepfpga.quant.qfile import load_qmodel
     from deepfpga.quant.reference import ReferenceExecutor
 
+    if args.output is not None:
+        check_output(args.output, "--output", inputs=[args.input, args.qmodel])
+    if args.dump is not None:
+        check_output(args.dump, "--dump", directory=True)
     qm = load_qmodel(args.qmodel)
     g = qm.graph
     x, single = _load_input(args.input, args.float_input, g.input_shape, qm.input_format)

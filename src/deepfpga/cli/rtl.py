@@ -68,8 +68,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _run_pe(args: argparse.Namespace) -> int:
+    from deepfpga.fileio import check_output
     from deepfpga.rtl.export import TOP_NAME, write_verilog
 
+    check_output(args.output, "--output", directory=True)
     params = params_from_args(args)
     path = write_verilog(params, Path(args.output))
     info = {"verilog": str(path), "top": TOP_NAME, "params": params.to_dict(),
@@ -85,8 +87,11 @@ def _run_pe(args: argparse.Namespace) -> int:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
+    from deepfpga.fileio import check_output
     from deepfpga.rtl.synth import synthesize
 
+    if args.workdir is not None:
+        check_output(args.workdir, "--workdir", directory=True)
     params = params_from_args(args)
     if not args.json:
         print(f"synthesizing {params.tag()} for {args.device} ...", file=sys.stderr)
