@@ -171,14 +171,6 @@ def readonly_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.skip("no read-only directory available (root on a writable /sys)")
 
 
-def output_cases(flag: str, directory: bool) -> list[tuple[str, str]]:
-    """(id, how to spell the bad location) for an output flag; built by `bad_output`."""
-    cases = [("under-a-file", "file/"), ("readonly", "ro"), ("empty", "empty"),
-             ("long-name", "long")]
-    cases.append(("is-a-file", "isfile") if directory else ("is-a-directory", "isdir"))
-    return cases
-
-
 def bad_output(kind: str, work: Path, readonly: Path, suffix: str = ".npz") -> tuple[str, str]:
     """(path, expected message fragment) for one of `output_cases`."""
     if kind == "file/":
@@ -196,3 +188,14 @@ def bad_output(kind: str, work: Path, readonly: Path, suffix: str = ".npz") -> t
         d.mkdir(exist_ok=True)
         return str(d), "is a directory"
     raise AssertionError(kind)
+
+
+# Output-location kinds every command with an output flag is tested with.
+FILE_KINDS = ("file/", "ro", "empty", "long", "isdir")
+DIR_KINDS = ("file/", "ro", "empty", "long", "isfile")
+
+
+@pytest.fixture
+def bad_location(work: Path, readonly_dir: Path):
+    """`bad_location(kind, suffix)` -> (path, expected message fragment)."""
+    return lambda kind, suffix=".npz": bad_output(kind, work, readonly_dir, suffix)

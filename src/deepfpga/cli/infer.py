@@ -63,6 +63,8 @@ def _load_input(path: str, float_input: bool, input_shape: tuple[int, ...],
             f"input {p}: shape {tuple(x.shape)} does not fit the model input ({want})"
             f" or a batch (N, {want})"
         )
+    if x.shape[0] == 0:
+        raise InputError(f"input {p}: an empty batch (0 samples)")
     if float_input:
         if x.dtype.kind not in "fiu":
             raise InputError(f"input {p}: dtype {x.dtype} is not numeric")
