@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.calib_size <= 0:
         raise InputError(f"--calib-size must be positive, got {args.calib_size}")
-    out = Path(args.out) if args.out else default_out(args.model, args.bits, args.static)
+    out = Path(args.out) if args.out is not None else default_out(args.model, args.bits,
+                                                                  args.static)
     if out.suffix != ".npz":
         raise InputError(f"--out must name a .npz file, got {str(out)!r}")
     check_output(out, "--out", inputs=[args.model, args.calib, args.bits_file])
