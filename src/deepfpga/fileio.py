@@ -7,6 +7,8 @@ import io
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,12 @@ from typing import Any
 import numpy as np
 
 from deepfpga.errors import InputError
+
+# What reading a damaged .npz/.npy can raise: a broken zip directory, a corrupt deflate stream,
+# a truncated member, a bad .npy header, a pickled object refused, an unknown zip version or
+# compression method.
+NPZ_READ_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, NotImplementedError)
 
 
 def _umask() -> int:

@@ -8,7 +8,6 @@ shape, the fixed-point format and how many values saturated.
 from __future__ import annotations
 
 import argparse
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +43,14 @@ def _load_input(path: str, float_input: bool, input_shape: tuple[int, ...],
                 fmt: Any) -> tuple[np.ndarray, bool]:
     """The input batch, and whether a single sample was given (a batch axis is added)."""
     from deepfpga.errors import InputError
+    from deepfpga.fileio import NPZ_READ_ERRORS
 
     p = Path(path)
     if not p.is_file():
         raise InputError(f"no such input file: {p}")
     try:
         x = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except NPZ_READ_ERRORS as e:
         raise InputError(f"input {p}: not a readable .npy array ({e})") from None
     if not isinstance(x, np.ndarray):
         raise InputError(f"input {p}: an .npz archive; give one .npy array")

@@ -8,7 +8,6 @@ with); float arrays from an `.npz` as given (they may be normalised already).
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 from deepfpga.data.dataset import Dataset
 from deepfpga.data.idx import read_idx
 from deepfpga.errors import InputError
+from deepfpga.fileio import NPZ_READ_ERRORS
 
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_NAMES = ("fashion-mnist", "fmnist")
@@ -195,7 +195,7 @@ def load_npz(
         raise
     except ValueError as e:  # object arrays need pickle, which we refuse
         raise InputError(f"{path}: unreadable npz ({e})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
+    except NPZ_READ_ERRORS as e:
         raise InputError(f"{path}: corrupt npz file ({e})") from None
 
     src = str(path)
