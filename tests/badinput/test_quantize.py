@@ -39,6 +39,7 @@ DATA = {
     "labels-beyond-classes": (dict(x=X, y=Y + 5, classes=np.array(["a", "b", "c"])),
                               "out of range"),
     "object-array": (dict(x=np.array([None] * 6, dtype=object), y=Y), "unreadable npz"),
+    "label-2-to-the-62": (dict(x=X, y=np.full(6, 2**62)), "classes"),
 }
 
 

@@ -29,6 +29,9 @@ def test_bad_output_dir(kind, work, bad_location, refused):
     (["--device", "xc9"], "invalid choice"),
     (["--device", "ecp5-85f", "--workdir", "WORK/existing.npz/w"], "is not a directory"),
     (["--device", "ecp5-85f", "--bits", "0"], "bits"),
+    (["--device", "ecp5-85f", "--timeout", "nan"], "--timeout"),
+    (["--device", "ecp5-85f", "--timeout=-1"], "--timeout"),
+    (["--device", "ecp5-85f", "--timeout", "inf"], "--timeout"),
 ])
 def test_bad_synth(args, match, work, refused):
     refused(["rtl", "synth", *[a.replace("WORK", str(work)) for a in args]], match)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfpga.cli.output import add_json_flag, print_json, table
+from deepfpga.errors import InputError
 
 
 def _add_pe_args(p: argparse.ArgumentParser) -> None:
@@ -92,6 +93,8 @@ def _run_synth(args: argparse.Namespace) -> int:
 
     if args.workdir is not None:
         check_output(args.workdir, "--workdir", directory=True)
+    if args.timeout is not None and not 0 < args.timeout < float("inf"):
+        raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     params = params_from_args(args)
     if not args.json:
         print(f"synthesizing {params.tag()} for {args.device} ...", file=sys.stderr)

@@ -27,6 +27,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 
 SizeArg = int | tuple[int, int] | None
+MAX_CLASSES = 100_000  # labels 0..max(y) name the classes when an .npz has no `classes` array
 
 
 def load_dataset(
@@ -218,6 +219,9 @@ def load_npz(
     if classes is None:
         if (y < 0).any():
             raise InputError(f"{src}: negative label {int(y.min())} in y")
+        if int(y.max()) >= MAX_CLASSES:
+            raise InputError(f"{src}: label {int(y.max())} in y implies {int(y.max()) + 1:,}"
+                             f" classes (at most {MAX_CLASSES:,} without a 'classes' array)")
         names = tuple(str(i) for i in range(int(y.max()) + 1))
     else:
         if classes.ndim != 1 or classes.dtype.kind not in "UT":
