@@ -133,11 +133,26 @@ def refuse(argv: Sequence[str], capsys: pytest.CaptureFixture[str], match: str |
     return lines[0]
 
 
+def _snapshot(root: Path) -> dict[Path, bytes | None]:
+    return {p: (p.read_bytes() if p.is_file() else None) for p in root.rglob("*")}
+
+
 @pytest.fixture
-def refused(capsys: pytest.CaptureFixture[str]):
-    """`refused(argv, match, keep=())`: the `refuse` check bound to this test's capsys."""
+def refused(capsys: pytest.CaptureFixture[str], work: Path, monkeypatch: pytest.MonkeyPatch):
+    """`refused(argv, match, keep=())`: the `refuse` check bound to this test's capsys.
+
+    Runs in `work` (so a default output location lies there too) and also asserts that the
+    failed run left `work` exactly as it was: no new file or directory (nothing half-written),
+    no file changed or lost (the existing output `existing.npz` included)."""
+    monkeypatch.chdir(work)
+
     def check(argv: Sequence[str], match: str | Sequence[str], keep: Sequence[Path] = ()) -> str:
-        return refuse(argv, capsys, match, keep)
+        before = _snapshot(work)
+        msg = refuse(argv, capsys, match, [work / "existing.npz", *keep])
+        after = _snapshot(work)
+        assert after == before, (sorted(set(after) ^ set(before)),
+                                 [p for p in before if p in after and after[p] != before[p]])
+        return msg
     return check
 
 
