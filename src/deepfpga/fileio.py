@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+import zipfile
+import zlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from deepfpga.errors import InputError
+
+# What reading a damaged .npz/.npy can raise: a broken zip directory, a corrupt deflate stream,
+# a truncated member, a bad .npy header, a pickled object refused, an unknown zip version or
+# compression method.
+NPZ_READ_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, NotImplementedError)
 
 
 def _umask() -> int:
@@ -26,7 +37,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # The temp name is kept short: a target name near NAME_MAX must still work.
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:64]}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -72,3 +84,70 @@ def atomic_save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarra
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def parse_json(text: str, where: str) -> Any:
+    """JSON from a model file; invalid, too deeply nested or non-finite JSON is an InputError."""
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"non-finite number {name}")
+
+    try:
+        return json.loads(text, parse_constant=no_constants)
+    except (json.JSONDecodeError, ValueError) as e:
+        raise InputError(f"{where} holds invalid JSON ({e})") from None
+    except RecursionError:
+        raise InputError(f"{where} holds JSON nested too deeply") from None
+
+
+def check_output(path: str | os.PathLike[str], flag: str, *, directory: bool = False,
+                 inputs: Iterable[str | os.PathLike[str] | None] = ()) -> Path:
+    """Refuse an output location that cannot be written, before any work is done.
+
+    `path` is an output file (or, with `directory`, an output directory that may not exist
+    yet); `flag` names it in the message (e.g. "--out"). Nothing is created: the nearest
+    existing ancestor must be a directory in which a file can be created (probed with a temp
+    file: that also catches read-only file systems, and asks the kernel rather than guessing
+    from permission bits, which root ignores). An output
+    file that is one of `inputs` is refused, so that a run never overwrites what it reads.
+    """
+    text = os.fspath(path)
+    if not text:
+        raise InputError(f"{flag}: empty path")
+    p = Path(text)
+    where = f"{flag} {text}"
+    for part in p.parts:
+        if len(os.fsencode(part)) > 255:
+            raise InputError(f"{where}: a path component is longer than 255 bytes")
+    if p.exists() or p.is_symlink():
+        if directory and not p.is_dir():
+            raise InputError(f"{where}: exists and is not a directory")
+        if not directory and p.is_dir():
+            raise InputError(f"{where}: is a directory, not a file")
+        if not directory and not p.exists():
+            raise InputError(f"{where}: is a dangling symbolic link")
+    for i in inputs:
+        if i is not None and os.fspath(i) and _same_file(p, Path(i)):
+            raise InputError(f"{where}: is also an input ({os.fspath(i)}); refusing to"
+                             " overwrite it")
+    base = p if (directory and p.is_dir()) else p.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise InputError(f"{where}: {base} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".deepfpga-probe.", dir=base)
+    except OSError as e:
+        reason = e.strerror or errno.errorcode.get(e.errno or 0, str(e))
+        raise InputError(f"{where}: cannot write in {base} ({reason})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return p
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False

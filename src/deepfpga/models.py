@@ -71,7 +71,11 @@ def _load_factory(spec: str, input_shape: str | Sequence[int] | None) -> Graph:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise InputError(f"{modname!r} has no callable {attr!r}")
-    net = factory()
+    try:
+        net = factory()
+    except Exception as e:  # a factory that needs arguments, or fails: the user's code
+        raise InputError(f"calling {spec}() failed ({type(e).__name__}: {e}); give a factory"
+                         " that takes no arguments") from None
     if not isinstance(net, torch.nn.Module):
         raise InputError(f"{spec} returned {type(net).__name__}, not a torch.nn.Module")
     net.eval()

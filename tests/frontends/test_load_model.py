@@ -137,7 +137,7 @@ def test_float_model_refusals(tmp_path):
     with pytest.raises(InputError, match="not a deepfpga float model"):
         load_float_model(p)
     np.savez(p, __format__=np.array(FORMAT), __graph__=np.array("{broken"))
-    with pytest.raises(InputError, match="not valid JSON"):
+    with pytest.raises(InputError, match="invalid JSON"):
         load_float_model(p)
     save_float_model(load_model("vgg11"), p)
     with np.load(p) as z:

@@ -4,7 +4,9 @@ Each command lives in its own module `deepfpga.cli.<name>` defining
 `add_parser(subparsers) -> argparse.ArgumentParser` and `run(args) -> int`. Modules are imported
 only when the parser is built, so importing deepfpga does no work.
 
-Exit status: 0 success, 2 bad input (one line on stderr, no traceback), 1 internal failure.
+Exit status: 0 success, 2 bad input (one line on stderr, no traceback; this includes an
+output location that cannot be written and a request larger than the machine's memory),
+1 internal failure (or, for `run`, a simulator that is not bit-exact), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -62,6 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except FileNotFoundError as e:
         print(f"deepfpga {args.command}: error: no such file: {e.filename}", file=sys.stderr)
+        return 2
+    except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as e:
+        # A location the early checks could not foresee (it changed during the run).
+        print(f"deepfpga {args.command}: error: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"deepfpga {args.command}: error: out of memory (use fewer images or a smaller"
+              " batch)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"deepfpga {args.command}: interrupted", file=sys.stderr)

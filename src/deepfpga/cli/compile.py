@@ -67,8 +67,10 @@ def summary_rows(compiled: Any) -> list[list[Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepfpga.fileio import check_output
     from deepfpga.hw.config import load_config
 
+    check_output(args.outdir, "--outdir", directory=True)
     cfg = load_config(args.target)
     compiled, what = compile_spec(args.model, cfg)
     files = compiled.write(args.outdir)

@@ -8,7 +8,6 @@ shape, the fixed-point format and how many values saturated.
 from __future__ import annotations
 
 import argparse
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +43,14 @@ def _load_input(path: str, float_input: bool, input_shape: tuple[int, ...],
                 fmt: Any) -> tuple[np.ndarray, bool]:
     """The input batch, and whether a single sample was given (a batch axis is added)."""
     from deepfpga.errors import InputError
+    from deepfpga.fileio import NPZ_READ_ERRORS
 
     p = Path(path)
     if not p.is_file():
         raise InputError(f"no such input file: {p}")
     try:
         x = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except NPZ_READ_ERRORS as e:
         raise InputError(f"input {p}: not a readable .npy array ({e})") from None
     if not isinstance(x, np.ndarray):
         raise InputError(f"input {p}: an .npz archive; give one .npy array")
@@ -63,6 +63,8 @@ def _load_input(path: str, float_input: bool, input_shape: tuple[int, ...],
             f"input {p}: shape {tuple(x.shape)} does not fit the model input ({want})"
             f" or a batch (N, {want})"
         )
+    if x.shape[0] == 0:
+        raise InputError(f"input {p}: an empty batch (0 samples)")
     if float_input:
         if x.dtype.kind not in "fiu":
             raise InputError(f"input {p}: dtype {x.dtype} is not numeric")
@@ -86,11 +88,15 @@ def _write_output(path: str, outputs: dict[str, np.ndarray], single: bool) -> Pa
 
 def run(args: argparse.Namespace) -> int:
     from deepfpga.errors import InputError
-    from deepfpga.fileio import atomic_save_npy, atomic_write_json
+    from deepfpga.fileio import atomic_save_npy, atomic_write_json, check_output
     from deepfpga.ir import INPUT
     from deepfpga.quant.qfile import load_qmodel
     from deepfpga.quant.reference import ReferenceExecutor
 
+    if args.output is not None:
+        check_output(args.output, "--output", inputs=[args.input, args.qmodel])
+    if args.dump is not None:
+        check_output(args.dump, "--dump", directory=True)
     qm = load_qmodel(args.qmodel)
     g = qm.graph
     x, single = _load_input(args.input, args.float_input, g.input_shape, qm.input_format)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfpga.cli.output import add_json_flag, print_json, table
+from deepfpga.errors import InputError
 
 
 def _add_pe_args(p: argparse.ArgumentParser) -> None:
@@ -71,8 +72,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _run_pe(args: argparse.Namespace) -> int:
+    from deepfpga.fileio import check_output
     from deepfpga.rtl.export import TOP_NAME, write_verilog
 
+    check_output(args.output, "--output", directory=True)
     params = params_from_args(args)
     path = write_verilog(params, Path(args.output))
     info = {"verilog": str(path), "top": TOP_NAME, "params": params.to_dict(),
@@ -88,8 +91,13 @@ def _run_pe(args: argparse.Namespace) -> int:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
+    from deepfpga.fileio import check_output
     from deepfpga.rtl.synth import synthesize
 
+    if args.workdir is not None:
+        check_output(args.workdir, "--workdir", directory=True)
+    if args.timeout is not None and not 0 < args.timeout < float("inf"):
+        raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     params = params_from_args(args)
     if not args.json:
         print(f"synthesizing {params.tag()} for {args.device} ...", file=sys.stderr)

@@ -116,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.model:
         raise InputError("MODEL must not be empty")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise InputError(f"--out {args.out!r} exists and is not a directory")
+    from deepfpga.fileio import check_output
+
+    check_output(args.out, "--out", directory=True)  # before the flow, not after it
     # The command as an equivalent explicit invocation (every default spelled out).
     argv = ["deepfpga", "run", args.model, "--target", args.target, "--data", args.data,
             "--images", str(args.images), "--bits", args.bits, "--calib-size",

@@ -70,16 +70,19 @@ def _specs(items: list[tuple[str, Any]]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from deepfpga.analysis.complexity import analyze
     from deepfpga.compress.svd import svd_compress
+    from deepfpga.fileio import check_output
     from deepfpga.frontends.float_model import save_float_model
     from deepfpga.models import load_model
 
+    if args.out is not None:
+        if not args.out.endswith(".npz"):
+            raise InputError(f"--out must name a .npz file, got {args.out!r}")
+        check_output(args.out, "--out", inputs=[args.model])
     specs = _specs(args.svd_items or [])
     graph = load_model(args.model, args.input_shape)
     result = svd_compress(graph, specs)
     before, after = analyze(graph).total(), analyze(result.graph).total()
-    if args.out:
-        if not args.out.endswith(".npz"):
-            raise InputError(f"--out must name a .npz file, got {args.out!r}")
+    if args.out is not None:
         save_float_model(result.graph, args.out)
     if args.json:
         print_json({
@@ -106,6 +109,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nmodel {graph.name}: {before.params:,} -> {after.params:,} parameters"
           f" ({100 * (1 - after.params / before.params):.2f}% fewer),"
           f" {before.gop:.4f} -> {after.gop:.4f} GOP")
-    if args.out:
+    if args.out is not None:
         print(f"wrote {args.out}")
     return 0

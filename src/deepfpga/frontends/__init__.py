@@ -14,10 +14,10 @@ from deepfpga.errors import InputError
 def parse_shape(text: str | Sequence[int]) -> tuple[int, ...]:
     """'3,224,224' (or a sequence) → (3, 224, 224); every dimension a positive integer."""
     if isinstance(text, str):
-        parts = [s.strip() for s in text.replace("x", ",").split(",") if s.strip()]
+        parts = [s.strip() for s in text.replace("x", ",").split(",")]
         try:
-            dims = tuple(int(s) for s in parts)
-        except ValueError:
+            dims = tuple(int(s) for s in parts) if text.strip() else ()
+        except ValueError:  # also an empty item: '1,,28'
             raise InputError(f"bad input shape {text!r} (expected e.g. 3,224,224)") from None
     else:
         dims = tuple(int(d) for d in text)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfpga.errors import InputError
-from deepfpga.fileio import atomic_save_npz
+from deepfpga.fileio import NPZ_READ_ERRORS, atomic_save_npz, parse_json
 from deepfpga.ir.graph import Graph
 
 FORMAT = "deepfpga-float-model/1"
@@ -45,7 +45,7 @@ def load_float_model(path: str | os.PathLike[str]) -> Graph:
     try:
         with np.load(p, allow_pickle=False) as z:
             entries = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
+    except NPZ_READ_ERRORS as e:
         raise InputError(f"{p}: not a readable .npz file ({e})") from None
     fmt = entries.pop("__format__", None)
     if fmt is None or fmt.dtype.kind != "U" or str(fmt) != FORMAT:
@@ -55,10 +55,7 @@ def load_float_model(path: str | os.PathLike[str]) -> Graph:
     graph_json = entries.pop("__graph__", None)
     if graph_json is None or graph_json.dtype.kind != "U":
         raise InputError(f"{p}: entry __graph__ (a JSON string) is missing")
-    try:
-        desc = json.loads(str(graph_json))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{p}: __graph__ is not valid JSON ({e})") from None
+    desc = parse_json(str(graph_json), f"{p}: __graph__")
     if not isinstance(desc, dict):
         raise InputError(f"{p}: __graph__ must be a JSON object")
     params: dict[str, dict[str, np.ndarray]] = {}

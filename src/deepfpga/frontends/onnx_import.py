@@ -13,12 +13,12 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deepfpga.errors import InputError, UnsupportedModelError
+from deepfpga.frontends.onnx_file import initializers, input_shape, read_onnx
 from deepfpga.ir.graph import INPUT, Graph
 from deepfpga.ir.layers import (
     LRN,
@@ -66,14 +66,36 @@ class _Unsupported(Exception):
         self.op = op
 
 
-def _dims_of(v: Any) -> _Dims:
-    if v is _UNKNOWN:
-        raise TypeError("unknown value")  # downstream of an unsupported node: not reported
+class _UnknownInput(Exception):
+    """The node reads a value whose shape is unknown (downstream of a refused node)."""
+
+
+def _ints(attrs: dict[str, Any], key: str, op: str, default: Sequence[int], n: int = 2
+          ) -> tuple[int, ...]:
+    """An integer-list attribute with exactly `n` items (2-d convolution and pooling)."""
+    v = attrs.get(key, default)
+    if isinstance(v, int | np.integer):
+        v = [v]
+    try:
+        items = tuple(int(i) for i in v)
+    except (TypeError, ValueError):
+        raise _Unsupported(f"{op}({key}={v!r}): not a list of integers") from None
+    if len(items) != n:
+        raise _Unsupported(f"{op}({key}={list(items)}): {n} values expected (2-d only)")
+    return items
+
+
+def _dims_of(v: Any, op: str) -> _Dims:
+    if isinstance(v, _T) and v.shape is None:
+        raise _UnknownInput  # downstream of an unsupported node: not reported
     if isinstance(v, _Dims):
         return v
     if isinstance(v, np.ndarray) and v.dtype.kind in "iu" and v.ndim <= 1:
         return _Dims(tuple(int(i) for i in v.reshape(-1)), scalar=v.ndim == 0)
-    raise _Unsupported("needs an integer vector known at import time")
+    if isinstance(v, _T):
+        raise _Unsupported(f"{op} of a tensor computed at run time (only shape arithmetic on"
+                           " Shape outputs and integer initializers is supported)")
+    raise _Unsupported(f"{op} of a constant that is not an integer vector")
 
 
 def _required(attrs: dict[str, Any], key: str, op: str) -> Any:
@@ -112,6 +134,8 @@ class _Importer:
 
     def add(self, name: str, layer: Layer, inputs: list[_T],
             params: dict[str, np.ndarray] | None = None) -> _T:
+        if any(t.shape is None for t in inputs):
+            raise _UnknownInput
         shape = layer.output_shape([t.shape for t in inputs])
         self.layers.append(layer)
         if params:
@@ -120,10 +144,19 @@ class _Importer:
 
     # --- value access -----------------------------------------------------------------------
     def tensor(self, node: Any, i: int) -> _T:
+        if i >= len(node.input) or not node.input[i]:
+            raise _Unsupported(f"{node.op_type} without input {i}")
         v = self.values[node.input[i]]
         if not isinstance(v, _T):
             raise _Unsupported(f"{node.op_type} on a constant input {i}")
         return v
+
+    def known(self, node: Any, i: int) -> tuple[str, Shape]:
+        """Input tensor `i` with a known shape (else the node is skipped, not reported)."""
+        t = self.tensor(node, i)
+        if t.shape is None:
+            raise _UnknownInput
+        return t.ref, t.shape
 
     def const(self, node: Any, i: int, what: str) -> np.ndarray:
         if i >= len(node.input) or not node.input[i]:
@@ -157,8 +190,10 @@ class _Importer:
         if auto == "VALID":
             return (0, 0)
         if auto in ("SAME_UPPER", "SAME_LOWER"):
-            if x.shape is None or len(x.shape) != 3:
-                raise _Unsupported(f"{op}(auto_pad={auto}) on an unknown shape")
+            if x.shape is None:
+                raise _UnknownInput
+            if len(x.shape) != 3:
+                raise _Unsupported(f"{op}(auto_pad={auto}) on a {len(x.shape)}-d input")
             pads = []
             for size, k, st in zip(x.shape[1:], kernel, stride, strict=True):
                 total = max((-(-size // st) - 1) * st + k - size, 0)
@@ -168,7 +203,13 @@ class _Importer:
             return (pads[0], pads[1])
         if auto != "NOTSET":
             raise _Unsupported(f"{op}(auto_pad={auto})")
-        return _symmetric_pads(attrs.get("pads", []), op)
+        pads = attrs.get("pads", [])
+        if not isinstance(pads, list | tuple) or \
+                not all(isinstance(p, int | np.integer) for p in pads):
+            raise _Unsupported(f"{op}(pads={pads!r}): not a list of integers")
+        if any(p < 0 for p in pads):
+            raise _Unsupported(f"{op}(negative pads={list(pads)})")
+        return _symmetric_pads(pads, op)
 
     def op_Conv(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
         x = self.tensor(node, 0)
@@ -176,11 +217,21 @@ class _Importer:
         b = self.opt_const(node, 2, "bias")
         if attrs.get("group", 1) != 1:
             raise _Unsupported(f"Conv(group={attrs['group']})")
-        if list(attrs.get("dilations", [1, 1])) != [1, 1]:
-            raise _Unsupported(f"Conv(dilations={attrs['dilations']})")
         if w.ndim != 4:
             raise _Unsupported(f"Conv with a {w.ndim}-d weight (only 2-d convolution)")
-        stride = tuple(attrs.get("strides", [1, 1]))
+        if _ints(attrs, "dilations", "Conv", [1, 1]) != (1, 1):
+            raise _Unsupported(f"Conv(dilations={attrs['dilations']})")
+        stride = _ints(attrs, "strides", "Conv", [1, 1])
+        if min(stride) <= 0:
+            raise _Unsupported(f"Conv(strides={list(stride)}): strides must be positive")
+        kshape = _ints(attrs, "kernel_shape", "Conv", w.shape[2:])
+        if kshape != tuple(w.shape[2:]):
+            raise _Unsupported(f"Conv(kernel_shape={list(kshape)}) contradicts its weight of"
+                               f" shape {list(w.shape)}")
+        if min(w.shape) <= 0:
+            raise _Unsupported(f"Conv with an empty weight of shape {list(w.shape)}")
+        if b is not None and b.shape != (w.shape[0],):
+            raise _Unsupported(f"Conv bias of shape {list(b.shape)} for {w.shape[0]} outputs")
         pad = self._pads("Conv", attrs, w.shape[2:], stride, x)
         name = self.name_for(node, index)
         layer = Conv2d(name, (x.ref,), in_channels=int(w.shape[1]), out_channels=int(w.shape[0]),
@@ -194,6 +245,8 @@ class _Importer:
         if attrs.get("transA", 0):
             raise _Unsupported("Gemm(transA=1)")
         bmat = self.const(node, 1, "weight")
+        if bmat.ndim != 2 or min(bmat.shape) <= 0:
+            raise _Unsupported(f"Gemm with a weight of shape {list(bmat.shape)} (2-d expected)")
         c = self.opt_const(node, 2, "bias")
         alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
         # Gemm computes alpha·A·B' + beta·C with B' = B or Bᵀ; Linear's weight is (out, in).
@@ -214,7 +267,9 @@ class _Importer:
     def op_MatMul(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
         x = self.tensor(node, 0)
         bmat = self.const(node, 1, "weight")
-        if bmat.ndim != 2 or len(x.shape) != 1:
+        if x.shape is None:
+            raise _UnknownInput
+        if bmat.ndim != 2 or len(x.shape) != 1 or min(bmat.shape) <= 0:
             raise _Unsupported("MatMul other than (N, F) x (F, M)")
         name = self.name_for(node, index)
         layer = Linear(name, (x.ref,), in_features=int(bmat.shape[0]),
@@ -247,12 +302,16 @@ class _Importer:
         return self.add(name, ReLU(name, (x.ref,)), [x])
 
     def _pool_args(self, op: str, attrs: dict[str, Any], x: _T) -> tuple[Any, Any, Any, bool]:
-        if list(attrs.get("dilations", [1, 1])) != [1, 1]:
+        if _ints(attrs, "dilations", op, [1, 1]) != (1, 1):
             raise _Unsupported(f"{op}(dilations={attrs['dilations']})")
         if attrs.get("storage_order", 0):
             raise _Unsupported(f"{op}(storage_order=1)")
-        k = tuple(_required(attrs, "kernel_shape", op))
-        s = tuple(attrs.get("strides", [1, 1]))  # ONNX's default stride is 1, not the kernel
+        _required(attrs, "kernel_shape", op)
+        k = _ints(attrs, "kernel_shape", op, ())
+        s = _ints(attrs, "strides", op, [1, 1])  # ONNX's default stride is 1, not the kernel
+        if min(k) <= 0 or min(s) <= 0:
+            raise _Unsupported(f"{op}(kernel_shape={list(k)}, strides={list(s)}): must be"
+                               " positive")
         return k, s, self._pads(op, attrs, k, s, x), bool(attrs.get("ceil_mode", 0))
 
     def op_MaxPool(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
@@ -281,6 +340,7 @@ class _Importer:
 
     def op_GlobalAveragePool(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
         x = self.tensor(node, 0)
+        self.known(node, 0)
         if len(x.shape) != 3:
             raise _Unsupported(f"GlobalAveragePool on shape {x.shape}")
         _, h, w = x.shape
@@ -291,6 +351,7 @@ class _Importer:
 
     def op_Flatten(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
         x = self.tensor(node, 0)
+        self.known(node, 0)
         rank = len(x.shape) + 1
         axis = int(attrs.get("axis", 1))
         if (axis + rank if axis < 0 else axis) != 1:
@@ -300,8 +361,11 @@ class _Importer:
 
     def op_Reshape(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
         x = self.tensor(node, 0)
+        self.known(node, 0)
+        if len(node.input) < 2:
+            raise _Unsupported("Reshape without a shape input")
         try:
-            dims = _dims_of(self.values[node.input[1]]).items
+            dims = _dims_of(self.values[node.input[1]], "Reshape").items
         except _Unsupported:
             raise _Unsupported("Reshape to a shape computed at run time") from None
         total = math.prod(x.shape)
@@ -320,7 +384,16 @@ class _Importer:
     def op_Dropout(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
         x = self.tensor(node, 0)
         ratio = self.opt_const(node, 1, "ratio")
-        p = float(ratio) if ratio is not None else float(attrs.get("ratio", 0.5))
+        if ratio is not None and ratio.size != 1:
+            raise _Unsupported(f"Dropout with a ratio of shape {list(ratio.shape)}")
+        training = self.opt_const(node, 2, "training_mode")
+        if training is not None and (training.size != 1 or bool(training.reshape(-1)[0])):
+            raise _Unsupported("Dropout(training_mode=True): random at inference")
+        if attrs.get("is_test", 1) == 0:  # opset < 7
+            raise _Unsupported("Dropout(is_test=0): training mode")
+        p = float(ratio.reshape(-1)[0]) if ratio is not None else float(attrs.get("ratio", 0.5))
+        if not 0.0 <= p < 1.0:
+            raise _Unsupported(f"Dropout(ratio={p}): must be in [0, 1)")
         name = self.name_for(node, index)
         return self.add(name, Dropout(name, (x.ref,), p=p), [x])
 
@@ -334,6 +407,9 @@ class _Importer:
             "running_mean": self.const(node, 3, "mean"),
             "running_var": self.const(node, 4, "var"),
         }
+        if any(v.ndim != 1 or v.shape != p["weight"].shape for v in p.values()):
+            raise _Unsupported("BatchNormalization with parameters of shapes"
+                               f" {[list(v.shape) for v in p.values()]} (four equal vectors)")
         name = self.name_for(node, index)
         layer = BatchNorm2d(name, (x.ref,), num_features=int(p["weight"].shape[0]),
                             eps=float(attrs.get("epsilon", 1e-5)))
@@ -341,6 +417,7 @@ class _Importer:
 
     def op_Softmax(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
         x = self.tensor(node, 0)
+        self.known(node, 0)
         rank = len(x.shape) + 1
         axis = int(attrs.get("axis", -1 if self.opset >= 13 else 1))
         axis = axis + rank if axis < 0 else axis
@@ -353,6 +430,8 @@ class _Importer:
     def op_LRN(self, node: Any, index: int, attrs: dict[str, Any]) -> _T:
         x = self.tensor(node, 0)
         size = int(_required(attrs, "size", "LRN"))
+        if size <= 0:
+            raise _Unsupported(f"LRN(size={size}): must be positive")
         if size % 2 == 0:  # ONNX and torch centre an even window differently
             raise _Unsupported(f"LRN(size={size}, even)")
         name = self.name_for(node, index)
@@ -361,6 +440,8 @@ class _Importer:
         return self.add(name, layer, [x])
 
     def op_Identity(self, node: Any, index: int, attrs: dict[str, Any]) -> Any:
+        if not node.input or not node.input[0]:
+            raise _Unsupported("Identity without an input")
         return self.values[node.input[0]]
 
     # --- shape arithmetic (evaluated at import time) -------------------------------------------
@@ -373,20 +454,25 @@ class _Importer:
 
     def op_Shape(self, node: Any, index: int, attrs: dict[str, Any]) -> _Dims:
         x = self.tensor(node, 0)
+        self.known(node, 0)
         full = (N, *x.shape)
         start, end = attrs.get("start", 0), attrs.get("end", len(full))
         return _Dims(full[slice(start, end)])
 
     def op_Gather(self, node: Any, index: int, attrs: dict[str, Any]) -> _Dims:
-        data = _dims_of(self.values[node.input[0]])
+        data = _dims_of(self.values[node.input[0]], "Gather")
         idx = self.const(node, 1, "indices")
-        if attrs.get("axis", 0) != 0 or data.scalar or idx.ndim > 1:
+        if attrs.get("axis", 0) != 0 or data.scalar or idx.ndim > 1 or idx.dtype.kind not in "iu":
             raise _Unsupported("Gather other than indexing a shape vector")
+        n = len(data.items)
+        if any(not -n <= int(i) < n for i in idx.reshape(-1)):
+            raise _Unsupported(f"Gather index {idx.reshape(-1).tolist()} out of range for a"
+                               f" {n}-vector")
         picked = tuple(data.items[int(i)] for i in idx.reshape(-1))
         return _Dims(picked, scalar=idx.ndim == 0)
 
     def op_Unsqueeze(self, node: Any, index: int, attrs: dict[str, Any]) -> _Dims:
-        v = _dims_of(self.values[node.input[0]])
+        v = _dims_of(self.values[node.input[0]], "Unsqueeze")
         axes = attrs.get("axes")
         if axes is None:
             axes = self.const(node, 1, "axes").reshape(-1).tolist()
@@ -395,59 +481,41 @@ class _Importer:
         return _Dims(v.items)
 
     def op_Concat(self, node: Any, index: int, attrs: dict[str, Any]) -> _Dims:
-        parts = [_dims_of(self.values[n]) for n in node.input]
+        parts = [_dims_of(self.values[n], "Concat") for n in node.input]
         if attrs.get("axis", 0) not in (0, -1) or any(p.scalar for p in parts):
             raise _Unsupported("Concat other than of shape vectors")
         return _Dims(tuple(i for p in parts for i in p.items))
 
-    def op_Cast(self, node: Any, index: int, attrs: dict[str, Any]) -> _Dims:
-        return _dims_of(self.values[node.input[0]])
+    def op_Cast(self, node: Any, index: int, attrs: dict[str, Any]) -> Any:
+        from onnx import TensorProto
+
+        v = self.values[node.input[0]]
+        if isinstance(v, _T) and v.shape is not None and attrs.get("to") == TensorProto.FLOAT:
+            return v  # every tensor is float32 already
+        if isinstance(v, _T) and v.shape is not None:
+            raise _Unsupported(f"Cast of a tensor to type {attrs.get('to')} (only to float, or"
+                               " of shape arithmetic)")
+        return _dims_of(v, "Cast")
 
 
-def _read(source: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
-    if isinstance(source, bytes | bytearray):
-        return bytes(source), "<bytes>"
-    p = Path(source)
-    if not p.is_file():
-        raise InputError(f"no such file: {p}")
-    return p.read_bytes(), str(p)
+def _attributes(node: Any) -> dict[str, Any]:
+    from onnx import helper
 
-
-def _input_shape(model: Any, initializers: set[str], label: str) -> tuple[str, Shape, int | None]:
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise InputError(f"{label}: expected one model input, found {[i.name for i in inputs]}")
-    inp = inputs[0]
-    dims = inp.type.tensor_type.shape.dim
-    if len(dims) not in (2, 4):
-        raise InputError(f"{label}: input {inp.name!r} must be (N, F) or (N, C, H, W),"
-                         f" has rank {len(dims)}")
-    per_sample = []
-    for d in dims[1:]:
-        if not d.HasField("dim_value") or d.dim_value <= 0:
-            raise InputError(f"{label}: input {inp.name!r} has a non-fixed per-sample dimension"
-                             f" ({d.dim_param or '?'})")
-        per_sample.append(int(d.dim_value))
-    batch = int(dims[0].dim_value) if dims[0].HasField("dim_value") else None
-    return inp.name, tuple(per_sample), batch
+    attrs = {}
+    for a in node.attribute:
+        try:
+            attrs[a.name] = helper.get_attribute_value(a)
+        except Exception:  # an attribute of undefined type: a malformed protobuf
+            raise _Unsupported(f"{node.op_type} with an unreadable attribute {a.name!r}") from None
+    return attrs
 
 
 def import_onnx(source: str | os.PathLike[str] | bytes, name: str | None = None) -> Graph:
     """Read an ONNX model (a path or its bytes) into a Graph with float32 weights."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    data, label = _read(source)
-    try:
-        model = onnx.load_model_from_string(data)
-    except Exception as e:  # protobuf raises several types on garbage
-        raise InputError(f"{label}: not an ONNX model ({type(e).__name__})") from None
-    if model.ir_version <= 0 or not model.graph.node or not model.graph.input:
-        raise InputError(f"{label}: not an ONNX model (no graph)")
+    model, label = read_onnx(source)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
-
-    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    in_name, shape, batch = _input_shape(model, set(init), label)
+    init = initializers(model, label)
+    in_name, shape, batch = input_shape(model, set(init), label)
     imp = _Importer(opset, batch)
     imp.values.update(init)
     imp.values[in_name] = _T(INPUT, shape)
@@ -458,29 +526,33 @@ def import_onnx(source: str | os.PathLike[str] | bytes, name: str | None = None)
     unsupported: list[tuple[str, str]] = []
     for index, node in enumerate(model.graph.node):
         label_node = node.name or f"{node.op_type}_{index}"
-        # Downstream of an unsupported node values are _UNKNOWN; such nodes are still checked
+        # Downstream of an unsupported node shapes are unknown; such nodes are still checked
         # so that one error lists every unsupported node, but failures caused only by the
         # unknown input are not reported again.
-        fed_unknown = any(imp.values.get(i) is _UNKNOWN for i in node.input if i)
+        fed_unknown = any(isinstance(imp.values.get(i), _T) and imp.values[i].shape is None
+                          for i in node.input if i)
         try:
             imp.check_op(node)
             missing = [i for i in node.input if i and i not in imp.values]
             if missing:
                 raise _Unsupported(f"reads {missing[0]!r}, which no node produces")
-            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            outs = imp.node(node, index, attrs)
+            outs = imp.node(node, index, _attributes(node))
             for out_name, value in zip(node.output, outs, strict=False):
                 if out_name:
                     imp.values[out_name] = value
             continue
         except _Unsupported as u:
             unsupported.append((label_node, u.op))
+        except _UnknownInput:
+            pass
         except InputError as e:  # shapes that do not fit
             if not fed_unknown:
                 unsupported.append((label_node, f"{node.op_type}: {e}"))
-        except (TypeError, ValueError, AttributeError):
+        except (TypeError, ValueError, IndexError, KeyError, OverflowError) as e:
+            # A malformed node the checks above did not foresee: refuse it by name.
             if not fed_unknown:
-                raise
+                unsupported.append((label_node, f"{node.op_type}: malformed"
+                                    f" ({type(e).__name__}: {e})"))
         for out_name in node.output:
             if out_name:
                 imp.values[out_name] = _UNKNOWN
@@ -493,10 +565,17 @@ def import_onnx(source: str | os.PathLike[str] | bytes, name: str | None = None)
         if not isinstance(v, _T):
             raise UnsupportedModelError([(o.name, "model output that is not a computed tensor")])
         outputs.append(v.ref)
-    return Graph(
-        name=name or (model.graph.name or "onnx"),
-        input_shape=shape,
-        layers=tuple(imp.layers),
-        outputs=tuple(outputs),
-        params=imp.params,
-    )
+    if not outputs:
+        raise InputError(f"{label}: the model has no outputs")
+    if any(ref == INPUT for ref in outputs):
+        raise InputError(f"{label}: a model output is the input itself (no layers)")
+    try:
+        return Graph(
+            name=name or (model.graph.name or "onnx"),
+            input_shape=shape,
+            layers=tuple(imp.layers),
+            outputs=tuple(outputs),
+            params=imp.params,
+        )
+    except InputError as e:
+        raise InputError(f"{label}: {e}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,21 @@ CONVOLVER_KERNEL = 3   # the convolver's window, 3×3 (paper §6.2); deepfpga.hw
 # Fields that only bound what the compiler accepts: a program does not depend on them, so they
 # are not part of the config hash (programs compiled before they existed keep their hash).
 _NOT_HASHED = ("name", "notes", "max_stride")
+# Plausible ranges (inclusive): beyond them a value is a typo, and the cost model would overflow
+# or divide by next to nothing. Numeric fields not listed here get the default bounds below.
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "clock_mhz": (1.0, 10_000.0),
+    "ddr_bandwidth_gbps": (1e-3, 10_000.0),
+    "num_pe": (1, 1 << 16),
+    "convolvers_per_pe": (1, 1 << 16),
+    "max_row_width": (1, 1 << 16),
+    "datain_port_num": (1, 1 << 16),
+    "weightin_port_num": (1, 1 << 16),
+    "dataout_port_num": (1, 1 << 16),
+    "burst_overhead_cycles": (1, 1 << 20),
+}
+_DEFAULT_INT_BOUNDS = (1, 1 << 40)       # buffers and bursts: up to a TiB
+_DEFAULT_FLOAT_BOUNDS = (1e-9, 1e12)
 
 
 @dataclass(frozen=True)
@@ -62,12 +78,20 @@ class AcceleratorConfig:
             if f.name in ("name", "device", "notes", "max_pad", "max_stride"):
                 continue
             v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
                 raise InputError(f"accelerator config {self.name!r}: key {f.name!r} must be a"
                                  f" positive number, got {v!r}")
             if f.type == "int" and not isinstance(v, int):
                 raise InputError(f"accelerator config {self.name!r}: key {f.name!r} must be an"
                                  f" integer, got {v!r}")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise InputError(f"accelerator config {self.name!r}: key {f.name!r} must be"
+                                 f" finite, got {v!r}")
+            lo, hi = _BOUNDS.get(f.name, _DEFAULT_INT_BOUNDS if f.type == "int"
+                                 else _DEFAULT_FLOAT_BOUNDS)
+            if not lo <= v <= hi:
+                raise InputError(f"accelerator config {self.name!r}: key {f.name!r} = {v!r} is"
+                                 f" outside the plausible range {lo:g}..{hi:g}")
         for key, lo, hi in (("max_pad", 0, Calc.max("pad_top")),
                             ("max_stride", 1, Calc.max("stride"))):
             v = getattr(self, key)

@@ -21,6 +21,8 @@ PRESETS = ("zc706-paper", "zedboard", "tiny")
 
 
 def config_from_dict(d: dict[str, Any], source: str) -> AcceleratorConfig:
+    if not isinstance(d, dict):
+        raise InputError(f"{source}: expected a table of keys, got {type(d).__name__}")
     names = {f.name: f for f in dataclasses.fields(AcceleratorConfig)}
     unknown = sorted(set(d) - set(names))
     if unknown:
@@ -39,7 +41,10 @@ def config_from_dict(d: dict[str, Any], source: str) -> AcceleratorConfig:
             raise InputError(f"{source}: key {k!r} must be a string")
         if k in d and f.type == "float" and isinstance(d[k], int) and not isinstance(d[k], bool):
             d = {**d, k: float(d[k])}
-    return AcceleratorConfig(**d)
+    try:
+        return AcceleratorConfig(**d)
+    except InputError as e:
+        raise InputError(f"{source}: {e}") from None
 
 
 def load_config(spec: str | Path) -> AcceleratorConfig:
@@ -53,7 +58,14 @@ def load_config(spec: str | Path) -> AcceleratorConfig:
         if not path.is_file():
             raise InputError(f"target {spec_s!r} is neither a preset ({', '.join(PRESETS)})"
                              " nor a TOML file")
-        text, source = path.read_text(), str(path)
+        source = str(path)
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{source}: not a TOML text file (byte {e.start} is not UTF-8)"
+                             ) from None
+        except OSError as e:
+            raise InputError(f"{source}: cannot be read ({e.strerror})") from None
     try:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

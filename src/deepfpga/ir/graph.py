@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -155,6 +156,20 @@ class Graph:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any], params: Params | None = None) -> Graph:
+        if not isinstance(d, Mapping):
+            raise InputError(f"graph description must be an object, got {type(d).__name__}")
+        for key, ok, what in (
+            ("name", lambda v: isinstance(v, str), "a string"),
+            ("input_shape", lambda v: isinstance(v, list) and bool(v) and all(
+                _is_int(i) and i > 0 for i in v), "a list of positive integers"),
+            ("outputs", lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
+             "a list of layer names"),
+            ("layers", lambda v: isinstance(v, list) and all(isinstance(i, Mapping) for i in v),
+             "a list of objects"),
+        ):
+            if key in d and not ok(d[key]):
+                raise InputError(f"graph description key {key!r} must be {what},"
+                                 f" got {_short(d[key])}")
         try:
             layers = [layer_from_dict(ld) for ld in d["layers"]]
             return Graph(
@@ -177,19 +192,58 @@ def layer_to_dict(layer: Layer) -> dict[str, Any]:
 
 
 def layer_from_dict(d: Mapping[str, Any]) -> Layer:
+    if not isinstance(d, Mapping):
+        raise InputError(f"layer description must be an object, got {_short(d)}")
     kind = d.get("kind")
-    cls = LAYER_TYPES.get(kind)  # type: ignore[arg-type]
+    cls = LAYER_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise InputError(f"unknown layer kind {kind!r} (known: {', '.join(sorted(LAYER_TYPES))})")
     names = {f.name for f in dataclasses.fields(cls)}
     extra = set(d) - names - {"kind"}
     if extra:
         raise InputError(f"layer {d.get('name')!r}: unknown keys {sorted(extra)}")
+    for f in dataclasses.fields(cls):
+        if f.name in d and not _field_ok(d[f.name], str(f.type)):
+            raise InputError(f"layer {_short(d.get('name'))}: key {f.name!r} must be"
+                             f" {_FIELD_WHAT.get(str(f.type), f.type)}, got {_short(d[f.name])}")
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k != "kind"}
     try:
         return cls(**kwargs)
     except TypeError as e:
         raise InputError(f"layer {d.get('name')!r}: {e}") from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+# The field annotations of the layer dataclasses (strings: `from __future__ import annotations`).
+_FIELD_WHAT = {
+    "str": "a string", "int": "an integer", "bool": "true or false", "float": "a number",
+    "tuple[int, int]": "a pair of integers", "tuple[str, ...]": "a list of layer names",
+}
+
+
+def _field_ok(v: Any, annotation: str) -> bool:
+    if annotation == "str":
+        return isinstance(v, str)
+    if annotation == "int":
+        return _is_int(v)
+    if annotation == "bool":
+        return isinstance(v, bool)
+    if annotation == "float":
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if annotation == "tuple[int, int]":
+        return _is_int(v) or (isinstance(v, list | tuple) and len(v) == 2
+                              and all(_is_int(i) for i in v))
+    if annotation == "tuple[str, ...]":
+        return isinstance(v, list | tuple) and all(isinstance(i, str) for i in v)
+    return True
 
 
 def chain(name: str, input_shape: Shape, layers: Iterable[Layer], params: Params | None = None

@@ -15,11 +15,24 @@ from deepfpga.errors import ShapeError
 Shape = tuple[int, ...]
 
 
-def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+def _pair(v: int | tuple[int, int], what: str = "value") -> tuple[int, int]:
+    """An int or a pair of ints (never a string, a float or a list of another length)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, tuple | list) and len(v) == 2 \
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+        return (int(v[0]), int(v[1]))
+    raise ShapeError(f"{what} must be an integer or a pair of integers, got {v!r}")
+
+
+def _unknown(layer: Layer, in_shapes: list[Shape]) -> None:
+    """Shapes are unknown downstream of a node an importer refused: say so, never crash."""
+    if any(s is None for s in in_shapes):
+        raise ShapeError(f"layer {layer.name!r} ({layer.kind}): input shape unknown")
 
 
 def _one_map(layer: Layer, in_shapes: list[Shape]) -> tuple[int, int, int]:
+    _unknown(layer, in_shapes)
     if len(in_shapes) != 1 or len(in_shapes[0]) != 3:
         raise ShapeError(
             f"layer {layer.name!r} ({layer.kind}) needs one (C, H, W) input, got {in_shapes}"
@@ -36,6 +49,13 @@ def _window_out(size: int, k: int, s: int, p: int, ceil: bool = False) -> int:
     return n
 
 
+def _check_ints(layer: Layer, *fields: str) -> None:
+    for f in fields:
+        v = getattr(layer, f)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ShapeError(f"layer {layer.name!r}: {f} must be an integer, got {v!r}")
+
+
 @dataclass(frozen=True)
 class Layer:
     name: str
@@ -48,7 +68,7 @@ class Layer:
     param_keys: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise ShapeError(f"invalid layer name {self.name!r} (empty or containing '/')")
         object.__setattr__(self, "inputs", tuple(self.inputs))
 
@@ -79,7 +99,8 @@ class Conv2d(Layer):
     def __post_init__(self) -> None:
         super().__post_init__()
         for f in ("kernel", "stride", "padding"):
-            object.__setattr__(self, f, _pair(getattr(self, f)))
+            object.__setattr__(self, f, _pair(getattr(self, f), f"layer {self.name!r} {f}"))
+        _check_ints(self, "in_channels", "out_channels")
         if self.in_channels <= 0 or self.out_channels <= 0:
             raise ShapeError(f"layer {self.name!r}: channels must be positive")
         if min(self.kernel) <= 0 or min(self.stride) <= 0 or min(self.padding) < 0:
@@ -121,10 +142,12 @@ class Linear(Layer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_ints(self, "in_features", "out_features")
         if self.in_features <= 0 or self.out_features <= 0:
             raise ShapeError(f"layer {self.name!r}: features must be positive")
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        _unknown(self, in_shapes)
         if len(in_shapes) != 1 or len(in_shapes[0]) != 1:
             raise ShapeError(
                 f"layer {self.name!r} (fc) needs one flat (F,) input, got {in_shapes}"
@@ -149,6 +172,7 @@ class Linear(Layer):
 @dataclass(frozen=True)
 class _Elementwise(Layer):
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        _unknown(self, in_shapes)
         if len(in_shapes) != 1:
             raise ShapeError(f"layer {self.name!r} ({self.kind}) takes one input")
         return in_shapes[0]
@@ -176,6 +200,19 @@ class BatchNorm2d(_Elementwise):
     kind: ClassVar[str] = "batchnorm"
     param_keys: ClassVar[tuple[str, ...]] = ("weight", "bias", "running_mean", "running_var")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_ints(self, "num_features")
+        if self.num_features <= 0:
+            raise ShapeError(f"layer {self.name!r}: num_features must be positive")
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        shape = super().output_shape(in_shapes)
+        if not shape or shape[0] != self.num_features:
+            raise ShapeError(f"layer {self.name!r} normalises {self.num_features} channels,"
+                             f" gets input {shape}")
+        return shape
+
     def param_shapes(self) -> dict[str, Shape]:
         return {k: (self.num_features,) for k in self.param_keys}
 
@@ -190,7 +227,7 @@ class _Pool(Layer):
     def __post_init__(self) -> None:
         super().__post_init__()
         for f in ("kernel", "stride", "padding"):
-            object.__setattr__(self, f, _pair(getattr(self, f)))
+            object.__setattr__(self, f, _pair(getattr(self, f), f"layer {self.name!r} {f}"))
         if min(self.kernel) <= 0 or min(self.stride) <= 0 or min(self.padding) < 0:
             raise ShapeError(f"layer {self.name!r}: bad kernel/stride/padding")
         if self.padding[0] * 2 > self.kernel[0] or self.padding[1] * 2 > self.kernel[1]:
@@ -231,6 +268,7 @@ class Flatten(Layer):
     kind: ClassVar[str] = "flatten"
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        _unknown(self, in_shapes)
         if len(in_shapes) != 1:
             raise ShapeError(f"layer {self.name!r} (flatten) takes one input")
         return (math.prod(in_shapes[0]),)
@@ -262,6 +300,7 @@ class Add(Layer):
     host_only: ClassVar[bool] = True
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        _unknown(self, in_shapes)
         if len(in_shapes) < 2 or any(s != in_shapes[0] for s in in_shapes):
             raise ShapeError(f"layer {self.name!r} (add) needs 2+ inputs of one shape: {in_shapes}")
         return in_shapes[0]

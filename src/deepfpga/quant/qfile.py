@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from deepfpga.errors import InputError
-from deepfpga.fileio import atomic_save_npz
+from deepfpga.fileio import NPZ_READ_ERRORS, atomic_save_npz, parse_json
 from deepfpga.ir import Graph
 from deepfpga.quant.fixedpoint import FixedFormat
 from deepfpga.quant.qmodel import LayerFormats, QuantizedModel
@@ -50,7 +51,7 @@ def is_qmodel_file(path: str | os.PathLike[str]) -> bool:
     try:
         with zipfile.ZipFile(p) as z:
             names = {n.removesuffix(".npy") for n in z.namelist()}
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, zipfile.BadZipFile, NotImplementedError):
         return False
     return META_KEY in names and "__graph__" not in names
 
@@ -120,16 +121,17 @@ def _layer_formats(name: str, d: Any) -> LayerFormats:
 def _read_meta(npz: Any, path: Path) -> dict[str, Any]:
     if META_KEY not in npz.files:
         raise InputError(f"{path}: not a deepfpga quantized model (no {META_KEY!r} entry)")
-    raw = npz[META_KEY]
+    try:
+        raw = npz[META_KEY]
+    except ValueError as e:  # an object array needs pickle, which is refused
+        raise InputError(f"{path}: {META_KEY!r} cannot be loaded ({e}); it must be a 0-d"
+                         " unicode string array") from None
     if raw.dtype.kind != "U" or raw.shape != ():
         raise InputError(
             f"{path}: {META_KEY!r} must be a 0-d unicode string array, got dtype {raw.dtype}"
             f" shape {raw.shape}"
         )
-    try:
-        meta = json.loads(str(raw))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: {META_KEY!r} holds invalid JSON ({e})") from None
+    meta = parse_json(str(raw), f"{path}: {META_KEY!r}")
     if not isinstance(meta, dict):
         raise InputError(f"{path}: {META_KEY!r} must hold a JSON object")
     if meta.get("kind", KIND) != KIND:
@@ -167,7 +169,7 @@ def load_qmodel(path: str | os.PathLike[str]) -> QuantizedModel:
         raise InputError(f"no such quantized model file: {p}")
     try:
         npz = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except NPZ_READ_ERRORS as e:
         raise InputError(f"{p}: not a readable .npz file ({e})") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise InputError(f"{p}: a single .npy array, not an .npz quantized model")
@@ -192,8 +194,8 @@ def load_qmodel(path: str | os.PathLike[str]) -> QuantizedModel:
                 if not sep or lname not in names or akey not in ("weight", "bias"):
                     raise InputError(f"{p}: unexpected array {key!r}")
                 weights.setdefault(lname, {})[akey] = _read_array(npz, key, p)
-    except zipfile.BadZipFile as e:
-        raise InputError(f"{p}: corrupt .npz file ({e})") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as e:
+        raise InputError(f"{p}: corrupt .npz file ({type(e).__name__}: {e})") from None
     try:
         return QuantizedModel(graph, input_format, formats, weights, meta.get("meta", {}))
     except InputError as e:
