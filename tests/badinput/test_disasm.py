@@ -52,8 +52,8 @@ def test_bad_target_file(files, work, refused):
 
 
 @pytest.mark.parametrize("text,match", [("{", "invalid JSON"), ("[]", "object"),
-                                        ('{"config": 3}', "config hash"),
-                                        ('{"config": {"hash": "zz"}}', "config hash")])
+                                        ('{"config": 3}', "manifest"),
+                                        ('{"config": {"hash": "zz"}}', "manifest")])
 def test_bad_manifest(text, match, files, work, refused):
     (work / "m.json").write_text(text)
     refused(["disasm", files.program, "--manifest", work / "m.json"], match)

@@ -12,7 +12,7 @@ def test_keyboard_interrupt_exits_130(command, files, cli, monkeypatch):
 
     monkeypatch.setattr("deepfpga.models.load_model", interrupt)
     monkeypatch.setattr("deepfpga.hw.config.load_config", interrupt)
-    monkeypatch.setattr("deepfpga.compiler.isa.decode_program", interrupt)
+    monkeypatch.setattr("deepfpga.hw.isa.decode_program", interrupt)
     argv = {"analyze": ["analyze", "fmnist-vgg"],
             "simulate": ["simulate", "fmnist-vgg", "--target", "tiny"],
             "disasm": ["disasm", files.program]}[command]
@@ -35,6 +35,6 @@ def test_write_that_fails_mid_run_exits_2(files, work, cli, monkeypatch):
     def denied(path, data):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr("deepfpga.compiler.compile.atomic_write_bytes", denied)
+    monkeypatch.setattr("deepfpga.compiler.artifact.atomic_write_bytes", denied)
     rc, out, err = cli(["compile", files.qmodel, "--target", "tiny", "-o", work / "b"])
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "Permission denied" in err
