@@ -150,7 +150,12 @@ def step_target(cfg: RunConfig, st: RunState) -> tuple[RunState, str]:
 
 def step_model(cfg: RunConfig, st: RunState) -> tuple[RunState, str]:
     from deepfpga.frontends import load_model
+    from deepfpga.interchange.onnx_quant import load_prequantized
 
+    pre = load_prequantized(cfg.model)  # a QONNX / QDQ file: formats from the file
+    if pre is not None:
+        return st.add(graph=pre.graph, qmodel=pre.qmodel), (
+            f"{pre.graph.name}: {len(pre.graph.layers)} layers, quantized ({pre.kind})")
     graph = load_model(cfg.model)
     graph.require_weights()
     return st.add(graph=graph), (f"{graph.name}: {len(graph.layers)} layers, input"
@@ -213,6 +218,8 @@ def bit_plan(graph: Any, bits: str, hw: Any) -> dict[str, dict[str, int]]:
 def step_quantize(cfg: RunConfig, st: RunState) -> tuple[RunState, str]:
     from deepfpga.quant.flow import quantize
 
+    if st.qmodel is not None:
+        return st, f"skipped: formats from the file, input {st.qmodel.input_format}"
     overrides = bit_plan(st.graph, cfg.bits, st.hw)
     q = quantize(st.graph, st.calib.x, bits=cfg.bits, overrides=overrides or None,
                  progress=cfg.progress)

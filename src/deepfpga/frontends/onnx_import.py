@@ -445,6 +445,12 @@ def import_onnx(source: str | os.PathLike[str] | bytes, name: str | None = None)
     if model.ir_version <= 0 or not model.graph.node or not model.graph.input:
         raise InputError(f"{label}: not an ONNX model (no graph)")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+    from deepfpga.interchange.qgraph import quant_kind
+
+    if quant_kind(model) is not None:  # QONNX / QDQ: deepfpga.interchange reads those
+        from deepfpga.interchange.onnx_quant import float_graph
+
+        return float_graph(model, name)
 
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     in_name, shape, batch = _input_shape(model, set(init), label)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,24 +46,28 @@ def is_quantized_onnx(model: Any) -> bool:
     return quant_kind(model) is not None
 
 
-def load_quantized_onnx(source: str | os.PathLike[str] | bytes | Any, *,
-                        requantize: bool = False, name: str | None = None) -> Imported:
-    """Import a quantized ONNX model (path, bytes or ModelProto). `requantize`: round scales to
-    the nearest power of two (and per-channel weight scales to one) instead of refusing."""
+def _model_proto(source: str | os.PathLike[str] | bytes | Any, label: str) -> tuple[Any, str]:
     import onnx
 
+    if isinstance(source, onnx.ModelProto):
+        return source, label
+    from deepfpga.frontends.onnx_import import _read
+
+    data, label = _read(source)
+    try:
+        return onnx.load_model_from_string(data), label
+    except Exception as e:  # protobuf raises several types on garbage
+        raise InputError(f"{label}: not an ONNX model ({type(e).__name__})") from None
+
+
+def load_quantized_onnx(source: str | os.PathLike[str] | bytes | Any, *,
+                        requantize: bool = False, name: str | None = None,
+                        label: str = "<model>") -> Imported:
+    """Import a quantized ONNX model (path, bytes or ModelProto). `requantize`: round scales to
+    the nearest power of two (and per-channel weight scales to one) instead of refusing."""
     from deepfpga.frontends.onnx_import import import_onnx
 
-    if isinstance(source, onnx.ModelProto):
-        model, label = source, "<model>"
-    else:
-        from deepfpga.frontends.onnx_import import _read
-
-        data, label = _read(source)
-        try:
-            model = onnx.load_model_from_string(data)
-        except Exception as e:  # protobuf raises several types on garbage
-            raise InputError(f"{label}: not an ONNX model ({type(e).__name__})") from None
+    model, label = _model_proto(source, label)
     try:
         st = strip_quantizers(model, requantize=requantize)
     except InputError as e:
@@ -73,6 +78,32 @@ def load_quantized_onnx(source: str | os.PathLike[str] | bytes | Any, *,
     except InputError as e:
         raise InputError(f"{label}: {e}") from None
     return Imported(q, graph, st.kind, tuple(notes))
+
+
+def load_prequantized(spec: str | os.PathLike[str]) -> Imported | None:
+    """The imported model when `spec` names a quantized .onnx file, else None (the ordinary
+    loaders then handle, or refuse, it)."""
+    p = Path(spec)
+    if p.suffix.lower() != ".onnx" or not p.is_file():
+        return None
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(p.read_bytes())
+    except Exception:  # the ordinary ONNX loader names what is wrong
+        return None
+    if quant_kind(model) is None:
+        return None
+    return load_quantized_onnx(model, label=str(p))
+
+
+def float_graph(model: Any, name: str | None = None) -> Graph:
+    """The float graph of a quantized ModelProto (quantizers removed, weights dequantized),
+    for analysis: scales need not be powers of two here."""
+    from deepfpga.frontends.onnx_import import import_onnx
+
+    st = strip_quantizers(model, requantize=True)
+    return import_onnx(st.model.SerializeToString(), name=name)
 
 
 class _Formats:
@@ -86,6 +117,7 @@ class _Formats:
         self.out: dict[str, FixedFormat] = {}
         self.nonneg: dict[str, bool] = {INPUT: False}
         self.ties: list[str] = []
+        self.half_lsb: list[str] = []
 
     def owner(self, tensor: str) -> str:
         """The layer whose output the ONNX tensor is (through nodes the importer folds)."""
@@ -216,7 +248,6 @@ def _bias(st: Stripped, layer: Layer, tensor: str | None, param: np.ndarray | No
             and out_spec.rounding == "ROUND":
         # deepfpga's exporter adds half an accumulator LSB so that round-half-even equals the
         # contract's round half up: undo it exactly (see export.py)
-        notes.append(f"{layer.name}: half-LSB rounding bias recognised (exact round half up)")
         return _narrowest((q - 1) >> 1, fl_acc) + (True,)
     if fl_b > fl_acc:
         k = fl_b - fl_acc
@@ -258,8 +289,10 @@ def _weighted(fm: _Formats, layer: Conv2d | Linear, requantize: bool, notes: lis
     bfmt = None
     if b is not None:
         arrays["bias"], bfmt, half_lsb = b
-        if half_lsb and fm.ties and fm.ties[-1] == layer.name:
-            fm.ties.pop()
+        if half_lsb:
+            fm.half_lsb.append(layer.name)
+            if fm.ties and fm.ties[-1] == layer.name:
+                fm.ties.pop()
     fm.nonneg[layer.name] = False
     return LayerFormats(fin, fout, wfmt, bfmt), arrays
 
@@ -305,13 +338,17 @@ def _quantized(graph: Graph, st: Stripped, label: str) -> tuple[QuantizedModel, 
                              " deepfpga (conv, fc, relu, max pooling, flatten, dropout; host"
                              " layers when quantized or at the end)")
         fm.out[layer.name] = formats[layer.name].output
+    if fm.half_lsb:
+        notes.append(f"half-LSB rounding bias (deepfpga's export) in {', '.join(fm.half_lsb)}:"
+                     " round half up, exactly")
     if fm.ties:
         notes.append(
             f"{len(fm.ties)} requantizer(s) round half to even in the file"
             f" ({', '.join(fm.ties)}); deepfpga rounds half up: results differ only where a"
             " value lies exactly halfway between two output steps")
     meta = {"imported": {"format": st.kind, "source": label, "notes": notes,
-                         "round_half_even_layers": fm.ties}}
+                         "round_half_even_layers": fm.ties},
+            "quantizer": {"method": f"imported ({st.kind})", "calib_size": 0}}
     q = QuantizedModel(graph.without_weights(), fm.out[INPUT], formats, weights, meta)
     return q, notes
 
