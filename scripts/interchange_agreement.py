@@ -95,10 +95,53 @@ def _chunked_ties(q: Any, layer: str, x_int: np.ndarray, y_file: np.ndarray) -> 
     return total
 
 
-def brevitas_agreement(x: np.ndarray, y: np.ndarray, train_n: int, epochs: int,
-                       workdir: Path) -> dict[str, Any]:
+def brevitas_integers(net: Any, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Brevitas' scores and its integers at each requantizer (from its quantized tensors) for
+    the network of scripts/train_brevitas_fmnist.py."""
     import torch
 
+    seen: dict[str, list[np.ndarray]] = {}
+
+    def hook(key: str) -> Any:
+        def f(_m: Any, _i: Any, o: Any) -> None:
+            seen.setdefault(key, []).append(o.int().detach().numpy().astype(np.int64))
+        return f
+
+    keys = ("inp", "relu1", "relu2", "out")
+    handles = [getattr(net, k).register_forward_hook(hook(k)) for k in keys]
+    flag = net.out.return_quant_tensor
+    net.out.return_quant_tensor = True
+    scores = []
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), BATCH):
+                scores.append(net(torch.from_numpy(x[i:i + BATCH].astype(np.float32))).value
+                              .numpy())
+    finally:
+        net.out.return_quant_tensor = flag
+        for h in handles:
+            h.remove()
+    return np.concatenate(scores), {k: np.concatenate(v) for k, v in seen.items()}
+
+
+def brevitas_layers(net: Any, q: Any, x: np.ndarray,
+                    ints: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, int]]:
+    """Per CONV/FC layer: our layer on Brevitas' integer input vs Brevitas' integer output."""
+    import torch
+
+    if ints is None:
+        ints = brevitas_integers(net, x)[1]
+    names = [la.name for la in q.graph.layers if la.kind in ("conv", "fc")]
+    pool = torch.nn.functional.max_pool2d
+    inputs = [ints["inp"], pool(torch.from_numpy(ints["relu1"]), 2).numpy(),
+              pool(torch.from_numpy(ints["relu2"]), 2).numpy().reshape(len(x), -1)]
+    outputs = [ints["relu1"], ints["relu2"], ints["out"]]
+    return {n: _chunked_ties(q, n, xi, yo)
+            for n, xi, yo in zip(names, inputs, outputs, strict=True)}
+
+
+def brevitas_agreement(x: np.ndarray, y: np.ndarray, train_n: int, epochs: int,
+                       workdir: Path) -> dict[str, Any]:
     from deepfpga.data import load_dataset
     from deepfpga.interchange.onnx_quant import load_quantized_onnx
     from deepfpga.quant.reference import execute
@@ -109,30 +152,8 @@ def brevitas_agreement(x: np.ndarray, y: np.ndarray, train_n: int, epochs: int,
     path = tb.export(net, workdir / "brevitas-fmnist.onnx")
     imp = load_quantized_onnx(path)
     q = imp.qmodel
-    # Brevitas' integers at each requantizer, from its quantized tensors
-    seen: dict[str, list[np.ndarray]] = {}
-
-    def hook(key: str) -> Any:
-        def f(_m: Any, _i: Any, o: Any) -> None:
-            seen.setdefault(key, []).append(o.int().detach().numpy().astype(np.int64))
-        return f
-
-    for key in ("inp", "relu1", "relu2", "out"):
-        getattr(net, key).return_quant_tensor = True
-        getattr(net, key).register_forward_hook(hook(key))
-    scores = []
-    with torch.no_grad():
-        for i in range(0, len(x), BATCH):
-            o = net(torch.from_numpy(x[i:i + BATCH].astype(np.float32)))
-            scores.append(o.value.numpy())
-    bs = np.concatenate(scores)
-    ints = {k: np.concatenate(v) for k, v in seen.items()}
+    bs, ints = brevitas_integers(net, x)
     ours = _batches(lambda b: execute(q, b, float_input=True).output, x)
-    names = [la.name for la in q.graph.layers if la.kind in ("conv", "fc")]
-    pool = torch.nn.functional.max_pool2d
-    inputs = [ints["inp"], pool(torch.from_numpy(ints["relu1"]), 2).numpy(),
-              pool(torch.from_numpy(ints["relu2"]), 2).numpy().reshape(len(x), -1)]
-    outputs = [ints["relu1"], ints["relu2"], ints["out"]]
     ours_in = _batches(lambda b: execute(q, b, float_input=True, keep={"input"}).layers["input"],
                        x)
     return {
@@ -142,8 +163,7 @@ def brevitas_agreement(x: np.ndarray, y: np.ndarray, train_n: int, epochs: int,
         "input_integers_differing": int((ours_in != ints["inp"]).sum()),
         "output_values_differing": int((ours != ints["out"]).sum()),
         "predictions_differing": int((ours.argmax(1) != bs.argmax(1)).sum()),
-        "layers": {n: _chunked_ties(q, n, xi, yo) for n, xi, yo in zip(names, inputs, outputs,
-                                                                       strict=True)},
+        "layers": brevitas_layers(net, q, x, ints),
     }
 
 
