@@ -3,11 +3,12 @@
 1. Both shipped models quantized (8-bit, 1,000 calibration images), exported as QDQ with and
    without the half-LSB rounding bias, run in onnxruntime on the test images: output integers and
    predictions compared with the reference executor.
-2. With --brevitas: a Brevitas QAT model (scripts/train_brevitas_fmnist.py) imported from its
-   QONNX file; predictions compared with Brevitas, and every differing value of every layer
-   checked for being an exact tie (Brevitas rounds half to even, the contract half up).
+2. With --brevitas BITS...: Brevitas QAT models (scripts/train_brevitas_fmnist.py, weights at
+   BITS) imported from their QONNX files; predictions compared with Brevitas, and every
+   differing value of every layer checked for being an exact tie (Brevitas rounds half to
+   even, the contract half up).
 
-    python scripts/interchange_agreement.py --images 10000 [--brevitas] [--json out.json]
+    python scripts/interchange_agreement.py --images 10000 [--brevitas 4 6 8] [--json out.json]
 """
 
 from __future__ import annotations
@@ -141,15 +142,15 @@ def brevitas_layers(net: Any, q: Any, x: np.ndarray,
 
 
 def brevitas_agreement(x: np.ndarray, y: np.ndarray, train_n: int, epochs: int,
-                       workdir: Path) -> dict[str, Any]:
+                       workdir: Path, bits: int = 8) -> dict[str, Any]:
     from deepfpga.data import load_dataset
     from deepfpga.interchange.onnx_quant import load_quantized_onnx
     from deepfpga.quant.reference import execute
 
     tb = _load_trainer()
     tr = load_dataset("fashion-mnist", "train", train_n)
-    net = tb.train(tb.build(8), tr.x, tr.y, epochs, 0)
-    path = tb.export(net, workdir / "brevitas-fmnist.onnx")
+    net = tb.train(tb.build(bits), tr.x, tr.y, epochs, 0)
+    path = tb.export(net, workdir / f"brevitas-fmnist-w{bits}.onnx")
     imp = load_quantized_onnx(path)
     q = imp.qmodel
     bs, ints = brevitas_integers(net, x)
@@ -157,7 +158,8 @@ def brevitas_agreement(x: np.ndarray, y: np.ndarray, train_n: int, epochs: int,
     ours_in = _batches(lambda b: execute(q, b, float_input=True, keep={"input"}).layers["input"],
                        x)
     return {
-        "train_images": train_n, "epochs": epochs, "test_images": len(x), "notes": imp.notes,
+        "weight_bits": bits, "train_images": train_n, "epochs": epochs, "test_images": len(x),
+        "notes": imp.notes,
         "accuracy_brevitas": float((bs.argmax(1) == y).mean()),
         "accuracy_deepfpga": float((ours.argmax(1) == y).mean()),
         "input_integers_differing": int((ours_in != ints["inp"]).sum()),
@@ -173,19 +175,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--calib", type=int, default=1000)
-    ap.add_argument("--brevitas", action="store_true")
+    ap.add_argument("--brevitas", type=int, nargs="*", metavar="BITS",
+                    help="also Brevitas QAT models with these weight widths (4 6 8)")
     ap.add_argument("--train", type=int, default=4000)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--workdir", default="/tmp")
+    ap.add_argument("--no-qdq", action="store_true", help="skip the shipped models' QDQ part")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args()
     test = load_dataset("fashion-mnist", "test", a.images)
     calib = load_dataset("fashion-mnist", "train", a.calib)
-    res: dict[str, Any] = {"qdq": [qdq_agreement(m, test.x, calib.x)
-                                   for m in ("fmnist-vgg", "fmnist-alex")]}
-    if a.brevitas:
-        res["brevitas"] = brevitas_agreement(test.x, test.y, a.train, a.epochs,
-                                             Path(a.workdir))
+    res: dict[str, Any] = {}
+    if not a.no_qdq:
+        res["qdq"] = [qdq_agreement(m, test.x, calib.x) for m in ("fmnist-vgg", "fmnist-alex")]
+    res["brevitas"] = [brevitas_agreement(test.x, test.y, a.train, a.epochs, Path(a.workdir), b)
+                       for b in a.brevitas or ()]
     text = json.dumps(res, indent=2)
     print(text)
     if a.json:

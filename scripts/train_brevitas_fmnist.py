@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 
-def build(weight_bits: int = 8) -> Any:
+def build(weight_bits: int = 8, seed: int = 0) -> Any:
+    """The untrained network, its initial weights drawn from `seed`."""
     import torch
     from brevitas import nn as qnn
     from brevitas.quant import (
@@ -51,6 +52,7 @@ def build(weight_bits: int = 8) -> Any:
             x = self.pool2(self.relu2(self.conv2(x)))
             return self.out(self.fc(torch.flatten(x, 1)))
 
+    torch.manual_seed(seed)
     return Net()
 
 
@@ -110,7 +112,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     ds = load_dataset("fashion-mnist", "train", a.train)
-    net = train(build(a.bits), ds.x, ds.y, a.epochs, a.seed)
+    net = train(build(a.bits, a.seed), ds.x, ds.y, a.epochs, a.seed)
     print(f"wrote {export(net, a.out)}")
 
 
