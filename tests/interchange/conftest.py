@@ -36,8 +36,9 @@ class TorchQDQ(nn.Module):
     """A torch network fake-quantized at power-of-two scales: 1×12×12 → 10. Its biases are
     multiples of the accumulator step, so QDQ states them exactly in float."""
 
-    def __init__(self, seed=0):
+    def __init__(self, seed=0, act_scale=2.0 ** -4):
         super().__init__()
+        self.act_scale = act_scale
         g = torch.Generator().manual_seed(seed)
         self.conv = nn.Conv2d(1, 4, 3, padding=1)
         self.fc = nn.Linear(4 * 6 * 6, 10)
@@ -51,16 +52,25 @@ class TorchQDQ(nn.Module):
     def forward(self, x):
         x = fq(x, 5)
         x = nn.functional.conv2d(x, fq(self.conv.weight, 6), self.conv.bias, padding=1)
-        x = fq(torch.relu(x), 4)
+        x = torch.fake_quantize_per_tensor_affine(torch.relu(x), self.act_scale, 0, -128, 127)
         x = torch.flatten(nn.functional.max_pool2d(x, 2), 1)
         return fq(nn.functional.linear(x, fq(self.fc.weight, 7), self.fc.bias), 3)
 
 
-@pytest.fixture(scope="session")
-def torch_qdq_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("qdq") / "torch-qdq.onnx"
-    net = TorchQDQ().eval()
+def export_torch(net, path):
     torch.onnx.export(net, torch.zeros(1, 1, 12, 12), str(path), dynamo=False,
                       input_names=["x"], output_names=["y"], opset_version=13,
                       dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
-    return path, net
+    return path
+
+
+@pytest.fixture(scope="session")
+def torch_qdq_file(tmp_path_factory):
+    net = TorchQDQ().eval()
+    return export_torch(net, tmp_path_factory.mktemp("qdq") / "torch-qdq.onnx"), net
+
+
+@pytest.fixture(scope="session")
+def make_torch_qdq():
+    """(act_scale, path) -> path of a TorchQDQ exported with that activation scale."""
+    return lambda act_scale, path: export_torch(TorchQDQ(act_scale=act_scale).eval(), path)

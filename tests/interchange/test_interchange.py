@@ -159,3 +159,30 @@ def test_export_cli(qmodel, tmp_path, capsys):
     assert main(["export", str(out), "-o", str(tmp_path / "m2.onnx")]) == 0
     assert main(["export", str(tmp_path / "none.npz"), "-o", str(out)]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_import_cli_requantize_reports_accuracy(make_torch_qdq, tmp_path, capsys):
+    path = make_torch_qdq(0.07, tmp_path / "np2.onnx")
+    assert main(["import", str(path), "-o", str(tmp_path / "q.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "scale 0.0700000003 is not a power of two" in err and "--requantize" in err
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((40, 1, 12, 12), dtype=np.float32),
+             y=rng.integers(0, 10, 40))
+    assert main(["import", str(path), "--requantize", "--data", str(tmp_path / "d.npz"),
+                 "--images", "40", "-o", str(tmp_path / "q.npz"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert any("0.0700000003 -> 2^-4" in n for n in info["notes"])
+    acc = info["accuracy"]
+    assert acc["images"] == 40
+    assert acc["top1_change"] == pytest.approx(acc["top1_deepfpga"] - acc["top1_file"])
+    assert (tmp_path / "q.npz").is_file()
+
+
+def test_import_cli_exact_file_agrees(torch_qdq_file, tmp_path, capsys):
+    path, _ = torch_qdq_file
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((40, 1, 12, 12), dtype=np.float32),
+             y=rng.integers(0, 10, 40))
+    assert main(["import", str(path), "--data", str(tmp_path / "d.npz"), "--images", "40"]) == 0
+    assert "top-1 on 40 images: file (onnxruntime)" in capsys.readouterr().out

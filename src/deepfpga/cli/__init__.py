@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "analyze",
     "svd",
     "quantize",
+    "import",
     "export",
     "infer",
     "evaluate",

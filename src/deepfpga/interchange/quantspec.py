@@ -34,10 +34,6 @@ NUMPY_INT_TYPES: dict[str, tuple[int, bool]] = {
     "int32": (32, True),
 }
 
-# Rounding of the file's quantizers (QONNX names; QuantizeLinear rounds half to even = ROUND).
-ROUNDINGS = ("ROUND", "HALF_UP", "CEIL", "FLOOR", "UP", "DOWN", "HALF_DOWN")
-
-
 @dataclass(frozen=True)
 class QSpec:
     """A power-of-two quantizer: integers in [lo, hi] standing for q·2^-fl."""
@@ -88,7 +84,7 @@ class QSpec:
             v = np.ldexp(np.asarray(x, dtype=np.float64), self.fl)
         if not np.all(np.isfinite(v)):
             raise InputError(f"node {self.node!r}: constant holds NaN or infinite values")
-        r = _ROUND[self.rounding](v)
+        r = ROUNDING[self.rounding](v)
         return np.clip(r, self.lo, self.hi).astype(np.int64)
 
 
@@ -100,7 +96,8 @@ def _half_down(v: np.ndarray) -> np.ndarray:
     return np.sign(v) * np.ceil(np.abs(v) - 0.5)
 
 
-_ROUND = {"ROUND": np.rint, "HALF_UP": _half_up, "HALF_DOWN": _half_down, "CEIL": np.ceil,
+# The file's rounding modes (QONNX names; QuantizeLinear rounds half to even = ROUND).
+ROUNDING = {"ROUND": np.rint, "HALF_UP": _half_up, "HALF_DOWN": _half_down, "CEIL": np.ceil,
           "FLOOR": np.floor, "DOWN": np.trunc,
           "UP": lambda v: np.sign(v) * np.ceil(np.abs(v))}
 
@@ -153,6 +150,6 @@ def check_bits(bits: float, node: str, limit: int) -> int:
 
 def check_rounding(mode: str, node: str) -> str:
     m = mode.upper()
-    if m not in _ROUND:
+    if m not in ROUNDING:
         raise InputError(f"node {node!r}: unknown rounding_mode {mode!r}")
     return m
