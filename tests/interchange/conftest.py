@@ -23,6 +23,12 @@ def qmodel():
 
 
 @pytest.fixture(scope="session")
+def make_qmodel():
+    """bw -> a random QuantizedModel of the tiny graph with bw-bit data and weights."""
+    return lambda bw: random_qmodel(tiny_graph(), np.random.default_rng(bw), bw_d=bw, bw_w=bw)
+
+
+@pytest.fixture(scope="session")
 def images():
     return np.random.default_rng(1).random((64, 1, 12, 12), dtype=np.float32)
 

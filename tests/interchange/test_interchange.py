@@ -47,6 +47,19 @@ def test_plain_export_differs_only_on_ties(qmodel):
     np.testing.assert_array_equal(plain, [[0, 2, 0, -2]])  # half to even
 
 
+@pytest.mark.parametrize("bw", [4, 6, 12, 16])
+@pytest.mark.parametrize("kind", ["qdq", "qonnx"])
+def test_widths(make_qmodel, images, kind, bw):
+    q = make_qmodel(bw)
+    data = export_onnx(q, kind)
+    ref = execute(q, images, float_input=True).output
+    if kind == "qdq":
+        np.testing.assert_array_equal(output_integers(q, _ort(data, images)), ref)
+    imp = load_quantized_onnx(data).qmodel
+    assert imp.input_format == q.input_format
+    np.testing.assert_array_equal(execute(imp, images, float_input=True).output, ref)
+
+
 @pytest.mark.parametrize("kind", ["qdq", "qonnx"])
 def test_round_trip(qmodel, images, kind):
     imp = load_quantized_onnx(export_onnx(qmodel, kind))

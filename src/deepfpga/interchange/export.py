@@ -68,11 +68,14 @@ class _Builder:
         self.wide = self.wide or fmt.bw > 8
         sc, zp = self.scale(fmt.fl), self.init(self.uniq("zero"), np.array(0, dt))
         q = self.node("QuantizeLinear", [x, sc, zp], f"{name}_q")
-        if fmt.bw not in (8, 16):  # a narrower width inside the int8/int16 container
-            q = self.node("Clip", [q, self.init(self.uniq("lo"), np.array(fmt.qmin, dt)),
-                                   self.init(self.uniq("hi"), np.array(fmt.qmax, dt))],
-                          f"{name}_clip")
-        return self.node("DequantizeLinear", [q, sc, zp], f"{name}_dq")
+        y = self.node("DequantizeLinear", [q, sc, zp], f"{name}_dq")
+        if fmt.bw in (8, 16):
+            return y
+        # a narrower width inside the int8/int16 container: saturate the exact float values
+        # (onnxruntime has no integer Clip for int16)
+        lo, hi = (np.array(np.ldexp(float(v), -fmt.fl), np.float32) for v in (fmt.qmin, fmt.qmax))
+        return self.node("Clip", [y, self.init(self.uniq("lo"), lo),
+                                  self.init(self.uniq("hi"), hi)], f"{name}_clip")
 
     def const(self, ints: np.ndarray, fmt: FixedFormat, name: str) -> str:
         """Integers standing for ints·2^-fl as a float tensor of the graph."""

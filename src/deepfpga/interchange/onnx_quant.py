@@ -21,7 +21,7 @@ import numpy as np
 
 from deepfpga.errors import InputError
 from deepfpga.interchange.qgraph import Stripped, quant_kind, strip_quantizers
-from deepfpga.interchange.quantspec import QSpec
+from deepfpga.interchange.quantspec import MAX_DATA_BITS, QSpec
 from deepfpga.ir import INPUT, Conv2d, Graph, Layer, Linear
 from deepfpga.quant.fixedpoint import FixedFormat
 from deepfpga.quant.qmodel import PASSTHROUGH_KINDS, LayerFormats, QuantizedModel
@@ -244,10 +244,7 @@ def _bias(st: Stripped, layer: Layer, tensor: str | None, param: np.ndarray | No
     _, sp = found
     q = _exact_ints(param, sp.fl, where)
     fl_b = sp.fl
-    if fl_b == fl_acc + 1 and q.size and np.all(q & 1) and fl_acc > fl_out \
-            and out_spec.rounding == "ROUND":
-        # deepfpga's exporter adds half an accumulator LSB so that round-half-even equals the
-        # contract's round half up: undo it exactly (see export.py)
+    if _is_half_lsb(q, fl_b, fl_acc, fl_out, out_spec):  # undone exactly
         return _narrowest((q - 1) >> 1, fl_acc) + (True,)
     if fl_b > fl_acc:
         k = fl_b - fl_acc
@@ -256,6 +253,32 @@ def _bias(st: Stripped, layer: Layer, tensor: str | None, param: np.ndarray | No
                              " adds biases at the accumulator's precision or coarser")
         q, fl_b = q >> k, fl_acc
     return _narrowest(q, fl_b) + (False,)
+
+
+def _bias_excess(st: Stripped, tensor: str | None, param: np.ndarray | None, fl_acc: int,
+                 fl_out: int, out_spec: QSpec) -> int:
+    """How many bits a quantized bias is finer than the accumulator (0: it fits, or it is the
+    exporter's half LSB that `_bias` undoes)."""
+    found = _const_spec(st, tensor)
+    if found is None or param is None:
+        return 0
+    sp = found[1]
+    q = _exact_ints(param, sp.fl, "bias")
+    if _is_half_lsb(q, sp.fl, fl_acc, fl_out, out_spec):
+        return 0
+    nz = q[q != 0]
+    fl = sp.fl
+    while nz.size and not np.any(nz & 1) and fl > fl_acc:
+        nz, fl = nz >> 1, fl - 1
+    return max(0, fl - fl_acc) if nz.size else 0
+
+
+def _is_half_lsb(q: np.ndarray, fl_b: int, fl_acc: int, fl_out: int, out_spec: QSpec) -> bool:
+    """deepfpga's exporter adds half an accumulator LSB so that round-half-even equals the
+    contract's round half up (see export.py): odd integers at fl_acc + 1 before a rounding
+    requantizer that rounds half to even."""
+    return (fl_b == fl_acc + 1 and q.size > 0 and bool(np.all(q & 1)) and fl_acc > fl_out
+            and out_spec.rounding == "ROUND")
 
 
 def _weighted(fm: _Formats, layer: Conv2d | Linear, requantize: bool, notes: list[str]
@@ -282,6 +305,17 @@ def _weighted(fm: _Formats, layer: Conv2d | Linear, requantize: bool, notes: lis
         out_spec, nonneg = d
     fout = fm.defining(layer.name, out_spec, nonneg)
     fl_acc = fin.fl + wfmt.fl
+    k = _bias_excess(st, b_t, params.get("bias"), fl_acc, fout.fl, out_spec)
+    if k:
+        # Brevitas adds a bias finer than the accumulator in float. Exactly the same is the
+        # contract's sum at a k-bit finer accumulator: the weights' integers shifted left by k.
+        if wfmt.bw + k > MAX_DATA_BITS:
+            raise InputError(f"layer {layer.name!r}: bias is {k} bit(s) finer than fl_in + fl_w"
+                             f" = {fl_acc} and the weights ({wfmt}) cannot widen by {k} bits")
+        notes.append(f"{layer.name}: weights {wfmt} held as Q{wfmt.bw + k}.{wfmt.fl + k}"
+                     f" (the same values) so that the bias's fl {fl_acc + k} is the"
+                     " accumulator's")
+        w, wfmt, fl_acc = w << k, FixedFormat(wfmt.bw + k, wfmt.fl + k), fl_acc + k
     b = _bias(st, layer, b_t, params.get("bias"), fl_acc, out_spec, fout.fl, requantize, notes)
     for sp in own[1:]:
         fm.check_noop(layer.name, fout, False, sp)
@@ -343,9 +377,10 @@ def _quantized(graph: Graph, st: Stripped, label: str) -> tuple[QuantizedModel, 
                      " round half up, exactly")
     if fm.ties:
         notes.append(
-            f"{len(fm.ties)} requantizer(s) round half to even in the file"
-            f" ({', '.join(fm.ties)}); deepfpga rounds half up: results differ only where a"
-            " value lies exactly halfway between two output steps")
+            f"{len(fm.ties)} requantizer(s) in the file round exact ties otherwise than"
+            f" deepfpga's half up ({', '.join(fm.ties)}; QuantizeLinear and QONNX ROUND round"
+            " half to even): results differ only where a value lies exactly halfway between"
+            " two output steps")
     meta = {"imported": {"format": st.kind, "source": label, "notes": notes,
                          "round_half_even_layers": fm.ties},
             "quantizer": {"method": f"imported ({st.kind})", "calib_size": 0}}

@@ -8,6 +8,7 @@ to the layer names the importer will give them, so annotations find their layers
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +44,7 @@ def quant_kind(model: Any) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Stripped:
     model: Any                                   # the float ModelProto
     kind: str
@@ -170,6 +171,9 @@ def strip_quantizers(model: Any, requantize: bool = False) -> Stripped:
             _quantize_linear(rd, out, node, attrs, label)
         elif op == "Clip" and rd.is_int(node.input[0]):
             _int_clip(rd, node, attrs, label)
+        elif op == "Clip" and rd.res(node.input[0]) != node.input[0] \
+                and rd.res(node.input[0]) in out.act:
+            _float_clip(rd, out, node, attrs, label)
         elif op == "DequantizeLinear":
             _dequantize_linear(rd, out, node, attrs, label)
         else:
@@ -184,8 +188,7 @@ def strip_quantizers(model: Any, requantize: bool = False) -> Stripped:
             for o in node.output:
                 out.producer[o] = name
     _check_quantized_edges(out, model)
-    out.model = _float_model(model, rd, out, kept)
-    return out
+    return dataclasses.replace(out, model=_float_model(model, rd, out, kept))
 
 
 def _quant(rd: _Reader, out: Stripped, node: Any, attrs: dict[str, Any], label: str) -> None:
@@ -240,6 +243,26 @@ def _int_clip(rd: _Reader, node: Any, attrs: dict[str, Any], label: str) -> None
     ints, sp = _int_const(rd, src, label)
     # the quantizer (and its scale) stays the one that made the integers
     rd.ints[node.output[0]] = (np.clip(ints, lo_i, hi_i), sp.with_range(lo_i, hi_i, sp.node))
+
+
+def _float_clip(rd: _Reader, out: Stripped, node: Any, attrs: dict[str, Any],
+                label: str) -> None:
+    """Clip right after a quantizer, to values on its grid: a narrower bit width."""
+    src = rd.res(node.input[0])
+    last = out.act[src][-1]
+    lo = rd.const(node, 1, "min", label)
+    hi = rd.const(node, 2, "max", label)
+    bounds = []
+    for v, default in ((lo, attrs.get("min")), (hi, attrs.get("max"))):
+        if v is None and default is None:
+            raise InputError(f"node {label!r}: Clip without bounds")
+        x = np.ldexp(scalar(v, "bound", label) if v is not None else float(default), last.fl)
+        if x != np.rint(x):
+            raise InputError(f"node {label!r}: Clip bound {x:g}·2^-{last.fl} is not on the grid"
+                             f" of {last.node!r}")
+        bounds.append(int(x))
+    out.act[src][-1] = last.with_range(bounds[0], bounds[1], last.node)
+    rd.alias[node.output[0]] = src
 
 
 def _int_const(rd: _Reader, src: str, label: str) -> tuple[np.ndarray, QSpec]:
