@@ -10,7 +10,6 @@ import pytest
 from deepfpga import flow
 from deepfpga.interchange.onnx_quant import load_quantized_onnx
 from deepfpga.quant.fixedpoint import FixedFormat
-from deepfpga.quant.reference import execute
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
@@ -55,11 +54,16 @@ def test_brevitas_qonnx_and_qcdq_import(tmp_path, bits):
     # (Brevitas rounds half to even, the contract half up)
     res = _script("interchange_agreement").brevitas_layers(net, a.qmodel, x)
     assert all(r["differing_not_ties"] == 0 for r in res.values()), res
-    ours = execute(a.qmodel, x, float_input=True).output
-    theirs = tb.predict(net, x)
-    out_fl = a.qmodel.format_of(a.qmodel.graph.outputs[0]).fl
-    np.testing.assert_array_equal(np.ldexp(ours, -out_fl) == theirs, ours == np.rint(
-        np.ldexp(theirs, out_fl)))
+    # the QCDQ file in onnxruntime = our import exported with round-half-even requantizers
+    import onnx
+
+    from deepfpga.interchange.export import export_onnx, output_integers
+    from deepfpga.interchange.runtime import file_runner
+
+    theirs = output_integers(a.qmodel, file_runner(onnx.load(tmp_path / "c.onnx"))(x))
+    plain = file_runner(onnx.load_model_from_string(export_onnx(a.qmodel, "qdq",
+                                                                 half_lsb=False)))
+    np.testing.assert_array_equal(output_integers(a.qmodel, plain(x)), theirs)
 
 
 @pytest.mark.slow
