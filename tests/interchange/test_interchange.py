@@ -201,3 +201,13 @@ def test_import_cli_exact_file_agrees(torch_qdq_file, tmp_path, capsys):
              y=rng.integers(0, 10, 40))
     assert main(["import", str(path), "--data", str(tmp_path / "d.npz"), "--images", "40"]) == 0
     assert "top-1 on 40 images: file (onnxruntime)" in capsys.readouterr().out
+
+
+def test_qonnx_export_runs_as_qdq_equal_to_executor(qmodel, images):
+    """The QONNX export's own semantics (its Quant nodes evaluated as the QONNX reference
+    does, in onnxruntime) give the executor's integers: independent of our importer."""
+    from deepfpga.interchange.runtime import file_runner
+
+    run = file_runner(onnx.load_model_from_string(export_onnx(qmodel, "qonnx")))
+    np.testing.assert_array_equal(output_integers(qmodel, run(images)),
+                                  execute(qmodel, images, float_input=True).output)
