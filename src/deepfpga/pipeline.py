@@ -133,8 +133,13 @@ def step_target(run: RunConfig, st: RunState) -> tuple[RunState, str]:
 
 
 def step_model(run: RunConfig, st: RunState) -> tuple[RunState, str]:
+    from deepfpga.interchange.onnx_quant import load_prequantized
     from deepfpga.models import load_model
 
+    pre = load_prequantized(run.model)  # a QONNX / QDQ file: formats from the file
+    if pre is not None:
+        return st.add(graph=pre.graph, qmodel=pre.qmodel), (
+            f"{pre.graph.name}: {len(pre.graph.layers)} layers, quantized ({pre.kind})")
     graph = load_model(run.model)
     graph.require_weights()
     return st.add(graph=graph), (f"{graph.name}: {len(graph.layers)} layers, input"
@@ -170,6 +175,8 @@ def step_quantize(run: RunConfig, st: RunState) -> tuple[RunState, str]:
     from deepfpga.quant.bits import bit_plan
     from deepfpga.quant.flow import quantize
 
+    if st.qmodel is not None:
+        return st, f"skipped: formats from the file, input {st.qmodel.input_format}"
     graph, calib, hw = st.need("graph", "calib", "hw")
     overrides = bit_plan(graph, run.bits, hw)
     q = quantize(graph, calib.x, bits=run.bits, overrides=overrides or None,

@@ -23,6 +23,8 @@ COMMANDS: tuple[str, ...] = (
     "analyze",
     "svd",
     "quantize",
+    "import",
+    "export",
     "infer",
     "evaluate",
     "compile",

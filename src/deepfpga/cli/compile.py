@@ -35,6 +35,11 @@ def compile_spec(spec: str, cfg: Any) -> tuple[Any, str]:
     path = Path(spec)
     if is_qmodel_file(path):
         return compile_model(load_qmodel(path), cfg), "quantized model"
+    from deepfpga.interchange.onnx_quant import load_prequantized
+
+    pre = load_prequantized(path)
+    if pre is not None:
+        return compile_model(pre.qmodel, cfg), f"quantized model ({pre.kind})"
     from deepfpga.models import load_model
 
     return compile_architecture(load_model(spec), cfg), "architecture (zero weights)"
