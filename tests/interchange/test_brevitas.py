@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfpga import flow
+from deepfpga import pipeline as flow
 from deepfpga.interchange.onnx_quant import load_quantized_onnx
 from deepfpga.quant.fixedpoint import FixedFormat
 

@@ -51,13 +51,9 @@ def _model_proto(source: str | os.PathLike[str] | bytes | Any, label: str) -> tu
 
     if isinstance(source, onnx.ModelProto):
         return source, label
-    from deepfpga.frontends.onnx_import import _read
+    from deepfpga.frontends.onnx_file import read_onnx
 
-    data, label = _read(source)
-    try:
-        return onnx.load_model_from_string(data), label
-    except Exception as e:  # protobuf raises several types on garbage
-        raise InputError(f"{label}: not an ONNX model ({type(e).__name__})") from None
+    return read_onnx(source)
 
 
 def load_quantized_onnx(source: str | os.PathLike[str] | bytes | Any, *,
