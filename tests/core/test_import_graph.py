@@ -11,6 +11,7 @@ one another). The subpackages of deepfpga (hw, compiler, sim, …) must form no 
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import deepfpga
@@ -64,12 +65,13 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     return {e for e in edges if not (name == e or name.startswith(e + "."))}
 
 
-def _graph() -> dict[str, set[str]]:
+@functools.cache
+def _graph() -> dict[str, frozenset[str]]:
     modules = _modules()
-    return {name: _imports(name, path, modules) for name, path in modules.items()}
+    return {name: frozenset(_imports(name, path, modules)) for name, path in modules.items()}
 
 
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+def _cycles(graph: dict[str, set[str]] | dict[str, frozenset[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan, iterative)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
