@@ -1,0 +1,42 @@
+"""Fixtures of the accelerator RTL tests: Verilator builds (one per design per session, cached
+on disk across sessions) and the test-only stand-in top level `copy_dut`."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+
+def _load_copy_dut() -> ModuleType:
+    path = Path(__file__).with_name("copy_dut.py")
+    spec = importlib.util.spec_from_file_location("deepfpga_tests_copy_dut", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def copy_dut() -> ModuleType:
+    return _load_copy_dut()
+
+
+@pytest.fixture(scope="session")
+def copy_build(copy_dut):
+    """Build the stand-in for an AXI data width, once per width per session."""
+    if shutil.which("verilator") is None:
+        pytest.skip("verilator not installed")
+    from deepfpga.rtl.accel.verilator import build_model
+
+    builds = {}
+
+    def get(data_bits: int = 32):
+        if data_bits not in builds:
+            builds[data_bits] = build_model(copy_dut.verilog_text(data_bits), data_bits)
+        return builds[data_bits]
+
+    return get
