@@ -160,3 +160,22 @@ def test_wide_bus(copy_build, copy_dut, dw):
         assert r.status == "irq", r.error
         assert (h.read_ddr(0x3000, 2048) == data).all()
         assert h.read_reg(Reg.END_INDEX) == 1
+
+
+def test_watch_copies_ddr_when_an_instruction_ends(copy_build, copy_dut):
+    """A watch takes the DDR bytes at the end of its instruction, before later writes."""
+    w = copy_dut.word
+    with _harness(copy_build(32)) as h:
+        h.write_ddr(0x1000, bytes(range(64)))
+        h.write_ddr(0x1100, bytes(range(100, 164)))
+        first = h.watch(0, 0x2000, 64)
+        never = h.watch(5, 0x2000, 64)
+        r = _start(h, [w(1, src=0x1000, dst=0x2000, len=15), w(2, cycles=3),
+                       w(1, src=0x1100, dst=0x2000, len=15), w(15)])
+        assert r.status == "irq"
+        assert bytes(h.watched(first)) == bytes(range(64))
+        assert bytes(h.read_ddr(0x2000, 64)) == bytes(range(100, 164))
+        assert h.watched(never) is None
+        h.clear_watches()
+        with pytest.raises(Exception, match="outside"):
+            h.watch(0, (1 << 16) - 8, 64)

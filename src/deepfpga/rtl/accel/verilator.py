@@ -164,6 +164,9 @@ _SIGNATURES = {
     "dfh_trace": (_U64, [_VP, _P_I64, _P_I64, _P_I64, _P_I64, _U64]),
     "dfh_stats": (None, [_VP, ctypes.POINTER(_U64)]),
     "dfh_txn_count": (_U64, [_VP]),
+    "dfh_watch": (_I64, [_VP, _I64, _U64, _U64]),
+    "dfh_watch_clear": (None, [_VP]),
+    "dfh_watch_get": (ctypes.c_int, [_VP, _I64, ctypes.c_void_p]),
     "dfh_txns": (_U64, [_VP, _U64, _P_I64, _U64]),
 }
 
@@ -209,6 +212,7 @@ class Harness:
         self._h = self._lib.dfh_create(int(ddr_bytes), int(burst_overhead_cycles),
                                        float(ddr_bytes_per_cycle), int(log_transactions))
         self.ddr_bytes = int(ddr_bytes)
+        self._watch_len: dict[int, int] = {}
 
     @classmethod
     def for_config(cls, build: Build, cfg: AcceleratorConfig, ddr_bytes: int,
@@ -271,6 +275,24 @@ class Harness:
         status = {0: "irq", 1: "timeout", -1: "refused"}[rc]
         return Run(status, int(self._lib.dfh_run_cycles(self._h)),
                    self.error if rc == -1 else "", *arrs, dropped)
+
+    def watch(self, index: int, addr: int, n: int) -> int:
+        """Copy DDR [addr, addr + n) when instruction `index` (from PROG_ADDR) ends, in every
+        later run; returns the watch id for `watched`."""
+        wid = int(self._lib.dfh_watch(self._h, int(index), int(addr), int(n)))
+        if wid < 0:
+            raise InputError(f"watch [{addr}, {addr + n}) outside the DDR array")
+        self._watch_len[wid] = int(n)
+        return wid
+
+    def clear_watches(self) -> None:
+        self._lib.dfh_watch_clear(self._h)
+        self._watch_len = {}
+
+    def watched(self, wid: int) -> np.ndarray | None:
+        """The bytes watch `wid` copied in the last run (None: its instruction never ended)."""
+        out = np.empty(self._watch_len[wid], dtype=np.uint8)
+        return out if self._lib.dfh_watch_get(self._h, int(wid), out.ctypes.data) == 0 else None
 
     def idle(self, cycles: int) -> None:
         self._check(self._lib.dfh_idle(self._h, int(cycles)), "idle")

@@ -102,6 +102,15 @@ struct Trace {
     }
 };
 
+// A DDR range copied when an instruction's end is traced (a stage's last SAVE: the stage's
+// output is complete there and no later SAVE has overwritten any of it yet).
+struct Watch {
+    int64_t index;
+    uint64_t addr, len;
+    bool taken = false;
+    std::vector<uint8_t> data;
+};
+
 struct Harness {
     VerilatedContext ctx;
     Vaccel* top = nullptr;
@@ -114,6 +123,8 @@ struct Harness {
     uint32_t lite_rdata = 0;
     std::string error;
     dfh::MasterOut m;
+    std::vector<Watch> watches;
+    size_t watches_left = 0;
 
     Harness(uint64_t bytes, int64_t overhead, double rate, bool log)
         : ddr(bytes, DFH_BEAT_BYTES, overhead, rate, log) {
@@ -184,11 +195,24 @@ struct Harness {
                                top->tr_calc_end ? top->tr_calc_sat : 0);
         if (top->tr_save_start | top->tr_save_end)
             trace.engine_cycle(SAVE, top->tr_save_start, top->tr_save_end, top->tr_save_index, c, 0);
+        if (watches_left) take_watches();
         ddr.step(m, cycle);
         top->clk = 1;
         top->eval();
         cycle++;
         return !ddr.failed();
+    }
+
+    void take_watches() {
+        for (Watch& w : watches) {
+            if (w.taken || w.index < 0 || static_cast<uint64_t>(w.index) >= trace.end.size() ||
+                trace.end[w.index] < 0)
+                continue;
+            auto& mem = ddr.mem();
+            w.data.assign(mem.begin() + w.addr, mem.begin() + w.addr + w.len);
+            w.taken = true;
+            watches_left--;
+        }
     }
 
     // AXI4-Lite write; returns 0, or -1 (DDR refused something) / -2 (no response).
@@ -283,6 +307,8 @@ __attribute__((visibility("default"))) int dfh_run(void* h, uint32_t ctrl_addr,
     Harness* x = static_cast<Harness*>(h);
     x->trace.reset(trace_n);
     x->run_start = x->cycle;
+    for (Watch& w : x->watches) w.taken = false;
+    x->watches_left = x->watches.size();
     int rc = x->lite_write(ctrl_addr, 1);
     int64_t t0 = x->run_start;
     if (rc) return rc;
@@ -299,6 +325,34 @@ __attribute__((visibility("default"))) int dfh_run(void* h, uint32_t ctrl_addr,
         }
     }
     x->run_cycles = x->cycle - t0;
+    return 0;
+}
+
+// Copy DDR [addr, addr + len) when instruction `index` (from PROG_ADDR) ends in the next runs;
+// returns the watch's id, or -1 for a range outside the DDR array.
+__attribute__((visibility("default"))) int64_t dfh_watch(void* h, int64_t index, uint64_t addr,
+                                                         uint64_t len) {
+    Harness* x = static_cast<Harness*>(h);
+    if (addr > x->ddr.mem().size() || len > x->ddr.mem().size() - addr) return -1;
+    Watch w;
+    w.index = index;
+    w.addr = addr;
+    w.len = len;
+    x->watches.push_back(w);
+    return static_cast<int64_t>(x->watches.size()) - 1;
+}
+
+__attribute__((visibility("default"))) void dfh_watch_clear(void* h) {
+    static_cast<Harness*>(h)->watches.clear();
+}
+
+// The bytes watch `id` took in the last run: 0, or -1 if its instruction never ended.
+__attribute__((visibility("default"))) int dfh_watch_get(void* h, int64_t id, uint8_t* out) {
+    Harness* x = static_cast<Harness*>(h);
+    if (id < 0 || static_cast<size_t>(id) >= x->watches.size()) return -1;
+    Watch& w = x->watches[id];
+    if (!w.taken) return -1;
+    std::memcpy(out, w.data.data(), w.len);
     return 0;
 }
 
