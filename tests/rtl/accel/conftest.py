@@ -40,3 +40,23 @@ def copy_build(copy_dut):
         return builds[data_bits]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def accel_build():
+    """The real accelerator's Verilator model per config, once per session (skips while the
+    top level does not exist yet)."""
+    if shutil.which("verilator") is None:
+        pytest.skip("verilator not installed")
+    pytest.importorskip("deepfpga.rtl.accel.top", reason="accelerator top level not present")
+    from deepfpga.rtl.accel.driver import build_accelerator
+
+    builds = {}
+
+    def get(cfg):
+        key = cfg.hash()
+        if key not in builds:
+            builds[key] = build_accelerator(cfg)
+        return builds[key]
+
+    return get
