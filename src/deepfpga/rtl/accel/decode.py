@@ -1,223 +1,108 @@
-"""Decode and in-order dispatch.
-
-Each word from the fetch FIFO is checked in program order, exactly as the functional simulator
-checks it (docs/isa.md), before it is dispatched to its engine's queue:
-
-1. an error response on its fetch (AXI_ERROR), an unknown opcode (UNKNOWN_OPCODE), nonzero
-   unused bits (BAD_FIELD);
-2. its flags in the order pop_prev, pop_next, push_prev, push_next: a flag without a neighbour
-   is BAD_FIELD, a pop with no earlier push *in program order* is TOKEN_UNDERFLOW (the decoder
-   keeps program-order token counts; so every dispatched pop is satisfiable and the engines
-   cannot deadlock); an END with tokens outstanding is TOKEN_LEFT, with flags BAD_FIELD;
-3. LOAD: buffer 3 / fc_weights on BIAS (BAD_FIELD), destination outside its buffer or the FC
-   area, or DDR bytes beyond 2^32 (LOAD_RANGE); SAVE: source outside OUTPUT, DDR bytes beyond
-   2^32 (SAVE_RANGE), segments overlapping in DDR (BAD_FIELD). CALC fields are the Datapath's.
-
-At the first failure the decoder stops dispatching; the instructions before it still run (as
-in the functional simulator, which executed them), then the accelerator stops with the error.
+"""CALC instruction fields out of the raw 256-bit word (offsets from `spec.field_offsets`), and
+the setup arithmetic every CALC needs before it runs: the sizes of its operands and results
+(one shared multiplier, one product per cycle) and the checks in the functional simulator's
+order, so the first failing check names the same error.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
 
-from deepfpga.compiler.isa import Buffer, Opcode
-from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.rtl.accel import spec
-from deepfpga.rtl.accel.fields import (
-    COUNT_BITS,
-    FLAGS,
-    INDEX_BITS,
-    ROW_BITS,
-    entry_layout,
-    field,
-    used_bits,
-)
-from deepfpga.rtl.accel.load import element_bytes_of
-from deepfpga.rtl.accel.tokens import CHANNEL_COUNT, flag_channel
-
-QUEUE_DEPTH = 4
-ENGINE_OPCODES = (Opcode.LOAD, Opcode.CALC, Opcode.SAVE)   # engine index = position
-E = spec.ErrorCode
+from deepfpga.compiler.isa import CalcKind, Opcode
+from deepfpga.rtl.accel.buffers import BufferGeometry
+from deepfpga.rtl.accel.spec import ErrorCode, field_offsets
 
 
-class Decoder(wiring.Component):
-    def __init__(self, cfg: AcceleratorConfig) -> None:
-        self.cfg = cfg
-        lay = data.StructLayout(entry_layout())
-        super().__init__({
-            "start": In(1), "count": In(INDEX_BITS), "halt": In(1),
-            "f_valid": In(1), "f_ready": Out(1), "f_data": In(spec.WORD_BITS + 1),
-            **{f"q{e}_{k}": d for e in range(3) for k, d in
-               (("valid", Out(1)), ("ready", In(1)), ("data", Out(lay)))},
-            "engines_idle": In(1),
-            "need_words": Out(1), "finished": Out(1), "end_ok": Out(1),
-            "end_index": Out(INDEX_BITS), "blocked": Out(1),
-            "err_valid": Out(1), "err_code": Out(8), "err_index": Out(INDEX_BITS),
-        })
+def calc_fields(word: Value) -> dict[str, Value]:
+    """name -> the field's bits of `word` (signed fields as signed values)."""
+    out = {}
+    for name, (pos, bits, is_signed) in field_offsets(Opcode.CALC).items():
+        v = word[pos:pos + bits]
+        out[name] = v.as_signed() if is_signed else v
+    return out
 
-    def elaborate(self, platform: object) -> Module:
-        m = Module()
-        cfg = self.cfg
-        lay = data.StructLayout(entry_layout())
-        fifos = []
-        for e in range(3):
-            fifo = SyncFIFOBuffered(width=lay.size, depth=QUEUE_DEPTH)
-            m.submodules[f"q{e}"] = fifo
-            fifos.append(fifo)
-            m.d.comb += [getattr(self, f"q{e}_valid").eq(fifo.r_rdy),
-                         getattr(self, f"q{e}_data").eq(fifo.r_data),
-                         fifo.r_en.eq(getattr(self, f"q{e}_ready"))]
 
-        w = Signal(spec.WORD_BITS)
-        w_err = Signal()
-        index = Signal(INDEX_BITS)
-        po = [Signal(INDEX_BITS, name=f"po{c}") for c in range(CHANNEL_COUNT)]
-        op = Signal(4)
-        m.d.comb += op.eq(w[:4])
-        is_load = op == Opcode.LOAD
+class Setup:
+    """Registered sizes of one CALC, computed over `STEPS` cycles by one 14×26-bit multiplier.
 
-        # --- stage 1: products (LOAD and SAVE share the multipliers) ----------------------
-        def pick(name: str) -> object:
-            return Mux(is_load, field(w, Opcode.LOAD, name), field(w, Opcode.SAVE, name))
+    rc_in = in_rows·in_cols (INPUT entries per channel), tile_n = ti·rc_in, ti9 = 9·ti,
+    w_n = to·ti9, rc = out_rows·out_cols, acc_n = to·rc, npc = finalized values per channel,
+    pitch, out_span = (to−1)·pitch, fc_n = to·ti, yoff0 = (koff_y−pad_top)·in_cols,
+    ystep = stride·in_cols.
+    """
 
-        length, n1, n2 = pick("length"), pick("n1"), pick("n2")
-        s1, s2, ddr = pick("stride1"), pick("stride2"), pick("ddr_addr")
-        buffer, fc = field(w, Opcode.LOAD, "buffer"), field(w, Opcode.LOAD, "fc_weights")
-        eb = Mux(is_load, element_bytes_of(cfg, buffer, fc), cfg.data_bytes)
-        n1m, n2m = Signal(signed(18)), Signal(signed(18))
-        m.d.comb += [n1m.eq(Cat(n1, 0).as_signed() - 1), n2m.eq(Cat(n2, 0).as_signed() - 1)]
-        n12, p1, p2 = Signal(32), Signal(signed(51)), Signal(signed(51))
-        segb = Signal(ROW_BITS)
-        m.d.sync += [n12.eq(n1 * n2), p1.eq(n1m * s1), p2.eq(n2m * s2), segb.eq(length * eb)]
-        # --- stage 2 ---------------------------------------------------------------------
-        n = Signal(COUNT_BITS)
-        end, row = Signal(signed(54)), Signal(signed(52))
-        m.d.sync += [n.eq(n12 * length), end.eq(ddr + p1 + p2 + segb), row.eq(p1 + segb)]
+    STEPS = 10
 
-        # --- stage 3: the checks, in the functional simulator's order ----------------------
-        caps = {Buffer.INPUT: cfg.input_buffer_entries, Buffer.WEIGHT: cfg.weight_buffer_entries,
-                Buffer.BIAS: cfg.bias_buffer_entries}
-        fc_cap = min(cfg.fc_buffer_entries, cfg.input_buffer_entries)
-        cap = Mux(buffer == Buffer.INPUT, Mux(fc, fc_cap, caps[Buffer.INPUT]),
-                  Mux(buffer == Buffer.WEIGHT, caps[Buffer.WEIGHT], caps[Buffer.BIAS]))
-        ddr_over = (n != 0) & (end > (1 << spec.AXI_ADDR_BITS))
-        load_err = Mux(buffer == 3, E.BAD_FIELD,
-                       Mux(fc & (buffer == Buffer.BIAS), E.BAD_FIELD,
-                           Mux((field(w, Opcode.LOAD, "buf_addr") + n > cap) | ddr_over,
-                               E.LOAD_RANGE, 0)))
-        overlap = ((n1 > 1) & (s1 < segb)) | ((n2 > 1) & (s2 < row))
-        save_err = Mux((field(w, Opcode.SAVE, "ob_addr") + n > cfg.output_buffer_entries)
-                       | ddr_over, E.SAVE_RANGE, Mux(overlap, E.BAD_FIELD, 0))
-        flags = {f: field(w, Opcode.END, f) for f in FLAGS}
-        any_flag = flags["pop_prev"] | flags["pop_next"] | flags["push_prev"] | flags["push_next"]
+    def __init__(self, m: Module, f: dict[str, Value], step: Value, active: Value):
+        self.rc_in = Signal(24)
+        self.tile_n = Signal(36)
+        self.ti9 = Signal(16)
+        self.w_n = Signal(28)
+        self.rc = Signal(24)
+        self.acc_n = Signal(36)
+        self.npc = Signal(24)
+        self.pitch = Signal(24)
+        self.out_span = Signal(36)
+        self.fc_n = Signal(24)
+        self.yoff0 = Signal(signed(20))
+        self.ystep = Signal(15)
+        self.y0 = Signal(signed(6))     # koff_y − pad_top
+        self.x0 = Signal(signed(6))     # koff_x − pad_left
+        rp = Mux(f["pool"], f["out_rows"] >> 1, f["out_rows"])
+        cp = Mux(f["pool"], f["out_cols"] >> 1, f["out_cols"])
+        m.d.comb += [self.y0.eq(f["koff_y"] - f["pad_top"]),
+                     self.x0.eq(f["koff_x"] - f["pad_left"]),
+                     self.ti9.eq((f["ti"] << 3) + f["ti"]),
+                     self.pitch.eq(Mux(f["out_pitch"] != 0, f["out_pitch"], self.npc))]
+        steps = [
+            (self.rc_in, f["in_rows"], f["in_cols"]),
+            (self.tile_n, f["ti"], self.rc_in),
+            (self.w_n, f["to"], self.ti9),
+            (self.rc, f["out_rows"], f["out_cols"]),
+            (self.acc_n, f["to"], self.rc),
+            (self.npc, rp, cp),
+            (self.out_span, f["to"] - 1, self.pitch),
+            (self.fc_n, f["to"], f["ti"]),
+            (self.yoff0, self.y0, f["in_cols"]),
+            (self.ystep, f["stride"], f["in_cols"]),
+        ]
+        assert len(steps) == self.STEPS
+        mul_a = Signal(signed(14))
+        mul_b = Signal(signed(26))
+        prod = mul_a * mul_b
+        with m.If(active), m.Switch(step):
+            for k, (dest, a, b) in enumerate(steps):
+                with m.Case(k):
+                    m.d.comb += [mul_a.eq(a), mul_b.eq(b)]
+                    m.d.sync += dest.eq(prod)
 
-        def token_err(engine: int) -> object:
-            """First failing flag of an instruction of `engine`, in the simulator's order."""
-            code = 0
-            for f in reversed(FLAGS):
-                spec_ = flag_channel(engine, f)
-                if spec_ is None:
-                    bad = flags[f]
-                    code = Mux(bad, E.BAD_FIELD, code)
-                elif spec_[1]:                         # a pop
-                    code = Mux(flags[f] & (po[spec_[0]] == 0), E.TOKEN_UNDERFLOW, code)
-            return code
-
-        tokens_left = 0
-        for c in range(CHANNEL_COUNT):
-            tokens_left = tokens_left | (po[c] != 0)
-        unused = Signal()
-        with m.Switch(op):
-            for o in Opcode:
-                with m.Case(o):
-                    ub = used_bits(o)
-                    m.d.comb += unused.eq(w[ub:] != 0 if ub < spec.WORD_BITS else 0)
-        code = Signal(8)
-        with m.Switch(op):
-            for e, o in enumerate(ENGINE_OPCODES):
-                with m.Case(o):
-                    te = token_err(e)
-                    rest = {Opcode.LOAD: load_err, Opcode.SAVE: save_err}.get(o, 0)
-                    m.d.comb += code.eq(Mux(unused, E.BAD_FIELD, Mux(te != 0, te, rest)))
-            with m.Case(Opcode.END):
-                m.d.comb += code.eq(Mux(unused, E.BAD_FIELD,
-                                        Mux(tokens_left, E.TOKEN_LEFT,
-                                            Mux(any_flag, E.BAD_FIELD, 0))))
-            with m.Default():
-                m.d.comb += code.eq(E.UNKNOWN_OPCODE)
-        final_code = Mux(w_err, E.AXI_ERROR, code)
-
-        # --- dispatch ----------------------------------------------------------------------
-        entry = Signal(lay)
-        m.d.comb += [entry.word.eq(w), entry.index.eq(index), entry.n.eq(n),
-                     entry.row.eq(row)]
-        for fifo in fifos:
-            m.d.comb += fifo.w_data.eq(entry)
-        queues_empty = 1
-        for fifo in fifos:
-            queues_empty = queues_empty & ~fifo.r_rdy & (fifo.level == 0)
-        m.d.comb += [self.err_index.eq(index), self.end_index.eq(index)]
-        with m.FSM():
-            with m.State("IDLE"), m.If(self.start):
-                m.d.sync += [index.eq(0), *(p.eq(0) for p in po), self.end_ok.eq(0)]
-                m.next = "FETCH"
-            with m.State("FETCH"):
-                m.d.comb += self.need_words.eq(1)
-                with m.If(self.halt):
-                    m.next = "FINISHED"
-                with m.Elif(index == self.count):
-                    m.d.comb += [self.err_valid.eq(1), self.err_code.eq(E.FETCH_RANGE)]
-                    m.next = "DRAIN"
-                with m.Elif(self.f_valid):
-                    m.d.comb += self.f_ready.eq(1)
-                    m.d.sync += [w.eq(self.f_data[:spec.WORD_BITS]),
-                                 w_err.eq(self.f_data[spec.WORD_BITS])]
-                    m.next = "S1"
-            with m.State("S1"):
-                m.d.comb += self.need_words.eq(1)
-                m.next = "S2"
-            with m.State("S2"):
-                m.d.comb += self.need_words.eq(1)
-                m.next = "CHECK"
-            with m.State("CHECK"):
-                m.d.comb += self.need_words.eq(1)
-                with m.If(self.halt):
-                    m.next = "FINISHED"
-                with m.Elif(final_code != 0):
-                    m.d.comb += [self.err_valid.eq(1), self.err_code.eq(final_code)]
-                    m.next = "DRAIN"
-                with m.Elif(op == Opcode.END):
-                    m.d.sync += self.end_ok.eq(1)
-                    m.next = "DRAIN"
-                with m.Else():
-                    m.next = "DISPATCH"
-            with m.State("DISPATCH"):
-                m.d.comb += self.need_words.eq(1)
-                with m.If(self.halt):
-                    m.next = "FINISHED"
-                for e, o in enumerate(ENGINE_OPCODES):
-                    with m.Elif((op == o) & fifos[e].w_rdy):
-                        m.d.comb += fifos[e].w_en.eq(1)
-                        for f in FLAGS:
-                            ch = flag_channel(e, f)
-                            if ch is not None:
-                                p = po[ch[0]]
-                                m.d.sync += p.eq(Mux(flags[f], p - 1 if ch[1] else p + 1, p))
-                        m.d.sync += index.eq(index + 1)
-                        m.next = "FETCH"
-                with m.Else():
-                    m.d.comb += self.blocked.eq(1)
-            with m.State("DRAIN"):
-                m.d.comb += self.blocked.eq(1)
-                with m.If(self.halt | (queues_empty & self.engines_idle)):
-                    m.next = "FINISHED"
-            with m.State("FINISHED"):
-                m.d.comb += self.finished.eq(1)
-                with m.If(self.start):
-                    m.d.sync += [index.eq(0), *(p.eq(0) for p in po), self.end_ok.eq(0)]
-                    m.next = "FETCH"
-        return m
+    def error(self, f: dict[str, Value], geo: BufferGeometry, max_row_width: int,
+              data_bits: int, pool_width: int) -> Value:
+        """The ErrorCode of the first failing check, in the functional simulator's order (0: ok).
+        `pool_width` is the widest accumulator row the max-pool's line buffer holds."""
+        fc = f["kind"] == CalcKind.FC
+        fin = f["finalize"]
+        checks = [
+            (f["kind"] > CalcKind.FC, ErrorCode.BAD_FIELD),
+            (f["stride"] == 0, ErrorCode.BAD_FIELD),
+            (fc & (f["pool"] | (f["in_rows"] != 1) | (f["in_cols"] != 1)
+                   | (f["out_rows"] != 1) | (f["out_cols"] != 1)), ErrorCode.BAD_FIELD),
+            (fc & (f["wb_addr"] + f["ti"] > geo.weight_entries), ErrorCode.CALC_RANGE),
+            (fc & (f["ib_addr"] + self.fc_n > geo.fc_entries), ErrorCode.CALC_RANGE),
+            (~fc & (f["in_cols"] > max_row_width), ErrorCode.BAD_FIELD),
+            (~fc & (f["ib_addr"] + self.tile_n > geo.input_entries), ErrorCode.CALC_RANGE),
+            (~fc & (f["wb_addr"] + self.w_n > geo.weight_entries), ErrorCode.CALC_RANGE),
+            (f["ob_addr"] + self.acc_n > geo.output_entries, ErrorCode.CALC_RANGE),
+            (fin & ((f["out_bits"] < 2) | (f["out_bits"] > data_bits)), ErrorCode.BAD_FIELD),
+            (fin & f["has_bias"] & (f["bb_addr"] + f["to"] > geo.bias_entries),
+             ErrorCode.CALC_RANGE),
+            (fin & (self.npc != 0)
+             & (f["out_addr"] + self.out_span + self.npc > geo.output_entries),
+             ErrorCode.CALC_RANGE),
+            # a hardware limit the compiler respects (the pool's line buffer)
+            (fin & f["pool"] & (f["out_cols"] > pool_width), ErrorCode.BAD_FIELD),
+        ]
+        code: Value = Const(0, 8)
+        for cond, err in reversed(checks):
+            code = Mux(cond, int(err), code)
+        return code

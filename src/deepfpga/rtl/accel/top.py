@@ -23,7 +23,7 @@ from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.axi import AxiLiteRegs, ReadArbiter
 from deepfpga.rtl.accel.calc_issue import CalcIssue
-from deepfpga.rtl.accel.decode import Decoder
+from deepfpga.rtl.accel.dispatch import Decoder
 from deepfpga.rtl.accel.fetch import WORD_BYTES, Fetch
 from deepfpga.rtl.accel.fields import FLAGS, INDEX_BITS, beat_bytes
 from deepfpga.rtl.accel.load import LoadEngine
