@@ -1,0 +1,124 @@
+"""The LOAD engine: DDR -> INPUT/WEIGHT/BIAS, one sign-extended element per cycle.
+
+Pipeline: `DmaFront` (strided segments -> legal bursts on AR, and a cursor over the valid
+bytes of each returning beat) ... R beats -> `ByteQueue` -> element register (`ld_*`). The
+element size follows the buffer and the §7.3 FC role swap exactly as the functional simulator's
+`load` (`element_bytes`); the decoder has range-checked the instruction.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from deepfpga.compiler.isa import Buffer, Opcode
+from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.rtl.accel import spec
+from deepfpga.rtl.accel.burst import ByteQueue
+from deepfpga.rtl.accel.engine import DmaFront, connect_front, dma_start, instruction_fsm
+from deepfpga.rtl.accel.fields import (
+    COUNT_BITS,
+    FLAGS,
+    beat_bytes,
+    element_width,
+    engine_port_signature,
+    field,
+)
+
+
+def element_bytes(cfg: AcceleratorConfig, buffer: Buffer, fc_weights: bool) -> int:
+    """DDR bytes of one element of a LOAD (functional simulator `load`, docs/isa.md §LOAD)."""
+    if buffer == Buffer.INPUT:
+        return cfg.weight_bytes if fc_weights else cfg.data_bytes
+    if buffer == Buffer.WEIGHT:
+        return cfg.data_bytes if fc_weights else cfg.weight_bytes
+    return cfg.bias_bytes
+
+
+def element_bytes_of(cfg: AcceleratorConfig, buffer: object, fc: object) -> object:
+    """`element_bytes` as hardware: a mux over the (constant) cases."""
+    e = {(b, f): element_bytes(cfg, b, bool(f)) for b in Buffer for f in (0, 1)}
+    return Mux(buffer == Buffer.INPUT, Mux(fc, e[Buffer.INPUT, 1], e[Buffer.INPUT, 0]),
+               Mux(buffer == Buffer.WEIGHT, Mux(fc, e[Buffer.WEIGHT, 1], e[Buffer.WEIGHT, 0]),
+                   e[Buffer.BIAS, 0]))
+
+
+def _axi_read_signature(cfg: AcceleratorConfig) -> dict[str, object]:
+    return {"ar_valid": Out(1), "ar_ready": In(1), "ar_addr": Out(spec.AXI_ADDR_BITS),
+            "ar_len": Out(8), "r_valid": In(1), "r_ready": Out(1),
+            "r_data": In(cfg.axi_data_bits), "r_resp": In(2), "r_last": In(1)}
+
+
+class LoadEngine(wiring.Component):
+    def __init__(self, cfg: AcceleratorConfig) -> None:
+        self.cfg = cfg
+        ew = element_width(cfg)
+        super().__init__({
+            **engine_port_signature(), **_axi_read_signature(cfg),
+            "ld_valid": Out(1), "ld_ready": In(1), "ld_buf": Out(2), "ld_addr": Out(24),
+            "ld_data": Out(signed(ew)),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg = self.cfg
+        bb = beat_bytes(cfg)
+        sizes = sorted({element_bytes(cfg, b, bool(f)) for b in Buffer for f in (0, 1)})
+        emax = max(sizes)
+        ew = element_width(cfg)
+        m.submodules.front = front = DmaFront(cfg)
+        m.submodules.bytes = q = ByteQueue(2 * bb + emax, bb, emax)
+        ent = Signal.like(self.q_data)
+        word = ent.word
+        f = {name: field(word, Opcode.LOAD, name) for name in
+             ("buffer", "fc_weights", "buf_addr", "ddr_addr", "length", "n1", "stride1", "n2",
+              "stride2")}
+        eb = Signal(range(emax + 1))
+        seg = Signal(len(front.seg))
+        m.d.comb += [eb.eq(element_bytes_of(cfg, f["buffer"], f["fc_weights"])),
+                     seg.eq(f["length"] * eb), self.index.eq(ent.index)]
+        m.d.comb += [getattr(self, fl).eq(field(word, Opcode.LOAD, fl)) for fl in FLAGS]
+        connect_front(m, front, f, seg, ent.row)
+        m.d.comb += [self.ar_valid.eq(front.a_valid), front.a_ready.eq(self.ar_ready),
+                     self.ar_addr.eq(front.a_addr), self.ar_len.eq(front.a_len)]
+
+        # R beats -> byte queue
+        m.d.comb += [
+            self.r_ready.eq(front.cur & (q.level <= q.cap - bb)),
+            front.beat.eq(self.r_valid & self.r_ready),
+            q.push_en.eq(front.beat), q.push_n.eq(front.nb),
+            q.push_data.eq(self.r_data >> (front.lo * 8)),
+            self.err_valid.eq(front.beat & (self.r_resp != 0)),
+            self.err_code.eq(spec.ErrorCode.AXI_ERROR),
+        ]
+
+        # byte queue -> elements, sign-extended from their DDR bytes
+        k = Signal(COUNT_BITS)            # elements emitted
+        running = Signal()
+        ext = Signal(signed(ew))
+        with m.Switch(eb):
+            for e in sizes:
+                with m.Case(e):
+                    m.d.comb += ext.eq(q.head[:8 * e].as_signed())
+        emit = Signal()
+        m.d.comb += [emit.eq(running & (~self.ld_valid | self.ld_ready) & (k != ent.n)
+                             & (q.level >= eb)),
+                     q.pop_en.eq(emit), q.pop_n.eq(eb)]
+        with m.If(self.ld_valid & self.ld_ready):
+            m.d.sync += self.ld_valid.eq(0)
+        with m.If(emit):
+            m.d.sync += [self.ld_valid.eq(1), self.ld_data.eq(ext), self.ld_buf.eq(f["buffer"]),
+                         self.ld_addr.eq(f["buf_addr"] + k), k.eq(k + 1)]
+
+        on_start = dma_start(m, front, ent.n, running, [k])
+
+        def body() -> None:
+            with m.State("RUN"):
+                m.d.comb += [self.busy.eq(1), self.active.eq(1)]
+                with m.If((k == ent.n) & ~self.ld_valid & front.idle):
+                    m.d.sync += running.eq(0)
+                    m.next = "END"
+
+        instruction_fsm(m, self, ent, on_start, body)
+        return m
