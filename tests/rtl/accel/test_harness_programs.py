@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from deepfpga.compiler import compile_model
 from deepfpga.hw.config import load_config
@@ -85,12 +84,10 @@ def test_fmnist_like_bit_exact(accel_build):
     _check(accel_build, _fmnist_like(), 1)
 
 
-@pytest.mark.slow
 def test_5x5_and_stride2_bit_exact(accel_build):
     _check(accel_build, _kernels(), 2)
 
 
-@pytest.mark.slow
 def test_host_layers_between_segments(accel_build):
     c, res = _check(accel_build, _host_between(), 3, images=2)
     assert c.manifest["partition"]["host"] == ["hp", "n", "s"]
