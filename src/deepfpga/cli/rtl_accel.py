@@ -36,8 +36,8 @@ def run_build(args: argparse.Namespace) -> int:
 
         verilog = verilog_text(cfg)
         t_verilog = time.perf_counter() - t0
-        b = build_accelerator(cfg)
-    except (HarnessError, ImportError) as e:
+        b = build_accelerator(cfg, verilog)
+    except HarnessError as e:
         print(f"deepfpga rtl build: error: {e}", file=sys.stderr)
         return 1
     files = {"library": str(b.library)}

@@ -52,3 +52,14 @@ def test_html_section():
     html = flowstep.html_section(s)
     assert "NOT bit-exact (3 values)" in html and "conv&lt;1&gt;" in html
     assert "<td>1,000</td><td>1,500</td><td>1.50</td>" in html and "0.015 ms" in html
+
+
+@pytest.mark.slow
+def test_rtl_build_command(tmp_path, capsys):
+    pytest.importorskip("deepfpga.rtl.accel.top")
+    assert main(["rtl", "build", "--target", "tiny", "-o", str(tmp_path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["target"] == "tiny" and info["axi_data_bits"] == 32
+    assert (tmp_path / "deepfpga_accel.v").read_text().count("module deepfpga_accel") == 1
+    assert (tmp_path / "libdfh.so").stat().st_size > 0
+    assert "Verilator 5" in info["verilator"] and info["build_seconds"] >= 0

@@ -48,15 +48,16 @@ def load_build_dir(path: str | Path) -> tuple[bytes, bytes, dict[str, Any]]:
     return files["program"].read_bytes(), files["ddr"].read_bytes(), manifest
 
 
-def build_accelerator(cfg: AcceleratorConfig, **kwargs: Any) -> Build:
-    """The Verilator model of the accelerator generated from `cfg` (cached)."""
+def build_accelerator(cfg: AcceleratorConfig, verilog: str | None = None, **kwargs: Any) -> Build:
+    """The Verilator model of the accelerator generated from `cfg` (cached); `verilog`: its
+    Verilog when the caller already has it."""
     from deepfpga.rtl.accel.verilator import build_model
 
-    try:
+    if verilog is None:
         from deepfpga.rtl.accel.top import verilog_text
-    except ImportError as e:
-        raise HarnessError(f"the accelerator top level is not available ({e})") from None
-    return build_model(verilog_text(cfg), cfg.axi_data_bits, **kwargs)
+
+        verilog = verilog_text(cfg)
+    return build_model(verilog, cfg.axi_data_bits, **kwargs)
 
 
 @dataclass(frozen=True)
