@@ -42,7 +42,7 @@ def test_html_section():
     assert flowstep.html_section({}) == ""
     s = {"rtl": {"images": 2, "bit_exact": False, "mismatches": 3, "values_compared": 10,
                  "saturations_equal": True, "cycles": 1500, "clock_mhz": 100.0,
-                 "seconds_per_image": 0.5,
+                 "seconds_per_image": 0.5, "cpu_seconds_per_image": 0.25,
                  "layers": [{"name": "conv<1>", "kind": "conv", "timing_cycles": 1000,
                              "rtl_cycles": 1500, "ratio": 1.5},
                             {"name": "fc", "kind": "fc", "timing_cycles": None,
@@ -52,6 +52,7 @@ def test_html_section():
     html = flowstep.html_section(s)
     assert "NOT bit-exact (3 values)" in html and "conv&lt;1&gt;" in html
     assert "<td>1,000</td><td>1,500</td><td>1.50</td>" in html and "0.015 ms" in html
+    assert "0.50 s wall (0.25 s CPU)" in html
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from deepfpga.compiler import compile_model
 from deepfpga.hw.config import load_config
@@ -113,3 +114,33 @@ def test_rtl_run_command(accel_build, tmp_path, capsys):
     want = simulate(c.program_bytes(), c.ddr_image, c.manifest, TINY, x).output
     np.testing.assert_array_equal(y, want)
     assert info["images"] == 2 and info["cycles_per_image"][0] > 0
+
+
+@pytest.mark.slow
+def test_run_with_rtl(accel_build, tmp_path, capsys):
+    """`deepfpga run --rtl` on a small trained-shape model: the RTL step checks and reports."""
+    from tests.test_run import tiny_graph
+
+    from deepfpga.cli import main
+    from deepfpga.frontends.float_model import save_float_model
+
+    rng = np.random.default_rng(1)
+    save_float_model(tiny_graph(), tmp_path / "tiny.npz")
+    np.savez(tmp_path / "data.npz", x=rng.random((6, 1, 12, 12), dtype=np.float32),
+             y=rng.integers(0, 10, 6))
+    accel_build(TINY)
+    out = tmp_path / "out"
+    rc = main(["run", str(tmp_path / "tiny.npz"), "--target", "tiny", "--data",
+               str(tmp_path / "data.npz"), "--images", "6", "--calib-size", "4", "--out",
+               str(out), "--rtl", "--rtl-images", "3", "--json"])
+    assert rc == 0
+    s = json.loads(capsys.readouterr().out)
+    r = s["rtl"]
+    assert r["ok"] and r["bit_exact"] and r["saturations_equal"] and r["images"] == 3
+    assert r["values_compared"] > 0 and r["mismatches"] == 0
+    assert [x["name"] for x in r["layers"]] == [x["name"] for x in s["layers"]]
+    assert all(x["rtl_cycles"] > 0 and x["timing_cycles"] > 0 for x in r["layers"])
+    assert "--rtl --rtl-images 3" in s["command"]
+    assert [st["name"] for st in s["steps"]][-2:] == ["summary", "rtl"]
+    html = (out / "report.html").read_text()
+    assert "RTL co-simulation (Verilator)" in html and "RTL / timing" in html
