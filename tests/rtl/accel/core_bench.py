@@ -154,7 +154,8 @@ def run(dut, cfg: AcceleratorConfig, ddr: bytearray, prog_addr: int, prog_count:
         res.cycles = await axil_read(ctx, dut, spec.Reg.CYCLES_LO)
         res.sat_count = await axil_read(ctx, dut, spec.Reg.SAT_COUNT)
         if read_buffers:
-            for b, mem in dut.datapath.mems.items():
+            dp = dut.datapath
+            for b, mem in enumerate((dp.inp, dp.wgt, dp.bias)):
                 res.buffers[int(b)] = [ctx.get(mem.data[i]) for i in range(mem.depth)]
         state["stop"] = True
 
@@ -211,6 +212,7 @@ class Reference:
     buffers: dict[int, np.ndarray]           # values of the entries a LOAD wrote
     written: dict[int, np.ndarray]           # which entries
     error_index: int | None
+    saturated: int = 0
 
 
 def functional(cfg: AcceleratorConfig, ddr: bytes, arena: tuple[int, int],
@@ -232,4 +234,5 @@ def functional(cfg: AcceleratorConfig, ddr: bytes, arena: tuple[int, int],
     img = bytearray(m.const.tobytes())
     img[arena[0]:arena[1]] = m.adata[0].tobytes()
     return Reference(bytes(img), {int(b): buf.val[0].astype(np.int64) for b, buf in m.bufs.items()},
-                     {int(b): buf.valid.copy() for b, buf in m.bufs.items()}, err)
+                     {int(b): buf.valid.copy() for b, buf in m.bufs.items()}, err,
+                     sum(m.saturations.values()))

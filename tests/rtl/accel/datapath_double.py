@@ -35,13 +35,12 @@ class DatapathDouble(wiring.Component):
                  stall: bool = False):
         self.cfg, self.stall = cfg, stall
         ew = element_width(cfg)
-        self.mems = {
-            Buffer.INPUT: Memory(shape=signed(ew), depth=cfg.input_buffer_entries, init=[]),
-            Buffer.WEIGHT: Memory(shape=signed(ew), depth=cfg.weight_buffer_entries, init=[]),
-            Buffer.BIAS: Memory(shape=signed(ew), depth=cfg.bias_buffer_entries, init=[]),
-        }
-        self.output = Memory(shape=signed(cfg.acc_bits), depth=cfg.output_buffer_entries,
-                             init=list(output_init))
+        # the real Datapath's attribute names, so a bench reads either
+        self.inp = Memory(shape=signed(ew), depth=cfg.input_buffer_entries, init=[])
+        self.wgt = Memory(shape=signed(ew), depth=cfg.weight_buffer_entries, init=[])
+        self.bias = Memory(shape=signed(ew), depth=cfg.bias_buffer_entries, init=[])
+        self.out = Memory(shape=signed(cfg.acc_bits), depth=cfg.output_buffer_entries,
+                          init=list(output_init))
         super().__init__(datapath_signature(cfg))
 
     def elaborate(self, platform: object) -> Module:
@@ -51,13 +50,14 @@ class DatapathDouble(wiring.Component):
         go_ld = (lfsr[0] | lfsr[1]) if self.stall else 1
         go_sv = (lfsr[2] | lfsr[3]) if self.stall else 1
         m.d.comb += self.ld_ready.eq(go_ld)
-        for b, mem in self.mems.items():
+        for b, mem in ((Buffer.INPUT, self.inp), (Buffer.WEIGHT, self.wgt),
+                       (Buffer.BIAS, self.bias)):
             m.submodules[f"mem{int(b)}"] = mem
             wr = mem.write_port()
             m.d.comb += [wr.addr.eq(self.ld_addr), wr.data.eq(self.ld_data),
                          wr.en.eq(self.ld_valid & self.ld_ready & (self.ld_buf == b))]
-        m.submodules.output = self.output
-        rd = self.output.read_port()
+        m.submodules.output = self.out
+        rd = self.out.read_port()
         accept = self.sv_req_valid & self.sv_req_ready
         m.d.comb += [self.sv_req_ready.eq(go_sv & (~self.sv_rsp_valid | self.sv_rsp_ready)),
                      rd.addr.eq(self.sv_req_addr), rd.en.eq(accept),

@@ -215,3 +215,30 @@ def test_errors_of_words_and_transport(case):
     else:
         _, res = run_program(cfg, good, words=words, **kw)
     assert (res.status, res.error_code, res.error_index) == (spec.Status.ERROR, *want)
+
+
+def test_real_datapath_conv_tile_matches_functional():
+    """LOAD input/weights/bias, a finalizing CONV CALC on the calc helper's Datapath, SAVE."""
+    from deepfpga.rtl.accel.datapath import Datapath
+
+    cfg = CONFIGS["dw32"]
+    rng = np.random.default_rng(5)
+    ddr = bytearray(rng.integers(-200, 200, DDR_BYTES // 2).astype("<i2").tobytes())
+    prog = [
+        Load(buffer=0, ddr_addr=64, length=16, n1=2, stride1=40),            # 2 × 4×4 tile
+        Load(buffer=1, ddr_addr=1000, length=36),                            # 2×2×3×3
+        Load(buffer=2, ddr_addr=2001, length=2, push_next=1),                # odd address
+        Calc(kind=0, ti=2, to=2, in_rows=4, in_cols=4, out_rows=4, out_cols=4, stride=1,
+             pad_top=1, pad_left=1, finalize=1, has_bias=1, relu=1, data_shift=4,
+             out_bits=12, out_addr=100, pop_prev=1, push_next=1),
+        Save(ob_addr=100, ddr_addr=ARENA[0] + 6, length=16, n1=2, stride1=34, pop_prev=1),
+        End(),
+    ]
+    ref = cb.functional(cfg, bytes(ddr), ARENA, prog, [])
+    assert ref.error_index is None
+    ddr[PROG:PROG + 32 * len(prog)] = b"".join(encode_instruction(i) for i in prog)
+    res = cb.run(Accelerator(cfg, Datapath), cfg, ddr, PROG, len(prog), read_buffers=True)
+    assert (res.status, res.error_code, res.end_index) == (spec.Status.DONE, 0, 5)
+    check_same(ref, res)
+    assert res.sat_count == ref.saturated > 0
+    assert any(res.ddr[ARENA[0] + 6:ARENA[0] + 40])
