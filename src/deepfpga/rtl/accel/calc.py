@@ -19,7 +19,7 @@ A CALC runs in phases:
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -27,18 +27,12 @@ from deepfpga.compiler.isa import CalcKind
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.rtl.accel.buffers import BufferGeometry, operand_bits
 from deepfpga.rtl.accel.decode import Setup, calc_fields
+from deepfpga.rtl.accel.finalize import build_finalize, pool_width
+from deepfpga.rtl.accel.lanes import build_lanes, group_size, staging_depth
 from deepfpga.rtl.accel.spec import WORD_BITS, ErrorCode
-from deepfpga.rtl.maxpool import MaxPool
-from deepfpga.rtl.shift import DataShift, Relu
 
-FIN_BITS = 64          # finalize width: the functional simulator's int64 (bias << 63 wraps there)
 SAT_BITS = 32
 MAC_LATENCY = 3        # address → read → product → sum/write
-
-
-def pool_width(cfg: AcceleratorConfig) -> int:
-    """Widest accumulator row the finalize max-pool holds (the PE's padded row)."""
-    return cfg.max_row_width + 2 * cfg.max_pad
 
 
 def engine_signature(cfg: AcceleratorConfig) -> dict:
@@ -73,7 +67,7 @@ class CalcEngine(wiring.Component):
         f = calc_fields(word)
         step = Signal(range(Setup.STEPS + 1))
         in_setup = Signal()
-        setup = Setup(m, f, step, in_setup)
+        setup = Setup(m, f, step, in_setup, group=group_size(cfg))
         check = Signal(8)
         m.d.comb += check.eq(setup.error(f, geo, cfg.max_row_width, cfg.data_bits,
                                          pool_width(cfg)))
@@ -93,6 +87,18 @@ class CalcEngine(wiring.Component):
         accp = Signal(21)
         fcp = Signal(26)
         mac_issue = Signal()
+        # output-channel-parallel MAC (lanes.py): staging, old accumulators, terms, write-back
+        n_grp = group_size(cfg)
+        par = Signal()
+        par_issue = Signal()
+        t = Signal(range(staging_depth(cfg) + 1))
+        su, sk = Signal(range(n_grp + 1)), Signal(16)
+        j = Signal(range(n_grp + 1))
+        jptr = Signal(21)
+        pre_issue, post_we = Signal(), Signal()
+        rem = f["to"] - o
+        grp = Mux(rem > n_grp, n_grp, rem)
+        last_j = j == grp - 1
 
         tr = ybase + ky
         tc = xbase + kx
@@ -118,14 +124,14 @@ class CalcEngine(wiring.Component):
             self.in_addr.eq(in_addr),
             self.w_addr.eq(wa),
             self.b_addr.eq(f["bb_addr"] + fo),
-            self.o_raddr.eq(Mux(fin_issue, faddr, accp)),
+            self.o_raddr.eq(Mux(fin_issue, faddr, Mux(pre_issue, jptr, accp))),
         ]
 
         # --- MAC pipeline: stage 1 (buffer data), stage 2 (product), sum -------------------
         v1, ins1, first1, last1 = Signal(), Signal(), Signal(), Signal()
         accp1 = Signal(21)
-        m.d.sync += [v1.eq(mac_issue), ins1.eq(inside), first1.eq(first), last1.eq(last),
-                     accp1.eq(accp)]
+        m.d.sync += [v1.eq(mac_issue | par_issue), ins1.eq(inside), first1.eq(first),
+                     last1.eq(last), accp1.eq(accp)]
         pix = Mux(ins1, self.in_data, 0)
         v2, first2, last2 = Signal(), Signal(), Signal()
         accp2 = Signal(21)
@@ -139,56 +145,62 @@ class CalcEngine(wiring.Component):
         with m.If(v2):
             m.d.sync += total.eq(s_new)
         lim = 1 << (a - 1)
-        mac_we = v2 & last2
+        mac_we = v2 & last2 & ~par
+
+        st_v1, pre_v1 = Signal(), Signal()
+        st_u1, st_k1, pre_j1 = Signal.like(su), Signal.like(sk), Signal.like(j)
+        m.d.sync += [st_v1.eq(0), pre_v1.eq(pre_issue), pre_j1.eq(j), st_u1.eq(su),
+                     st_k1.eq(sk)]
+        lanes = build_lanes(m, cfg, st_we=st_v1, st_addr=st_k1, st_lane=st_u1,
+                            st_data=self.w_data, t_addr=t, pix=pix, v2=v2, first2=first2,
+                            old_we=pre_v1, old_lane=pre_j1, old_data=self.o_rdata,
+                            keep_old=f["accumulate"])
+        post_sum = lanes.sums[j]
+        with m.If(post_we & ((post_sum >= lim) | (post_sum < -lim))):
+            m.d.sync += ovf.eq(1)
         with m.If(mac_we & ((s_new >= lim) | (s_new < -lim))):
             m.d.sync += ovf.eq(1)
 
-        # --- FIN pipeline: read → bias → ReLU → shift/saturate → pool → write --------------
-        m.submodules.relu = relu = Relu(FIN_BITS)
-        m.submodules.dshift = dshift = DataShift(FIN_BITS, cfg.data_bits, runtime_bits=True)
-        m.submodules.pool = pool = MaxPool(FIN_BITS, cfg.data_bits, pool_width(cfg))
-        fv1 = Signal()
-        m.d.sync += fv1.eq(fin_issue)
-        aligned = (self.b_data << f["bias_shift"])[:FIN_BITS].as_signed()
-        vsum = (self.o_rdata + Mux(f["has_bias"], aligned, 0))[:FIN_BITS].as_signed()
+        # --- FIN pipeline ------------------------------------------------------------------
         clear = Signal()
-        m.d.comb += [
-            relu.i.valid.eq(fv1), relu.i.payload.eq(vsum), relu.enable.eq(f["relu"]),
-            dshift.shift.eq(f["data_shift"]), dshift.bypass.eq(0),
-            dshift.out_bits.eq(f["out_bits"]),
-            pool.width.eq(f["out_cols"]), pool.height.eq(f["out_rows"]),
-            pool.enable.eq(f["pool"]), pool.clear.eq(clear),
-            pool.o.ready.eq(1),
-        ]
-        wiring.connect(m, relu.o, dshift.i)
-        m.d.comb += [pool.i.valid.eq(dshift.o.valid),
-                     pool.i.payload.eq(dshift.o.payload.value),
-                     dshift.o.ready.eq(pool.i.ready)]
-        with m.If(clear):
-            m.d.sync += sat.eq(0)
-        with m.Elif(dshift.o.valid & dshift.o.ready & dshift.o.payload.sat):
-            m.d.sync += sat.eq(sat + 1)
-        fin_busy = fv1 | relu.busy | dshift.busy | pool.busy
-        # writer: channel o at out_addr + o·pitch, npc values each
-        wptr, wbase = Signal(21), Signal(21)
-        wj = Signal(24)
-        fin_we = pool.o.valid
-        with m.If(clear):
-            m.d.sync += [wptr.eq(f["out_addr"]), wbase.eq(f["out_addr"]), wj.eq(0)]
-        with m.Elif(fin_we):
-            with m.If(wj == setup.npc - 1):
-                m.d.sync += [wj.eq(0), wptr.eq(wbase + setup.pitch),
-                             wbase.eq(wbase + setup.pitch)]
-            with m.Else():
-                m.d.sync += [wj.eq(wj + 1), wptr.eq(wptr + 1)]
+        fin = build_finalize(m, cfg, f, issue=fin_issue, acc=self.o_rdata, bias=self.b_data,
+                             clear=clear, sat=sat, npc=setup.npc, pitch=setup.pitch)
+        fin_busy, fin_we = fin.busy, fin.we
 
         m.d.comb += [
-            self.o_we.eq(mac_we | fin_we),
-            self.o_waddr.eq(Mux(mac_we, accp2, wptr)),
-            self.o_wdata.eq(Mux(mac_we, s_new[:a], pool.o.payload[:a])),
+            self.o_we.eq(mac_we | fin_we | post_we),
+            self.o_waddr.eq(Mux(mac_we, accp2, Mux(post_we, jptr, fin.waddr))),
+            self.o_wdata.eq(Mux(mac_we, s_new[:a], Mux(post_we, post_sum[:a], fin.wdata))),
         ]
 
         drain = Signal(range(MAC_LATENCY + 2))
+
+        def next_term():
+            """The next term (i, ky, kx) of the same accumulator."""
+            with m.If(~last_tap):
+                with m.If(kx == 2):
+                    m.d.sync += [kx.eq(0), ky.eq(ky + 1), kyoff.eq(kyoff + f["in_cols"])]
+                with m.Else():
+                    m.d.sync += kx.eq(kx + 1)
+            with m.Else():
+                m.d.sync += [kx.eq(0), ky.eq(0), kyoff.eq(0), i.eq(i + 1),
+                             chan.eq(chan + setup.rc_in)]
+
+        def first_term():
+            m.d.sync += [kx.eq(0), ky.eq(0), kyoff.eq(0), i.eq(0), chan.eq(f["ib_addr"])]
+
+        def next_pixel() -> Value:
+            """Advance (y, x); returns "this was the channel's last pixel"."""
+            with m.If(~last_x):
+                m.d.sync += [x.eq(x + 1), xbase.eq(xbase + f["stride"])]
+            with m.Else():
+                m.d.sync += [x.eq(0), xbase.eq(setup.x0)]
+                with m.If(~last_y):
+                    m.d.sync += [y.eq(y + 1), ybase.eq(ybase + f["stride"]),
+                                 yoff.eq(yoff + setup.ystep)]
+                with m.Else():
+                    m.d.sync += [y.eq(0), ybase.eq(setup.y0), yoff.eq(setup.yoff0)]
+            return last_x & last_y
         m.d.comb += [self.calc_error.eq(err), self.calc_sat.eq(sat)]
         with m.FSM():
             with m.State("IDLE"):
@@ -216,36 +228,68 @@ class CalcEngine(wiring.Component):
                     m.next = "DONE"
                 with m.Elif(setup.acc_n == 0):
                     m.next = "DONE"
+                with m.Elif(~fc & (setup.ti9 <= staging_depth(cfg)) & (n_grp > 1)):
+                    m.d.sync += [par.eq(1), su.eq(0), sk.eq(0), t.eq(0)]
+                    m.next = "PSTAGE"
                 with m.Else():
+                    m.d.sync += par.eq(0)
                     m.next = "MAC"
             with m.State("MAC"):
                 m.d.comb += mac_issue.eq(1)
                 m.d.sync += [wa.eq(wa + 1), fcp.eq(fcp + 1)]
-                with m.If(~last_tap):
-                    with m.If(kx == 2):
-                        m.d.sync += [kx.eq(0), ky.eq(ky + 1), kyoff.eq(kyoff + f["in_cols"])]
-                    with m.Else():
-                        m.d.sync += kx.eq(kx + 1)
-                with m.Elif(~last_i):
-                    m.d.sync += [kx.eq(0), ky.eq(0), kyoff.eq(0), i.eq(i + 1),
-                                 chan.eq(chan + setup.rc_in)]
+                with m.If(~last):
+                    next_term()
                 with m.Else():
                     # the accumulator is complete: next (o, y, x)
-                    m.d.sync += [kx.eq(0), ky.eq(0), kyoff.eq(0), i.eq(0),
-                                 chan.eq(f["ib_addr"]), accp.eq(accp + 1), wa.eq(wo_base)]
-                    with m.If(~last_x):
-                        m.d.sync += [x.eq(x + 1), xbase.eq(xbase + f["stride"])]
-                    with m.Else():
-                        m.d.sync += [x.eq(0), xbase.eq(setup.x0)]
-                        with m.If(~last_y):
-                            m.d.sync += [y.eq(y + 1), ybase.eq(ybase + f["stride"]),
-                                         yoff.eq(yoff + setup.ystep)]
-                        with m.Else():
-                            m.d.sync += [y.eq(0), ybase.eq(setup.y0), yoff.eq(setup.yoff0),
-                                         o.eq(o + 1), wa.eq(wo_base + wo_step),
-                                         wo_base.eq(wo_base + wo_step)]
-                            with m.If(last_o):
-                                m.next = "MAC_DRAIN"
+                    first_term()
+                    m.d.sync += [accp.eq(accp + 1), wa.eq(wo_base)]
+                    with m.If(next_pixel()):
+                        m.d.sync += [o.eq(o + 1), wa.eq(wo_base + wo_step),
+                                     wo_base.eq(wo_base + wo_step)]
+                        with m.If(last_o):
+                            m.next = "MAC_DRAIN"
+            with m.State("PSTAGE"):
+                # the group's weights, WEIGHT[wb + o·9ti ...] → staging word k, lane u
+                m.d.sync += [wa.eq(wa + 1), st_v1.eq(1)]
+                with m.If(sk == setup.ti9 - 1):
+                    m.d.sync += [sk.eq(0), su.eq(su + 1)]
+                    with m.If(su == grp - 1):
+                        m.d.sync += [j.eq(0), jptr.eq(accp)]
+                        m.next = "PPRE"
+                with m.Else():
+                    m.d.sync += sk.eq(sk + 1)
+            with m.State("PPRE"):
+                with m.If(f["accumulate"]):
+                    m.d.comb += pre_issue.eq(1)
+                m.d.sync += [j.eq(j + 1), jptr.eq(jptr + setup.rc)]
+                with m.If(~f["accumulate"] | last_j):
+                    m.next = "PTERMS"
+            with m.State("PTERMS"):
+                m.d.comb += par_issue.eq(1)
+                m.d.sync += t.eq(t + 1)
+                with m.If(~last):
+                    next_term()
+                with m.Else():
+                    first_term()
+                    m.d.sync += [t.eq(0), drain.eq(0), j.eq(0), jptr.eq(accp)]
+                    m.next = "PDRAIN"
+            with m.State("PDRAIN"):
+                m.d.sync += drain.eq(drain + 1)
+                with m.If(drain == MAC_LATENCY - 1):
+                    m.next = "PPOST"
+            with m.State("PPOST"):
+                m.d.comb += post_we.eq(1)
+                m.d.sync += [j.eq(j + 1), jptr.eq(jptr + setup.rc)]
+                with m.If(last_j):
+                    m.d.sync += [j.eq(0), accp.eq(accp + 1), jptr.eq(accp + 1)]
+                    m.next = "PPRE"
+                    with m.If(next_pixel()):
+                        m.d.sync += [o.eq(o + n_grp), accp.eq(accp + setup.grp_skip + 1),
+                                     jptr.eq(accp + setup.grp_skip + 1), su.eq(0), sk.eq(0)]
+                        m.next = "PSTAGE"
+                        with m.If(rem <= n_grp):
+                            m.d.sync += drain.eq(0)
+                            m.next = "MAC_DRAIN"
             with m.State("MAC_DRAIN"):
                 m.d.sync += drain.eq(drain + 1)
                 with m.If(drain == MAC_LATENCY):

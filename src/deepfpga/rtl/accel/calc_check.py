@@ -95,14 +95,14 @@ def random_state(rng: np.random.Generator, cfg: AcceleratorConfig) -> BufferStat
 
 def random_calc(rng: np.random.Generator, cfg: AcceleratorConfig, **fixed: int) -> Calc:
     """A legal CALC on small sizes; `fixed` overrides fields (after the draw)."""
-    from deepfpga.rtl.accel.calc import pool_width
+    from deepfpga.rtl.accel.finalize import pool_width
 
     kind = int(rng.random() < 0.2) if "kind" not in fixed else fixed["kind"]
     f: dict[str, int] = {"kind": kind}
-    ti = int(rng.integers(1, 4))
-    to = int(rng.integers(1, 4))
+    ti = int(fixed.get("ti", rng.integers(1, 4)))
+    to = int(fixed.get("to", rng.integers(1, 4)))
     if kind == CalcKind.FC:
-        ti = int(rng.integers(1, 12))
+        ti = int(fixed.get("ti", rng.integers(1, 12)))
         shape = {"in_rows": 1, "in_cols": 1, "out_rows": 1, "out_cols": 1}
         pool = 0
         n_acc = to
