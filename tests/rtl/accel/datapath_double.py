@@ -10,31 +10,20 @@ from collections.abc import Sequence
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from deepfpga.compiler.isa import Buffer, Opcode
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.rtl.accel import spec
-from deepfpga.rtl.accel.fields import element_width, field
-
-
-def datapath_signature(cfg: AcceleratorConfig) -> dict[str, object]:
-    """The Datapath signature of RTL_INTERFACES.md (In/Out seen from the Datapath)."""
-    return {
-        "ld_valid": In(1), "ld_ready": Out(1), "ld_buf": In(2), "ld_addr": In(24),
-        "ld_data": In(signed(element_width(cfg))),
-        "sv_req_valid": In(1), "sv_req_ready": Out(1), "sv_req_addr": In(20),
-        "sv_rsp_valid": Out(1), "sv_rsp_ready": In(1), "sv_rsp_data": Out(signed(cfg.data_bits)),
-        "calc_valid": In(1), "calc_ready": Out(1), "calc_word": In(spec.WORD_BITS),
-        "calc_done": Out(1), "calc_error": Out(8), "calc_sat": Out(32),
-    }
+from deepfpga.rtl.accel.buffers import element_bits
+from deepfpga.rtl.accel.datapath import datapath_signature
+from deepfpga.rtl.accel.fields import field
 
 
 class DatapathDouble(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig, output_init: Sequence[int] = (),
                  stall: bool = False):
         self.cfg, self.stall = cfg, stall
-        ew = element_width(cfg)
+        ew = element_bits(cfg)
         # the real Datapath's attribute names, so a bench reads either
         self.inp = Memory(shape=signed(ew), depth=cfg.input_buffer_entries, init=[])
         self.wgt = Memory(shape=signed(ew), depth=cfg.weight_buffer_entries, init=[])

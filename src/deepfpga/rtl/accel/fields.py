@@ -38,11 +38,6 @@ def burst_limit_bytes(cfg: AcceleratorConfig) -> int:
                max(bb, cfg.max_burst_bytes // bb * bb))
 
 
-def element_width(cfg: AcceleratorConfig) -> int:
-    """EW of the LOAD port: widest of the data, weight and bias values."""
-    return max(cfg.data_bits, cfg.weight_bits, cfg.bias_bits)
-
-
 FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 
 

@@ -15,13 +15,13 @@ from amaranth.lib.wiring import In, Out
 from deepfpga.compiler.isa import Buffer, Opcode
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.rtl.accel import spec
+from deepfpga.rtl.accel.buffers import element_bits
 from deepfpga.rtl.accel.burst import ByteQueue
 from deepfpga.rtl.accel.engine import DmaFront, connect_front, dma_start, instruction_fsm
 from deepfpga.rtl.accel.fields import (
     COUNT_BITS,
     FLAGS,
     beat_bytes,
-    element_width,
     engine_port_signature,
     field,
 )
@@ -53,7 +53,7 @@ def _axi_read_signature(cfg: AcceleratorConfig) -> dict[str, object]:
 class LoadEngine(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig) -> None:
         self.cfg = cfg
-        ew = element_width(cfg)
+        ew = element_bits(cfg)
         super().__init__({
             **engine_port_signature(), **_axi_read_signature(cfg),
             "ld_valid": Out(1), "ld_ready": In(1), "ld_buf": Out(2), "ld_addr": Out(24),
@@ -66,7 +66,7 @@ class LoadEngine(wiring.Component):
         bb = beat_bytes(cfg)
         sizes = sorted({element_bytes(cfg, b, bool(f)) for b in Buffer for f in (0, 1)})
         emax = max(sizes)
-        ew = element_width(cfg)
+        ew = element_bits(cfg)
         m.submodules.front = front = DmaFront(cfg)
         m.submodules.bytes = q = ByteQueue(2 * bb + emax, bb, emax)
         ent = Signal.like(self.q_data)
