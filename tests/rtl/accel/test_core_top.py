@@ -242,3 +242,19 @@ def test_real_datapath_conv_tile_matches_functional():
     check_same(ref, res)
     assert res.sat_count == ref.saturated > 0
     assert any(res.ddr[ARENA[0] + 6:ARENA[0] + 40])
+
+
+def test_consecutive_loads_overlap():
+    """The next LOAD issues its bursts while the previous one's data still arrives; each
+    completes (and pushes) in order, and the buffers are as the simulator says."""
+    cfg = CONFIGS["dw64-mixed"]
+    prog = [Load(buffer=1, length=40, ddr_addr=8 * k + 3, buf_addr=40 * k, push_next=1)
+            for k in range(3)]
+    prog += [Calc(to=0, pop_prev=1)] * 3 + [End()]
+    ref, res = run_program(cfg, prog, latency=12)
+    assert (res.status, res.error_code) == (spec.Status.DONE, 0)
+    check_same(ref, res)
+    t = {(e, edge, i): c for e, edge, i, c in res.trace}
+    for k in range(2):
+        assert t["load", "start", k + 1] < t["load", "end", k]
+        assert t["load", "end", k] < t["load", "end", k + 1]
