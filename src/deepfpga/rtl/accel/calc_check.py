@@ -112,8 +112,8 @@ def random_calc(rng: np.random.Generator, cfg: AcceleratorConfig, **fixed: int) 
         stride = int(rng.choice([1, 1, 2, 2, 3, 4, 5, 7]))
         rows = int(rng.integers(1, 7))
         cols = int(rng.integers(1, min(7, cfg.max_row_width) + 1))
-        orows = int(rng.integers(1, 5))
-        ocols = int(rng.integers(1, min(5, pool_width(cfg)) + 1))
+        orows = int(fixed.get("out_rows", rng.integers(1, 5)))
+        ocols = int(fixed.get("out_cols", rng.integers(1, min(5, pool_width(cfg)) + 1)))
         shape = {"in_rows": rows, "in_cols": cols, "out_rows": orows, "out_cols": ocols}
         pool = int(rng.random() < 0.3)
         n_acc = to * orows * ocols
