@@ -19,7 +19,8 @@ PIXEL_DRAIN_CYCLES = 3      # output-channel-parallel MAC: last term → sums re
 def calc_cycles(cfg: AcceleratorConfig, ins: Calc, error: int = 0) -> int:
     """Cycles of `ins` from the cycle after calc_valid was accepted to calc_done (inclusive).
     `error`: the ErrorCode the CALC ends with (a refused CALC stops after its checks)."""
-    from deepfpga.rtl.accel.lanes import group_size, staging_depth
+    from deepfpga.rtl.accel.buffers import bank_count
+    from deepfpga.rtl.accel.lanes import grid_channels, staging_depth
 
     if ins.to == 0 or ins.ti == 0:
         return 2
@@ -29,16 +30,21 @@ def calc_cycles(cfg: AcceleratorConfig, ins: Calc, error: int = 0) -> int:
     if pixels == 0:
         return SETUP_CYCLES + 1
     fc = ins.kind == CalcKind.FC
-    terms = ins.ti * (1 if fc else 9)
-    n = group_size(cfg)
+    b = bank_count(cfg)
     t = SETUP_CYCLES
-    if not fc and n > 1 and terms <= staging_depth(cfg):
+    if not fc and 9 * ins.ti <= staging_depth(cfg):
+        n = grid_channels(cfg)
+        terms = 9 * ins.ti
+        bw = b if ins.stride == 1 else 1
+        blocks = ins.out_rows * -(-ins.out_cols // bw)
         for o0 in range(0, ins.to, n):
             g = min(n, ins.to - o0)
             pre = g if ins.accumulate else 1
-            t += g * terms + pixels * (pre + terms + PIXEL_DRAIN_CYCLES + g)
+            t += g * terms + blocks * (pre + terms + PIXEL_DRAIN_CYCLES + g)
+    elif fc:
+        t += ins.to * -(-ins.ti // b)
     else:
-        t += ins.to * pixels * terms
+        t += ins.to * pixels * 9 * ins.ti
     t += MAC_DRAIN_CYCLES
     if ins.finalize and not error:
         t += ins.to * pixels + FIN_DRAIN_CYCLES - _pool_tail(ins)
