@@ -156,7 +156,7 @@ def run(dut, cfg: AcceleratorConfig, ddr: bytearray, prog_addr: int, prog_count:
         if read_buffers:
             dp = dut.datapath
             for b, mem in enumerate((dp.inp, dp.wgt, dp.bias)):
-                res.buffers[int(b)] = [ctx.get(mem.data[i]) for i in range(mem.depth)]
+                res.buffers[int(b)] = [ctx.get(c) for c in _cells(mem)]
         state["stop"] = True
 
     sim = Simulator(dut)
@@ -165,6 +165,13 @@ def run(dut, cfg: AcceleratorConfig, ddr: bytearray, prog_addr: int, prog_count:
         sim.add_testbench(bench)
     sim.run()
     return res
+
+
+def _cells(mem) -> list:
+    """Simulator handles of a buffer's entries: a Memory, or the Datapath's BankedMemory."""
+    if hasattr(mem, "cell"):
+        return [mem.cell(i) for i in range(mem.entries)]
+    return [mem.data[i] for i in range(mem.depth)]
 
 
 async def axil_write(ctx, dut, addr: int, value: int, strb: int = 0xF) -> None:
