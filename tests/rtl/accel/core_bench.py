@@ -31,6 +31,7 @@ class RunResult:
     # (engine, start/end, instruction index, cycle)
     trace: list[tuple[str, str, int, int]] = field(default_factory=list)
     buffers: dict[int, list[int]] = field(default_factory=dict)
+    ends: list[int] = field(default_factory=list)      # END of each segment that completed
 
 
 def check_burst(cfg: AcceleratorConfig, kind: str, addr: int, beats: int, size: int,
@@ -47,9 +48,12 @@ def check_burst(cfg: AcceleratorConfig, kind: str, addr: int, beats: int, size: 
 
 def run(dut, cfg: AcceleratorConfig, ddr: bytearray, prog_addr: int, prog_count: int, *,
         seed: int = 0, p_ready: float = 0.8, latency: int = 3, max_cycles: int = 20000,
-        bad_ranges: Sequence[tuple[int, int]] = (), read_buffers: bool = False) -> RunResult:
-    """Start the accelerator on the words at prog_addr; run to irq; return the registers, DDR
-    and the observed bursts. Addresses in `bad_ranges` answer SLVERR."""
+        bad_ranges: Sequence[tuple[int, int]] = (), read_buffers: bool = False,
+        segments: bool = False) -> RunResult:
+    """Start the accelerator on the words at prog_addr; run to irq; return the registers
+    (indices from prog_addr; cycles and saturations summed over segments), DDR and the observed
+    bursts. With `segments`, restart after each END at END_INDEX + 1, as the host driver does.
+    Addresses in `bad_ranges` answer SLVERR."""
     rng = np.random.default_rng(seed)
     bb = cfg.axi_data_bits // 8
     res = RunResult(0, 0, 0, 0, 0, 0, ddr)
@@ -137,22 +141,30 @@ def run(dut, cfg: AcceleratorConfig, ddr: bytearray, prog_addr: int, prog_count:
             state["cycle"] += 1
 
     async def host(ctx):
-        await axil_write(ctx, dut, spec.Reg.PROG_ADDR, prog_addr)
-        await axil_write(ctx, dut, spec.Reg.PROG_COUNT, prog_count)
-        await axil_write(ctx, dut, spec.Reg.CTRL, 1)
-        for _ in range(max_cycles):
-            if ctx.get(dut.irq):
+        base = 0                                       # first instruction of this segment
+        while True:
+            await axil_write(ctx, dut, spec.Reg.PROG_ADDR, prog_addr + 32 * base)
+            await axil_write(ctx, dut, spec.Reg.PROG_COUNT, prog_count - base)
+            await axil_write(ctx, dut, spec.Reg.CTRL, 1)
+            for _ in range(max_cycles):
+                if ctx.get(dut.irq):
+                    break
+                await ctx.tick()
+            else:
+                state["stop"] = True
+                raise AssertionError(f"no irq after {max_cycles} cycles")
+            res.status = await axil_read(ctx, dut, spec.Reg.STATUS)
+            res.error_code = await axil_read(ctx, dut, spec.Reg.ERROR_CODE)
+            res.error_index = base + await axil_read(ctx, dut, spec.Reg.ERROR_INDEX)
+            res.end_index = base + await axil_read(ctx, dut, spec.Reg.END_INDEX)
+            res.cycles += await axil_read(ctx, dut, spec.Reg.CYCLES_LO)
+            res.sat_count += await axil_read(ctx, dut, spec.Reg.SAT_COUNT)
+            if res.status != spec.Status.DONE:
                 break
-            await ctx.tick()
-        else:
-            state["stop"] = True
-            raise AssertionError(f"no irq after {max_cycles} cycles")
-        res.status = await axil_read(ctx, dut, spec.Reg.STATUS)
-        res.error_code = await axil_read(ctx, dut, spec.Reg.ERROR_CODE)
-        res.error_index = await axil_read(ctx, dut, spec.Reg.ERROR_INDEX)
-        res.end_index = await axil_read(ctx, dut, spec.Reg.END_INDEX)
-        res.cycles = await axil_read(ctx, dut, spec.Reg.CYCLES_LO)
-        res.sat_count = await axil_read(ctx, dut, spec.Reg.SAT_COUNT)
+            res.ends.append(res.end_index)
+            if not segments or res.end_index + 1 >= prog_count:
+                break
+            base = res.end_index + 1
         if read_buffers:
             dp = dut.datapath
             for b, mem in enumerate((dp.inp, dp.wgt, dp.bias)):

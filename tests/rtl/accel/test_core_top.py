@@ -51,9 +51,11 @@ def random_program(rng, cfg, n_ins=6):
             buf = int(rng.integers(0, 3))
             fc = int(buf != 2 and rng.random() < 0.4)
             eb = element_bytes(cfg, Buffer(buf), bool(fc))
-            length, n1, n2 = (int(x) for x in rng.integers(1, [12, 4, 3]))
-            n = length * n1 * n2
             cap = caps(cfg, buf, fc)
+            length, n1, n2 = (int(x) for x in rng.integers(1, [12, 4, 3]))
+            length = max(1, min(length, cap // (n1 * n2)))
+            n1, n2 = (n1, n2) if length * n1 * n2 <= cap else (1, 1)
+            n = length * n1 * n2
             s1 = int(rng.choice([length * eb, rng.integers(0, 60)]))
             s2 = int(rng.choice([n1 * s1, rng.integers(0, 300)]))
             span = (n2 - 1) * s2 + (n1 - 1) * s1 + length * eb
@@ -258,3 +260,54 @@ def test_consecutive_loads_overlap():
     for k in range(2):
         assert t["load", "start", k + 1] < t["load", "end", k]
         assert t["load", "end", k] < t["load", "end", k + 1]
+
+
+def test_segments_restart_after_each_end():
+    """Two accelerator segments: the host restarts at END_INDEX + 1; the second sees the
+    first one's buffers, with no token crossing the END; CLEAR-free restart clears DONE."""
+    cfg = CONFIGS["dw32"]
+    prog = [Load(buffer=0, ddr_addr=10, length=9, push_next=1), Calc(to=0, pop_prev=1), End(),
+            Save(ob_addr=4, ddr_addr=ARENA[0] + 1, length=7), End()]
+    ref, res = run_program(cfg, prog, segments=True)
+    assert (res.status, res.error_code, res.ends) == (spec.Status.DONE, 0, [2, 4])
+    check_same(ref, res)
+
+
+def _mutate(rng, cfg, prog):
+    """One instruction of a legal program made illegal: (program, its index, expected code)."""
+    from dataclasses import replace
+
+    cands = [k for k, i in enumerate(prog) if isinstance(i, Load | Save)
+             and i.length * i.n1 * i.n2 > 0]
+    k = int(rng.choice(cands))
+    ins = prog[k]
+    n = ins.length * ins.n1 * ins.n2
+    if isinstance(ins, Load):
+        how = rng.choice(["range", "buffer3", "fc_bias"])
+        if how == "range":
+            bad = replace(ins, buf_addr=caps(cfg, ins.buffer, ins.fc_weights) - n + 1)
+            code = E.LOAD_RANGE
+        elif how == "buffer3":
+            bad, code = replace(ins, buffer=3, fc_weights=0), E.BAD_FIELD
+        else:
+            bad, code = replace(ins, buffer=2, fc_weights=1), E.BAD_FIELD
+    else:
+        if rng.random() < 0.5:
+            bad = replace(ins, ob_addr=cfg.output_buffer_entries - n + 1)
+            code = E.SAVE_RANGE
+        else:
+            bad = replace(ins, n1=2, stride1=max(0, ins.length * cfg.data_bytes - 1))
+            code = E.BAD_FIELD
+    return prog[:k] + [bad] + prog[k + 1:], k, code
+
+
+@pytest.mark.slow
+def test_random_illegal_programs_stop_like_functional():
+    cfg = CONFIGS["dw64-mixed"]
+    for seed in range(4):
+        rng = np.random.default_rng(300 + seed)
+        prog, k, code = _mutate(rng, cfg, random_program(rng, cfg))
+        ref, res = run_program(cfg, prog, seed=seed, p_ready=0.7)
+        assert ref.error_index == k
+        assert (res.status, res.error_code, res.error_index) == (spec.Status.ERROR, code, k)
+        check_same(ref, res)
