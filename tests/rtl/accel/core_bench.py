@@ -31,6 +31,7 @@ class RunResult:
     # (engine, start/end, instruction index, cycle)
     trace: list[tuple[str, str, int, int]] = field(default_factory=list)
     buffers: dict[int, list[int]] = field(default_factory=dict)
+    ends: list[int] = field(default_factory=list)      # END of each segment that completed
 
 
 def check_burst(cfg: AcceleratorConfig, kind: str, addr: int, beats: int, size: int,
@@ -47,9 +48,12 @@ def check_burst(cfg: AcceleratorConfig, kind: str, addr: int, beats: int, size: 
 
 def run(dut, cfg: AcceleratorConfig, ddr: bytearray, prog_addr: int, prog_count: int, *,
         seed: int = 0, p_ready: float = 0.8, latency: int = 3, max_cycles: int = 20000,
-        bad_ranges: Sequence[tuple[int, int]] = (), read_buffers: bool = False) -> RunResult:
-    """Start the accelerator on the words at prog_addr; run to irq; return the registers, DDR
-    and the observed bursts. Addresses in `bad_ranges` answer SLVERR."""
+        bad_ranges: Sequence[tuple[int, int]] = (), read_buffers: bool = False,
+        segments: bool = False) -> RunResult:
+    """Start the accelerator on the words at prog_addr; run to irq; return the registers
+    (indices from prog_addr; cycles and saturations summed over segments), DDR and the observed
+    bursts. With `segments`, restart after each END at END_INDEX + 1, as the host driver does.
+    Addresses in `bad_ranges` answer SLVERR."""
     rng = np.random.default_rng(seed)
     bb = cfg.axi_data_bits // 8
     res = RunResult(0, 0, 0, 0, 0, 0, ddr)
@@ -137,25 +141,34 @@ def run(dut, cfg: AcceleratorConfig, ddr: bytearray, prog_addr: int, prog_count:
             state["cycle"] += 1
 
     async def host(ctx):
-        await axil_write(ctx, dut, spec.Reg.PROG_ADDR, prog_addr)
-        await axil_write(ctx, dut, spec.Reg.PROG_COUNT, prog_count)
-        await axil_write(ctx, dut, spec.Reg.CTRL, 1)
-        for _ in range(max_cycles):
-            if ctx.get(dut.irq):
+        base = 0                                       # first instruction of this segment
+        while True:
+            await axil_write(ctx, dut, spec.Reg.PROG_ADDR, prog_addr + 32 * base)
+            await axil_write(ctx, dut, spec.Reg.PROG_COUNT, prog_count - base)
+            await axil_write(ctx, dut, spec.Reg.CTRL, 1)
+            for _ in range(max_cycles):
+                if ctx.get(dut.irq):
+                    break
+                await ctx.tick()
+            else:
+                state["stop"] = True
+                raise AssertionError(f"no irq after {max_cycles} cycles")
+            res.status = await axil_read(ctx, dut, spec.Reg.STATUS)
+            res.error_code = await axil_read(ctx, dut, spec.Reg.ERROR_CODE)
+            res.error_index = base + await axil_read(ctx, dut, spec.Reg.ERROR_INDEX)
+            res.end_index = base + await axil_read(ctx, dut, spec.Reg.END_INDEX)
+            res.cycles += await axil_read(ctx, dut, spec.Reg.CYCLES_LO)
+            res.sat_count += await axil_read(ctx, dut, spec.Reg.SAT_COUNT)
+            if res.status != spec.Status.DONE:
                 break
-            await ctx.tick()
-        else:
-            state["stop"] = True
-            raise AssertionError(f"no irq after {max_cycles} cycles")
-        res.status = await axil_read(ctx, dut, spec.Reg.STATUS)
-        res.error_code = await axil_read(ctx, dut, spec.Reg.ERROR_CODE)
-        res.error_index = await axil_read(ctx, dut, spec.Reg.ERROR_INDEX)
-        res.end_index = await axil_read(ctx, dut, spec.Reg.END_INDEX)
-        res.cycles = await axil_read(ctx, dut, spec.Reg.CYCLES_LO)
-        res.sat_count = await axil_read(ctx, dut, spec.Reg.SAT_COUNT)
+            res.ends.append(res.end_index)
+            if not segments or res.end_index + 1 >= prog_count:
+                break
+            base = res.end_index + 1
         if read_buffers:
-            for b, mem in dut.datapath.mems.items():
-                res.buffers[int(b)] = [ctx.get(mem.data[i]) for i in range(mem.depth)]
+            dp = dut.datapath
+            for b, mem in enumerate((dp.inp, dp.wgt, dp.bias)):
+                res.buffers[int(b)] = [ctx.get(c) for c in _cells(mem)]
         state["stop"] = True
 
     sim = Simulator(dut)
@@ -164,6 +177,13 @@ def run(dut, cfg: AcceleratorConfig, ddr: bytearray, prog_addr: int, prog_count:
         sim.add_testbench(bench)
     sim.run()
     return res
+
+
+def _cells(mem) -> list:
+    """Simulator handles of a buffer's entries: a Memory, or the Datapath's BankedMemory."""
+    if hasattr(mem, "cell"):
+        return [mem.cell(i) for i in range(mem.entries)]
+    return [mem.data[i] for i in range(mem.depth)]
 
 
 async def axil_write(ctx, dut, addr: int, value: int, strb: int = 0xF) -> None:
@@ -211,6 +231,7 @@ class Reference:
     buffers: dict[int, np.ndarray]           # values of the entries a LOAD wrote
     written: dict[int, np.ndarray]           # which entries
     error_index: int | None
+    saturated: int = 0
 
 
 def functional(cfg: AcceleratorConfig, ddr: bytes, arena: tuple[int, int],
@@ -232,4 +253,5 @@ def functional(cfg: AcceleratorConfig, ddr: bytes, arena: tuple[int, int],
     img = bytearray(m.const.tobytes())
     img[arena[0]:arena[1]] = m.adata[0].tobytes()
     return Reference(bytes(img), {int(b): buf.val[0].astype(np.int64) for b, buf in m.bufs.items()},
-                     {int(b): buf.valid.copy() for b, buf in m.bufs.items()}, err)
+                     {int(b): buf.valid.copy() for b, buf in m.bufs.items()}, err,
+                     sum(m.saturations.values()))

@@ -10,38 +10,26 @@ from collections.abc import Sequence
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from deepfpga.compiler.isa import Buffer, Opcode
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.rtl.accel import spec
-from deepfpga.rtl.accel.fields import element_width, field
-
-
-def datapath_signature(cfg: AcceleratorConfig) -> dict[str, object]:
-    """The Datapath signature of RTL_INTERFACES.md (In/Out seen from the Datapath)."""
-    return {
-        "ld_valid": In(1), "ld_ready": Out(1), "ld_buf": In(2), "ld_addr": In(24),
-        "ld_data": In(signed(element_width(cfg))),
-        "sv_req_valid": In(1), "sv_req_ready": Out(1), "sv_req_addr": In(20),
-        "sv_rsp_valid": Out(1), "sv_rsp_ready": In(1), "sv_rsp_data": Out(signed(cfg.data_bits)),
-        "calc_valid": In(1), "calc_ready": Out(1), "calc_word": In(spec.WORD_BITS),
-        "calc_done": Out(1), "calc_error": Out(8), "calc_sat": Out(32),
-    }
+from deepfpga.rtl.accel.buffers import element_bits
+from deepfpga.rtl.accel.datapath import datapath_signature
+from deepfpga.rtl.accel.fields import field
 
 
 class DatapathDouble(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig, output_init: Sequence[int] = (),
                  stall: bool = False):
         self.cfg, self.stall = cfg, stall
-        ew = element_width(cfg)
-        self.mems = {
-            Buffer.INPUT: Memory(shape=signed(ew), depth=cfg.input_buffer_entries, init=[]),
-            Buffer.WEIGHT: Memory(shape=signed(ew), depth=cfg.weight_buffer_entries, init=[]),
-            Buffer.BIAS: Memory(shape=signed(ew), depth=cfg.bias_buffer_entries, init=[]),
-        }
-        self.output = Memory(shape=signed(cfg.acc_bits), depth=cfg.output_buffer_entries,
-                             init=list(output_init))
+        ew = element_bits(cfg)
+        # the real Datapath's attribute names, so a bench reads either
+        self.inp = Memory(shape=signed(ew), depth=cfg.input_buffer_entries, init=[])
+        self.wgt = Memory(shape=signed(ew), depth=cfg.weight_buffer_entries, init=[])
+        self.bias = Memory(shape=signed(ew), depth=cfg.bias_buffer_entries, init=[])
+        self.out = Memory(shape=signed(cfg.acc_bits), depth=cfg.output_buffer_entries,
+                          init=list(output_init))
         super().__init__(datapath_signature(cfg))
 
     def elaborate(self, platform: object) -> Module:
@@ -51,13 +39,14 @@ class DatapathDouble(wiring.Component):
         go_ld = (lfsr[0] | lfsr[1]) if self.stall else 1
         go_sv = (lfsr[2] | lfsr[3]) if self.stall else 1
         m.d.comb += self.ld_ready.eq(go_ld)
-        for b, mem in self.mems.items():
+        for b, mem in ((Buffer.INPUT, self.inp), (Buffer.WEIGHT, self.wgt),
+                       (Buffer.BIAS, self.bias)):
             m.submodules[f"mem{int(b)}"] = mem
             wr = mem.write_port()
             m.d.comb += [wr.addr.eq(self.ld_addr), wr.data.eq(self.ld_data),
                          wr.en.eq(self.ld_valid & self.ld_ready & (self.ld_buf == b))]
-        m.submodules.output = self.output
-        rd = self.output.read_port()
+        m.submodules.output = self.out
+        rd = self.out.read_port()
         accept = self.sv_req_valid & self.sv_req_ready
         m.d.comb += [self.sv_req_ready.eq(go_sv & (~self.sv_rsp_valid | self.sv_rsp_ready)),
                      rd.addr.eq(self.sv_req_addr), rd.en.eq(accept),

@@ -51,9 +51,11 @@ def random_program(rng, cfg, n_ins=6):
             buf = int(rng.integers(0, 3))
             fc = int(buf != 2 and rng.random() < 0.4)
             eb = element_bytes(cfg, Buffer(buf), bool(fc))
-            length, n1, n2 = (int(x) for x in rng.integers(1, [12, 4, 3]))
-            n = length * n1 * n2
             cap = caps(cfg, buf, fc)
+            length, n1, n2 = (int(x) for x in rng.integers(1, [12, 4, 3]))
+            length = max(1, min(length, cap // (n1 * n2)))
+            n1, n2 = (n1, n2) if length * n1 * n2 <= cap else (1, 1)
+            n = length * n1 * n2
             s1 = int(rng.choice([length * eb, rng.integers(0, 60)]))
             s2 = int(rng.choice([n1 * s1, rng.integers(0, 300)]))
             span = (n2 - 1) * s2 + (n1 - 1) * s1 + length * eb
@@ -215,3 +217,97 @@ def test_errors_of_words_and_transport(case):
     else:
         _, res = run_program(cfg, good, words=words, **kw)
     assert (res.status, res.error_code, res.error_index) == (spec.Status.ERROR, *want)
+
+
+def test_real_datapath_conv_tile_matches_functional():
+    """LOAD input/weights/bias, a finalizing CONV CALC on the calc helper's Datapath, SAVE."""
+    from deepfpga.rtl.accel.datapath import Datapath
+
+    cfg = CONFIGS["dw32"]
+    rng = np.random.default_rng(5)
+    ddr = bytearray(rng.integers(-200, 200, DDR_BYTES // 2).astype("<i2").tobytes())
+    prog = [
+        Load(buffer=0, ddr_addr=64, length=16, n1=2, stride1=40),            # 2 × 4×4 tile
+        Load(buffer=1, ddr_addr=1000, length=36),                            # 2×2×3×3
+        Load(buffer=2, ddr_addr=2001, length=2, push_next=1),                # odd address
+        Calc(kind=0, ti=2, to=2, in_rows=4, in_cols=4, out_rows=4, out_cols=4, stride=1,
+             pad_top=1, pad_left=1, finalize=1, has_bias=1, relu=1, data_shift=4,
+             out_bits=12, out_addr=100, pop_prev=1, push_next=1),
+        Save(ob_addr=100, ddr_addr=ARENA[0] + 6, length=16, n1=2, stride1=34, pop_prev=1),
+        End(),
+    ]
+    ref = cb.functional(cfg, bytes(ddr), ARENA, prog, [])
+    assert ref.error_index is None
+    ddr[PROG:PROG + 32 * len(prog)] = b"".join(encode_instruction(i) for i in prog)
+    res = cb.run(Accelerator(cfg, Datapath), cfg, ddr, PROG, len(prog), read_buffers=True)
+    assert (res.status, res.error_code, res.end_index) == (spec.Status.DONE, 0, 5)
+    check_same(ref, res)
+    assert res.sat_count == ref.saturated > 0
+    assert any(res.ddr[ARENA[0] + 6:ARENA[0] + 40])
+
+
+def test_consecutive_loads_overlap():
+    """The next LOAD issues its bursts while the previous one's data still arrives; each
+    completes (and pushes) in order, and the buffers are as the simulator says."""
+    cfg = CONFIGS["dw64-mixed"]
+    prog = [Load(buffer=1, length=40, ddr_addr=8 * k + 3, buf_addr=40 * k, push_next=1)
+            for k in range(3)]
+    prog += [Calc(to=0, pop_prev=1)] * 3 + [End()]
+    ref, res = run_program(cfg, prog, latency=12)
+    assert (res.status, res.error_code) == (spec.Status.DONE, 0)
+    check_same(ref, res)
+    t = {(e, edge, i): c for e, edge, i, c in res.trace}
+    for k in range(2):
+        assert t["load", "start", k + 1] < t["load", "end", k]
+        assert t["load", "end", k] < t["load", "end", k + 1]
+
+
+def test_segments_restart_after_each_end():
+    """Two accelerator segments: the host restarts at END_INDEX + 1; the second sees the
+    first one's buffers, with no token crossing the END; CLEAR-free restart clears DONE."""
+    cfg = CONFIGS["dw32"]
+    prog = [Load(buffer=0, ddr_addr=10, length=9, push_next=1), Calc(to=0, pop_prev=1), End(),
+            Save(ob_addr=4, ddr_addr=ARENA[0] + 1, length=7), End()]
+    ref, res = run_program(cfg, prog, segments=True)
+    assert (res.status, res.error_code, res.ends) == (spec.Status.DONE, 0, [2, 4])
+    check_same(ref, res)
+
+
+def _mutate(rng, cfg, prog):
+    """One instruction of a legal program made illegal: (program, its index, expected code)."""
+    from dataclasses import replace
+
+    cands = [k for k, i in enumerate(prog) if isinstance(i, Load | Save)
+             and i.length * i.n1 * i.n2 > 0]
+    k = int(rng.choice(cands))
+    ins = prog[k]
+    n = ins.length * ins.n1 * ins.n2
+    if isinstance(ins, Load):
+        how = rng.choice(["range", "buffer3", "fc_bias"])
+        if how == "range":
+            bad = replace(ins, buf_addr=caps(cfg, ins.buffer, ins.fc_weights) - n + 1)
+            code = E.LOAD_RANGE
+        elif how == "buffer3":
+            bad, code = replace(ins, buffer=3, fc_weights=0), E.BAD_FIELD
+        else:
+            bad, code = replace(ins, buffer=2, fc_weights=1), E.BAD_FIELD
+    else:
+        if rng.random() < 0.5:
+            bad = replace(ins, ob_addr=cfg.output_buffer_entries - n + 1)
+            code = E.SAVE_RANGE
+        else:
+            bad = replace(ins, n1=2, stride1=max(0, ins.length * cfg.data_bytes - 1))
+            code = E.BAD_FIELD
+    return prog[:k] + [bad] + prog[k + 1:], k, code
+
+
+@pytest.mark.slow
+def test_random_illegal_programs_stop_like_functional():
+    cfg = CONFIGS["dw64-mixed"]
+    for seed in range(4):
+        rng = np.random.default_rng(300 + seed)
+        prog, k, code = _mutate(rng, cfg, random_program(rng, cfg))
+        ref, res = run_program(cfg, prog, seed=seed, p_ready=0.7)
+        assert ref.error_index == k
+        assert (res.status, res.error_code, res.error_index) == (spec.Status.ERROR, code, k)
+        check_same(ref, res)

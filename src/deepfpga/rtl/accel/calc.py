@@ -1,79 +1,83 @@
 """The CALC engine: runs one CALC instruction (CONV or FC, every field of docs/isa.md) against
-the buffers' CALC ports.
+the buffers' CALC ports (wide: B consecutive entries per access, see buffers.BankedMemory).
 
 A CALC runs in phases:
 1. SETUP (`decode.Setup.STEPS` cycles): operand and result sizes by one shared multiplier;
    CHECK: range checks and unsupported fields, in the functional simulator's order.
-2. MAC: for every accumulator (o, y, x) in OUTPUT order, every term (i, ky, kx) — one product per
-   cycle, pipelined (address → buffer read → product → sum). The window position
-   (y·stride + koff_y + ky − pad_top, x·stride + koff_x + kx − pad_left) is tracked by adders,
-   and a position outside the tile reads 0, so padding, decomposed kernels (koff) and every
-   stride 1..7 are the same loop. `accumulate` adds the old accumulator (read at the first
-   term), the sum is exact and must fit acc_bits (else ACC_OVERFLOW).
-   FC is the same loop with one tap: INPUT holds the weight block, WEIGHT the vector.
-3. FIN (if `finalize`): the accumulators are read back in order and streamed through
-   bias << bias_shift (64-bit, as the functional simulator's int64), ReLU, the data shift with
-   run-time out_bits saturation (counted), and the 2×2/2 max pool (floor), into OUTPUT at
-   out_addr + o·pitch.
+2. MAC, on one of two loops. Every accumulator (o, y, x) is a sum over terms (i, ky, kx); the
+   window position (y·stride + koff_y + ky − pad_top, x·stride + koff_x + kx − pad_left) is
+   tracked by adders and a position outside the tile reads 0, so padding, decomposed kernels
+   (koff) and every stride 1..7 are the same loop.
+   - GRID (CONV with 9·ti ≤ staging depth): `lanes.grid_channels` output channels × B pixels
+     (stride 1; one pixel otherwise) per cycle: PSTAGE copies a channel group's weights into the
+     staging memory, then per block of B pixels of a row PPRE reads the old accumulators (if
+     `accumulate`), PTERMS runs the 9·ti terms, PDRAIN, PPOST writes the sums.
+   - ONE (FC, and deeper CONVs): one accumulator at a time, in OUTPUT order; FC takes B terms
+     per cycle (INPUT holds the weight block, WEIGHT the vector), CONV one.
+   Sums are exact and must fit acc_bits (else ACC_OVERFLOW, the simulator's check).
+3. FIN (if `finalize`): the accumulators are read back in order and streamed through the
+   finalize (finalize.py) into OUTPUT at out_addr + o·pitch.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
+from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
 
 from deepfpga.compiler.isa import CalcKind
 from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.rtl.accel.buffers import BufferGeometry, operand_bits
+from deepfpga.rtl.accel.buffers import (
+    BufferGeometry,
+    WideRead,
+    WideWrite,
+    bank_count,
+    operand_bits,
+)
 from deepfpga.rtl.accel.decode import Setup, calc_fields
+from deepfpga.rtl.accel.finalize import build_finalize, pool_width
+from deepfpga.rtl.accel.lanes import build_grid, channel_lanes, grid_channels, staging_depth
 from deepfpga.rtl.accel.spec import WORD_BITS, ErrorCode
-from deepfpga.rtl.maxpool import MaxPool
-from deepfpga.rtl.shift import DataShift, Relu
 
-FIN_BITS = 64          # finalize width: the functional simulator's int64 (bias << 63 wraps there)
 SAT_BITS = 32
 MAC_LATENCY = 3        # address → read → product → sum/write
 
 
-def pool_width(cfg: AcceleratorConfig) -> int:
-    """Widest accumulator row the finalize max-pool holds (the PE's padded row)."""
-    return cfg.max_row_width + 2 * cfg.max_pad
+@dataclass(frozen=True)
+class EnginePorts:
+    """The buffers' CALC ports (created by the Datapath, driven by the engine)."""
 
-
-def engine_signature(cfg: AcceleratorConfig) -> dict:
-    geo = BufferGeometry.of(cfg)
-    ob = operand_bits(cfg)
-    return {
-        "calc_valid": In(1), "calc_ready": Out(1), "calc_word": In(WORD_BITS),
-        "calc_done": Out(1), "calc_error": Out(8), "calc_sat": Out(SAT_BITS),
-        # buffer ports (synchronous reads: data the cycle after the address)
-        "in_addr": Out(geo.addr_bits(geo.input_entries)), "in_data": In(signed(ob)),
-        "w_addr": Out(geo.addr_bits(geo.weight_entries)), "w_data": In(signed(ob)),
-        "b_addr": Out(geo.addr_bits(geo.bias_entries)), "b_data": In(signed(cfg.bias_bits)),
-        "o_raddr": Out(geo.addr_bits(geo.output_entries)),
-        "o_rdata": In(signed(cfg.acc_bits)),
-        "o_we": Out(1), "o_waddr": Out(geo.addr_bits(geo.output_entries)),
-        "o_wdata": Out(signed(cfg.acc_bits)),
-    }
+    inp: WideRead
+    wgt: WideRead
+    bias: ReadPort
+    out_rd: WideRead
+    out_wr: WideWrite
 
 
 class CalcEngine(wiring.Component):
-    def __init__(self, cfg: AcceleratorConfig):
-        self.cfg = cfg
-        super().__init__(engine_signature(cfg))
+    def __init__(self, cfg: AcceleratorConfig, ports: EnginePorts):
+        self.cfg, self.ports = cfg, ports
+        super().__init__({
+            "calc_valid": In(1), "calc_ready": Out(1), "calc_word": In(WORD_BITS),
+            "calc_done": Out(1), "calc_error": Out(8), "calc_sat": Out(SAT_BITS),
+        })
 
     def elaborate(self, platform):
-        cfg = self.cfg
+        cfg, ports = self.cfg, self.ports
         geo = BufferGeometry.of(cfg)
         a = cfg.acc_bits
+        nb_ = bank_count(cfg)
+        n_grp = grid_channels(cfg)
         m = Module()
 
         word = Signal(WORD_BITS)
         f = calc_fields(word)
         step = Signal(range(Setup.STEPS + 1))
         in_setup = Signal()
-        setup = Setup(m, f, step, in_setup)
+        setup = Setup(m, f, step, in_setup, group=n_grp)
         check = Signal(8)
         m.d.comb += check.eq(setup.error(f, geo, cfg.max_row_width, cfg.data_bits,
                                          pool_width(cfg)))
@@ -81,8 +85,9 @@ class CalcEngine(wiring.Component):
         err = Signal(8)
         sat = Signal(SAT_BITS)
         ovf = Signal()
+        lim = 1 << (a - 1)
 
-        # --- MAC loop state ------------------------------------------------------------------
+        # --- loop state ----------------------------------------------------------------------
         o, y, x, i = Signal(12), Signal(12), Signal(12), Signal(12)
         ky, kx = Signal(2), Signal(2)
         ybase, xbase = Signal(signed(20)), Signal(signed(20))
@@ -91,105 +96,140 @@ class CalcEngine(wiring.Component):
         chan = Signal(26)
         wa, wo_base = Signal(26), Signal(26)
         accp = Signal(21)
-        fcp = Signal(26)
-        mac_issue = Signal()
+        fcp, fc_row = Signal(26), Signal(26)
+        par = Signal()                       # GRID loop
+        one_issue, par_issue = Signal(), Signal()
+        # block width: B pixels per access on the grid at stride 1, else 1
+        wide_x = par & (f["stride"] == 1)
+        bw = Mux(wide_x, nb_, 1)
+        nblk = Signal(range(nb_ + 1))        # real pixels in this block
+        m.d.comb += nblk.eq(Mux(f["out_cols"] - x < bw, f["out_cols"] - x, bw))
 
         tr = ybase + ky
         tc = xbase + kx
-        inside = Mux(fc, 1, (tr >= 0) & (tr < f["in_rows"]) & (tc >= 0) & (tc < f["in_cols"]))
+        row_ok = (tr >= 0) & (tr < f["in_rows"])
         conv_addr = chan + yoff + kyoff + tc
-        in_addr = Mux(fc, fcp, Mux(inside, conv_addr, 0))
+        lane_ok = Signal(nb_)
+        for j in range(nb_):
+            col_ok = (tc + j >= 0) & (tc + j < f["in_cols"])
+            m.d.comb += lane_ok[j].eq(Mux(fc, i + j < f["ti"],
+                                          row_ok & col_ok & (j < bw)))
         last_tap = fc | ((ky == 2) & (kx == 2))
-        last_i = i == f["ti"] - 1
+        last_i = Mux(fc, i + nb_ >= f["ti"], i == f["ti"] - 1)
         first = (i == 0) & (ky == 0) & (kx == 0)
         last = last_tap & last_i
-        last_x = x == f["out_cols"] - 1
+        last_x = x + bw >= f["out_cols"]
         last_y = y == f["out_rows"] - 1
         last_o = o == f["to"] - 1
         wo_step = Mux(fc, 0, setup.ti9)
 
-        # --- FIN loop state ------------------------------------------------------------------
+        # grid sequencing
+        t = Signal(range(staging_depth(cfg) + 1))
+        su, sk = Signal(range(n_grp + 1)), Signal(16)
+        j = Signal(range(n_grp + 1))
+        jptr = Signal(21)
+        pre_issue, post_we = Signal(), Signal()
+        rem = f["to"] - o
+        grp = Mux(rem > n_grp, n_grp, rem)
+        last_j = j == grp - 1
+
+        # FIN loop state
         fo = Signal(12)
         fk = Signal(24)
         faddr = Signal(21)
         fin_issue = Signal()
 
-        m.d.comb += [
-            self.in_addr.eq(in_addr),
-            self.w_addr.eq(wa),
-            self.b_addr.eq(f["bb_addr"] + fo),
-            self.o_raddr.eq(Mux(fin_issue, faddr, accp)),
-        ]
+        # --- buffer reads (data the cycle after) -----------------------------------------------
+        pix_lanes = ports.inp.connect(m, Mux(fc, fcp, conv_addr).as_signed())
+        w_lanes = ports.wgt.connect(m, wa.as_signed())
+        o_lanes = ports.out_rd.connect(
+            m, Mux(fin_issue, faddr, Mux(pre_issue, jptr, accp)).as_signed())
+        m.d.comb += ports.bias.addr.eq(f["bb_addr"] + fo)
 
-        # --- MAC pipeline: stage 1 (buffer data), stage 2 (product), sum -------------------
-        v1, ins1, first1, last1 = Signal(), Signal(), Signal(), Signal()
+        # --- MAC pipeline: stage 1 (buffer data), stage 2 (products), sums ---------------------
+        v1, first1, last1 = Signal(), Signal(), Signal()
+        ok1 = Signal(nb_)
         accp1 = Signal(21)
-        m.d.sync += [v1.eq(mac_issue), ins1.eq(inside), first1.eq(first), last1.eq(last),
-                     accp1.eq(accp)]
-        pix = Mux(ins1, self.in_data, 0)
+        m.d.sync += [v1.eq(one_issue | par_issue), ok1.eq(lane_ok), first1.eq(first),
+                     last1.eq(last), accp1.eq(accp)]
+        pix = [Mux(ok1[k], pix_lanes[k], 0) for k in range(nb_)]
         v2, first2, last2 = Signal(), Signal(), Signal()
         accp2 = Signal(21)
-        prod2 = Signal(signed(2 * operand_bits(cfg)))
+        prod2 = Signal(signed(2 * operand_bits(cfg) + nb_.bit_length() + 1))
         old2 = Signal(signed(a))
+        one_sum = sum(pix[k] * w_lanes[k] for k in range(nb_))   # CONV: lane 0 only
         m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1), accp2.eq(accp1),
-                     prod2.eq(pix * self.w_data),
-                     old2.eq(Mux(f["accumulate"], self.o_rdata, 0))]
+                     prod2.eq(one_sum), old2.eq(Mux(f["accumulate"], o_lanes[0], 0))]
         total = Signal(signed(a + 18))
         s_new = Mux(first2, old2, total) + prod2
         with m.If(v2):
             m.d.sync += total.eq(s_new)
-        lim = 1 << (a - 1)
-        mac_we = v2 & last2
+        mac_we = v2 & last2 & ~par
         with m.If(mac_we & ((s_new >= lim) | (s_new < -lim))):
             m.d.sync += ovf.eq(1)
 
-        # --- FIN pipeline: read → bias → ReLU → shift/saturate → pool → write --------------
-        m.submodules.relu = relu = Relu(FIN_BITS)
-        m.submodules.dshift = dshift = DataShift(FIN_BITS, cfg.data_bits, runtime_bits=True)
-        m.submodules.pool = pool = MaxPool(FIN_BITS, cfg.data_bits, pool_width(cfg))
-        fv1 = Signal()
-        m.d.sync += fv1.eq(fin_issue)
-        aligned = (self.b_data << f["bias_shift"])[:FIN_BITS].as_signed()
-        vsum = (self.o_rdata + Mux(f["has_bias"], aligned, 0))[:FIN_BITS].as_signed()
-        clear = Signal()
-        m.d.comb += [
-            relu.i.valid.eq(fv1), relu.i.payload.eq(vsum), relu.enable.eq(f["relu"]),
-            dshift.shift.eq(f["data_shift"]), dshift.bypass.eq(0),
-            dshift.out_bits.eq(f["out_bits"]),
-            pool.width.eq(f["out_cols"]), pool.height.eq(f["out_rows"]),
-            pool.enable.eq(f["pool"]), pool.clear.eq(clear),
-            pool.o.ready.eq(1),
-        ]
-        wiring.connect(m, relu.o, dshift.i)
-        m.d.comb += [pool.i.valid.eq(dshift.o.valid),
-                     pool.i.payload.eq(dshift.o.payload.value),
-                     dshift.o.ready.eq(pool.i.ready)]
-        with m.If(clear):
-            m.d.sync += sat.eq(0)
-        with m.Elif(dshift.o.valid & dshift.o.ready & dshift.o.payload.sat):
-            m.d.sync += sat.eq(sat + 1)
-        fin_busy = fv1 | relu.busy | dshift.busy | pool.busy
-        # writer: channel o at out_addr + o·pitch, npc values each
-        wptr, wbase = Signal(21), Signal(21)
-        wj = Signal(24)
-        fin_we = pool.o.valid
-        with m.If(clear):
-            m.d.sync += [wptr.eq(f["out_addr"]), wbase.eq(f["out_addr"]), wj.eq(0)]
-        with m.Elif(fin_we):
-            with m.If(wj == setup.npc - 1):
-                m.d.sync += [wj.eq(0), wptr.eq(wbase + setup.pitch),
-                             wbase.eq(wbase + setup.pitch)]
-            with m.Else():
-                m.d.sync += [wj.eq(wj + 1), wptr.eq(wptr + 1)]
+        # --- the grid ------------------------------------------------------------------------
+        st_v1, pre_v1 = Signal(), Signal()
+        st_u1, st_k1, pre_j1 = Signal.like(su), Signal.like(sk), Signal.like(j)
+        m.d.sync += [st_v1.eq(0), pre_v1.eq(pre_issue), pre_j1.eq(j), st_u1.eq(su),
+                     st_k1.eq(sk)]
+        grid = build_grid(m, cfg, st_we=st_v1, st_addr=st_k1, st_lane=st_u1,
+                          st_data=w_lanes[0], t_addr=t, pix=pix, v2=v2, first2=first2,
+                          old_we=pre_v1, old_chan=pre_j1, old_lanes=o_lanes,
+                          keep_old=f["accumulate"])
+        post = channel_lanes(grid, j)
+        post_en = Signal(nb_)
+        m.d.comb += post_en.eq(Cat(k < nblk for k in range(nb_)))
+        with m.If(post_we):
+            for k in range(nb_):
+                with m.If(post_en[k] & ((post[k] >= lim) | (post[k] < -lim))):
+                    m.d.sync += ovf.eq(1)
 
-        m.d.comb += [
-            self.o_we.eq(mac_we | fin_we),
-            self.o_waddr.eq(Mux(mac_we, accp2, wptr)),
-            self.o_wdata.eq(Mux(mac_we, s_new[:a], pool.o.payload[:a])),
-        ]
+        # --- FIN -----------------------------------------------------------------------------
+        clear = Signal()
+        fin = build_finalize(m, cfg, f, issue=fin_issue, acc=o_lanes[0],
+                             bias=ports.bias.data, clear=clear, sat=sat, npc=setup.npc,
+                             pitch=setup.pitch)
+
+        # --- OUTPUT writes: one accumulator, a grid block, or a finalized value --------------
+        lane0 = Mux(mac_we, s_new[:a], Mux(post_we, post[0][:a], fin.wdata))
+        ports.out_wr.connect(
+            m, Mux(mac_we, accp2, Mux(post_we, jptr, fin.waddr)).as_signed(),
+            Mux(post_we, post_en, Mux(mac_we | fin.we, 1, 0)),
+            [lane0] + [post[k][:a] for k in range(1, nb_)])
 
         drain = Signal(range(MAC_LATENCY + 2))
         m.d.comb += [self.calc_error.eq(err), self.calc_sat.eq(sat)]
+
+        def next_term():
+            """The next term (i, ky, kx) of the same accumulator."""
+            with m.If(fc):
+                m.d.sync += i.eq(i + nb_)
+            with m.Elif(~last_tap):
+                with m.If(kx == 2):
+                    m.d.sync += [kx.eq(0), ky.eq(ky + 1), kyoff.eq(kyoff + f["in_cols"])]
+                with m.Else():
+                    m.d.sync += kx.eq(kx + 1)
+            with m.Else():
+                m.d.sync += [kx.eq(0), ky.eq(0), kyoff.eq(0), i.eq(i + 1),
+                             chan.eq(chan + setup.rc_in)]
+
+        def first_term():
+            m.d.sync += [kx.eq(0), ky.eq(0), kyoff.eq(0), i.eq(0), chan.eq(f["ib_addr"])]
+
+        def next_pixel() -> Value:
+            """Advance (y, x) by one block; returns "this was the channel's last block"."""
+            with m.If(~last_x):
+                m.d.sync += [x.eq(x + bw), xbase.eq(xbase + Mux(wide_x, nb_, f["stride"]))]
+            with m.Else():
+                m.d.sync += [x.eq(0), xbase.eq(setup.x0)]
+                with m.If(~last_y):
+                    m.d.sync += [y.eq(y + 1), ybase.eq(ybase + f["stride"]),
+                                 yoff.eq(yoff + setup.ystep)]
+                with m.Else():
+                    m.d.sync += [y.eq(0), ybase.eq(setup.y0), yoff.eq(setup.yoff0)]
+            return last_x & last_y
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.calc_ready.eq(1)
@@ -208,44 +248,79 @@ class CalcEngine(wiring.Component):
                     o.eq(0), y.eq(0), x.eq(0), i.eq(0), ky.eq(0), kx.eq(0),
                     ybase.eq(setup.y0), xbase.eq(setup.x0), yoff.eq(setup.yoff0), kyoff.eq(0),
                     chan.eq(f["ib_addr"]), wa.eq(f["wb_addr"]), wo_base.eq(f["wb_addr"]),
-                    accp.eq(f["ob_addr"]), fcp.eq(f["ib_addr"]),
+                    accp.eq(f["ob_addr"]), fcp.eq(f["ib_addr"]), fc_row.eq(f["ib_addr"]),
                     fo.eq(0), fk.eq(0), faddr.eq(f["ob_addr"]), drain.eq(0),
+                    su.eq(0), sk.eq(0), t.eq(0), j.eq(0),
                 ]
                 with m.If(check != 0):
                     m.d.sync += err.eq(check)
                     m.next = "DONE"
                 with m.Elif(setup.acc_n == 0):
                     m.next = "DONE"
+                with m.Elif(~fc & (setup.ti9 <= staging_depth(cfg))):
+                    m.d.sync += par.eq(1)
+                    m.next = "PSTAGE"
                 with m.Else():
-                    m.next = "MAC"
-            with m.State("MAC"):
-                m.d.comb += mac_issue.eq(1)
-                m.d.sync += [wa.eq(wa + 1), fcp.eq(fcp + 1)]
-                with m.If(~last_tap):
-                    with m.If(kx == 2):
-                        m.d.sync += [kx.eq(0), ky.eq(ky + 1), kyoff.eq(kyoff + f["in_cols"])]
-                    with m.Else():
-                        m.d.sync += kx.eq(kx + 1)
-                with m.Elif(~last_i):
-                    m.d.sync += [kx.eq(0), ky.eq(0), kyoff.eq(0), i.eq(i + 1),
-                                 chan.eq(chan + setup.rc_in)]
+                    m.d.sync += par.eq(0)
+                    m.next = "ONE"
+            with m.State("ONE"):
+                m.d.comb += one_issue.eq(1)
+                m.d.sync += [wa.eq(wa + Mux(fc, nb_, 1)), fcp.eq(fcp + nb_)]
+                with m.If(~last):
+                    next_term()
                 with m.Else():
                     # the accumulator is complete: next (o, y, x)
-                    m.d.sync += [kx.eq(0), ky.eq(0), kyoff.eq(0), i.eq(0),
-                                 chan.eq(f["ib_addr"]), accp.eq(accp + 1), wa.eq(wo_base)]
-                    with m.If(~last_x):
-                        m.d.sync += [x.eq(x + 1), xbase.eq(xbase + f["stride"])]
-                    with m.Else():
-                        m.d.sync += [x.eq(0), xbase.eq(setup.x0)]
-                        with m.If(~last_y):
-                            m.d.sync += [y.eq(y + 1), ybase.eq(ybase + f["stride"]),
-                                         yoff.eq(yoff + setup.ystep)]
-                        with m.Else():
-                            m.d.sync += [y.eq(0), ybase.eq(setup.y0), yoff.eq(setup.yoff0),
-                                         o.eq(o + 1), wa.eq(wo_base + wo_step),
-                                         wo_base.eq(wo_base + wo_step)]
-                            with m.If(last_o):
-                                m.next = "MAC_DRAIN"
+                    first_term()
+                    m.d.sync += [accp.eq(accp + 1), wa.eq(wo_base),
+                                 fcp.eq(fc_row + f["ti"]), fc_row.eq(fc_row + f["ti"])]
+                    with m.If(next_pixel()):
+                        m.d.sync += [o.eq(o + 1), wa.eq(wo_base + wo_step),
+                                     wo_base.eq(wo_base + wo_step)]
+                        with m.If(last_o):
+                            m.next = "MAC_DRAIN"
+            with m.State("PSTAGE"):
+                # the group's weights, WEIGHT[wb + o·9ti ...] → staging word k, lane u
+                m.d.sync += [wa.eq(wa + 1), st_v1.eq(1)]
+                with m.If(sk == setup.ti9 - 1):
+                    m.d.sync += [sk.eq(0), su.eq(su + 1)]
+                    with m.If(su == grp - 1):
+                        m.d.sync += [j.eq(0), jptr.eq(accp)]
+                        m.next = "PPRE"
+                with m.Else():
+                    m.d.sync += sk.eq(sk + 1)
+            with m.State("PPRE"):
+                with m.If(f["accumulate"]):
+                    m.d.comb += pre_issue.eq(1)
+                m.d.sync += [j.eq(j + 1), jptr.eq(jptr + setup.rc)]
+                with m.If(~f["accumulate"] | last_j):
+                    m.next = "PTERMS"
+            with m.State("PTERMS"):
+                m.d.comb += par_issue.eq(1)
+                m.d.sync += t.eq(t + 1)
+                with m.If(~last):
+                    next_term()
+                with m.Else():
+                    first_term()
+                    m.d.sync += [t.eq(0), drain.eq(0), j.eq(0), jptr.eq(accp)]
+                    m.next = "PDRAIN"
+            with m.State("PDRAIN"):
+                m.d.sync += drain.eq(drain + 1)
+                with m.If(drain == MAC_LATENCY - 1):
+                    m.next = "PPOST"
+            with m.State("PPOST"):
+                m.d.comb += post_we.eq(1)
+                m.d.sync += [j.eq(j + 1), jptr.eq(jptr + setup.rc)]
+                with m.If(last_j):
+                    m.d.sync += [j.eq(0), accp.eq(accp + nblk), jptr.eq(accp + nblk)]
+                    m.next = "PPRE"
+                    with m.If(next_pixel()):
+                        skip = accp + nblk + setup.grp_skip
+                        m.d.sync += [o.eq(o + n_grp), accp.eq(skip), jptr.eq(skip),
+                                     su.eq(0), sk.eq(0)]
+                        m.next = "PSTAGE"
+                        with m.If(rem <= n_grp):
+                            m.d.sync += drain.eq(0)
+                            m.next = "MAC_DRAIN"
             with m.State("MAC_DRAIN"):
                 m.d.sync += drain.eq(drain + 1)
                 with m.If(drain == MAC_LATENCY):
@@ -265,7 +340,7 @@ class CalcEngine(wiring.Component):
                         m.next = "FIN_DRAIN"
                 with m.Else():
                     m.d.sync += fk.eq(fk + 1)
-            with m.State("FIN_DRAIN"), m.If(~fin_busy):
+            with m.State("FIN_DRAIN"), m.If(~fin.busy):
                 m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.calc_done.eq(1)

@@ -95,14 +95,14 @@ def random_state(rng: np.random.Generator, cfg: AcceleratorConfig) -> BufferStat
 
 def random_calc(rng: np.random.Generator, cfg: AcceleratorConfig, **fixed: int) -> Calc:
     """A legal CALC on small sizes; `fixed` overrides fields (after the draw)."""
-    from deepfpga.rtl.accel.calc import pool_width
+    from deepfpga.rtl.accel.finalize import pool_width
 
     kind = int(rng.random() < 0.2) if "kind" not in fixed else fixed["kind"]
     f: dict[str, int] = {"kind": kind}
-    ti = int(rng.integers(1, 4))
-    to = int(rng.integers(1, 4))
+    ti = int(fixed.get("ti", rng.integers(1, 4)))
+    to = int(fixed.get("to", rng.integers(1, 4)))
     if kind == CalcKind.FC:
-        ti = int(rng.integers(1, 12))
+        ti = int(fixed.get("ti", rng.integers(1, 12)))
         shape = {"in_rows": 1, "in_cols": 1, "out_rows": 1, "out_cols": 1}
         pool = 0
         n_acc = to
@@ -110,10 +110,11 @@ def random_calc(rng: np.random.Generator, cfg: AcceleratorConfig, **fixed: int) 
                  wb_addr=int(rng.integers(0, cfg.weight_buffer_entries - ti + 1)))
     else:
         stride = int(rng.choice([1, 1, 2, 2, 3, 4, 5, 7]))
-        rows = int(rng.integers(1, 7))
-        cols = int(rng.integers(1, min(7, cfg.max_row_width) + 1))
-        orows = int(rng.integers(1, 5))
-        ocols = int(rng.integers(1, min(5, pool_width(cfg)) + 1))
+        rows = int(fixed.get("in_rows", rng.integers(1, 7)))
+        cols = int(fixed.get("in_cols", rng.integers(1, min(7, cfg.max_row_width) + 1)))
+        orows = int(fixed.get("out_rows", rng.integers(1, 5)))
+        ocols = int(fixed.get("out_cols", rng.integers(1, min(9, pool_width(cfg)) + 1)))
+        ocols = min(ocols, max(1, cfg.output_buffer_entries // 2 // (to * orows)))
         shape = {"in_rows": rows, "in_cols": cols, "out_rows": orows, "out_cols": ocols}
         pool = int(rng.random() < 0.3)
         n_acc = to * orows * ocols
@@ -162,10 +163,10 @@ def simulate(cfg: AcceleratorConfig, cases: Sequence[tuple[BufferState, Calc]],
 
     async def bench(ctx):
         for state, ins in cases:
-            for mem, vals in ((dut.inp, state.inp), (dut.wgt, state.wgt),
-                              (dut.bias, state.bias), (dut.out, state.out)):
+            for buf, vals in (("inp", state.inp), ("wgt", state.wgt), ("bias", state.bias),
+                              ("out", state.out)):
                 for k, v in enumerate(vals.tolist()):
-                    ctx.set(mem.data[k], v)
+                    ctx.set(dut.cell(buf, k), v)
             word = int.from_bytes(encode_instruction(ins), "little")
             ctx.set(dut.calc_word, word)
             ctx.set(dut.calc_valid, 1)
@@ -181,7 +182,7 @@ def simulate(cfg: AcceleratorConfig, cases: Sequence[tuple[BufferState, Calc]],
                     raise RuntimeError(f"CALC did not complete in {max_cycles} cycles: {ins}")
             err, sat = ctx.get(dut.calc_error), ctx.get(dut.calc_sat)
             await ctx.tick()
-            out = np.array([ctx.get(dut.out.data[k]) for k in range(len(state.out))],
+            out = np.array([ctx.get(dut.cell("out", k)) for k in range(len(state.out))],
                            dtype=np.int64)
             results.append(CalcResult(out, int(sat), int(err), cycles))
 

@@ -26,7 +26,8 @@ class CalcIssue(wiring.Component):
         m = Module()
         ent = Signal.like(self.q_data)
         m.d.comb += [getattr(self, fl).eq(field(ent.word, Opcode.CALC, fl)) for fl in FLAGS]
-        m.d.comb += [self.index.eq(ent.index), self.calc_word.eq(ent.word)]
+        m.d.comb += [self.index.eq(ent.index), self.calc_word.eq(ent.word),
+                     self.tr_index.eq(ent.index), self.err_index.eq(ent.index)]
         err = Signal(8)
         m.d.comb += [self.err_valid.eq(self.tr_end & (err != 0)), self.err_code.eq(err)]
 

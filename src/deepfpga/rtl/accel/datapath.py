@@ -4,9 +4,11 @@ top level drives (RTL_INTERFACES: LOAD writes, SAVE reads, one CALC at a time).
     ld_* ──► INPUT / WEIGHT / BIAS (write ports) ──► CalcEngine (read ports) ──► OUTPUT
                                                                     sv_* ◄── OUTPUT (read port)
 
-The LOAD write port and the SAVE read port are the buffers' own ports, independent of the CALC
-engine's, so LOADs and SAVEs of other entries proceed while a CALC runs (`ld_ready` is always
-high; a SAVE read takes one cycle, responses in request order).
+INPUT, WEIGHT and OUTPUT are interleaved over B banks (`buffers.bank_count`) so the CALC engine
+moves B consecutive entries per cycle. The LOAD write port and the SAVE read port are the
+buffers' own ports, independent of the CALC engine's, so LOADs and SAVEs of other entries
+proceed while a CALC runs (`ld_ready` is always high; a SAVE read takes one cycle, responses in
+request order).
 """
 
 from __future__ import annotations
@@ -18,8 +20,14 @@ from amaranth.lib.wiring import In, Out
 
 from deepfpga.compiler.isa import Buffer
 from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.rtl.accel.buffers import BufferGeometry, element_bits, operand_bits
-from deepfpga.rtl.accel.calc import SAT_BITS, CalcEngine
+from deepfpga.rtl.accel.buffers import (
+    BankedMemory,
+    BufferGeometry,
+    bank_count,
+    element_bits,
+    operand_bits,
+)
+from deepfpga.rtl.accel.calc import SAT_BITS, CalcEngine, EnginePorts
 from deepfpga.rtl.accel.spec import WORD_BITS
 
 
@@ -42,51 +50,53 @@ class Datapath(wiring.Component):
         self.cfg = cfg
         self.geometry = geo = BufferGeometry.of(cfg)
         ob = operand_bits(cfg)
-        # Memories are created here so testbenches can reach their contents (`.data`).
-        self.inp = Memory(shape=signed(ob), depth=geo.input_entries, init=[])
-        self.wgt = Memory(shape=signed(ob), depth=geo.weight_entries, init=[])
+        b = bank_count(cfg)
+        # Memories are created here so testbenches can reach their contents (`cell`).
+        self.inp = BankedMemory(signed(ob), geo.input_entries, b)
+        self.wgt = BankedMemory(signed(ob), geo.weight_entries, b)
         self.bias = Memory(shape=signed(cfg.bias_bits), depth=geo.bias_entries, init=[])
-        self.out = Memory(shape=signed(cfg.acc_bits), depth=geo.output_entries, init=[])
+        self.out = BankedMemory(signed(cfg.acc_bits), geo.output_entries, b)
         super().__init__(datapath_signature(cfg))
+
+    def cell(self, buf: str, entry: int):
+        """Simulator handle of one entry of buffer 'inp', 'wgt', 'bias' or 'out'."""
+        if buf == "bias":
+            return self.bias.data[entry]
+        return getattr(self, buf).cell(entry)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.inp = self.inp
-        m.submodules.wgt = self.wgt
+        self.inp.add_to(m, "inp")
+        self.wgt.add_to(m, "wgt")
+        self.out.add_to(m, "out")
         m.submodules.bias = self.bias
-        m.submodules.out = self.out
-        m.submodules.engine = eng = CalcEngine(self.cfg)
 
         # LOAD: one element per cycle into the selected buffer
         m.d.comb += self.ld_ready.eq(1)
-        for buf, mem in ((Buffer.INPUT, self.inp), (Buffer.WEIGHT, self.wgt),
-                         (Buffer.BIAS, self.bias)):
-            wr = mem.write_port()
-            m.d.comb += [wr.en.eq(self.ld_valid & (self.ld_buf == buf)),
-                         wr.addr.eq(self.ld_addr), wr.data.eq(self.ld_data)]
+        for buf, bm in ((Buffer.INPUT, self.inp), (Buffer.WEIGHT, self.wgt)):
+            bm.single_write_port(m, self.ld_valid & (self.ld_buf == buf), self.ld_addr,
+                                 self.ld_data)
+        bwr = self.bias.write_port()
+        m.d.comb += [bwr.en.eq(self.ld_valid & (self.ld_buf == Buffer.BIAS)),
+                     bwr.addr.eq(self.ld_addr), bwr.data.eq(self.ld_data)]
 
-        # CALC engine ports
-        for mem, addr, dat in ((self.inp, eng.in_addr, eng.in_data),
-                               (self.wgt, eng.w_addr, eng.w_data),
-                               (self.bias, eng.b_addr, eng.b_data),
-                               (self.out, eng.o_raddr, eng.o_rdata)):
-            rd = mem.read_port()
-            m.d.comb += [rd.addr.eq(addr), dat.eq(rd.data)]
-        owr = self.out.write_port()
-        m.d.comb += [owr.en.eq(eng.o_we), owr.addr.eq(eng.o_waddr), owr.data.eq(eng.o_wdata)]
+        # CALC engine on its own ports
+        ports = EnginePorts(inp=self.inp.read_ports(), wgt=self.wgt.read_ports(),
+                            bias=self.bias.read_port(), out_rd=self.out.read_ports(),
+                            out_wr=self.out.write_ports())
+        m.submodules.engine = eng = CalcEngine(self.cfg, ports)
         m.d.comb += [eng.calc_valid.eq(self.calc_valid), self.calc_ready.eq(eng.calc_ready),
                      eng.calc_word.eq(self.calc_word), self.calc_done.eq(eng.calc_done),
                      self.calc_error.eq(eng.calc_error), self.calc_sat.eq(eng.calc_sat)]
 
         # SAVE: a one-entry response register; the read data holds while it waits
-        srd = self.out.read_port()
         rsp_valid = Signal()
         fire = self.sv_req_valid & self.sv_req_ready
+        (data, *_) = self.out.read_ports(en=fire).connect(m, self.sv_req_addr.as_signed())
         m.d.comb += [
             self.sv_req_ready.eq(~rsp_valid | self.sv_rsp_ready),
-            srd.addr.eq(self.sv_req_addr), srd.en.eq(fire),
             self.sv_rsp_valid.eq(rsp_valid),
-            self.sv_rsp_data.eq(srd.data[:self.cfg.data_bits]),
+            self.sv_rsp_data.eq(data[:self.cfg.data_bits]),
         ]
         with m.If(fire):
             m.d.sync += rsp_valid.eq(1)

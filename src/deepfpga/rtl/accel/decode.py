@@ -28,12 +28,14 @@ class Setup:
     rc_in = in_rows·in_cols (INPUT entries per channel), tile_n = ti·rc_in, ti9 = 9·ti,
     w_n = to·ti9, rc = out_rows·out_cols, acc_n = to·rc, npc = finalized values per channel,
     pitch, out_span = (to−1)·pitch, fc_n = to·ti, yoff0 = (koff_y−pad_top)·in_cols,
-    ystep = stride·in_cols.
+    ystep = stride·in_cols, grp_skip = (group − 1)·rc (the output-channel-parallel MAC's
+    step from the last pixel of a channel group to the first of the next).
     """
 
-    STEPS = 10
+    STEPS = 11
 
-    def __init__(self, m: Module, f: dict[str, Value], step: Value, active: Value):
+    def __init__(self, m: Module, f: dict[str, Value], step: Value, active: Value,
+                 group: int = 1):
         self.rc_in = Signal(24)
         self.tile_n = Signal(36)
         self.ti9 = Signal(16)
@@ -46,6 +48,7 @@ class Setup:
         self.fc_n = Signal(24)
         self.yoff0 = Signal(signed(20))
         self.ystep = Signal(15)
+        self.grp_skip = Signal(36)
         self.y0 = Signal(signed(6))     # koff_y − pad_top
         self.x0 = Signal(signed(6))     # koff_x − pad_left
         rp = Mux(f["pool"], f["out_rows"] >> 1, f["out_rows"])
@@ -65,6 +68,7 @@ class Setup:
             (self.fc_n, f["to"], f["ti"]),
             (self.yoff0, self.y0, f["in_cols"]),
             (self.ystep, f["stride"], f["in_cols"]),
+            (self.grp_skip, group - 1, self.rc),
         ]
         assert len(steps) == self.STEPS
         mul_a = Signal(signed(14))

@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.burst import BurstSplitter, Chunks
-from deepfpga.rtl.accel.fields import ROW_BITS, beat_bytes, burst_limit_bytes
+from deepfpga.rtl.accel.fields import INDEX_BITS, ROW_BITS, beat_bytes, burst_limit_bytes
 
 DESC_DEPTH = 4        # bursts in flight per engine
 
@@ -58,6 +58,10 @@ class DmaFront(wiring.Component):
             "a_len": Out(8),
             "cur": Out(1), "lo": Out(range(bb)), "nb": Out(range(bb + 1)), "last": Out(1),
             "beat": In(1), "idle": Out(1),
+            # the next transfer may start (every burst of this one is issued or queued)
+            "can_start": Out(1),
+            # an instruction index carried with every burst to the beat cursor
+            "tag": In(INDEX_BITS), "cur_tag": Out(INDEX_BITS),
         })
 
     def elaborate(self, platform: object) -> Module:
@@ -65,8 +69,11 @@ class DmaFront(wiring.Component):
         bb = beat_bytes(self.cfg)
         m.submodules.chunks = chunks = Chunks()
         m.submodules.split = split = BurstSplitter(self.cfg)
-        m.submodules.desc = desc = SyncFIFOBuffered(width=len(split.b_off) + len(split.b_bytes),
-                                                    depth=DESC_DEPTH)
+        nd = len(split.b_off) + len(split.b_bytes)
+        m.submodules.desc = desc = SyncFIFOBuffered(width=nd + INDEX_BITS, depth=DESC_DEPTH)
+        tag = Signal(INDEX_BITS)
+        with m.If(self.start):
+            m.d.sync += tag.eq(self.tag)
         m.d.comb += [
             chunks.start.eq(self.start), chunks.addr.eq(self.addr), chunks.n2.eq(self.n2),
             chunks.s2.eq(self.s2), chunks.n1.eq(self.n1), chunks.s1.eq(self.s1),
@@ -77,7 +84,8 @@ class DmaFront(wiring.Component):
             split.c_last.eq(chunks.c_last),
             split.b_ready.eq((~self.a_valid | self.a_ready) & desc.w_rdy),
             desc.w_en.eq(split.b_valid & split.b_ready),
-            desc.w_data.eq(split.b_off | (split.b_bytes << len(split.b_off))),
+            desc.w_data.eq(split.b_off | (split.b_bytes << len(split.b_off)) | (tag << nd)),
+            self.can_start.eq(split.idle & ~chunks.c_valid),
         ]
         with m.If(self.a_valid & self.a_ready):
             m.d.sync += self.a_valid.eq(0)
@@ -94,7 +102,8 @@ class DmaFront(wiring.Component):
         ]
         with m.If(~self.cur & desc.r_rdy):
             m.d.sync += [self.cur.eq(1), self.lo.eq(desc.r_data[:len(self.lo)]),
-                         rem.eq(desc.r_data[len(split.b_off):])]
+                         rem.eq(desc.r_data[len(split.b_off):nd]),
+                         self.cur_tag.eq(desc.r_data[nd:])]
         with m.If(self.beat):
             m.d.sync += [self.lo.eq(0), rem.eq(rem - self.nb)]
             with m.If(self.last):

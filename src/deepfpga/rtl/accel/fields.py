@@ -38,11 +38,6 @@ def burst_limit_bytes(cfg: AcceleratorConfig) -> int:
                max(bb, cfg.max_burst_bytes // bb * bb))
 
 
-def element_width(cfg: AcceleratorConfig) -> int:
-    """EW of the LOAD port: widest of the data, weight and bias values."""
-    return max(cfg.data_bits, cfg.weight_bits, cfg.bias_bits)
-
-
 FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 
 
@@ -55,7 +50,9 @@ def entry_layout() -> dict[str, int]:
 def engine_port_signature() -> dict[str, object]:
     """What every engine shares: its queue (read side), the token handshake and trace pulses.
     `want` with the current instruction's flags asks the token unit; `ok` grants the pops (taken
-    on `take`); `push` gives the pushes; `active` = started and not finished."""
+    on `take`); `push` gives the pushes; `active` = started and not finished. `index` is the
+    instruction waiting for its tokens, `tr_index` the one a trace pulse is about, `err_index`
+    the one an error report is about (they differ while an engine overlaps two instructions)."""
     from amaranth.lib import data
     from amaranth.lib.wiring import In, Out
 
@@ -64,6 +61,6 @@ def engine_port_signature() -> dict[str, object]:
         **{f: Out(1) for f in FLAGS},
         "want": Out(1), "ok": In(1), "take": Out(1), "push": Out(1),
         "busy": Out(1), "active": Out(1), "index": Out(INDEX_BITS),
-        "tr_start": Out(1), "tr_end": Out(1),
-        "err_valid": Out(1), "err_code": Out(8),
+        "tr_start": Out(1), "tr_end": Out(1), "tr_index": Out(INDEX_BITS),
+        "err_valid": Out(1), "err_code": Out(8), "err_index": Out(INDEX_BITS),
     }

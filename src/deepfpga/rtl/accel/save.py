@@ -47,7 +47,8 @@ class SaveEngine(wiring.Component):
         f = {name: field(word, Opcode.SAVE, name) for name in
              ("ob_addr", "ddr_addr", "length", "n1", "stride1", "n2", "stride2")}
         seg = Signal(len(front.seg))
-        m.d.comb += [seg.eq(f["length"] * db), self.index.eq(ent.index)]
+        m.d.comb += [seg.eq(f["length"] * db), self.index.eq(ent.index),
+                     self.tr_index.eq(ent.index), self.err_index.eq(ent.index)]
         m.d.comb += [getattr(self, fl).eq(field(word, Opcode.SAVE, fl)) for fl in FLAGS]
         connect_front(m, front, f, seg, ent.row)
         running = Signal()

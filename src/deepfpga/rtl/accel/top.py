@@ -134,9 +134,9 @@ class Accelerator(wiring.Component):
 
         # sticky error: the earliest instruction in program order wins
         sources = [(dec.err_valid, dec.err_code, dec.err_index, False),
-                   (load.err_valid, load.err_code, load.index, True),
-                   (calc.err_valid, calc.err_code, calc.index, True),
-                   (save.err_valid, save.err_code, save.index, True),
+                   (load.err_valid, load.err_code, load.err_index, True),
+                   (calc.err_valid, calc.err_code, calc.err_index, True),
+                   (save.err_valid, save.err_code, save.err_index, True),
                    (deadlock, E.TOKEN_UNDERFLOW, dl_index, True)]
         h, c, i = err_have, err_code, err_index
         runtime = 0
@@ -210,7 +210,7 @@ class Accelerator(wiring.Component):
         for name, eng in (("load", load), ("calc", calc), ("save", save)):
             m.d.comb += [getattr(self, f"tr_{name}_start").eq(eng.tr_start),
                          getattr(self, f"tr_{name}_end").eq(eng.tr_end),
-                         getattr(self, f"tr_{name}_index").eq(eng.index)]
+                         getattr(self, f"tr_{name}_index").eq(eng.tr_index)]
         m.d.comb += self.tr_calc_sat.eq(calc.sat)
         return m
 
