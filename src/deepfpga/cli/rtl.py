@@ -1,4 +1,5 @@
-"""`deepfpga rtl`: generate the PE's Verilog, or synthesize it and report resources / Fmax."""
+"""`deepfpga rtl`: the PE's Verilog or its synthesis (resources / Fmax); the whole
+accelerator's Verilog + Verilator model (`build`) and a compiled program on it (`run`)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def params_from_args(args: argparse.Namespace) -> Any:
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("rtl", help="Processing Element RTL: Verilog export and synthesis",
                        description=__doc__)
-    rsub = p.add_subparsers(dest="rtl_command", metavar="{pe,synth}", required=True)
+    rsub = p.add_subparsers(dest="rtl_command", metavar="{pe,synth,build,run}", required=True)
 
     pe = rsub.add_parser("pe", help="write the PE as Verilog")
     _add_pe_args(pe)
@@ -68,6 +69,27 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sy.add_argument("--no-pnr", action="store_true", help="ECP5: synthesis only, no Fmax")
     sy.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     add_json_flag(sy)
+
+    bd = rsub.add_parser("build", help="the accelerator's Verilog and its Verilator model")
+    bd.add_argument("--target", required=True, metavar="PRESET_OR_TOML",
+                    help="accelerator config: preset (zc706-paper, zedboard, tiny) or TOML file")
+    bd.add_argument("-o", "--output", metavar="DIR",
+                    help="also write the Verilog and a copy of the model library here")
+    add_json_flag(bd)
+
+    rn = rsub.add_parser("run", help="run a compiled program on the accelerator RTL (Verilator)")
+    rn.add_argument("build_dir", metavar="BUILD_DIR",
+                    help="output directory of `deepfpga compile` (program.bin, ddr.bin,"
+                         " manifest.json)")
+    rn.add_argument("--input", metavar="X.npy",
+                    help="input integers in the input format, one sample or a batch (default:"
+                         " one random sample, seed 0)")
+    rn.add_argument("--target", metavar="PRESET_OR_TOML",
+                    help="accelerator config (default: the preset named in the manifest)")
+    rn.add_argument("--output", metavar="Y.npy",
+                    help="where the outputs go (.npy; .npz for several outputs; default"
+                         " BUILD_DIR/rtl_output.npy or .npz)")
+    add_json_flag(rn)
     return p
 
 
@@ -133,6 +155,12 @@ def _run_synth(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepfpga.cli.rtl_accel import run_build, run_program
+
     if args.rtl_command == "pe":
         return _run_pe(args)
+    if args.rtl_command == "build":
+        return run_build(args)
+    if args.rtl_command == "run":
+        return run_program(args)
     return _run_synth(args)

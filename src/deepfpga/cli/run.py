@@ -12,6 +12,7 @@ still written); 2 for bad input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -55,6 +56,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help=f"images per simulated batch (default {flow.DEFAULT_BATCH})")
     p.add_argument("--out", default="out", metavar="DIR",
                    help="where report.html and summary.json go (default out/)")
+    p.add_argument("--rtl", action="store_true",
+                   help="also run test images on the accelerator RTL (Verilator) and check them")
+    p.add_argument("--rtl-images", type=_positive, default=2, metavar="N",
+                   help="images for --rtl (default 2)")
     add_json_flag(p)
     return p
 
@@ -133,7 +138,14 @@ def run(args: argparse.Namespace) -> int:
 
     _say(args, f"deepfpga run: {run_cfg.model} on {run_cfg.target}, {run_cfg.images}"
                f" {run_cfg.data} test images, {run_cfg.bits}-bit")
-    st = flow.run_flow(run_cfg, on_step=on_step)
+    steps = flow.STEPS
+    if args.rtl:
+        from deepfpga.rtl.accel.flowstep import with_rtl
+
+        steps = with_rtl(steps, args.rtl_images)
+        run_cfg = dataclasses.replace(run_cfg, command=shlex.join(
+            [*argv, "--rtl", "--rtl-images", str(args.rtl_images)]))
+    st = flow.run_flow(run_cfg, steps=steps, on_step=on_step)
     s = st.summary
     assert s is not None
     if args.json:
@@ -142,5 +154,10 @@ def run(args: argparse.Namespace) -> int:
         _human(s, dict(st.files))
     if not s["bit_exact"]["ok"]:
         print(f"deepfpga run: error: {_mismatch_message(s)}", file=sys.stderr)
+        return 1
+    if "rtl" in s and not s["rtl"]["ok"]:
+        print("deepfpga run: error: the RTL differs from the reference executor or the"
+              f" functional simulator ({s['rtl']['mismatches']:,} values; saturation counts"
+              f" {'equal' if s['rtl']['saturations_equal'] else 'differ'})", file=sys.stderr)
         return 1
     return 0

@@ -176,6 +176,9 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         " §8.1 bound); each point is a layer at its simulated GOP/s. Points far below the roof"
         " lose time to burst overhead, tile edges, idle convolvers or waiting.</p>"
     )
+    from deepfpga.rtl.accel.flowstep import html_section  # `deepfpga run --rtl` only
+
+    parts.append(html_section(s))
     parts.append("<h2>Bit-exactness: functional simulator vs reference executor</h2>")
     parts.append(
         f"<p>Every value written by the accelerator was compared with the bit-exact reference"

@@ -12,7 +12,7 @@ saturates every nonzero acc just as the unclamped shift would.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -52,17 +52,23 @@ class DataShift(wiring.Component):
 
     Four register stages: right shift, left shift, round, saturate. Output `value` is the saturated
     data_bits integer sign-extended to acc_bits (or the untouched accumulator when `bypass`).
+    With `runtime_bits`, the saturation width is the run-time input `out_bits` (2..data_bits,
+    held like `shift`) instead of data_bits (the CALC instruction's `out_bits`).
     """
 
-    def __init__(self, acc_bits: int, data_bits: int):
+    def __init__(self, acc_bits: int, data_bits: int, runtime_bits: bool = False):
         self.acc_bits, self.data_bits = acc_bits, data_bits
-        super().__init__({
+        self.runtime_bits = runtime_bits
+        members = {
             "i": In(stream.Signature(signed(acc_bits))),
             "o": Out(stream.Signature(shifted_layout(acc_bits))),
             "shift": In(signed(SHIFT_BITS)),
             "bypass": In(1),
             "busy": Out(1),
-        })
+        }
+        if runtime_bits:
+            members["out_bits"] = In(bits_for(data_bits))
+        super().__init__(members)
 
     latency = 4
 
@@ -98,8 +104,15 @@ class DataShift(wiring.Component):
         with m.If(en):
             m.d.sync += [vb.eq(va), acc_b.eq(acc_a), y.eq((u >> 1) + u[0])]
         m.d.comb += self.busy.eq(v0 | va | vb | self.o.valid)
-        # Stage C: saturate to data_bits, or pass the accumulator through.
-        qmax, qmin = (1 << (d - 1)) - 1, -(1 << (d - 1))
+        # Stage C: saturate to data_bits (or out_bits), or pass the accumulator through.
+        if self.runtime_bits:
+            # A left shift by data_bits saturates every nonzero value at any out_bits ≤ data_bits,
+            # so the clamp of `ls` above stays exact.
+            qmax, qmin = Signal(signed(d + 1)), Signal(signed(d + 1))
+            top = Const(1, d + 1) << (self.out_bits - 1).as_unsigned()[:bits_for(d)]
+            m.d.sync += [qmax.eq(top - 1), qmin.eq(-top)]
+        else:
+            qmax, qmin = (1 << (d - 1)) - 1, -(1 << (d - 1))
         over, under = y > qmax, y < qmin
         with m.If(en):
             m.d.sync += self.o.valid.eq(vb)

@@ -109,14 +109,29 @@ def _host_multi(spec: dict[str, Any], inputs: list[np.ndarray], fin: list[FixedF
     return to_fixed(yf, fout), count_saturated(yf, fout)
 
 
+def host_step(step: Mapping[str, Any], tensors: Mapping[str, Any],
+              host: Mapping[str, np.ndarray], from_ddr: Any, n: int) -> tuple[np.ndarray, int]:
+    """One host step of a manifest's schedule on a batch of `n`: its inputs from `host` (the
+    host's own results) or read from DDR by `from_ddr(name)`, through the reference executor.
+    Returns the output and the values it saturated (the RTL driver runs host steps with it)."""
+    xs = []
+    for name, shp in zip(step["inputs"], step["input_shapes"], strict=True):
+        if name in host:
+            v = host[name]
+        elif tensors[name]["on_ddr"]:
+            v = from_ddr(name)
+        else:
+            raise InputError(f"host layer {step['layer']!r}: tensor {name!r} unavailable")
+        xs.append(np.asarray(v).reshape(n, *shp))
+    return _host_layer(step, xs)
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
-def simulate(program_bytes: bytes, ddr_image: bytes, manifest: Mapping[str, Any],
-             cfg: AcceleratorConfig, x_int: np.ndarray, *, check_races: bool = True
-             ) -> FunctionalResult:
-    """Run the compiled program on `x_int`: integers in the input format, one sample of the
-    input shape or a batch (N, *shape) — a batch runs in one pass over the program."""
-    program = decode_program(program_bytes, cfg.hash())
+def check_run_inputs(ddr_image: bytes, manifest: Mapping[str, Any], cfg: AcceleratorConfig,
+                     x_int: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Check a compiled program's DDR image, manifest and input against each other; returns
+    the input as a batch and whether one sample was given (shared with the RTL driver)."""
     if manifest.get("config", {}).get("hash") != cfg.hash().hex():
         raise InputError("manifest was written for a different accelerator configuration")
     if len(ddr_image) != int(manifest["ddr_size"]):
@@ -131,6 +146,21 @@ def simulate(program_bytes: bytes, ddr_image: bytes, manifest: Mapping[str, Any]
         x = x[None]
     elif x.ndim != len(shape) + 1 or x.shape[1:] != shape or not len(x):
         raise InputError(f"input has shape {x.shape}, expected {shape} or (N, {shape})")
+    fin = manifest["input"]["format"]
+    lo, hi = -(1 << (fin["bw"] - 1)), (1 << (fin["bw"] - 1)) - 1
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise InputError(f"input integers in [{x.min()}, {x.max()}] lie outside the input"
+                         f" format's range [{lo}, {hi}]")
+    return x, single
+
+
+def simulate(program_bytes: bytes, ddr_image: bytes, manifest: Mapping[str, Any],
+             cfg: AcceleratorConfig, x_int: np.ndarray, *, check_races: bool = True
+             ) -> FunctionalResult:
+    """Run the compiled program on `x_int`: integers in the input format, one sample of the
+    input shape or a batch (N, *shape) — a batch runs in one pass over the program."""
+    program = decode_program(program_bytes, cfg.hash())
+    x, single = check_run_inputs(ddr_image, manifest, cfg, x_int)
     res = _run(program.instructions, ddr_image, manifest, cfg, x, check_races)
     if not single:
         return res
@@ -142,11 +172,6 @@ def simulate(program_bytes: bytes, ddr_image: bytes, manifest: Mapping[str, Any]
 def _run(ins: Sequence[Instruction], ddr_image: bytes, manifest: Mapping[str, Any],
          cfg: AcceleratorConfig, x: np.ndarray, check_races: bool) -> FunctionalResult:
     n = len(x)
-    fin = manifest["input"]["format"]
-    lo, hi = -(1 << (fin["bw"] - 1)), (1 << (fin["bw"] - 1)) - 1
-    if x.size and (x.min() < lo or x.max() > hi):
-        raise InputError(f"input integers in [{x.min()}, {x.max()}] lie outside the input"
-                         f" format's range [{lo}, {hi}]")
     m = Machine(cfg, manifest, np.frombuffer(ddr_image, dtype=np.uint8), n, check_races)
     tensors = manifest["tensors"]
     x = x.astype(np.int64)
@@ -179,16 +204,7 @@ def _run(ins: Sequence[Instruction], ddr_image: bytes, manifest: Mapping[str, An
                     m.flush()
                     layers[d["output"]] = from_ddr(d["output"])
         else:
-            xs = []
-            for name, shp in zip(step["inputs"], step["input_shapes"], strict=True):
-                if name in host:
-                    v = host[name]
-                elif tensors[name]["on_ddr"]:
-                    v = from_ddr(name)
-                else:
-                    raise InputError(f"host layer {step['layer']!r}: tensor {name!r} unavailable")
-                xs.append(np.asarray(v).reshape(n, *shp))
-            y, nsat = _host_layer(step, xs)
+            y, nsat = host_step(step, tensors, host, from_ddr, n)
             sats_by_name[step["layer"]] = nsat
             layers[step["output"]] = y
             host[step["output"]] = y

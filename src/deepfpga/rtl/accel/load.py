@@ -1,0 +1,159 @@
+"""The LOAD engine: DDR -> INPUT/WEIGHT/BIAS, one sign-extended element per cycle.
+
+Pipeline: `DmaFront` (strided segments -> legal bursts on AR, and a cursor over the valid
+bytes of each returning beat) ... R beats -> `ByteQueue` -> element register (`ld_*`). The
+element size follows the buffer and the §7.3 FC role swap exactly as the functional simulator's
+`load` (`element_bytes`); the decoder has range-checked the instruction.
+
+Consecutive LOADs overlap: once every burst of one is issued, the next pops its tokens and
+issues its bursts while the first one's data still arrives. A record per started instruction
+(its destination, count, element size and push) goes to the data side, which completes the
+instructions in order and pushes each one's tokens when its last element was written.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from deepfpga.compiler.isa import Buffer, Opcode
+from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.rtl.accel import spec
+from deepfpga.rtl.accel.buffers import element_bits
+from deepfpga.rtl.accel.burst import ByteQueue
+from deepfpga.rtl.accel.engine import DmaFront, connect_front
+from deepfpga.rtl.accel.fields import (
+    COUNT_BITS,
+    FLAGS,
+    INDEX_BITS,
+    beat_bytes,
+    engine_port_signature,
+    field,
+)
+
+RECORDS = 4          # LOADs started and not yet completed (the next ones' bursts overlap)
+
+
+def element_bytes(cfg: AcceleratorConfig, buffer: Buffer, fc_weights: bool) -> int:
+    """DDR bytes of one element of a LOAD (functional simulator `load`, docs/isa.md §LOAD)."""
+    if buffer == Buffer.INPUT:
+        return cfg.weight_bytes if fc_weights else cfg.data_bytes
+    if buffer == Buffer.WEIGHT:
+        return cfg.data_bytes if fc_weights else cfg.weight_bytes
+    return cfg.bias_bytes
+
+
+def element_bytes_of(cfg: AcceleratorConfig, buffer: object, fc: object) -> object:
+    """`element_bytes` as hardware: a mux over the (constant) cases."""
+    e = {(b, f): element_bytes(cfg, b, bool(f)) for b in Buffer for f in (0, 1)}
+    return Mux(buffer == Buffer.INPUT, Mux(fc, e[Buffer.INPUT, 1], e[Buffer.INPUT, 0]),
+               Mux(buffer == Buffer.WEIGHT, Mux(fc, e[Buffer.WEIGHT, 1], e[Buffer.WEIGHT, 0]),
+                   e[Buffer.BIAS, 0]))
+
+
+def _axi_read_signature(cfg: AcceleratorConfig) -> dict[str, object]:
+    return {"ar_valid": Out(1), "ar_ready": In(1), "ar_addr": Out(spec.AXI_ADDR_BITS),
+            "ar_len": Out(8), "r_valid": In(1), "r_ready": Out(1),
+            "r_data": In(cfg.axi_data_bits), "r_resp": In(2), "r_last": In(1)}
+
+
+class LoadEngine(wiring.Component):
+    def __init__(self, cfg: AcceleratorConfig) -> None:
+        self.cfg = cfg
+        ew = element_bits(cfg)
+        super().__init__({
+            **engine_port_signature(), **_axi_read_signature(cfg),
+            "ld_valid": Out(1), "ld_ready": In(1), "ld_buf": Out(2), "ld_addr": Out(24),
+            "ld_data": Out(signed(ew)),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg = self.cfg
+        bb = beat_bytes(cfg)
+        sizes = sorted({element_bytes(cfg, b, bool(f)) for b in Buffer for f in (0, 1)})
+        emax = max(sizes)
+        m.submodules.front = front = DmaFront(cfg)
+        m.submodules.bytes = q = ByteQueue(2 * bb + emax, bb, emax)
+        rec_lay = data.StructLayout({"index": INDEX_BITS, "buffer": 2, "buf_addr": 24,
+                                     "n": COUNT_BITS, "eb": range(emax + 1), "push_next": 1})
+        m.submodules.recs = recs = SyncFIFOBuffered(width=rec_lay.size, depth=RECORDS)
+
+        # --- address side: tokens, then the bursts of one instruction after another -------
+        ent = Signal.like(self.q_data)
+        word = ent.word
+        f = {name: field(word, Opcode.LOAD, name) for name in
+             ("buffer", "fc_weights", "buf_addr", "ddr_addr", "length", "n1", "stride1", "n2",
+              "stride2")}
+        eb = Signal(range(emax + 1))
+        seg = Signal(len(front.seg))
+        m.d.comb += [eb.eq(element_bytes_of(cfg, f["buffer"], f["fc_weights"])),
+                     seg.eq(f["length"] * eb), self.index.eq(ent.index),
+                     front.tag.eq(ent.index)]
+        connect_front(m, front, f, seg, ent.row)
+        m.d.comb += [self.ar_valid.eq(front.a_valid), front.a_ready.eq(self.ar_ready),
+                     self.ar_addr.eq(front.a_addr), self.ar_len.eq(front.a_len)]
+        new = Signal(rec_lay)
+        m.d.comb += [new.index.eq(ent.index), new.buffer.eq(f["buffer"]),
+                     new.buf_addr.eq(f["buf_addr"]), new.n.eq(ent.n), new.eb.eq(eb),
+                     new.push_next.eq(field(word, Opcode.LOAD, "push_next")),
+                     recs.w_data.eq(new)]
+        for fl in FLAGS:
+            if fl != "push_next":
+                m.d.comb += getattr(self, fl).eq(field(word, Opcode.LOAD, fl))
+
+        # --- R beats -> byte queue ---------------------------------------------------------
+        m.d.comb += [
+            self.r_ready.eq(front.cur & (q.level <= q.cap - bb)),
+            front.beat.eq(self.r_valid & self.r_ready),
+            q.push_en.eq(front.beat), q.push_n.eq(front.nb),
+            q.push_data.eq(self.r_data >> (front.lo * 8)),
+            self.err_valid.eq(front.beat & (self.r_resp != 0)),
+            self.err_code.eq(spec.ErrorCode.AXI_ERROR), self.err_index.eq(front.cur_tag),
+        ]
+
+        # --- data side: the oldest started instruction's elements, then its pushes -----------
+        rec = Signal(rec_lay)
+        m.d.comb += rec.eq(recs.r_data)
+        k = Signal(COUNT_BITS)            # elements of `rec` emitted
+        ext = Signal(signed(element_bits(cfg)))
+        with m.Switch(rec.eb):
+            for e in sizes:
+                with m.Case(e):
+                    m.d.comb += ext.eq(q.head[:8 * e].as_signed())
+        emit, finish = Signal(), Signal()
+        m.d.comb += [
+            emit.eq(recs.r_rdy & (~self.ld_valid | self.ld_ready) & (k != rec.n)
+                    & (q.level >= rec.eb)),
+            q.pop_en.eq(emit), q.pop_n.eq(rec.eb),
+            # complete once the last element was taken (the same cycle as its handshake)
+            finish.eq(recs.r_rdy & (k == rec.n) & (~self.ld_valid | self.ld_ready)),
+            recs.r_en.eq(finish),
+            self.tr_end.eq(finish), self.push.eq(finish), self.push_next.eq(rec.push_next),
+            self.tr_index.eq(Mux(finish, rec.index, ent.index)),
+        ]
+        with m.If(self.ld_valid & self.ld_ready):
+            m.d.sync += self.ld_valid.eq(0)
+        with m.If(emit):
+            m.d.sync += [self.ld_valid.eq(1), self.ld_data.eq(ext), self.ld_buf.eq(rec.buffer),
+                         self.ld_addr.eq(rec.buf_addr + k), k.eq(k + 1)]
+        with m.If(finish):
+            m.d.sync += k.eq(0)
+
+        m.d.comb += self.active.eq(recs.r_rdy | (recs.level != 0) | ~front.idle | self.ld_valid)
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.q_ready.eq(1), self.busy.eq(self.active)]
+                with m.If(self.q_valid):
+                    m.d.sync += ent.eq(self.q_data)
+                    m.next = "POP"
+            with m.State("POP"):
+                m.d.comb += [self.busy.eq(1), self.want.eq(1)]
+                # a trace start never shares a cycle with an end (one index port)
+                with m.If(self.ok & recs.w_rdy & front.can_start & ~finish):
+                    m.d.comb += [self.take.eq(1), self.tr_start.eq(1), recs.w_en.eq(1),
+                                 front.start.eq(ent.n != 0)]
+                    m.next = "IDLE"
+        return m

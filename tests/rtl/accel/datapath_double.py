@@ -1,0 +1,66 @@
+"""A stand-in for the calc helper's `Datapath` (tests only): the same signature, real buffers
+(block-RAM-shaped memories: one LOAD write port, one SAVE read port), CALC that completes at
+once as a no-op for to = 0 or ti = 0 and answers BAD_FIELD otherwise. Optional back-pressure
+from a free-running LFSR exercises the engines' handshakes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+
+from deepfpga.compiler.isa import Buffer, Opcode
+from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.rtl.accel import spec
+from deepfpga.rtl.accel.buffers import element_bits
+from deepfpga.rtl.accel.datapath import datapath_signature
+from deepfpga.rtl.accel.fields import field
+
+
+class DatapathDouble(wiring.Component):
+    def __init__(self, cfg: AcceleratorConfig, output_init: Sequence[int] = (),
+                 stall: bool = False):
+        self.cfg, self.stall = cfg, stall
+        ew = element_bits(cfg)
+        # the real Datapath's attribute names, so a bench reads either
+        self.inp = Memory(shape=signed(ew), depth=cfg.input_buffer_entries, init=[])
+        self.wgt = Memory(shape=signed(ew), depth=cfg.weight_buffer_entries, init=[])
+        self.bias = Memory(shape=signed(ew), depth=cfg.bias_buffer_entries, init=[])
+        self.out = Memory(shape=signed(cfg.acc_bits), depth=cfg.output_buffer_entries,
+                          init=list(output_init))
+        super().__init__(datapath_signature(cfg))
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        lfsr = Signal(16, init=0xACE1)
+        m.d.sync += lfsr.eq((lfsr << 1) | (lfsr[15] ^ lfsr[13] ^ lfsr[12] ^ lfsr[10]))
+        go_ld = (lfsr[0] | lfsr[1]) if self.stall else 1
+        go_sv = (lfsr[2] | lfsr[3]) if self.stall else 1
+        m.d.comb += self.ld_ready.eq(go_ld)
+        for b, mem in ((Buffer.INPUT, self.inp), (Buffer.WEIGHT, self.wgt),
+                       (Buffer.BIAS, self.bias)):
+            m.submodules[f"mem{int(b)}"] = mem
+            wr = mem.write_port()
+            m.d.comb += [wr.addr.eq(self.ld_addr), wr.data.eq(self.ld_data),
+                         wr.en.eq(self.ld_valid & self.ld_ready & (self.ld_buf == b))]
+        m.submodules.output = self.out
+        rd = self.out.read_port()
+        accept = self.sv_req_valid & self.sv_req_ready
+        m.d.comb += [self.sv_req_ready.eq(go_sv & (~self.sv_rsp_valid | self.sv_rsp_ready)),
+                     rd.addr.eq(self.sv_req_addr), rd.en.eq(accept),
+                     self.sv_rsp_data.eq(rd.data)]
+        with m.If(accept):
+            m.d.sync += self.sv_rsp_valid.eq(1)
+        with m.Elif(self.sv_rsp_ready):
+            m.d.sync += self.sv_rsp_valid.eq(0)
+        # CALC: no-op or BAD_FIELD, done the cycle after it was handed over
+        nop = (field(self.calc_word, Opcode.CALC, "to") == 0) \
+            | (field(self.calc_word, Opcode.CALC, "ti") == 0)
+        m.d.comb += self.calc_ready.eq(1)
+        m.d.sync += [self.calc_done.eq(self.calc_valid), self.calc_sat.eq(0),
+                     self.calc_error.eq(0)]
+        with m.If(self.calc_valid & ~nop):
+            m.d.sync += self.calc_error.eq(spec.ErrorCode.BAD_FIELD)
+        return m
