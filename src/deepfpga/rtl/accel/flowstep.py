@@ -49,9 +49,9 @@ def rtl_step(images: int) -> Any:
 def run_rtl_check(st: Any, images: int) -> dict[str, Any]:
     """Run the first `images` test images on the RTL; compare with the reference executor
     (every tensor) and the functional simulator (saturation counts)."""
-    from deepfpga.sim.check import checked_tensors, compare_batch
     from deepfpga.quant.reference import ReferenceExecutor, quantize_input
     from deepfpga.rtl.accel.driver import RtlRunner, build_accelerator
+    from deepfpga.sim.check import checked_tensors, compare_batch
     from deepfpga.sim.functional import simulate
 
     q, c, hw = st.qmodel, st.compiled, st.hw
