@@ -15,7 +15,8 @@ from deepfpga.compiler.isa import Instruction, encode_instruction
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.fields import burst_limit_bytes
-from deepfpga.sim.functional import SimulationError, _Machine
+from deepfpga.sim.functional import SimulationError
+from deepfpga.sim.machine import Machine
 
 
 @dataclass
@@ -240,7 +241,7 @@ def functional(cfg: AcceleratorConfig, ddr: bytes, arena: tuple[int, int],
     `output`, as if finalized by CALCs; DDR outside the arena constant, races not checked)."""
     manifest = {"arena": list(arena), "layers": [{"index": 0, "position": 0}],
                 "regions": [{"start": 0, "size": len(ddr), "live": [0, 0], "writable": True}]}
-    m = _Machine(cfg, manifest, np.frombuffer(bytes(ddr), dtype=np.uint8), 1, False)
+    m = Machine(cfg, manifest, np.frombuffer(bytes(ddr), dtype=np.uint8), 1, False)
     m.out.val[0, :len(output)] = output
     m.out.valid[:len(output)] = True
     err = None

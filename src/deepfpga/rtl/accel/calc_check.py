@@ -22,6 +22,7 @@ from deepfpga.compiler.isa import Buffer, Calc, CalcKind, encode_instruction
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.rtl.accel.spec import ErrorCode
 from deepfpga.sim import functional
+from deepfpga.sim.machine import Machine
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ _ERRORS = (
 def oracle(cfg: AcceleratorConfig, state: BufferState, ins: Calc) -> CalcResult:
     """One CALC through the functional simulator's machine on `state` (every entry written)."""
     manifest = {"arena": [0, 0], "regions": [], "layers": [{"index": 0, "position": 0}]}
-    mach = functional._Machine(cfg, manifest, np.zeros(0, np.uint8), 1, check_races=False)
+    mach = Machine(cfg, manifest, np.zeros(0, np.uint8), 1, check_races=False)
     for buf, vals in ((mach.bufs[Buffer.INPUT], state.inp), (mach.bufs[Buffer.WEIGHT], state.wgt),
                       (mach.bufs[Buffer.BIAS], state.bias), (mach.out, state.out)):
         buf.val[0, :] = vals

@@ -1,7 +1,7 @@
 """The dependency-token unit: four counters between neighbouring engines (docs/isa.md).
 
-Which flag of which engine pops or pushes which channel is the functional simulator's table
-(`deepfpga.sim.functional._FLAGS`), imported, not re-typed. An engine holding an instruction
+Which flag of which engine pops or pushes which channel is the one table of the accelerator's
+rules (`deepfpga.hw.arch.flag_channels`), imported, not re-typed. An engine holding an instruction
 raises `want`; `ok` says every counter it pops is nonzero; it takes them with `take` and pushes
 with `push` when the instruction has completed. Pops that were proven satisfiable in program
 order by the decoder always are, eventually; `deadlock` is the safety net (every engine waits
@@ -14,16 +14,18 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from deepfpga.hw import arch
 from deepfpga.rtl.accel.fields import FLAGS, INDEX_BITS
-from deepfpga.sim.functional import _FLAGS, CHANNELS
+
+CHANNELS = arch.CHANNELS
 
 CHANNEL_COUNT = len(CHANNELS)
-ENGINES = 3
+ENGINES = len(arch.ENGINES)
 
 
 def flag_channel(engine: int, flag: str) -> tuple[int, bool] | None:
     """(channel, is_pop) of `flag` on `engine` (0 LOAD, 1 CALC, 2 SAVE), None: no neighbour."""
-    return _FLAGS[engine].get(flag)
+    return arch.flag_channels(engine).get(flag)
 
 
 class TokenUnit(wiring.Component):
