@@ -401,9 +401,15 @@ def import_onnx(source: str | os.PathLike[str] | bytes, name: str | None = None)
     imp = _Importer(opset, batch)
     imp.values.update(init)
     imp.values[in_name] = Tensor(INPUT, shape)
+    produced: set[str] = set(imp.values)
     for node in model.graph.node:
         for i in node.input:
             imp.consumers[i] = imp.consumers.get(i, 0) + 1
+        twice = sorted({o for o in node.output if o} & produced)
+        if twice:  # ONNX graphs are in SSA form: one producer per name
+            raise InputError(f"{label}: value {twice[0]!r} is produced twice (by node"
+                             f" {node.name or node.op_type!r} and an earlier one)")
+        produced.update(o for o in node.output if o)
 
     unsupported: list[tuple[str, str]] = []
     for index, node in enumerate(model.graph.node):
@@ -417,6 +423,9 @@ def import_onnx(source: str | os.PathLike[str] | bytes, name: str | None = None)
             imp.check_op(node)
             missing = [i for i in node.input if i and i not in imp.values]
             if missing:
+                if missing[0] in produced:
+                    raise Unsupported(f"reads {missing[0]!r} before the node that produces it"
+                                      " (the graph is not in topological order)")
                 raise Unsupported(f"reads {missing[0]!r}, which no node produces")
             outs = imp.node(node, index, _attributes(node))
             for out_name, value in zip(node.output, outs, strict=False):
