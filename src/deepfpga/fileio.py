@@ -126,7 +126,7 @@ def check_output(path: str | os.PathLike[str], flag: str, *, directory: bool = F
         if not directory and not p.exists():
             raise InputError(f"{where}: is a dangling symbolic link")
     for i in inputs:
-        if i is not None and os.fspath(i) and _same_file(p, Path(i)):
+        if i is not None and os.fspath(i) and same_file(p, Path(i)):
             raise InputError(f"{where}: is also an input ({os.fspath(i)}); refusing to"
                              " overwrite it")
     base = p if (directory and p.is_dir()) else p.parent
@@ -144,7 +144,8 @@ def check_output(path: str | os.PathLike[str], flag: str, *, directory: bool = F
     return p
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (an existing one, or the same resolved location)."""
     try:
         if a.exists() and b.exists():
             return os.path.samefile(a, b)

@@ -173,6 +173,14 @@ ONNX_CASES = {
         "one model input"),
     "no-inputs": (_no_input, "has no inputs"),
     "no-nodes": (lambda: _model([]), "has no nodes"),
+    "not-topological": (lambda: _model([helper.make_node("Relu", ["r"], ["y"], name="late"),
+                                        helper.make_node("Relu", ["x"], ["r"], name="early")]),
+                        "topological order"),
+    "produced-twice": (lambda: _model([helper.make_node("Relu", ["x"], ["y"], name="a"),
+                                       helper.make_node("Relu", ["x"], ["y"], name="b")]),
+                       "produced twice"),
+    "output-overwrites-input": (lambda: _model([helper.make_node("Relu", ["x"], ["x"])]),
+                                "produced twice"),
     "nan-weight": (lambda: _model([_conv()], {"w": np.full((4, 1, 3, 3), np.nan, np.float32)}),
                    "NaN"),
 }
@@ -354,3 +362,20 @@ def test_unknown_model(spec, match, refused, work, monkeypatch):
 @pytest.mark.parametrize("bits", ["0", "-8", "x", "65"])
 def test_bad_bits(bits, refused):
     refused(["analyze", "lenet" if False else "fmnist-vgg", "--bits", bits], "bits")
+
+
+def test_real_mobilenet_style_export_lists_every_unsupported_node(work, refused):
+    """torch → ONNX (dynamo=False) of depthwise + dilated convs feeding BN/ReLU/pool/conv/FC."""
+    import torch
+    from torch import nn
+
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=2, dilation=2), nn.ReLU(), nn.Dropout(0.2),
+        nn.Conv2d(8, 4, 1), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).eval()
+    path = work / "mnet.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 8, 8), str(path), dynamo=False,
+                      input_names=["x"], output_names=["y"])
+    msg = refused(["analyze", path], ["group=8", "dilations=[2, 2]"])
+    assert "NoneType" not in msg and msg.count("(Conv(") == 2

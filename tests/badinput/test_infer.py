@@ -221,3 +221,10 @@ def test_bad_dump_location(kind, files, work, bad_location, refused):
     path, match = bad_location(kind, "")
     refused(["infer", files.qmodel, "--input", files.x_int, f"--dump={path}"], match,
             keep=[work / "existing.npz"])
+
+
+def test_dump_into_the_inputs_directory_does_not_replace_the_input(files, work, refused):
+    """--dump DIR writes DIR/input.npy: refused when that is the input file itself."""
+    x = work / "input.npy"
+    x.write_bytes(files.x_int.read_bytes())
+    refused(["infer", files.qmodel, "--input", x, "--dump", work], "is also an input", keep=[x])

@@ -31,3 +31,9 @@ def test_bad_target_value(files, work, refused):
     (work / "t.toml").write_text(files.target.read_text().replace("clock_mhz = 100.0",
                                                                    "clock_mhz = nan"))
     refused(["run", "--target", work / "t.toml", "--out", work / "out"], "clock_mhz")
+
+
+def test_calib_size_beyond_memory_found_before_the_flow(work, refused):
+    t0 = time.perf_counter()
+    refused(["run", "--calib-size", "100000", "--out", work / "out"], ["--calib-size", "GiB"])
+    assert time.perf_counter() - t0 < 30

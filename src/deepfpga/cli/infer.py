@@ -107,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--output must end in {'.npy' if n_out == 1 else '.npz'}"
                              f" (the model has {n_out} output(s))")
     dump = Path(args.dump) if args.dump else None
-    if dump is not None and dump.exists() and not dump.is_dir():
-        raise InputError(f"--dump {dump}: exists and is not a directory")
+    if dump is not None:  # the files --dump writes must not replace what this run reads
+        for fname in [f"{INPUT}.npy", "formats.json", *(f"{lay.name}.npy" for lay in g.layers)]:
+            check_output(dump / fname, "--dump", inputs=[args.input, args.qmodel, args.output])
     float_layers = {lay.name for lay in g.layers if lay.host_only and lay.name in g.outputs}
 
     def write_layer(name: str, arr: np.ndarray) -> None:

@@ -63,7 +63,8 @@ def _fmt(d: dict[str, Any] | None) -> str:
 _CALIB_BYTES_PER_VALUE = 64
 
 
-def _check_calibration_memory(graph: Any, n: int, asked: int) -> None:
+def check_calibration_memory(graph: Any, n: int, asked: int) -> None:
+    """InputError when calibrating on `n` images (of `--calib-size asked`) cannot fit."""
     import math
 
     from deepfpga.data.memory import check_memory
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     c, h, w = _chw(graph.input_shape)
     data = load_dataset(args.calib, split=args.calib_split, limit=args.calib_size,
                         channels=c, size=(h, w))
-    _check_calibration_memory(graph, len(data), args.calib_size)
+    check_calibration_memory(graph, len(data), args.calib_size)
     t0 = time.perf_counter()
     qm = quantize(graph, data.x, bits=args.bits, static=args.static, metric=args.metric,
                   overrides=overrides, progress=not args.json, weight_metric=args.weight_metric)

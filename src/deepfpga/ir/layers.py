@@ -7,6 +7,7 @@ Every layer names the producers of its inputs in `inputs` (a layer name, or `Gra
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,10 +18,9 @@ Shape = tuple[int, ...]
 
 def _pair(v: int | tuple[int, int], what: str = "value") -> tuple[int, int]:
     """An int or a pair of ints (never a string, a float or a list of another length)."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        return (v, v)
-    if isinstance(v, tuple | list) and len(v) == 2 \
-            and all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+    if _is_int(v):
+        return (int(v), int(v))
+    if isinstance(v, tuple | list) and len(v) == 2 and all(_is_int(i) for i in v):
         return (int(v[0]), int(v[1]))
     raise ShapeError(f"{what} must be an integer or a pair of integers, got {v!r}")
 
@@ -49,11 +49,17 @@ def _window_out(size: int, k: int, s: int, p: int, ceil: bool = False) -> int:
     return n
 
 
+def _is_int(v: object) -> bool:
+    """A Python or numpy integer, not a bool."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)  # np.bool_ is not Integral
+
+
 def _check_ints(layer: Layer, *fields: str) -> None:
     for f in fields:
         v = getattr(layer, f)
-        if isinstance(v, bool) or not isinstance(v, int):
+        if not _is_int(v):
             raise ShapeError(f"layer {layer.name!r}: {f} must be an integer, got {v!r}")
+        object.__setattr__(layer, f, int(v))
 
 
 @dataclass(frozen=True)
