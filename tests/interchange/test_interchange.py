@@ -211,3 +211,21 @@ def test_qonnx_export_runs_as_qdq_equal_to_executor(qmodel, images):
     run = file_runner(onnx.load_model_from_string(export_onnx(qmodel, "qonnx")))
     np.testing.assert_array_equal(output_integers(qmodel, run(images)),
                                   execute(qmodel, images, float_input=True).output)
+
+
+@pytest.mark.parametrize("kw", [{}, {"scale": 0.1, "zp": 3}, {"per_channel": True}])
+def test_any_quantized_file_analyses_as_float(kw):
+    """analyze / quantize read any QDQ file as its float model: weights dequantized with the
+    file's own scale and zero point (here w = 1 · 0.5, or 0.5 and 0.25 per channel)."""
+    g = import_onnx(_qdq_model(**kw).SerializeToString())
+    assert [la.kind for la in g.layers] == ["conv"]
+    w = g.params["conv"]["weight"].reshape(-1)
+    np.testing.assert_array_equal(w, [0.5, 0.25] if kw.get("per_channel") else [0.5, 0.5])
+
+
+def test_brevitas_like_float_graph_matches_dequantized_weights(qmodel):
+    g = import_onnx(export_onnx(qmodel, "qonnx"))
+    np.testing.assert_array_equal(
+        g.params["c1"]["weight"],
+        np.ldexp(np.asarray(qmodel.weights["c1"]["weight"], np.float64),
+                 -qmodel.formats["c1"].weight.fl).astype(np.float32))
