@@ -51,9 +51,13 @@ def _model_proto(source: str | os.PathLike[str] | bytes | Any, label: str) -> tu
 
     if isinstance(source, onnx.ModelProto):
         return source, label
-    from deepfpga.frontends.onnx_import import _read
-
-    data, label = _read(source)
+    if isinstance(source, bytes | bytearray):
+        data = bytes(source)
+    else:
+        p = Path(source)
+        if not p.is_file():
+            raise InputError(f"no such file: {p}")
+        data, label = p.read_bytes(), str(p)
     try:
         return onnx.load_model_from_string(data), label
     except Exception as e:  # protobuf raises several types on garbage
