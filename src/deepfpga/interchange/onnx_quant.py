@@ -26,9 +26,6 @@ from deepfpga.ir import INPUT, Conv2d, Graph, Layer, Linear
 from deepfpga.quant.fixedpoint import FixedFormat
 from deepfpga.quant.qmodel import PASSTHROUGH_KINDS, LayerFormats, QuantizedModel
 
-# float32 holds every integer of magnitude below 2^24 exactly
-_F32_EXACT = 1 << 24
-
 
 @dataclass(frozen=True)
 class Imported:
