@@ -27,6 +27,7 @@ def _run(model, data, images, target="zedboard"):
     return flow.run_flow(cfg)
 
 
+@pytest.mark.slow  # importing Brevitas alone takes seconds
 @pytest.mark.parametrize("bits", [4, 6, 8])
 def test_brevitas_qonnx_and_qcdq_import(tmp_path, bits):
     pytest.importorskip("brevitas")

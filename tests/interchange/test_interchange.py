@@ -211,3 +211,42 @@ def test_qonnx_export_runs_as_qdq_equal_to_executor(qmodel, images):
     run = file_runner(onnx.load_model_from_string(export_onnx(qmodel, "qonnx")))
     np.testing.assert_array_equal(output_integers(qmodel, run(images)),
                                   execute(qmodel, images, float_input=True).output)
+
+
+@pytest.mark.parametrize("kw", [{}, {"scale": 0.1, "zp": 3}, {"per_channel": True}])
+def test_any_quantized_file_analyses_as_float(kw):
+    """analyze / quantize read any QDQ file as its float model: weights dequantized with the
+    file's own scale and zero point (here w = 1 · 0.5, or 0.5 and 0.25 per channel)."""
+    g = import_onnx(_qdq_model(**kw).SerializeToString())
+    assert [la.kind for la in g.layers] == ["conv"]
+    w = g.params["conv"]["weight"].reshape(-1)
+    np.testing.assert_array_equal(w, [0.5, 0.25] if kw.get("per_channel") else [0.5, 0.5])
+
+
+def test_brevitas_like_float_graph_matches_dequantized_weights(qmodel):
+    g = import_onnx(export_onnx(qmodel, "qonnx"))
+    np.testing.assert_array_equal(
+        g.params["c1"]["weight"],
+        np.ldexp(np.asarray(qmodel.weights["c1"]["weight"], np.float64),
+                 -qmodel.formats["c1"].weight.fl).astype(np.float32))
+
+
+def test_bad_files(tmp_path, capsys):
+    assert main(["import", str(tmp_path / "none.onnx")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage")
+    assert main(["import", str(bad)]) == 2
+    assert "not an ONNX model" in capsys.readouterr().err
+    plain = tmp_path / "plain.onnx"
+    plain.write_bytes(_qdq_model().SerializeToString())
+    m = onnx.load(plain)
+    kept = [n for n in m.graph.node if n.op_type == "Conv"]
+    del m.graph.node[:]
+    m.graph.node.extend(kept)
+    m.graph.node[0].input[0], m.graph.node[0].input[1] = "x", "wf"
+    m.graph.initializer.append(numpy_helper.from_array(np.ones((2, 1, 1, 1), np.float32), "wf"))
+    m.graph.output[0].name = "y"
+    plain.write_bytes(m.SerializeToString())
+    assert main(["import", str(plain)]) == 2
+    assert "holds no quantizers" in capsys.readouterr().err

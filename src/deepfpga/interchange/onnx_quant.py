@@ -26,9 +26,6 @@ from deepfpga.ir import INPUT, Conv2d, Graph, Layer, Linear
 from deepfpga.quant.fixedpoint import FixedFormat
 from deepfpga.quant.qmodel import PASSTHROUGH_KINDS, LayerFormats, QuantizedModel
 
-# float32 holds every integer of magnitude below 2^24 exactly
-_F32_EXACT = 1 << 24
-
 
 @dataclass(frozen=True)
 class Imported:
@@ -94,12 +91,12 @@ def load_prequantized(spec: str | os.PathLike[str]) -> Imported | None:
 
 
 def float_graph(model: Any, name: str | None = None) -> Graph:
-    """The float graph of a quantized ModelProto (quantizers removed, weights dequantized),
-    for analysis: scales need not be powers of two here."""
+    """The float graph of any quantized ModelProto (quantizers removed, weights dequantized
+    with the file's own scales and zero points), for analysis and re-quantization."""
     from deepfpga.frontends.onnx_import import import_onnx
+    from deepfpga.interchange.dequant import dequantized_model
 
-    st = strip_quantizers(model, requantize=True)
-    return import_onnx(st.model.SerializeToString(), name=name)
+    return import_onnx(dequantized_model(model).SerializeToString(), name=name)
 
 
 class _Formats:
