@@ -38,11 +38,11 @@ def _load_file_or_zoo(spec: str) -> Graph:
         return zoo.get(spec)
     suffix = Path(spec).suffix.lower()
     if suffix == ".onnx":
-        from deepfpga.frontends.onnx_import import import_onnx
+        from deepfpga.interchange.onnx_quant import onnx_graph
 
         if not Path(spec).is_file():
             raise InputError(f"no such file: {spec}")
-        return import_onnx(spec)
+        return onnx_graph(spec)
     if suffix == ".npz":
         from deepfpga.frontends.float_model import load_float_model
 

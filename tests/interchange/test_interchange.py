@@ -11,9 +11,8 @@ from onnx import helper, numpy_helper
 
 from deepfpga.cli import main
 from deepfpga.errors import InputError
-from deepfpga.frontends.onnx_import import import_onnx
 from deepfpga.interchange.export import export_onnx, output_integers
-from deepfpga.interchange.onnx_quant import load_quantized_onnx
+from deepfpga.interchange.onnx_quant import load_quantized_onnx, onnx_graph
 from deepfpga.quant.fixedpoint import FixedFormat
 from deepfpga.quant.qfile import save_qmodel
 from deepfpga.quant.reference import execute
@@ -104,7 +103,7 @@ def test_torch_qdq_import(torch_qdq_file):
 
 def test_quantized_onnx_through_compile_and_analyze(torch_qdq_file, tmp_path):
     path, _ = torch_qdq_file
-    g = import_onnx(path)  # analysis sees the float graph, quantizers removed
+    g = onnx_graph(path)  # analysis sees the float graph, quantizers removed
     assert [la.kind for la in g.layers] == ["conv", "relu", "maxpool", "flatten", "fc"]
     assert main(["compile", str(path), "--target", "tiny", "-o", str(tmp_path / "c"),
                  "--json"]) == 0
@@ -217,14 +216,14 @@ def test_qonnx_export_runs_as_qdq_equal_to_executor(qmodel, images):
 def test_any_quantized_file_analyses_as_float(kw):
     """analyze / quantize read any QDQ file as its float model: weights dequantized with the
     file's own scale and zero point (here w = 1 · 0.5, or 0.5 and 0.25 per channel)."""
-    g = import_onnx(_qdq_model(**kw).SerializeToString())
+    g = onnx_graph(_qdq_model(**kw).SerializeToString())
     assert [la.kind for la in g.layers] == ["conv"]
     w = g.params["conv"]["weight"].reshape(-1)
     np.testing.assert_array_equal(w, [0.5, 0.25] if kw.get("per_channel") else [0.5, 0.5])
 
 
 def test_brevitas_like_float_graph_matches_dequantized_weights(qmodel):
-    g = import_onnx(export_onnx(qmodel, "qonnx"))
+    g = onnx_graph(export_onnx(qmodel, "qonnx"))
     np.testing.assert_array_equal(
         g.params["c1"]["weight"],
         np.ldexp(np.asarray(qmodel.weights["c1"]["weight"], np.float64),

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.out, "--out", directory=True)  # before the flow, not after it
     if args.calib_size > flow.DEFAULT_CALIB:  # a request the machine cannot hold fails now
         from deepfpga.cli.quantize import check_calibration_memory
-        from deepfpga.frontends import load_model
+        from deepfpga.models import load_model
 
         check_calibration_memory(load_model(args.model), args.calib_size, args.calib_size)
     # The command as an equivalent explicit invocation (every default spelled out).

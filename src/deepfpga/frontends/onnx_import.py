@@ -396,13 +396,6 @@ def import_onnx(source: str | os.PathLike[str] | bytes, name: str | None = None)
     """Read an ONNX model (a path or its bytes) into a Graph with float32 weights."""
     model, label = read_onnx(source)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
-    from deepfpga.interchange.qgraph import quant_kind
-
-    if quant_kind(model) is not None:  # QONNX / QDQ: deepfpga.interchange reads those
-        from deepfpga.interchange.onnx_quant import float_graph
-
-        return float_graph(model, name)
-
     init = initializers(model, label)
     in_name, shape, batch = input_shape(model, set(init), label)
     imp = _Importer(opset, batch)

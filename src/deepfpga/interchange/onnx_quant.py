@@ -90,6 +90,18 @@ def load_prequantized(spec: str | os.PathLike[str]) -> Imported | None:
     return load_quantized_onnx(model, label=str(p))
 
 
+def onnx_graph(source: str | os.PathLike[str] | bytes, name: str | None = None) -> Graph:
+    """Any ONNX file as a float graph: a plain one through the importer, a quantized one
+    (QONNX / QDQ) with its quantizers removed and its weights dequantized (`float_graph`)."""
+    from deepfpga.frontends.onnx_file import read_onnx
+    from deepfpga.frontends.onnx_import import import_onnx
+
+    model, _ = read_onnx(source)
+    if quant_kind(model) is not None:
+        return float_graph(model, name)
+    return import_onnx(source, name)
+
+
 def float_graph(model: Any, name: str | None = None) -> Graph:
     """The float graph of any quantized ModelProto (quantizers removed, weights dequantized
     with the file's own scales and zero points), for analysis and re-quantization."""

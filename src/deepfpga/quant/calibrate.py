@@ -25,10 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepfpga.cli.output import progress
 from deepfpga.errors import InputError
 from deepfpga.ir import INPUT, Conv2d, Graph, Layer, Linear, MaxPool2d, ReLU
 from deepfpga.ir.float_exec import apply_layer, run_layer
+from deepfpga.progress import progress
 from deepfpga.quant import activations as act
 from deepfpga.quant.bits import LayerBits
 from deepfpga.quant.contract import finish, maxpool_int

@@ -86,7 +86,7 @@ def _check_scores(scores: np.ndarray, y: np.ndarray, name: str) -> None:
 def evaluate(model: Graph | QuantizedModel, x: np.ndarray, y: np.ndarray, *,
              batch_size: int = DEFAULT_BATCH, progress: bool = False) -> EvalResult:
     """Top-1/top-5 of `model` on images `x` (N, C, H, W) float in [0, 1] and labels `y` (N,)."""
-    from deepfpga.cli.output import progress as bar
+    from deepfpga.progress import progress as bar
 
     x = np.asarray(x)
     y = np.asarray(y, dtype=np.int64)

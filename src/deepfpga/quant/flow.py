@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from deepfpga.cli.output import progress
 from deepfpga.errors import InputError, ShapeError
 from deepfpga.ir import INPUT, Conv2d, Graph, Layer, Linear
 from deepfpga.ir.float_exec import run_float
 from deepfpga.ir.passes import prepare_for_quantization
+from deepfpga.progress import progress
 from deepfpga.quant import activations as act
 from deepfpga.quant.bits import BitPreset, LayerBits, Overrides, get_preset, resolve_bits
 from deepfpga.quant.calibrate import Chooser, Walk, Weights
