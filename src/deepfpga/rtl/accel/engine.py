@@ -38,8 +38,14 @@ def instruction_fsm(m: Module, eng: wiring.Component, ent: Signal,
                 on_start()
         body()
         with m.State("END"):
-            m.d.comb += [eng.busy.eq(1), eng.active.eq(1), eng.tr_end.eq(1), eng.push.eq(1)]
-            m.next = "IDLE"
+            # the next entry is taken at once (no IDLE cycle between instructions)
+            m.d.comb += [eng.busy.eq(1), eng.active.eq(1), eng.tr_end.eq(1), eng.push.eq(1),
+                         eng.q_ready.eq(1)]
+            with m.If(eng.q_valid):
+                m.d.sync += ent.eq(eng.q_data)
+                m.next = "POP"
+            with m.Else():
+                m.next = "IDLE"
 
 
 class DmaFront(wiring.Component):

@@ -154,6 +154,10 @@ class LoadEngine(wiring.Component):
                 # a trace start never shares a cycle with an end (one index port)
                 with m.If(self.ok & recs.w_rdy & front.can_start & ~finish):
                     m.d.comb += [self.take.eq(1), self.tr_start.eq(1), recs.w_en.eq(1),
-                                 front.start.eq(ent.n != 0)]
-                    m.next = "IDLE"
+                                 front.start.eq(ent.n != 0), self.q_ready.eq(1)]
+                    # the front and the record latched this one: take the next entry now
+                    with m.If(self.q_valid):
+                        m.d.sync += ent.eq(self.q_data)
+                    with m.Else():
+                        m.next = "IDLE"
         return m
