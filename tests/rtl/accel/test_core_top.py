@@ -311,3 +311,16 @@ def test_random_illegal_programs_stop_like_functional():
         assert ref.error_index == k
         assert (res.status, res.error_code, res.error_index) == (spec.Status.ERROR, code, k)
         check_same(ref, res)
+
+
+def test_consecutive_saves_overlap_and_complete_in_order():
+    cfg = CONFIGS["dw32"]
+    prog = [Save(ob_addr=8 * k, ddr_addr=ARENA[0] + 40 * k + 1, length=8, push_prev=1)
+            for k in range(3)]
+    prog += [Save(length=0, push_prev=1)] + [Calc(to=0, pop_next=1)] * 4 + [End()]
+    ref, res = run_program(cfg, prog, latency=12, p_ready=0.7)
+    assert (res.status, res.error_code) == (spec.Status.DONE, 0)
+    check_same(ref, res)
+    t = {(e, edge, i): c for e, edge, i, c in res.trace}
+    for k in range(3):
+        assert t["save", "start", k + 1] < t["save", "end", k] < t["save", "end", k + 1]

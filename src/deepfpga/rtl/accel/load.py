@@ -23,7 +23,7 @@ from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.buffers import element_bits
 from deepfpga.rtl.accel.burst import ByteQueue
-from deepfpga.rtl.accel.engine import DmaFront, connect_front
+from deepfpga.rtl.accel.engine import DmaFront, connect_front, overlapped_fsm
 from deepfpga.rtl.accel.fields import (
     COUNT_BITS,
     FLAGS,
@@ -143,21 +143,6 @@ class LoadEngine(wiring.Component):
             m.d.sync += k.eq(0)
 
         m.d.comb += self.active.eq(recs.r_rdy | (recs.level != 0) | ~front.idle | self.ld_valid)
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += [self.q_ready.eq(1), self.busy.eq(self.active)]
-                with m.If(self.q_valid):
-                    m.d.sync += ent.eq(self.q_data)
-                    m.next = "POP"
-            with m.State("POP"):
-                m.d.comb += [self.busy.eq(1), self.want.eq(1)]
-                # a trace start never shares a cycle with an end (one index port)
-                with m.If(self.ok & recs.w_rdy & front.can_start & ~finish):
-                    m.d.comb += [self.take.eq(1), self.tr_start.eq(1), recs.w_en.eq(1),
-                                 front.start.eq(ent.n != 0), self.q_ready.eq(1)]
-                    # the front and the record latched this one: take the next entry now
-                    with m.If(self.q_valid):
-                        m.d.sync += ent.eq(self.q_data)
-                    with m.Else():
-                        m.next = "IDLE"
+        overlapped_fsm(m, self, ent, recs.w_rdy & front.can_start, finish,
+                       [recs.w_en.eq(1), front.start.eq(ent.n != 0)])
         return m
