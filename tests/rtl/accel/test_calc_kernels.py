@@ -13,7 +13,7 @@ from deepfpga.quant.reference import conv_acc, fc_acc
 from deepfpga.rtl.accel import calc_check as cc
 
 CFG = load_config("tiny").replace(
-    name="kernels", num_pe=2, convolvers_per_pe=4, data_bits=8, weight_bits=8, bias_bits=8,
+    name="kernels", num_pe=2, convolvers_per_pe=8, data_bits=8, weight_bits=8, bias_bits=8,
     acc_bits=28, max_row_width=16, input_buffer_bytes=512, weight_buffer_bytes=1024,
     bias_buffer_bytes=16, output_buffer_bytes=4 * 300, fc_buffer_bytes=512)
 

@@ -136,6 +136,8 @@ def random_calc(rng: np.random.Generator, cfg: AcceleratorConfig, **fixed: int) 
         npc = r * c
         pitch = 0 if rng.random() < 0.5 else int(npc + rng.integers(0, 4))
         span = (to - 1) * (pitch or npc) + npc
+        if half + span > oe:            # a pitch too wide for this buffer: dense
+            pitch, span = 0, to * npc
         a, d = cfg.acc_bits, cfg.data_bits
         f.update(finalize=1, has_bias=int(rng.random() < 0.6),
                  bb_addr=int(rng.integers(0, cfg.bias_buffer_entries - to + 1)),
