@@ -136,6 +136,8 @@ def random_calc(rng: np.random.Generator, cfg: AcceleratorConfig, **fixed: int) 
         npc = r * c
         pitch = 0 if rng.random() < 0.5 else int(npc + rng.integers(0, 4))
         span = (to - 1) * (pitch or npc) + npc
+        if half + span > oe:            # a pitch too wide for this buffer: dense
+            pitch, span = 0, to * npc
         a, d = cfg.acc_bits, cfg.data_bits
         f.update(finalize=1, has_bias=int(rng.random() < 0.6),
                  bb_addr=int(rng.integers(0, cfg.bias_buffer_entries - to + 1)),
@@ -151,9 +153,10 @@ def random_calc(rng: np.random.Generator, cfg: AcceleratorConfig, **fixed: int) 
 
 
 def simulate(cfg: AcceleratorConfig, cases: Sequence[tuple[BufferState, Calc]],
-             max_cycles: int = 200_000) -> list[CalcResult]:
+             max_cycles: int = 200_000, chain: bool = False) -> list[CalcResult]:
     """Run each (state, CALC) on Datapath(cfg) in amaranth.sim: set the buffers, hand over the
-    CALC, wait for calc_done, read OUTPUT back."""
+    CALC, wait for calc_done, read OUTPUT back. `chain`: only the first state is set; later
+    CALCs run on what the earlier ones left (a sequence, e.g. a decomposed kernel)."""
     from amaranth.sim import Simulator
 
     from deepfpga.rtl.accel.datapath import Datapath
@@ -162,9 +165,10 @@ def simulate(cfg: AcceleratorConfig, cases: Sequence[tuple[BufferState, Calc]],
     results: list[CalcResult] = []
 
     async def bench(ctx):
-        for state, ins in cases:
-            for buf, vals in (("inp", state.inp), ("wgt", state.wgt), ("bias", state.bias),
-                              ("out", state.out)):
+        for n, (state, ins) in enumerate(cases):
+            contents = (("inp", state.inp), ("wgt", state.wgt), ("bias", state.bias),
+                        ("out", state.out))
+            for buf, vals in () if chain and n else contents:
                 for k, v in enumerate(vals.tolist()):
                     ctx.set(dut.cell(buf, k), v)
             word = int.from_bytes(encode_instruction(ins), "little")
