@@ -98,7 +98,7 @@ def random_program(rng, cfg, n_ins=6):
     return out + [End()]
 
 
-def run_program(cfg, prog, *, seed=0, words=None, stall=False, **kw):
+def run_program(cfg, prog, *, seed=0, words=None, stall=False, lanes=1, **kw):
     rng = np.random.default_rng(seed)
     out = rng.integers(-(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1),
                        cfg.output_buffer_entries).tolist()
@@ -106,7 +106,7 @@ def run_program(cfg, prog, *, seed=0, words=None, stall=False, **kw):
     ref = cb.functional(cfg, bytes(ddr), ARENA, prog, out)
     body = words if words is not None else [encode_instruction(i) for i in prog]
     ddr[PROG:PROG + 32 * len(body)] = b"".join(body)
-    dut = Accelerator(cfg, partial(DatapathDouble, output_init=out, stall=stall))
+    dut = Accelerator(cfg, partial(DatapathDouble, output_init=out, stall=stall, lanes=lanes))
     res = cb.run(dut, cfg, ddr, PROG, kw.pop("count", len(body)), seed=seed,
                  read_buffers=True, **kw)
     return ref, res
@@ -324,3 +324,17 @@ def test_consecutive_saves_overlap_and_complete_in_order():
     t = {(e, edge, i): c for e, edge, i, c in res.trace}
     for k in range(3):
         assert t["save", "start", k + 1] < t["save", "end", k] < t["save", "end", k + 1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,lanes", [("dw32", 2), ("dw64-mixed", 8), ("dw64-mixed", 3)])
+def test_wide_load_port_matches_functional(name, lanes):
+    """A Datapath with a wide LOAD port (`ld_lanes`): up to `lanes` elements per cycle."""
+    cfg = CONFIGS[name]
+    for seed in range(2):
+        rng = np.random.default_rng(500 + seed)
+        prog = random_program(rng, cfg)
+        ref, res = run_program(cfg, prog, seed=seed, stall=seed == 1, lanes=lanes,
+                               p_ready=0.8)
+        assert (res.status, res.error_code) == (spec.Status.DONE, 0), (seed, res.error_code)
+        check_same(ref, res)
