@@ -184,8 +184,9 @@ def test_errors_stop_at_the_failing_instruction(case):
     ok = [Load(buffer=1, length=4, ddr_addr=8), Save(ddr_addr=ARENA[0], length=3)]
     bad, code = ERROR_CASES[case]
     prog = ok + bad + [End(push_prev=1) if case == "end_flags" else End()]
-    ref, res = run_program(cfg, prog)
+    ref, res = run_program(cfg, prog, clear=True)
     assert (res.status, res.error_code) == (spec.Status.ERROR, code)
+    assert res.after_clear == (0, 0, 0)                         # CLEAR: idle, no error, no irq
     at = len(prog) - 1 if case == "token_left" else 2          # END fails there
     assert res.error_index == at and ref.error_index == at
     check_same(ref, res)            # the instructions before it ran
