@@ -1,12 +1,14 @@
 """Verilator speed of the Datapath alone: one CALC repeated, simulated cycles per CPU second.
 
     .venv/bin/python benchmarks/bench_datapath_verilator.py [--target zedboard] [--calcs 5]
+                                                            [--size 28] [--ti 24]
 
 Exports `Datapath(cfg)` to Verilog (zero memory initialisation lines dropped: they only cost
 build time, Verilator zeroes memories anyway), builds it with Verilator -O3 and a small C++ loop
-that hands over the same CONV CALC (conv1_2 of fmnist-vgg: ti 24, to 4, 28×28, pad 1, finalize
-with pool) `--calcs` times, and prints the cycles per CALC (checked against
-`timing.calc_cycles` + 1 handshake cycle) and the simulated cycles per CPU second of the run.
+that hands over the same CONV CALC (by default conv1_2 of fmnist-vgg on `zedboard`: ti 24,
+to 4, 28×28, pad 1, finalize with pool; `tiny` needs e.g. --size 14 --ti 8) `--calcs` times,
+and prints the cycles per CALC (against `timing.calc_cycles` + 1 handshake cycle) and the
+simulated cycles per CPU second of the run.
 """
 
 from __future__ import annotations
@@ -55,11 +57,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="zedboard")
     ap.add_argument("--calcs", type=int, default=5)
+    ap.add_argument("--size", type=int, default=28)
+    ap.add_argument("--ti", type=int, default=24)
     args = ap.parse_args()
     cfg = load_config(args.target)
-    ins = Calc(ti=24, to=4, in_rows=28, in_cols=28, out_rows=28, out_cols=28, pad_top=1,
+    n = args.size
+    ins = Calc(ti=args.ti, to=4, in_rows=n, in_cols=n, out_rows=n, out_cols=n, pad_top=1,
                pad_left=1, finalize=1, has_bias=1, relu=1, data_shift=6,
-               out_bits=cfg.data_bits, pool=1, out_addr=4 * 784)
+               out_bits=cfg.data_bits, pool=1, out_addr=4 * n * n)
     w = int.from_bytes(encode_instruction(ins), "little")
     words = ",".join(hex((w >> (32 * k)) & 0xFFFFFFFF) for k in range(8))
     text = verilog.convert(Datapath(cfg), name="deepfpga_datapath", emit_src=False)
@@ -77,7 +82,10 @@ def main() -> None:
         out = subprocess.run([str(d / "obj_dir" / "vdp"), str(args.calcs)], check=True,
                              capture_output=True, text=True).stdout
         cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - before
-    per = [int(ln.split()[1]) for ln in out.splitlines() if ln.startswith("calc ")]
+    done = [ln.split() for ln in out.splitlines() if ln.startswith("calc ")]
+    if any(int(e) for _, _, e in done):
+        raise SystemExit(f"the CALC ended with error {done[0][2]}: choose --size/--ti that fit")
+    per = [int(c) for _, c, _ in done]
     cycles = int(out.splitlines()[-1].split()[1])
     print(f"{args.target}: cycles per CALC {per[1:]} (formula {calc_cycles(cfg, ins) + 1})")
     print(f"{cycles:,} cycles in {cpu:.3f} CPU s: {cycles / cpu:,.0f} cycles per CPU second")
