@@ -30,7 +30,7 @@ def small(bits: int, acc: int, **kw):
 
 CFG8 = small(8, 24)
 CFG16 = small(16, 48)
-CFG8B4 = small(8, 20, convolvers_per_pe=4, output_buffer_bytes=240 * 3)   # 4 banks, 2×4 grid
+CFG8B8 = small(8, 20, convolvers_per_pe=16, output_buffer_bytes=240 * 3)  # 8 banks, 4×8 grid
 
 
 def check(cfg, cases):
@@ -47,7 +47,7 @@ def check(cfg, cases):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cfg,seed", [(CFG8, 1), (CFG16, 2), (CFG8B4, 3)])
+@pytest.mark.parametrize("cfg,seed", [(CFG8, 1), (CFG16, 2), (CFG8B8, 3)])
 def test_random_calcs_match_functional_simulator(cfg, seed):
     rng = np.random.default_rng(seed)
     cases = [(cc.random_state(rng, cfg), cc.random_calc(rng, cfg)) for _ in range(60)]
