@@ -339,3 +339,16 @@ def test_wide_load_port_matches_functional(name, lanes):
                                p_ready=0.8)
         assert (res.status, res.error_code) == (spec.Status.DONE, 0), (seed, res.error_code)
         check_same(ref, res)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dw", [128, 256])
+def test_wide_axi_buses(dw):
+    """The AXI data width is a parameter: one random program on 128- and 256-bit buses."""
+    cfg = small(axi_data_bits=dw, data_bits=8, weight_bits=8, bias_bits=16, acc_bits=24,
+                max_burst_bytes=1024)
+    rng = np.random.default_rng(dw)
+    prog = random_program(rng, cfg)
+    ref, res = run_program(cfg, prog, p_ready=0.8)
+    assert (res.status, res.error_code) == (spec.Status.DONE, 0)
+    check_same(ref, res)
