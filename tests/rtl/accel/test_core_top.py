@@ -193,7 +193,7 @@ def test_errors_stop_at_the_failing_instruction(case):
 
 
 @pytest.mark.parametrize("case", ["unknown_opcode", "unused_bits", "no_end", "axi_error",
-                                  "misaligned_program"])
+                                  "fetch_axi_error", "misaligned_program"])
 def test_errors_of_words_and_transport(case):
     cfg = CONFIGS["dw32"]
     good = [Load(buffer=1, length=4, ddr_addr=8), End()]
@@ -201,7 +201,7 @@ def test_errors_of_words_and_transport(case):
     kw = {}
     want = {"unknown_opcode": (E.UNKNOWN_OPCODE, 1), "unused_bits": (E.BAD_FIELD, 1),
             "no_end": (E.FETCH_RANGE, 1), "axi_error": (E.AXI_ERROR, 0),
-            "misaligned_program": (E.FETCH_RANGE, 0)}[case]
+            "fetch_axi_error": (E.AXI_ERROR, 1), "misaligned_program": (E.FETCH_RANGE, 0)}[case]
     if case == "unknown_opcode":
         words[1] = word(End(), opcode=7)
     elif case == "unused_bits":
@@ -210,6 +210,8 @@ def test_errors_of_words_and_transport(case):
         kw["count"] = 1
     elif case == "axi_error":
         kw["bad_ranges"] = [(0, 16)]
+    elif case == "fetch_axi_error":                     # the second word's last beat
+        kw["bad_ranges"] = [(PROG + 60, PROG + 64)]
     if case == "misaligned_program":
         ddr = bytearray(DDR_BYTES)
         ddr[PROG + 8:PROG + 8 + 64] = b"".join(words)
