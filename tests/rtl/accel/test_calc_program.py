@@ -18,14 +18,13 @@ from deepfpga.rtl.accel import calc_check as cc
 @pytest.mark.slow
 def test_compiled_program_calcs_bit_exact():
     cfg = load_config("tiny")
-    rng = np.random.default_rng(3)
-    g = chain("s", (2, 8, 8), [
-        Conv2d("c", (), in_channels=2, out_channels=4, kernel=(3, 3), padding=(1, 1)),
-        ReLU("r", ()), MaxPool2d("p", ()), Flatten("f", ()),
-        Linear("l", (), in_features=64, out_features=5)])
-    q = random_qmodel(g, rng, bw_d=16, bw_w=16)
-    comp = compile_model(q, cfg, force={"c": Tiling(4, 8, 2, 2, "spatial", 0)})
-    x = rng.integers(-500, 500, size=(2, 8, 8))
+    rng = np.random.default_rng(5)
+    layers = [Conv2d("conv", (), in_channels=3, out_channels=6, kernel=(3, 3), padding=(1, 1)),
+              ReLU("relu", ()), MaxPool2d("pool", ()), Flatten("flat", ()),
+              Linear("fc", (), in_features=6 * 5 * 5, out_features=7)]
+    q = random_qmodel(chain("p", (3, 10, 10), layers), rng, bw_d=16, bw_w=16)
+    comp = compile_model(q, cfg, force={"conv": Tiling(4, 10, 2, 4, "spatial", 0)})
+    x = rng.integers(-500, 500, size=(3, 10, 10))
     calcs = cc.program_calcs(cfg, comp.program.instructions, comp.ddr_image, comp.manifest, x)
     kinds = {c.kind for _, c, _ in calcs}
     assert kinds == {0, 1} and any(c.pool and c.finalize for _, c, _ in calcs)
