@@ -216,13 +216,15 @@ def test_load_and_save_ports_while_a_calc_runs():
 
 
 @pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")
-def test_verilator_lint(tmp_path):
+@pytest.mark.parametrize("cfg", [pytest.param(CFG16, id="1bank"),
+                                 pytest.param(CFG8B8, id="8banks", marks=pytest.mark.slow)])
+def test_verilator_lint(tmp_path, cfg):
     from amaranth.back import verilog
 
     from deepfpga.rtl.accel.datapath import Datapath
 
     path = tmp_path / "datapath.v"
-    path.write_text(verilog.convert(Datapath(CFG16), name="deepfpga_datapath", emit_src=False))
+    path.write_text(verilog.convert(Datapath(cfg), name="deepfpga_datapath", emit_src=False))
     # WIDTH and CASEINCOMPLETE are style warnings endemic to Amaranth's generated Verilog
     r = subprocess.run(["verilator", "--lint-only", "-Wno-WIDTH", "-Wno-CASEINCOMPLETE",
                         "--top-module", "deepfpga_datapath", str(path)],

@@ -39,7 +39,13 @@ from deepfpga.rtl.accel.buffers import (
 )
 from deepfpga.rtl.accel.decode import Setup, calc_fields
 from deepfpga.rtl.accel.finalize import build_finalize, pool_width
-from deepfpga.rtl.accel.lanes import build_grid, channel_lanes, grid_channels, staging_depth
+from deepfpga.rtl.accel.lanes import (
+    build_grid,
+    channel_lanes,
+    grid_channels,
+    staging_depth,
+    sum_bits,
+)
 from deepfpga.rtl.accel.spec import WORD_BITS, ErrorCode
 from deepfpga.rtl.accel.timing import block_width
 
@@ -169,7 +175,7 @@ class CalcEngine(wiring.Component):
         one_sum = sum(pix[k] * w_lanes[k] for k in range(nb_))   # CONV: lane 0 only
         m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1), accp2.eq(accp1),
                      prod2.eq(one_sum), old2.eq(Mux(f["accumulate"], o_lanes[0], 0))]
-        total = Signal(signed(a + 18))
+        total = Signal(signed(sum_bits(cfg)))
         s_new = Mux(first2, old2, total) + prod2
         with m.If(v2):
             m.d.sync += total.eq(s_new)

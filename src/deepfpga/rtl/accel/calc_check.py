@@ -195,3 +195,29 @@ def simulate(cfg: AcceleratorConfig, cases: Sequence[tuple[BufferState, Calc]],
     sim.add_testbench(bench)
     sim.run()
     return results
+
+
+def program_calcs(cfg: AcceleratorConfig, program: Sequence, ddr_image: bytes,
+                  manifest: dict, x: np.ndarray) -> list[tuple[BufferState, Calc, CalcResult]]:
+    """Every CALC of a one-segment compiled program, as the functional simulator meets it on
+    input `x` (one sample): the buffers just before it, the CALC, and what the simulator's
+    machine then holds in OUTPUT and counted as saturated."""
+    mach = functional._Machine(cfg, manifest, np.frombuffer(ddr_image, dtype=np.uint8), 1,
+                               check_races=True)
+    t = manifest["tensors"]["input"]
+    mach.host_write(int(t["start"]), np.asarray(x, dtype=np.int64).reshape(1, -1))
+    out = []
+    for k, ins in enumerate(program):
+        if isinstance(ins, Calc) and ins.to and ins.ti:
+            mach.flush()
+            state = BufferState(*(b.val[0].astype(np.int64).copy() for b in (
+                mach.bufs[Buffer.INPUT], mach.bufs[Buffer.WEIGHT], mach.bufs[Buffer.BIAS],
+                mach.out)))
+            before = sum(mach.saturations.values())
+            mach.step(k, ins)
+            mach.flush()
+            out.append((state, ins, CalcResult(mach.out.val[0].astype(np.int64).copy(),
+                                               sum(mach.saturations.values()) - before, 0)))
+        else:
+            mach.step(k, ins)
+    return out
