@@ -40,6 +40,17 @@ def main() -> None:
                   f" ({span / ins.length:.2f}/element), {len(bursts)} bursts, START->irq"
                   f" {res.cycles} cycles; amaranth.sim {res.cycles / wall:.0f} cycles/s")
 
+        # the same LOAD into a Datapath with a wide LOAD port (one beat's elements per cycle)
+        lanes = cfg.axi_data_bits // 8 // cfg.data_bytes
+        ddr = bytearray(DDR_BYTES)
+        ins = Load(buffer=0, length=500, ddr_addr=64)
+        cb.place_program(ddr, PROG, [ins, End()])
+        dut = Accelerator(cfg, partial(DatapathDouble, output_init=[0], lanes=lanes))
+        res = cb.run(dut, cfg, ddr, PROG, 2, p_ready=1.0, latency=3)
+        tr = {(e, edge): c for e, edge, _, c in res.trace}
+        span = tr["load", "end"] - tr["load", "start"]
+        print(f"{name:11s} load into a {lanes}-lane LOAD port: 500 elements in {span} engine"
+              f" cycles ({500 / span:.2f} elements/cycle)")
         # eight short LOADs back to back, DDR latency 10 cycles (instruction fetch shares the
         # in-order R channel: 8 beats per word on a 32-bit bus); the
         # next one's bursts overlap the previous one's data

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(dataset-fashion-mnist verilator iverilog)
+DEBS=(dataset-fashion-mnist verilator iverilog g++ make)   # g++, make: Verilator builds
 missing=()
 for p in "${DEBS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -33,6 +33,7 @@ class RunResult:
     trace: list[tuple[str, str, int, int]] = field(default_factory=list)
     buffers: dict[int, list[int]] = field(default_factory=dict)
     ends: list[int] = field(default_factory=list)      # END of each segment that completed
+    after_clear: tuple[int, int, int] | None = None    # STATUS, ERROR_CODE, irq after CLEAR
 
 
 def check_burst(cfg: AcceleratorConfig, kind: str, addr: int, beats: int, size: int,
@@ -50,10 +51,11 @@ def check_burst(cfg: AcceleratorConfig, kind: str, addr: int, beats: int, size: 
 def run(dut, cfg: AcceleratorConfig, ddr: bytearray, prog_addr: int, prog_count: int, *,
         seed: int = 0, p_ready: float = 0.8, latency: int = 3, max_cycles: int = 20000,
         bad_ranges: Sequence[tuple[int, int]] = (), read_buffers: bool = False,
-        segments: bool = False) -> RunResult:
+        segments: bool = False, clear: bool = False) -> RunResult:
     """Start the accelerator on the words at prog_addr; run to irq; return the registers
     (indices from prog_addr; cycles and saturations summed over segments), DDR and the observed
-    bursts. With `segments`, restart after each END at END_INDEX + 1, as the host driver does.
+    bursts. With `segments`, restart after each END at END_INDEX + 1, as the host driver does;
+    with `clear`, write CTRL.CLEAR at the end.
     Addresses in `bad_ranges` answer SLVERR."""
     rng = np.random.default_rng(seed)
     bb = cfg.axi_data_bits // 8
@@ -166,6 +168,10 @@ def run(dut, cfg: AcceleratorConfig, ddr: bytearray, prog_addr: int, prog_count:
             if not segments or res.end_index + 1 >= prog_count:
                 break
             base = res.end_index + 1
+        if clear:
+            await axil_write(ctx, dut, spec.Reg.CTRL, 2)
+            res.after_clear = (await axil_read(ctx, dut, spec.Reg.STATUS),
+                               await axil_read(ctx, dut, spec.Reg.ERROR_CODE), ctx.get(dut.irq))
         if read_buffers:
             dp = dut.datapath
             for b, mem in enumerate((dp.inp, dp.wgt, dp.bias)):

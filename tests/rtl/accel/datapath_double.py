@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from amaranth.hdl import Module, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In
 
 from deepfpga.compiler.isa import Buffer, Opcode
 from deepfpga.hw.config import AcceleratorConfig
@@ -21,8 +22,10 @@ from deepfpga.rtl.accel.fields import field
 
 class DatapathDouble(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig, output_init: Sequence[int] = (),
-                 stall: bool = False):
+                 stall: bool = False, lanes: int = 1):
         self.cfg, self.stall = cfg, stall
+        if lanes > 1:
+            self.ld_lanes = lanes         # a wide LOAD port: ld_count entries of ld_wide
         ew = element_bits(cfg)
         # the real Datapath's attribute names, so a bench reads either
         self.inp = Memory(shape=signed(ew), depth=cfg.input_buffer_entries, init=[])
@@ -30,7 +33,12 @@ class DatapathDouble(wiring.Component):
         self.bias = Memory(shape=signed(ew), depth=cfg.bias_buffer_entries, init=[])
         self.out = Memory(shape=signed(cfg.acc_bits), depth=cfg.output_buffer_entries,
                           init=list(output_init))
-        super().__init__(datapath_signature(cfg))
+        sig = datapath_signature(cfg)
+        if lanes > 1:
+            sig |= {"ld_count": In(range(lanes + 1)),
+                    "ld_wide": In(data.ArrayLayout(signed(ew), lanes))}
+        self.lanes = lanes
+        super().__init__(sig)
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -42,9 +50,12 @@ class DatapathDouble(wiring.Component):
         for b, mem in ((Buffer.INPUT, self.inp), (Buffer.WEIGHT, self.wgt),
                        (Buffer.BIAS, self.bias)):
             m.submodules[f"mem{int(b)}"] = mem
-            wr = mem.write_port()
-            m.d.comb += [wr.addr.eq(self.ld_addr), wr.data.eq(self.ld_data),
-                         wr.en.eq(self.ld_valid & self.ld_ready & (self.ld_buf == b))]
+            for j in range(self.lanes):
+                wr = mem.write_port()
+                on = 1 if self.lanes == 1 else self.ld_count > j
+                value = self.ld_data if self.lanes == 1 else self.ld_wide[j]
+                m.d.comb += [wr.addr.eq(self.ld_addr + j), wr.data.eq(value),
+                             wr.en.eq(self.ld_valid & self.ld_ready & (self.ld_buf == b) & on)]
         m.submodules.output = self.out
         rd = self.out.read_port()
         accept = self.sv_req_valid & self.sv_req_ready

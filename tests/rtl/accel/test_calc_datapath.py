@@ -30,7 +30,7 @@ def small(bits: int, acc: int, **kw):
 
 CFG8 = small(8, 24)
 CFG16 = small(16, 48)
-CFG8B4 = small(8, 20, convolvers_per_pe=4, output_buffer_bytes=240 * 3)   # 4 banks, 2×4 grid
+CFG8B8 = small(8, 20, convolvers_per_pe=16, output_buffer_bytes=240 * 3)  # 8 banks, 4×8 grid
 
 
 def check(cfg, cases):
@@ -47,7 +47,7 @@ def check(cfg, cases):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cfg,seed", [(CFG8, 1), (CFG16, 2), (CFG8B4, 3)])
+@pytest.mark.parametrize("cfg,seed", [(CFG8, 1), (CFG16, 2), (CFG8B8, 3)])
 def test_random_calcs_match_functional_simulator(cfg, seed):
     rng = np.random.default_rng(seed)
     cases = [(cc.random_state(rng, cfg), cc.random_calc(rng, cfg)) for _ in range(60)]
@@ -216,13 +216,15 @@ def test_load_and_save_ports_while_a_calc_runs():
 
 
 @pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")
-def test_verilator_lint(tmp_path):
+@pytest.mark.parametrize("cfg", [pytest.param(CFG16, id="1bank"),
+                                 pytest.param(CFG8B8, id="8banks", marks=pytest.mark.slow)])
+def test_verilator_lint(tmp_path, cfg):
     from amaranth.back import verilog
 
     from deepfpga.rtl.accel.datapath import Datapath
 
     path = tmp_path / "datapath.v"
-    path.write_text(verilog.convert(Datapath(CFG16), name="deepfpga_datapath", emit_src=False))
+    path.write_text(verilog.convert(Datapath(cfg), name="deepfpga_datapath", emit_src=False))
     # WIDTH and CASEINCOMPLETE are style warnings endemic to Amaranth's generated Verilog
     r = subprocess.run(["verilator", "--lint-only", "-Wno-WIDTH", "-Wno-CASEINCOMPLETE",
                         "--top-module", "deepfpga_datapath", str(path)],

@@ -15,7 +15,7 @@ from deepfpga.rtl.accel.timing import calc_cycles
 @pytest.mark.slow
 def test_cycle_formula_matches_simulation():
     cfg = load_config("tiny").replace(
-        name="timing", num_pe=2, convolvers_per_pe=2, data_bits=8, weight_bits=8, bias_bits=8,
+        name="timing", num_pe=2, convolvers_per_pe=8, data_bits=8, weight_bits=8, bias_bits=8,
         acc_bits=24, max_row_width=8, input_buffer_bytes=200, weight_buffer_bytes=120,
         bias_buffer_bytes=12, output_buffer_bytes=480, fc_buffer_bytes=100)
     rng = np.random.default_rng(3)

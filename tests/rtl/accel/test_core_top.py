@@ -98,7 +98,7 @@ def random_program(rng, cfg, n_ins=6):
     return out + [End()]
 
 
-def run_program(cfg, prog, *, seed=0, words=None, stall=False, **kw):
+def run_program(cfg, prog, *, seed=0, words=None, stall=False, lanes=1, **kw):
     rng = np.random.default_rng(seed)
     out = rng.integers(-(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1),
                        cfg.output_buffer_entries).tolist()
@@ -106,7 +106,7 @@ def run_program(cfg, prog, *, seed=0, words=None, stall=False, **kw):
     ref = cb.functional(cfg, bytes(ddr), ARENA, prog, out)
     body = words if words is not None else [encode_instruction(i) for i in prog]
     ddr[PROG:PROG + 32 * len(body)] = b"".join(body)
-    dut = Accelerator(cfg, partial(DatapathDouble, output_init=out, stall=stall))
+    dut = Accelerator(cfg, partial(DatapathDouble, output_init=out, stall=stall, lanes=lanes))
     res = cb.run(dut, cfg, ddr, PROG, kw.pop("count", len(body)), seed=seed,
                  read_buffers=True, **kw)
     return ref, res
@@ -184,15 +184,16 @@ def test_errors_stop_at_the_failing_instruction(case):
     ok = [Load(buffer=1, length=4, ddr_addr=8), Save(ddr_addr=ARENA[0], length=3)]
     bad, code = ERROR_CASES[case]
     prog = ok + bad + [End(push_prev=1) if case == "end_flags" else End()]
-    ref, res = run_program(cfg, prog)
+    ref, res = run_program(cfg, prog, clear=True)
     assert (res.status, res.error_code) == (spec.Status.ERROR, code)
+    assert res.after_clear == (0, 0, 0)                         # CLEAR: idle, no error, no irq
     at = len(prog) - 1 if case == "token_left" else 2          # END fails there
     assert res.error_index == at and ref.error_index == at
     check_same(ref, res)            # the instructions before it ran
 
 
 @pytest.mark.parametrize("case", ["unknown_opcode", "unused_bits", "no_end", "axi_error",
-                                  "misaligned_program"])
+                                  "fetch_axi_error", "misaligned_program"])
 def test_errors_of_words_and_transport(case):
     cfg = CONFIGS["dw32"]
     good = [Load(buffer=1, length=4, ddr_addr=8), End()]
@@ -200,7 +201,7 @@ def test_errors_of_words_and_transport(case):
     kw = {}
     want = {"unknown_opcode": (E.UNKNOWN_OPCODE, 1), "unused_bits": (E.BAD_FIELD, 1),
             "no_end": (E.FETCH_RANGE, 1), "axi_error": (E.AXI_ERROR, 0),
-            "misaligned_program": (E.FETCH_RANGE, 0)}[case]
+            "fetch_axi_error": (E.AXI_ERROR, 1), "misaligned_program": (E.FETCH_RANGE, 0)}[case]
     if case == "unknown_opcode":
         words[1] = word(End(), opcode=7)
     elif case == "unused_bits":
@@ -209,6 +210,8 @@ def test_errors_of_words_and_transport(case):
         kw["count"] = 1
     elif case == "axi_error":
         kw["bad_ranges"] = [(0, 16)]
+    elif case == "fetch_axi_error":                     # the second word's last beat
+        kw["bad_ranges"] = [(PROG + 60, PROG + 64)]
     if case == "misaligned_program":
         ddr = bytearray(DDR_BYTES)
         ddr[PROG + 8:PROG + 8 + 64] = b"".join(words)
@@ -311,3 +314,43 @@ def test_random_illegal_programs_stop_like_functional():
         assert ref.error_index == k
         assert (res.status, res.error_code, res.error_index) == (spec.Status.ERROR, code, k)
         check_same(ref, res)
+
+
+def test_consecutive_saves_overlap_and_complete_in_order():
+    cfg = CONFIGS["dw32"]
+    prog = [Save(ob_addr=8 * k, ddr_addr=ARENA[0] + 40 * k + 1, length=8, push_prev=1)
+            for k in range(3)]
+    prog += [Save(length=0, push_prev=1)] + [Calc(to=0, pop_next=1)] * 4 + [End()]
+    ref, res = run_program(cfg, prog, latency=12, p_ready=0.7)
+    assert (res.status, res.error_code) == (spec.Status.DONE, 0)
+    check_same(ref, res)
+    t = {(e, edge, i): c for e, edge, i, c in res.trace}
+    for k in range(3):
+        assert t["save", "start", k + 1] < t["save", "end", k] < t["save", "end", k + 1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,lanes", [("dw32", 2), ("dw64-mixed", 8), ("dw64-mixed", 3)])
+def test_wide_load_port_matches_functional(name, lanes):
+    """A Datapath with a wide LOAD port (`ld_lanes`): up to `lanes` elements per cycle."""
+    cfg = CONFIGS[name]
+    for seed in range(2):
+        rng = np.random.default_rng(500 + seed)
+        prog = random_program(rng, cfg)
+        ref, res = run_program(cfg, prog, seed=seed, stall=seed == 1, lanes=lanes,
+                               p_ready=0.8)
+        assert (res.status, res.error_code) == (spec.Status.DONE, 0), (seed, res.error_code)
+        check_same(ref, res)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dw", [128, 256])
+def test_wide_axi_buses(dw):
+    """The AXI data width is a parameter: one random program on 128- and 256-bit buses."""
+    cfg = small(axi_data_bits=dw, data_bits=8, weight_bits=8, bias_bits=16, acc_bits=24,
+                max_burst_bytes=1024)
+    rng = np.random.default_rng(dw)
+    prog = random_program(rng, cfg)
+    ref, res = run_program(cfg, prog, p_ready=0.8)
+    assert (res.status, res.error_code) == (spec.Status.DONE, 0)
+    check_same(ref, res)

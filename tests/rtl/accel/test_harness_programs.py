@@ -144,3 +144,30 @@ def test_run_with_rtl(accel_build, tmp_path, capsys):
     assert [st["name"] for st in s["steps"]][-2:] == ["summary", "rtl"]
     html = (out / "report.html").read_text()
     assert "RTL co-simulation (Verilator)" in html and "RTL / timing" in html
+
+
+def test_accelerator_error_in_a_later_segment(accel_build):
+    """A LOAD out of its buffer in the second segment: the driver stops there and names the
+    instruction by its global index, with the accelerator's error code."""
+    import dataclasses
+
+    from deepfpga.compiler.isa import Load, Program, encode_program
+    from deepfpga.rtl.accel.driver import RtlRunner
+
+    rng = np.random.default_rng(5)
+    q = random_qmodel(_host_between(), rng, bw_d=TINY.data_bits, bw_w=TINY.weight_bits)
+    c = compile_model(q, TINY)
+    seg = [s for s in c.manifest["schedule"] if s["kind"] == "accel"][1]
+    ins = list(c.program.instructions)
+    k = next(i for i in range(*seg["instructions"]) if isinstance(ins[i], Load))
+    ins[k] = dataclasses.replace(ins[k], buf_addr=TINY.input_buffer_entries + 5, buffer=0,
+                                 fc_weights=0)
+    prog = encode_program(Program(TINY.hash(), tuple(ins)))
+    x = rng.integers(q.input_format.qmin, q.input_format.qmax, size=(1, 3, 13, 13),
+                     endpoint=True)
+    with RtlRunner(prog, c.ddr_image, c.manifest, TINY, accel_build(TINY)) as r:
+        res = r.run(x)
+    assert not res.ok
+    assert res.error == ErrorCode.LOAD_RANGE and res.error_index == k
+    assert f"instruction {k} (LOAD): LOAD_RANGE" in res.error_message
+    assert len(res.segments) == 2 and res.segments[0].end == seg["instructions"][0] - 1

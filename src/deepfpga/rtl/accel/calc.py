@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
@@ -39,8 +39,15 @@ from deepfpga.rtl.accel.buffers import (
 )
 from deepfpga.rtl.accel.decode import Setup, calc_fields
 from deepfpga.rtl.accel.finalize import build_finalize, pool_width
-from deepfpga.rtl.accel.lanes import build_grid, channel_lanes, grid_channels, staging_depth
+from deepfpga.rtl.accel.lanes import (
+    build_grid,
+    channel_lanes,
+    grid_channels,
+    staging_depth,
+    sum_bits,
+)
 from deepfpga.rtl.accel.spec import WORD_BITS, ErrorCode
+from deepfpga.rtl.accel.timing import block_width
 
 SAT_BITS = 32
 MAC_LATENCY = 3        # address → read → product → sum/write
@@ -99,9 +106,13 @@ class CalcEngine(wiring.Component):
         fcp, fc_row = Signal(26), Signal(26)
         par = Signal()                       # GRID loop
         one_issue, par_issue = Signal(), Signal()
-        # block width: B pixels per access on the grid at stride 1, else 1
-        wide_x = par & (f["stride"] == 1)
-        bw = Mux(wide_x, nb_, 1)
+        # block width: a wide INPUT read holds B consecutive entries of a row, i.e. ⌊B/s⌋
+        # pixels at stride s (pixel p = entry lane s·p); the ONE loop takes one pixel
+        stride = f["stride"]
+        bw = Mux(par, Array(Const(block_width(nb_, st), range(nb_ + 1)) for st in range(8))
+                 [stride], 1)
+        bw_step = Mux(par, Array(Const(block_width(nb_, st) * st, range(nb_ * 8))
+                                 for st in range(8))[stride], stride)
         nblk = Signal(range(nb_ + 1))        # real pixels in this block
         m.d.comb += nblk.eq(Mux(f["out_cols"] - x < bw, f["out_cols"] - x, bw))
 
@@ -111,7 +122,8 @@ class CalcEngine(wiring.Component):
         conv_addr = chan + yoff + kyoff + tc
         lane_ok = Signal(nb_)
         for j in range(nb_):
-            col_ok = (tc + j >= 0) & (tc + j < f["in_cols"])
+            col = tc + stride * j
+            col_ok = (col >= 0) & (col < f["in_cols"])
             m.d.comb += lane_ok[j].eq(Mux(fc, i + j < f["ti"],
                                           row_ok & col_ok & (j < bw)))
         last_tap = fc | ((ky == 2) & (kx == 2))
@@ -152,7 +164,10 @@ class CalcEngine(wiring.Component):
         accp1 = Signal(21)
         m.d.sync += [v1.eq(one_issue | par_issue), ok1.eq(lane_ok), first1.eq(first),
                      last1.eq(last), accp1.eq(accp)]
-        pix = [Mux(ok1[k], pix_lanes[k], 0) for k in range(nb_)]
+        # pixel lane k: entry lane s·k (CONV at stride s), entry lane k (FC)
+        lane_of = Mux(fc, 1, stride)
+        pix = [Mux(ok1[k], Array(pix_lanes[min(st * k, nb_ - 1)] for st in range(8))[lane_of],
+                   0) for k in range(nb_)]
         v2, first2, last2 = Signal(), Signal(), Signal()
         accp2 = Signal(21)
         prod2 = Signal(signed(2 * operand_bits(cfg) + nb_.bit_length() + 1))
@@ -160,7 +175,7 @@ class CalcEngine(wiring.Component):
         one_sum = sum(pix[k] * w_lanes[k] for k in range(nb_))   # CONV: lane 0 only
         m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1), accp2.eq(accp1),
                      prod2.eq(one_sum), old2.eq(Mux(f["accumulate"], o_lanes[0], 0))]
-        total = Signal(signed(a + 18))
+        total = Signal(signed(sum_bits(cfg)))
         s_new = Mux(first2, old2, total) + prod2
         with m.If(v2):
             m.d.sync += total.eq(s_new)
@@ -220,7 +235,7 @@ class CalcEngine(wiring.Component):
         def next_pixel() -> Value:
             """Advance (y, x) by one block; returns "this was the channel's last block"."""
             with m.If(~last_x):
-                m.d.sync += [x.eq(x + bw), xbase.eq(xbase + Mux(wide_x, nb_, f["stride"]))]
+                m.d.sync += [x.eq(x + bw), xbase.eq(xbase + bw_step)]
             with m.Else():
                 m.d.sync += [x.eq(0), xbase.eq(setup.x0)]
                 with m.If(~last_y):

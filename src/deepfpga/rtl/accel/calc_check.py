@@ -137,6 +137,8 @@ def random_calc(rng: np.random.Generator, cfg: AcceleratorConfig, **fixed: int) 
         npc = r * c
         pitch = 0 if rng.random() < 0.5 else int(npc + rng.integers(0, 4))
         span = (to - 1) * (pitch or npc) + npc
+        if half + span > oe:            # a pitch too wide for this buffer: dense
+            pitch, span = 0, to * npc
         a, d = cfg.acc_bits, cfg.data_bits
         f.update(finalize=1, has_bias=int(rng.random() < 0.6),
                  bb_addr=int(rng.integers(0, cfg.bias_buffer_entries - to + 1)),
@@ -152,9 +154,10 @@ def random_calc(rng: np.random.Generator, cfg: AcceleratorConfig, **fixed: int) 
 
 
 def simulate(cfg: AcceleratorConfig, cases: Sequence[tuple[BufferState, Calc]],
-             max_cycles: int = 200_000) -> list[CalcResult]:
+             max_cycles: int = 200_000, chain: bool = False) -> list[CalcResult]:
     """Run each (state, CALC) on Datapath(cfg) in amaranth.sim: set the buffers, hand over the
-    CALC, wait for calc_done, read OUTPUT back."""
+    CALC, wait for calc_done, read OUTPUT back. `chain`: only the first state is set; later
+    CALCs run on what the earlier ones left (a sequence, e.g. a decomposed kernel)."""
     from amaranth.sim import Simulator
 
     from deepfpga.rtl.accel.datapath import Datapath
@@ -163,9 +166,10 @@ def simulate(cfg: AcceleratorConfig, cases: Sequence[tuple[BufferState, Calc]],
     results: list[CalcResult] = []
 
     async def bench(ctx):
-        for state, ins in cases:
-            for buf, vals in (("inp", state.inp), ("wgt", state.wgt), ("bias", state.bias),
-                              ("out", state.out)):
+        for n, (state, ins) in enumerate(cases):
+            contents = (("inp", state.inp), ("wgt", state.wgt), ("bias", state.bias),
+                        ("out", state.out))
+            for buf, vals in () if chain and n else contents:
                 for k, v in enumerate(vals.tolist()):
                     ctx.set(dut.cell(buf, k), v)
             word = int.from_bytes(encode_instruction(ins), "little")
@@ -192,3 +196,29 @@ def simulate(cfg: AcceleratorConfig, cases: Sequence[tuple[BufferState, Calc]],
     sim.add_testbench(bench)
     sim.run()
     return results
+
+
+def program_calcs(cfg: AcceleratorConfig, program: Sequence, ddr_image: bytes,
+                  manifest: dict, x: np.ndarray) -> list[tuple[BufferState, Calc, CalcResult]]:
+    """Every CALC of a one-segment compiled program, as the functional simulator meets it on
+    input `x` (one sample): the buffers just before it, the CALC, and what the simulator's
+    machine then holds in OUTPUT and counted as saturated."""
+    mach = functional._Machine(cfg, manifest, np.frombuffer(ddr_image, dtype=np.uint8), 1,
+                               check_races=True)
+    t = manifest["tensors"]["input"]
+    mach.host_write(int(t["start"]), np.asarray(x, dtype=np.int64).reshape(1, -1))
+    out = []
+    for k, ins in enumerate(program):
+        if isinstance(ins, Calc) and ins.to and ins.ti:
+            mach.flush()
+            state = BufferState(*(b.val[0].astype(np.int64).copy() for b in (
+                mach.bufs[Buffer.INPUT], mach.bufs[Buffer.WEIGHT], mach.bufs[Buffer.BIAS],
+                mach.out)))
+            before = sum(mach.saturations.values())
+            mach.step(k, ins)
+            mach.flush()
+            out.append((state, ins, CalcResult(mach.out.val[0].astype(np.int64).copy(),
+                                               sum(mach.saturations.values()) - before, 0)))
+        else:
+            mach.step(k, ins)
+    return out

@@ -13,7 +13,7 @@ request order).
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -92,7 +92,8 @@ class Datapath(wiring.Component):
         # SAVE: a one-entry response register; the read data holds while it waits
         rsp_valid = Signal()
         fire = self.sv_req_valid & self.sv_req_ready
-        (data, *_) = self.out.read_ports(en=fire).connect(m, self.sv_req_addr.as_signed())
+        start = Cat(self.sv_req_addr, 0).as_signed()          # an entry, never negative
+        (data, *_) = self.out.read_ports(en=fire).connect(m, start)
         m.d.comb += [
             self.sv_req_ready.eq(~rsp_valid | self.sv_rsp_ready),
             self.sv_rsp_valid.eq(rsp_valid),

@@ -39,7 +39,7 @@ from deepfpga.rtl.accel.fields import (
 from deepfpga.rtl.accel.load import element_bytes_of
 from deepfpga.rtl.accel.tokens import CHANNEL_COUNT, flag_channel
 
-QUEUE_DEPTH = 4
+QUEUE_DEPTH = 8
 ENGINE_OPCODES = (Opcode.LOAD, Opcode.CALC, Opcode.SAVE)   # engine index = position
 E = spec.ErrorCode
 
@@ -161,6 +161,11 @@ class Decoder(wiring.Component):
         for fifo in fifos:
             queues_empty = queues_empty & ~fifo.r_rdy & (fifo.level == 0)
         m.d.comb += [self.err_index.eq(index), self.end_index.eq(index)]
+        def take_word() -> None:
+            m.d.comb += self.f_ready.eq(1)
+            m.d.sync += [w.eq(self.f_data[:spec.WORD_BITS]), w_err.eq(self.f_data[spec.WORD_BITS])]
+            m.next = "S1"
+
         with m.FSM():
             with m.State("IDLE"), m.If(self.start):
                 m.d.sync += [index.eq(0), *(p.eq(0) for p in po), self.end_ok.eq(0)]
@@ -173,10 +178,7 @@ class Decoder(wiring.Component):
                     m.d.comb += [self.err_valid.eq(1), self.err_code.eq(E.FETCH_RANGE)]
                     m.next = "DRAIN"
                 with m.Elif(self.f_valid):
-                    m.d.comb += self.f_ready.eq(1)
-                    m.d.sync += [w.eq(self.f_data[:spec.WORD_BITS]),
-                                 w_err.eq(self.f_data[spec.WORD_BITS])]
-                    m.next = "S1"
+                    take_word()
             with m.State("S1"):
                 m.d.comb += self.need_words.eq(1)
                 m.next = "S2"
@@ -184,6 +186,7 @@ class Decoder(wiring.Component):
                 m.d.comb += self.need_words.eq(1)
                 m.next = "CHECK"
             with m.State("CHECK"):
+                # check and dispatch in one cycle, and take the next word at once if it is there
                 m.d.comb += self.need_words.eq(1)
                 with m.If(self.halt):
                     m.next = "FINISHED"
@@ -193,12 +196,6 @@ class Decoder(wiring.Component):
                 with m.Elif(op == Opcode.END):
                     m.d.sync += self.end_ok.eq(1)
                     m.next = "DRAIN"
-                with m.Else():
-                    m.next = "DISPATCH"
-            with m.State("DISPATCH"):
-                m.d.comb += self.need_words.eq(1)
-                with m.If(self.halt):
-                    m.next = "FINISHED"
                 for e, o in enumerate(ENGINE_OPCODES):
                     with m.Elif((op == o) & fifos[e].w_rdy):
                         m.d.comb += fifos[e].w_en.eq(1)
@@ -208,7 +205,10 @@ class Decoder(wiring.Component):
                                 p = po[ch[0]]
                                 m.d.sync += p.eq(Mux(flags[f], p - 1 if ch[1] else p + 1, p))
                         m.d.sync += index.eq(index + 1)
-                        m.next = "FETCH"
+                        with m.If(self.f_valid & (index + 1 != self.count)):
+                            take_word()
+                        with m.Else():
+                            m.next = "FETCH"
                 with m.Else():
                     m.d.comb += self.blocked.eq(1)
             with m.State("DRAIN"):

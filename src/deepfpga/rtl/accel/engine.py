@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -38,8 +38,14 @@ def instruction_fsm(m: Module, eng: wiring.Component, ent: Signal,
                 on_start()
         body()
         with m.State("END"):
-            m.d.comb += [eng.busy.eq(1), eng.active.eq(1), eng.tr_end.eq(1), eng.push.eq(1)]
-            m.next = "IDLE"
+            # the next entry is taken at once (no IDLE cycle between instructions)
+            m.d.comb += [eng.busy.eq(1), eng.active.eq(1), eng.tr_end.eq(1), eng.push.eq(1),
+                         eng.q_ready.eq(1)]
+            with m.If(eng.q_valid):
+                m.d.sync += ent.eq(eng.q_data)
+                m.next = "POP"
+            with m.Else():
+                m.next = "IDLE"
 
 
 class DmaFront(wiring.Component):
@@ -62,6 +68,8 @@ class DmaFront(wiring.Component):
             "can_start": Out(1),
             # an instruction index carried with every burst to the beat cursor
             "tag": In(INDEX_BITS), "cur_tag": Out(INDEX_BITS),
+            # with the address: the burst ends its transfer; its transfer's tag
+            "a_last": Out(1), "a_tag": Out(INDEX_BITS),
         })
 
     def elaborate(self, platform: object) -> Module:
@@ -91,7 +99,8 @@ class DmaFront(wiring.Component):
             m.d.sync += self.a_valid.eq(0)
         with m.If(split.b_valid & split.b_ready):
             m.d.sync += [self.a_valid.eq(1), self.a_addr.eq(split.b_addr),
-                         self.a_len.eq(split.b_len)]
+                         self.a_len.eq(split.b_len), self.a_last.eq(split.b_last),
+                         self.a_tag.eq(tag)]
         rem = Signal(range(burst_limit_bytes(self.cfg) + 1))
         m.d.comb += [
             desc.r_en.eq(~self.cur),
@@ -119,15 +128,24 @@ def connect_front(m: Module, front: DmaFront, f: dict[str, object], seg: object,
                  front.row.eq(row)]
 
 
-def dma_start(m: Module, front: DmaFront, n: Signal, running: Signal,
-              clears: list[Signal]) -> Callable[[], None]:
-    """`on_start` of a LOAD/SAVE: zero the counters; an empty transfer ends at once."""
-    def on_start() -> None:
-        m.d.sync += [c.eq(0) for c in clears]
-        with m.If(n == 0):
-            m.next = "END"
-        with m.Else():
-            m.d.comb += front.start.eq(1)
-            m.d.sync += running.eq(1)
-            m.next = "RUN"
-    return on_start
+
+def overlapped_fsm(m: Module, eng: wiring.Component, ent: Signal, can_start: Value,
+                   finish: Value, start: list[object]) -> None:
+    """The address side of an engine whose instructions overlap (LOAD, SAVE): IDLE takes an
+    entry, POP takes its tokens once `can_start` and runs the `start` statements, taking the
+    next entry in the same cycle (the front and the records latched this one). `busy` = POP or
+    `active`. A start never shares a cycle with an end (`finish`): one trace index port."""
+    with m.FSM():
+        with m.State("IDLE"):
+            m.d.comb += [eng.q_ready.eq(1), eng.busy.eq(eng.active)]
+            with m.If(eng.q_valid):
+                m.d.sync += ent.eq(eng.q_data)
+                m.next = "POP"
+        with m.State("POP"):
+            m.d.comb += [eng.busy.eq(1), eng.want.eq(1)]
+            with m.If(eng.ok & can_start & ~finish):
+                m.d.comb += [eng.take.eq(1), eng.tr_start.eq(1), eng.q_ready.eq(1), *start]
+                with m.If(eng.q_valid):
+                    m.d.sync += ent.eq(eng.q_data)
+                with m.Else():
+                    m.next = "IDLE"

@@ -20,6 +20,13 @@ from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.rtl.accel.buffers import BufferGeometry, bank_count, operand_bits
 
 
+def sum_bits(cfg: AcceleratorConfig) -> int:
+    """Width at which an accumulator's sum is exact: |old| < 2^(acc_bits−1) plus at most
+    9·4095 < 2^15.2 products of magnitude ≤ 2^(2·ob−2) stays below 2^max(acc_bits−1, 2·ob+14)+1,
+    so overflow past acc_bits is always seen, never wrapped."""
+    return max(cfg.acc_bits + 1, 2 * operand_bits(cfg) + 16)
+
+
 def grid_channels(cfg: AcceleratorConfig) -> int:
     """Output channels of the grid: the PEs' lanes (num_pe · convolvers_per_pe) over B."""
     return max(1, cfg.num_pe * cfg.convolvers_per_pe // bank_count(cfg))
@@ -53,7 +60,8 @@ def build_grid(m: Module, cfg: AcceleratorConfig, *, st_we: Value, st_addr: Valu
     m.d.comb += [wr.addr.eq(st_addr), wr.data.eq(Cat(*([st_data[:ob]] * n))),
                  wr.en.eq(Mux(st_we, 1 << st_lane, 0)), rd.addr.eq(t_addr)]
     old = [[Signal(signed(a), name=f"old{u}_{j}") for j in range(b)] for u in range(n)]
-    sums = [[Signal(signed(a + 18), name=f"gsum{u}_{j}") for j in range(b)] for u in range(n)]
+    sums = [[Signal(signed(sum_bits(cfg)), name=f"gsum{u}_{j}") for j in range(b)]
+            for u in range(n)]
     with m.If(old_we), m.Switch(old_chan):
         for u in range(n):
             with m.Case(u):

@@ -23,7 +23,7 @@ from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.buffers import element_bits
 from deepfpga.rtl.accel.burst import ByteQueue
-from deepfpga.rtl.accel.engine import DmaFront, connect_front
+from deepfpga.rtl.accel.engine import DmaFront, connect_front, overlapped_fsm
 from deepfpga.rtl.accel.fields import (
     COUNT_BITS,
     FLAGS,
@@ -60,13 +60,19 @@ def _axi_read_signature(cfg: AcceleratorConfig) -> dict[str, object]:
 
 
 class LoadEngine(wiring.Component):
-    def __init__(self, cfg: AcceleratorConfig) -> None:
-        self.cfg = cfg
+    """`lanes` > 1: up to `lanes` consecutive entries per cycle (`ld_count` of them, in
+    `ld_wide`, from `ld_addr`) for a Datapath that declares such a write port (`ld_lanes`);
+    `ld_data` is always lane 0."""
+
+    def __init__(self, cfg: AcceleratorConfig, lanes: int = 1) -> None:
+        self.cfg, self.lanes = cfg, lanes
         ew = element_bits(cfg)
+        wide = {"ld_count": Out(range(lanes + 1)),
+                "ld_wide": Out(data.ArrayLayout(signed(ew), lanes))} if lanes > 1 else {}
         super().__init__({
             **engine_port_signature(), **_axi_read_signature(cfg),
             "ld_valid": Out(1), "ld_ready": In(1), "ld_buf": Out(2), "ld_addr": Out(24),
-            "ld_data": Out(signed(ew)),
+            "ld_data": Out(signed(ew)), **wide,
         })
 
     def elaborate(self, platform: object) -> Module:
@@ -76,7 +82,8 @@ class LoadEngine(wiring.Component):
         sizes = sorted({element_bytes(cfg, b, bool(f)) for b in Buffer for f in (0, 1)})
         emax = max(sizes)
         m.submodules.front = front = DmaFront(cfg)
-        m.submodules.bytes = q = ByteQueue(2 * bb + emax, bb, emax)
+        lanes = self.lanes
+        m.submodules.bytes = q = ByteQueue(2 * bb + lanes * emax, bb, lanes * emax)
         rec_lay = data.StructLayout({"index": INDEX_BITS, "buffer": 2, "buf_addr": 24,
                                      "n": COUNT_BITS, "eb": range(emax + 1), "push_next": 1})
         m.submodules.recs = recs = SyncFIFOBuffered(width=rec_lay.size, depth=RECORDS)
@@ -118,16 +125,23 @@ class LoadEngine(wiring.Component):
         rec = Signal(rec_lay)
         m.d.comb += rec.eq(recs.r_data)
         k = Signal(COUNT_BITS)            # elements of `rec` emitted
-        ext = Signal(signed(element_bits(cfg)))
+        left = Signal(COUNT_BITS)
+        m.d.comb += left.eq(rec.n - k)
+        # c = elements this cycle: lanes j with j·eb bytes queued and j elements left
+        c, pop_n = Signal(range(lanes + 1)), Signal(range(lanes * emax + 1))
+        ext = [Signal(signed(element_bits(cfg)), name=f"ext{j}") for j in range(lanes)]
         with m.Switch(rec.eb):
             for e in sizes:
                 with m.Case(e):
-                    m.d.comb += ext.eq(q.head[:8 * e].as_signed())
+                    m.d.comb += [c.eq(sum((q.level >= j * e) & (left >= j)
+                                          for j in range(1, lanes + 1))),
+                                 pop_n.eq(c * e)]
+                    m.d.comb += [ext[j].eq(q.head[8 * e * j:8 * e * (j + 1)].as_signed())
+                                 for j in range(lanes)]
         emit, finish = Signal(), Signal()
         m.d.comb += [
-            emit.eq(recs.r_rdy & (~self.ld_valid | self.ld_ready) & (k != rec.n)
-                    & (q.level >= rec.eb)),
-            q.pop_en.eq(emit), q.pop_n.eq(rec.eb),
+            emit.eq(recs.r_rdy & (~self.ld_valid | self.ld_ready) & (c != 0)),
+            q.pop_en.eq(emit), q.pop_n.eq(pop_n),
             # complete once the last element was taken (the same cycle as its handshake)
             finish.eq(recs.r_rdy & (k == rec.n) & (~self.ld_valid | self.ld_ready)),
             recs.r_en.eq(finish),
@@ -137,23 +151,15 @@ class LoadEngine(wiring.Component):
         with m.If(self.ld_valid & self.ld_ready):
             m.d.sync += self.ld_valid.eq(0)
         with m.If(emit):
-            m.d.sync += [self.ld_valid.eq(1), self.ld_data.eq(ext), self.ld_buf.eq(rec.buffer),
-                         self.ld_addr.eq(rec.buf_addr + k), k.eq(k + 1)]
+            m.d.sync += [self.ld_valid.eq(1), self.ld_data.eq(ext[0]), self.ld_buf.eq(rec.buffer),
+                         self.ld_addr.eq(rec.buf_addr + k), k.eq(k + c)]
+            if lanes > 1:
+                m.d.sync += [self.ld_count.eq(c), *(self.ld_wide[j].eq(ext[j])
+                                                    for j in range(lanes))]
         with m.If(finish):
             m.d.sync += k.eq(0)
 
         m.d.comb += self.active.eq(recs.r_rdy | (recs.level != 0) | ~front.idle | self.ld_valid)
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += [self.q_ready.eq(1), self.busy.eq(self.active)]
-                with m.If(self.q_valid):
-                    m.d.sync += ent.eq(self.q_data)
-                    m.next = "POP"
-            with m.State("POP"):
-                m.d.comb += [self.busy.eq(1), self.want.eq(1)]
-                # a trace start never shares a cycle with an end (one index port)
-                with m.If(self.ok & recs.w_rdy & front.can_start & ~finish):
-                    m.d.comb += [self.take.eq(1), self.tr_start.eq(1), recs.w_en.eq(1),
-                                 front.start.eq(ent.n != 0)]
-                    m.next = "IDLE"
+        overlapped_fsm(m, self, ent, recs.w_rdy & front.can_start, finish,
+                       [recs.w_en.eq(1), front.start.eq(ent.n != 0)])
         return m

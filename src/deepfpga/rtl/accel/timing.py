@@ -16,6 +16,12 @@ FIN_DRAIN_CYCLES = 9        # read → bias → ReLU → 4-stage shift → 2-sta
 PIXEL_DRAIN_CYCLES = 3      # output-channel-parallel MAC: last term → sums ready
 
 
+def block_width(banks: int, stride: int) -> int:
+    """Output pixels of one grid block: those whose leftmost tap lies in one wide INPUT read
+    of `banks` consecutive entries (pixel p reads entry lane stride·p)."""
+    return max(1, banks // max(1, stride))
+
+
 def calc_cycles(cfg: AcceleratorConfig, ins: Calc, error: int = 0) -> int:
     """Cycles of `ins` from the cycle after calc_valid was accepted to calc_done (inclusive).
     `error`: the ErrorCode the CALC ends with (a refused CALC stops after its checks)."""
@@ -35,7 +41,7 @@ def calc_cycles(cfg: AcceleratorConfig, ins: Calc, error: int = 0) -> int:
     if not fc and 9 * ins.ti <= staging_depth(cfg):
         n = grid_channels(cfg)
         terms = 9 * ins.ti
-        bw = b if ins.stride == 1 else 1
+        bw = block_width(b, ins.stride)
         blocks = ins.out_rows * -(-ins.out_cols // bw)
         for o0 in range(0, ins.to, n):
             g = min(n, ins.to - o0)

@@ -67,7 +67,9 @@ class Accelerator(wiring.Component):
         m.submodules.fetch = fetch = Fetch(cfg)
         m.submodules.arb = arb = ReadArbiter(cfg.axi_data_bits, 2)
         m.submodules.tokens = tok = TokenUnit()
-        dec, load, calc, save = Decoder(cfg), LoadEngine(cfg), CalcIssue(), SaveEngine(cfg)
+        lanes = getattr(dp, "ld_lanes", 1)        # a Datapath may take several per cycle
+        dec, calc, save = Decoder(cfg), CalcIssue(), SaveEngine(cfg)
+        load = LoadEngine(cfg, lanes)
         run_start = Signal()
         for name, sub in (("decode", dec), ("load", load), ("calc", calc), ("save", save)):
             m.submodules[name] = ResetInserter(run_start)(sub)
@@ -197,6 +199,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             dp.ld_valid.eq(load.ld_valid), load.ld_ready.eq(dp.ld_ready),
             dp.ld_buf.eq(load.ld_buf), dp.ld_addr.eq(load.ld_addr), dp.ld_data.eq(load.ld_data),
+            *([dp.ld_count.eq(load.ld_count), dp.ld_wide.eq(load.ld_wide)] if lanes > 1 else []),
             dp.sv_req_valid.eq(save.sv_req_valid), save.sv_req_ready.eq(dp.sv_req_ready),
             dp.sv_req_addr.eq(save.sv_req_addr),
             save.sv_rsp_valid.eq(dp.sv_rsp_valid), dp.sv_rsp_ready.eq(save.sv_rsp_ready),
