@@ -193,6 +193,8 @@ def test_load_and_save_ports_while_a_calc_runs():
                 reqs.pop(0)
             if ready and ctx.get(dut.sv_rsp_valid):
                 got_rsp.append(ctx.get(dut.sv_rsp_data))
+                assert ctx.get(dut.sv_rsp_lanes) & ((1 << cfg.data_bits) - 1) == \
+                    got_rsp[-1] & ((1 << cfg.data_bits) - 1)
             if ctx.get(dut.calc_done):
                 assert ctx.get(dut.calc_error) == 0
             await ctx.tick()
@@ -234,7 +236,8 @@ def test_verilator_lint(tmp_path, cfg):
 
 def test_wide_load_port():
     """ldw_*: up to B consecutive entries per cycle from any start, lanes masked; it wins over
-    ld_* in the same cycle (ld_ready low), and single loads still work around it."""
+    ld_* in the same cycle (ld_ready low), and single loads still work around it. And the B-wide
+    SAVE response sv_rsp_lanes."""
     from amaranth.sim import Simulator
 
     from deepfpga.compiler.isa import Buffer
@@ -286,6 +289,20 @@ def test_wide_load_port():
         for buf, arr in want.items():
             got = [ctx.get(dut.cell(names[buf], e)) for e in range(len(arr))]
             assert got == arr.tolist(), names[buf]
+        # a wide SAVE response: B consecutive OUTPUT entries from an unaligned address
+        outv = rng.integers(-128, 128, 16)
+        for k, v in enumerate(outv.tolist()):
+            ctx.set(dut.cell("out", 3 + k), v)
+        ctx.set(dut.sv_rsp_ready, 1)
+        ctx.set(dut.sv_req_valid, 1)
+        ctx.set(dut.sv_req_addr, 5)
+        await ctx.tick()
+        ctx.set(dut.sv_req_valid, 0)
+        assert ctx.get(dut.sv_rsp_valid)
+        lanes = ctx.get(dut.sv_rsp_lanes)
+        mask = (1 << cfg.data_bits) - 1
+        assert [(lanes >> (k * cfg.data_bits)) & mask for k in range(b)] == \
+            [int(v) & mask for v in outv[2:2 + b]]
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

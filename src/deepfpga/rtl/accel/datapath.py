@@ -44,6 +44,9 @@ def datapath_signature(cfg: AcceleratorConfig) -> dict:
         "sv_req_valid": In(1), "sv_req_ready": Out(1), "sv_req_addr": In(20),
         "sv_rsp_valid": Out(1), "sv_rsp_ready": In(1),
         "sv_rsp_data": Out(signed(cfg.data_bits)),
+        # the same response, B entries wide: lane k = entry sv_req_addr + k (lanes past the
+        # buffer's end are undefined), lane k in bits [k·data_bits, (k+1)·data_bits)
+        "sv_rsp_lanes": Out(bank_count(cfg) * cfg.data_bits),
         "calc_valid": In(1), "calc_ready": Out(1), "calc_word": In(WORD_BITS),
         "calc_done": Out(1), "calc_error": Out(8), "calc_sat": Out(SAT_BITS),
     }
@@ -101,7 +104,8 @@ class Datapath(wiring.Component):
         rsp_valid = Signal()
         fire = self.sv_req_valid & self.sv_req_ready
         start = Cat(self.sv_req_addr, 0).as_signed()          # an entry, never negative
-        (data, *_) = self.out.read_ports(en=fire).connect(m, start)
+        data, *rest = self.out.read_ports(en=fire).connect(m, start)
+        m.d.comb += self.sv_rsp_lanes.eq(Cat(v[:self.cfg.data_bits] for v in (data, *rest)))
         m.d.comb += [
             self.sv_req_ready.eq(~rsp_valid | self.sv_rsp_ready),
             self.sv_rsp_valid.eq(rsp_valid),
