@@ -86,13 +86,6 @@ class BankedMemory:
             out.append(Mux((r >= 0) & (r < self.rows), r, 0)[:bits_for(self.rows)])
         return out
 
-    def single_write_port(self, m: Module, en: Value, addr: Value, data: Value) -> None:
-        """One entry per cycle (the LOAD engine)."""
-        for k, mem in enumerate(self.mems):
-            wr = mem.write_port()
-            sel = (addr[:self.lb] == k) if self.lb else 1
-            m.d.comb += [wr.en.eq(en & sel), wr.addr.eq(addr >> self.lb), wr.data.eq(data)]
-
     def read_ports(self, en: Value | None = None) -> WideRead:
         return WideRead(self, [mem.read_port() for mem in self.mems], en)
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
-from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
 
 from deepfpga.compiler.isa import CalcKind
@@ -59,7 +58,7 @@ class EnginePorts:
 
     inp: WideRead
     wgt: WideRead
-    bias: ReadPort
+    bias: WideRead
     out_rd: WideRead
     out_wr: WideWrite
 
@@ -156,7 +155,7 @@ class CalcEngine(wiring.Component):
         w_lanes = ports.wgt.connect(m, wa.as_signed())
         o_lanes = ports.out_rd.connect(
             m, Mux(fin_issue, faddr, Mux(pre_issue, jptr, accp)).as_signed())
-        m.d.comb += ports.bias.addr.eq(f["bb_addr"] + fo)
+        bias_lanes = ports.bias.connect(m, Cat(f["bb_addr"] + fo, 0).as_signed())
 
         # --- MAC pipeline: stage 1 (buffer data), stage 2 (products), sums ---------------------
         v1, first1, last1 = Signal(), Signal(), Signal()
@@ -203,7 +202,7 @@ class CalcEngine(wiring.Component):
         # --- FIN -----------------------------------------------------------------------------
         clear = Signal()
         fin = build_finalize(m, cfg, f, issue=fin_issue, acc=o_lanes[0],
-                             bias=ports.bias.data, clear=clear, sat=sat, npc=setup.npc,
+                             bias=bias_lanes[0], clear=clear, sat=sat, npc=setup.npc,
                              pitch=setup.pitch)
 
         # --- OUTPUT writes: one accumulator, a grid block, or a finalized value --------------
