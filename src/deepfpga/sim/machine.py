@@ -75,6 +75,14 @@ class _Buf:
             return self.val[0, idx]
         return self.val[:, idx]
 
+    def preset(self, values: np.ndarray) -> None:
+        """Fill the first len(values) entries as if loaded, the same for every sample (for
+        checking one instruction on a given buffer state, as the RTL's tests do)."""
+        n = len(values)
+        self.val[:, :n] = values
+        self.uniform[:n] = True
+        self.h.valid[:n] = True
+
     def write(self, m: Machine, idx: slice | np.ndarray, values: np.ndarray | None,
               shared: bool = False) -> None:
         """Record a write (race check, valid bits); store `values` ((n,) shared by every

@@ -248,8 +248,7 @@ def functional(cfg: AcceleratorConfig, ddr: bytes, arena: tuple[int, int],
     manifest = {"arena": list(arena), "layers": [{"index": 0, "position": 0}],
                 "regions": [{"start": 0, "size": len(ddr), "live": [0, 0], "writable": True}]}
     m = Machine(cfg, manifest, np.frombuffer(bytes(ddr), dtype=np.uint8), 1, False)
-    m.out.val[0, :len(output)] = output
-    m.out.valid[:len(output)] = True
+    m.out.preset(np.asarray(output))
     err = None
     try:
         for k, ins in enumerate(instructions):

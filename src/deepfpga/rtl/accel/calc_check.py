@@ -59,9 +59,7 @@ def oracle(cfg: AcceleratorConfig, state: BufferState, ins: Calc) -> CalcResult:
     mach = Machine(cfg, manifest, np.zeros(0, np.uint8), 1, check_races=False)
     for buf, vals in ((mach.bufs[Buffer.INPUT], state.inp), (mach.bufs[Buffer.WEIGHT], state.wgt),
                       (mach.bufs[Buffer.BIAS], state.bias), (mach.out, state.out)):
-        buf.val[0, :] = vals
-        buf.valid[:] = True
-        buf.uniform[:] = True
+        buf.preset(vals)
     try:
         mach.step(0, ins)
         mach.flush()
