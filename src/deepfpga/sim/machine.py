@@ -75,6 +75,10 @@ class _Buf:
             return self.val[0, idx]
         return self.val[:, idx]
 
+    def written(self) -> np.ndarray:
+        """Per entry: whether anything ever wrote it (a copy)."""
+        return self.h.valid.copy()
+
     def preset(self, values: np.ndarray) -> None:
         """Fill the first len(values) entries as if loaded, the same for every sample (for
         checking one instruction on a given buffer state, as the RTL's tests do)."""

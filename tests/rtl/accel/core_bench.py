@@ -259,5 +259,5 @@ def functional(cfg: AcceleratorConfig, ddr: bytes, arena: tuple[int, int],
     img = bytearray(m.const.tobytes())
     img[arena[0]:arena[1]] = m.adata[0].tobytes()
     return Reference(bytes(img), {int(b): buf.val[0].astype(np.int64) for b, buf in m.bufs.items()},
-                     {int(b): buf.valid.copy() for b, buf in m.bufs.items()}, err,
+                     {int(b): buf.written() for b, buf in m.bufs.items()}, err,
                      sum(m.saturations.values()))

@@ -201,8 +201,8 @@ def program_calcs(cfg: AcceleratorConfig, program: Sequence, ddr_image: bytes,
     """Every CALC of a one-segment compiled program, as the functional simulator meets it on
     input `x` (one sample): the buffers just before it, the CALC, and what the simulator's
     machine then holds in OUTPUT and counted as saturated."""
-    mach = functional._Machine(cfg, manifest, np.frombuffer(ddr_image, dtype=np.uint8), 1,
-                               check_races=True)
+    mach = Machine(cfg, manifest, np.frombuffer(ddr_image, dtype=np.uint8), 1,
+                   check_races=True)
     t = manifest["tensors"]["input"]
     mach.host_write(int(t["start"]), np.asarray(x, dtype=np.int64).reshape(1, -1))
     out = []
