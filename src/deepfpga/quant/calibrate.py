@@ -396,6 +396,9 @@ def _weighted(g: Graph, layer: Conv2d | Linear, bits: LayerBits, w: Weights, bia
         return ref
 
     filled = [False] * len(data.batches)
+    # A ReLU right after the layer is fused as on the accelerator (contract step 3), so values
+    # it clears are not counted as saturated; the ReLU layer itself then changes nothing.
+    relu_first = bool(chain) and isinstance(chain[0], ReLU)
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(accumulator + bias, float reference at the chain's end) per batch."""
@@ -413,6 +416,10 @@ def _weighted(g: Graph, layer: Conv2d | Linear, bits: LayerBits, w: Weights, bia
                 acc = acc_of(q)
                 if acc.size and acc.min() >= -(1 << 31) and acc.max() < (1 << 31):
                     acc = acc.astype(np.int32)  # exact; half the memory
+                if relu_first:
+                    # a fused ReLU first: every later use (scoring, finish with relu) sees
+                    # max(acc, 0) anyway, so apply it once, in place
+                    np.maximum(acc, 0, out=acc)
                 if acc_cache is not None:
                     acc_cache.append(acc)
             if f_all is not None and filled[b]:
@@ -424,29 +431,39 @@ def _weighted(g: Graph, layer: Conv2d | Linear, bits: LayerBits, w: Weights, bia
                     filled[b] = True
             yield acc, ref
 
-    def through_chain(acc: np.ndarray) -> np.ndarray:
-        for c_layer in chain:
-            acc = _passthrough_any_int(c_layer, acc)
-        return acc
+    rest = chain[1:] if relu_first else chain
+    # the accumulators at the chain's end, cached when smaller than them (after a pool) and
+    # within the budget
+    end_cache: list[np.ndarray] | None = (
+        [] if rest and acc_cache is not None
+        and data.n * (per_image[layer.name] + per_image[last]) * 4 <= _CACHE_BYTES else None)
+
+    def scored() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for b, (acc, r) in enumerate(pairs()):
+            if end_cache is not None and b < len(end_cache):
+                yield end_cache[b], r
+                continue
+            v = acc
+            for c_layer in rest:
+                v = _passthrough_any_int(c_layer, v)
+            if end_cache is not None:
+                end_cache.append(v)
+            yield v, r
 
     lo = hi = 0
     absmax = 0.0
-    for acc, r in pairs():
-        v = through_chain(acc)
+    for v, r in scored():
         if v.size:
             lo, hi = min(lo, int(v.min())), max(hi, int(v.max()))
             absmax = max(absmax, float(np.abs(r).max()))
     scorer = act.StreamScorer(metric, data.n * per_image[last], absmax)
-    scored = lambda: ((through_chain(acc), r) for acc, r in pairs())  # noqa: E731
     c = choose(layer.name, _evaluator(scored, _acc_candidates(fl_acc, bits.data), scorer,
                                       bits.data),
                act.acc_overflow_free_fl(np.array([lo, hi], dtype=np.int64), fl_acc, bits.data),
                bits.data)
     fmt = FixedFormat(bits.data, c.fl)
     fmts = LayerFormats(fmt_in, fmt, w.fmt, None)
-    # A ReLU right after the layer is fused as on the accelerator (contract step 3), so values
-    # it clears are not counted as saturated; the ReLU layer itself then changes nothing.
-    relu = bool(chain) and isinstance(chain[0], ReLU)
+    relu = relu_first
 
     def output(acc: np.ndarray) -> tuple[np.ndarray, int]:
         # acc holds the aligned bias already (exact): finish without adding it again
