@@ -31,11 +31,11 @@ from deepfpga.ir.float_exec import apply_layer, run_layer
 from deepfpga.progress import progress
 from deepfpga.quant import activations as act
 from deepfpga.quant.bits import LayerBits
-from deepfpga.quant.contract import finish, maxpool_int
+from deepfpga.quant.contract import maxpool_int
 from deepfpga.quant.fixedpoint import FixedFormat, align_bias, to_fixed
 from deepfpga.quant.gemm import _gemm, prepare_matrix
 from deepfpga.quant.patches import _conv_matrix, _conv_patches, _fc_patches
-from deepfpga.quant.qmodel import PASSTHROUGH_KINDS, LayerFormats
+from deepfpga.quant.qmodel import PASSTHROUGH_KINDS
 from deepfpga.quant.weights import FlChoice
 
 # Values of the largest per-image map in one batch (its float64 temporaries are 8x this).
@@ -280,7 +280,10 @@ def walk(g: Graph, plan: Mapping[str, LayerBits], x: np.ndarray, wq: Mapping[str
                act.overflow_free_fl_float(np.array([x.min(), x.max()]), bw_in), bw_in)
     fmt_in = FixedFormat(bw_in, c.fl)
     out.formats[INPUT] = fmt_in
-    data = _Data(g, x, _compact(to_fixed(x, fmt_in, "calibration input"), fmt_in), batches)
+    qx = np.empty(x.shape, dtype=fmt_in.dtype)
+    for a, e in batches:  # batch by batch: to_fixed's float64 temporaries stay small
+        qx[a:e] = to_fixed(x[a:e], fmt_in, "calibration input")
+    data = _Data(g, x, qx, batches)
     out.report[INPUT] = {"kind": "input", "output": _choice_dict(c, fmt_in)}
     out.total_error += c.error * (x.size if metric != "kl" else 1)
 
@@ -396,6 +399,9 @@ def _weighted(g: Graph, layer: Conv2d | Linear, bits: LayerBits, w: Weights, bia
         return ref
 
     filled = [False] * len(data.batches)
+    # A ReLU right after the layer is fused as on the accelerator (contract step 3), so values
+    # it clears are not counted as saturated; the ReLU layer itself then changes nothing.
+    relu_first = bool(chain) and isinstance(chain[0], ReLU)
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(accumulator + bias, float reference at the chain's end) per batch."""
@@ -413,6 +419,10 @@ def _weighted(g: Graph, layer: Conv2d | Linear, bits: LayerBits, w: Weights, bia
                 acc = acc_of(q)
                 if acc.size and acc.min() >= -(1 << 31) and acc.max() < (1 << 31):
                     acc = acc.astype(np.int32)  # exact; half the memory
+                if relu_first:
+                    # a fused ReLU first: every later use (scoring, finish with relu) sees
+                    # max(acc, 0) anyway, so apply it once, in place
+                    np.maximum(acc, 0, out=acc)
                 if acc_cache is not None:
                     acc_cache.append(acc)
             if f_all is not None and filled[b]:
@@ -424,41 +434,56 @@ def _weighted(g: Graph, layer: Conv2d | Linear, bits: LayerBits, w: Weights, bia
                     filled[b] = True
             yield acc, ref
 
-    def through_chain(acc: np.ndarray) -> np.ndarray:
-        for c_layer in chain:
-            acc = _passthrough_any_int(c_layer, acc)
-        return acc
+    rest = chain[1:] if relu_first else chain
+    # the accumulators at the chain's end, cached when smaller than them (after a pool) and
+    # within the budget
+    end_cache: list[np.ndarray] | None = (
+        [] if rest and acc_cache is not None
+        and data.n * (per_image[layer.name] + per_image[last]) * 4 <= _CACHE_BYTES else None)
+
+    def scored() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for b, (acc, r) in enumerate(pairs()):
+            if end_cache is not None and b < len(end_cache):
+                yield end_cache[b], r
+                continue
+            v = acc
+            for c_layer in rest:
+                v = _passthrough_any_int(c_layer, v)
+            if end_cache is not None:
+                end_cache.append(v)
+            yield v, r
 
     lo = hi = 0
     absmax = 0.0
-    for acc, r in pairs():
-        v = through_chain(acc)
+    for v, r in scored():
         if v.size:
             lo, hi = min(lo, int(v.min())), max(hi, int(v.max()))
             absmax = max(absmax, float(np.abs(r).max()))
     scorer = act.StreamScorer(metric, data.n * per_image[last], absmax)
-    scored = lambda: ((through_chain(acc), r) for acc, r in pairs())  # noqa: E731
     c = choose(layer.name, _evaluator(scored, _acc_candidates(fl_acc, bits.data), scorer,
                                       bits.data),
                act.acc_overflow_free_fl(np.array([lo, hi], dtype=np.int64), fl_acc, bits.data),
                bits.data)
     fmt = FixedFormat(bits.data, c.fl)
-    fmts = LayerFormats(fmt_in, fmt, w.fmt, None)
-    # A ReLU right after the layer is fused as on the accelerator (contract step 3), so values
-    # it clears are not counted as saturated; the ReLU layer itself then changes nothing.
-    relu = bool(chain) and isinstance(chain[0], ReLU)
 
     def output(acc: np.ndarray) -> tuple[np.ndarray, int]:
-        # acc holds the aligned bias already (exact): finish without adding it again
-        y, k = finish(acc, None, fmts, relu)
-        for c_layer in chain:
-            y = passthrough_data(c_layer, y, fmt)
-        return y, k
+        """The chain end's integers and the layer's saturations, from accumulators that hold
+        the aligned bias and (with a fused ReLU) max(acc, 0) already: the data shift with
+        saturation is the chosen candidate's (`acc_quantizer`, proved equal to contract step
+        4; `finish` with the ReLU fused counts exactly these saturations), then the pooling
+        (monotone, contract step 5) on its exact float64 integers."""
+        y, k = act.acc_quantizer(acc, fl_acc, fmt.bw)(fmt.fl)
+        for c_layer in rest:
+            y = _passthrough_any_int(c_layer, y)
+        return np.asarray(y).astype(fmt.dtype), k
 
     def make(b: int, memo: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Recomputation of batch b of the chain's end (a virtual tensor)."""
         q, f = data.get(src, b, memo)
-        return output(acc_of(q))[0], reference(f)
+        acc = acc_of(q)
+        if relu_first:
+            np.maximum(acc, 0, out=acc)
+        return output(acc)[0], reference(f)
 
     out.formats[layer.name] = fmt
     nsat = 0
