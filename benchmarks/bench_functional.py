@@ -68,7 +68,6 @@ def main() -> None:
     t0 = time.perf_counter()
     compiled = compile_model(q, cfg)
     t_compile = time.perf_counter() - t0
-    program = compiled.program_bytes()
     fg = float_graph(graph, q)
     fmt = q.input_format
     x_int = rng.integers(fmt.qmin, fmt.qmax, size=(1, *graph.input_shape), endpoint=True)
@@ -80,7 +79,7 @@ def main() -> None:
           f" compiled in {t_compile:.1f} s; torch threads {torch.get_num_threads()}")
 
     def sim():
-        return simulate(program, compiled.ddr_image, compiled.manifest, cfg, x_int)
+        return simulate(compiled, x_int)
 
     def flt():
         return run_float(fg, x_float)

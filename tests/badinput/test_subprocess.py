@@ -64,10 +64,16 @@ def test_refusals_end_to_end(files, tmp_path):
 
 @pytest.mark.slow
 def test_interrupt_exits_130_without_traceback(tmp_path):
-    p = subprocess.Popen([*EXE, "run", "--out", str(tmp_path / "out"), "--images", "50"],
+    # enough test images that the flow is still simulating when the signal comes: interrupt
+    # once it has announced its first step, whatever this machine's speed
+    p = subprocess.Popen([*EXE, "run", "--out", str(tmp_path / "out"), "--images", "10000"],
                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    time.sleep(6)  # inside the flow (imports and the first steps)
+    assert p.stdout is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "[" not in p.stdout.readline():
+        pass
+    time.sleep(0.5)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, (p.returncode, err)

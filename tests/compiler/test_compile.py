@@ -109,7 +109,7 @@ def test_fmnist_models(name: str) -> None:
         assert check_no_overlap(c.manifest) > 0
         assert c.manifest["partition"]["host"] == []
         x = rng.integers(q.input_format.qmin, q.input_format.qmax, size=g.input_shape)
-        sim = simulate(c.program_bytes(), c.ddr_image, c.manifest, cfg, x)
+        sim = simulate(c, x)
         ref = execute(q, x[None])
         for k, v in sim.outputs.items():
             assert np.array_equal(v, ref.outputs[k][0])
@@ -162,6 +162,7 @@ def test_cli_compile_explain_and_errors(tmp_path, capsys) -> None:
 
 def test_cli_compile_qmodel_files_run_bit_exact(tmp_path, capsys, small_net) -> None:
     """QMODEL file → compile → the three files, read back (manifest through JSON) → simulate."""
+    from deepfpga.compiler.artifact import load_compiled
     from deepfpga.hw.config import load_config as _load
     from deepfpga.quant.qfile import save_qmodel
     from deepfpga.quant.reference import execute
@@ -175,6 +176,5 @@ def test_cli_compile_qmodel_files_run_bit_exact(tmp_path, capsys, small_net) -> 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["weights"] == "real" and manifest["config"]["hash"] == TINY.hash().hex()
     x = np.random.default_rng(7).integers(-300, 300, size=(2, 3, 14, 14))
-    sim = simulate((out / "program.bin").read_bytes(), (out / "ddr.bin").read_bytes(),
-                   manifest, _load("tiny"), x)
+    sim = simulate(load_compiled(out, _load("tiny")), x)
     assert np.array_equal(sim.outputs["l2"], execute(q, x).outputs["l2"])

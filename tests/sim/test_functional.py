@@ -19,7 +19,7 @@ from deepfpga.hw.config import PRESETS, load_config
 from deepfpga.ir import LRN, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Softmax, chain
 from deepfpga.quant.random_model import random_qmodel
 from deepfpga.quant.reference import execute
-from deepfpga.sim.functional import SimulationError, simulate
+from deepfpga.sim.functional import SimulationError, simulate, simulate_program
 
 # --- random networks and tilings ----------------------------------------------------------------
 
@@ -100,7 +100,7 @@ def random_tiling(stage: Stage, cfg, rng: np.random.Generator) -> Tiling | None:
 
 def _compare(q, compiled, cfg, x):
     ref = execute(q, x[None], keep="all")
-    sim = simulate(compiled.program_bytes(), compiled.ddr_image, compiled.manifest, cfg, x)
+    sim = simulate(compiled, x)
     assert sim.layers, "nothing was compared"
     for name, got in sim.layers.items():
         want = ref.layers[name][0]
@@ -179,7 +179,7 @@ def test_batch_input_runs_each_sample() -> None:
     q = random_qmodel(g, rng, bw_d=16, bw_w=16)
     compiled = compile_model(q, cfg)
     x = rng.integers(-100, 100, size=(3, 2, 6, 6))
-    sim = simulate(compiled.program_bytes(), compiled.ddr_image, compiled.manifest, cfg, x)
+    sim = simulate(compiled, x)
     ref = execute(q, x)
     assert np.array_equal(sim.outputs["l"], ref.outputs["l"])
     assert sim.executed == len(compiled.program.instructions)     # one pass for the batch
@@ -213,7 +213,7 @@ def _run(cfg, compiled, x, instructions, ddr=None):
         for d in manifest["layers"]:
             d["instructions"] = [0, 0]
     prog = encode_program(Program(cfg.hash(), tuple(instructions)))
-    return simulate(prog, compiled.ddr_image if ddr is None else ddr, manifest, cfg, x)
+    return simulate_program(prog, compiled.ddr_image if ddr is None else ddr, manifest, cfg, x)
 
 
 def _replace_first(ins, cls, pred=lambda i: True, **changes):
@@ -340,25 +340,26 @@ def test_error_accumulator_overflow() -> None:
     ddr[w["start"]:w["start"] + w["size"]] = b"\x00\x80" * (w["size"] // 2)   # -32768 each
     x = np.full((4, 6, 6), -32768)
     with pytest.raises(SimulationError, match=r"\(CALC\): accumulator overflow: .*32-bit"):
-        simulate(compiled.program_bytes(), bytes(ddr), compiled.manifest, cfg, x)
+        simulate_program(compiled.program_bytes(), bytes(ddr), compiled.manifest, cfg, x)
 
 
 def test_refuses_wrong_config_and_inputs(small) -> None:
     cfg, _, compiled, x = small
     other = load_config("zedboard")
     with pytest.raises(InputError, match="different accelerator configuration"):
-        simulate(compiled.program_bytes(), compiled.ddr_image, compiled.manifest, other, x)
+        simulate_program(compiled.program_bytes(), compiled.ddr_image, compiled.manifest, other,
+                         x)
     with pytest.raises(InputError, match="input has shape"):
-        simulate(compiled.program_bytes(), compiled.ddr_image, compiled.manifest, cfg, x[0])
+        simulate(compiled, x[0])
     with pytest.raises(InputError, match="outside the input format"):
-        simulate(compiled.program_bytes(), compiled.ddr_image, compiled.manifest, cfg,
-                 np.full_like(x, 1 << 20))
+        simulate(compiled, np.full_like(x, 1 << 20))
     with pytest.raises(InputError, match="DDR image is"):
-        simulate(compiled.program_bytes(), compiled.ddr_image[:-1], compiled.manifest, cfg, x)
+        simulate_program(compiled.program_bytes(), compiled.ddr_image[:-1], compiled.manifest,
+                         cfg, x)
     with pytest.raises(InputError, match="CRC32 mismatch"):
         bad = bytearray(compiled.program_bytes())
         bad[-3] ^= 0x10
-        simulate(bytes(bad), compiled.ddr_image, compiled.manifest, cfg, x)
+        simulate_program(bytes(bad), compiled.ddr_image, compiled.manifest, cfg, x)
 
 
 def test_error_read_of_feature_map_never_saved(small) -> None:
@@ -397,14 +398,13 @@ def test_batch_with_host_layers_between_segments(preset: str) -> None:
     compiled = compile_model(q, cfg)
     assert compiled.manifest["partition"]["host"] == ["hp", "n", "s"]
     x = rng.integers(q.input_format.qmin, q.input_format.qmax, size=(4, 3, 13, 13))
-    sim = simulate(compiled.program_bytes(), compiled.ddr_image, compiled.manifest, cfg, x)
+    sim = simulate(compiled, x)
     ref = execute(q, x, keep="all")
     for name, got in sim.layers.items():
         np.testing.assert_array_equal(got, ref.layers[name], err_msg=name)
     np.testing.assert_array_equal(sim.outputs["s"], ref.outputs["s"])
     assert sim.saturations == {k: v for k, v in ref.saturations.items() if k in sim.saturations}
-    fast = simulate(compiled.program_bytes(), compiled.ddr_image, compiled.manifest, cfg, x,
-                    check_races=False)
+    fast = simulate(compiled, x, check_races=False)
     for name, got in sim.layers.items():
         np.testing.assert_array_equal(fast.layers[name], got, err_msg=name)
 

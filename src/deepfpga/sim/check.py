@@ -129,7 +129,6 @@ def check_bit_exact(qmodel: QuantizedModel, compiled: Compiled, x: np.ndarray, y
     wanted = checked_tensors(manifest)
     score = score_layer(qmodel.graph)
     score_tensor = manifest.alias.get(score, score)
-    program = compiled.program_bytes()
     ref = ReferenceExecutor.build(qmodel)
     keep = {t for t, _ in wanted} | {score}
     n = len(x)
@@ -141,7 +140,7 @@ def check_bit_exact(qmodel: QuantizedModel, compiled: Compiled, x: np.ndarray, y
         in_sat += ns
         r = ref.run(x_int, keep=keep)
         sat += r.total_saturations
-        tensors = simulate(program, compiled.ddr_image, manifest, compiled.config, x_int).layers
+        tensors = simulate(compiled, x_int).layers
         for tot, (vals, bad, first) in zip(totals, compare_batch(tensors, r.layers, wanted, i),
                                            strict=True):
             tot[0] += vals

@@ -29,22 +29,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepfpga.compiler.isa import (
-    End,
-    Instruction,
-    decode_program,
-)
 from deepfpga.errors import InputError
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.isa import End, Instruction, Program, decode_program
 from deepfpga.quant.fixedpoint import FixedFormat
 from deepfpga.sim.hazards import (
     SimulationError,
 )
 from deepfpga.sim.machine import Machine
+
+if TYPE_CHECKING:
+    from deepfpga.compiler.artifact import Compiled
 
 
 @dataclass(frozen=True)
@@ -154,14 +153,33 @@ def check_run_inputs(ddr_image: bytes, manifest: Mapping[str, Any], cfg: Acceler
     return x, single
 
 
-def simulate(program_bytes: bytes, ddr_image: bytes, manifest: Mapping[str, Any],
-             cfg: AcceleratorConfig, x_int: np.ndarray, *, check_races: bool = True
+def simulate(compiled: Compiled, x_int: np.ndarray, *, check_races: bool = True
              ) -> FunctionalResult:
-    """Run the compiled program on `x_int`: integers in the input format, one sample of the
-    input shape or a batch (N, *shape) — a batch runs in one pass over the program."""
-    program = decode_program(program_bytes, cfg.hash())
+    """Run a compiled model on `x_int`: integers in the input format, one sample of the input
+    shape or a batch (N, *shape) — a batch runs in one pass over the program. The program was
+    decoded, and its config hash and DDR image checked, once, when `compiled` was built."""
+    return _simulate(compiled.program.instructions, compiled.ddr_image, compiled.manifest,
+                     compiled.config, x_int, check_races)
+
+
+def simulate_program(program: bytes | Program, ddr_image: bytes, manifest: Mapping[str, Any],
+                     cfg: AcceleratorConfig, x_int: np.ndarray, *, check_races: bool = True
+                     ) -> FunctionalResult:
+    """`simulate` on loose parts (a program file's bytes or a decoded Program, a DDR image, a
+    manifest) that were never checked against each other as a `Compiled` is: hand-made or
+    damaged programs in tests and tools."""
+    if isinstance(program, bytes | bytearray):
+        program = decode_program(bytes(program), cfg.hash())
+    elif program.config_hash != cfg.hash():
+        raise InputError("program was compiled for a different accelerator configuration"
+                         " (config hash mismatch)")
+    return _simulate(program.instructions, ddr_image, manifest, cfg, x_int, check_races)
+
+
+def _simulate(ins: Sequence[Instruction], ddr_image: bytes, manifest: Mapping[str, Any],
+              cfg: AcceleratorConfig, x_int: np.ndarray, check_races: bool) -> FunctionalResult:
     x, single = check_run_inputs(ddr_image, manifest, cfg, x_int)
-    res = _run(program.instructions, ddr_image, manifest, cfg, x, check_races)
+    res = _run(ins, ddr_image, manifest, cfg, x, check_races)
     if not single:
         return res
     return FunctionalResult({k: v[0] for k, v in res.outputs.items()},

@@ -18,22 +18,18 @@ from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
-from deepfpga.compiler.isa import Calc, Instruction, Load, Save
 from deepfpga.errors import InputError
+from deepfpga.hw import arch
+from deepfpga.hw.isa import Instruction, Load, Save
 from deepfpga.sim.dma import Gather, Geom
 
-LOAD, CALC, SAVE = 0, 1, 2
-ENGINES = ("LOAD", "CALC", "SAVE")
-ENGINE_OF = {Load: LOAD, Calc: CALC, Save: SAVE}
-# channel index: 0 LOAD→CALC, 1 CALC→LOAD, 2 CALC→SAVE, 3 SAVE→CALC
-CHANNELS = ("LOAD→CALC", "CALC→LOAD", "CALC→SAVE", "SAVE→CALC")
+# Engines, channels and which flag pops or pushes which channel: the accelerator's one table
+LOAD, CALC, SAVE = arch.LOAD, arch.CALC, arch.SAVE
+ENGINES = arch.ENGINES
+ENGINE_OF = arch.ENGINE_OF
+CHANNELS = arch.CHANNELS
 # per engine: flag → (channel, is_pop); a flag absent here has no neighbour on that side
-_FLAGS = {
-    LOAD: {"pop_next": (1, True), "push_next": (0, False)},
-    CALC: {"pop_prev": (0, True), "pop_next": (3, True), "push_prev": (1, False),
-           "push_next": (2, False)},
-    SAVE: {"pop_prev": (2, True), "push_prev": (3, False)},
-}
+_FLAGS = {e: arch.flag_channels(e) for e in (LOAD, CALC, SAVE)}
 
 
 class SimulationError(InputError):

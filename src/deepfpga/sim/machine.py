@@ -20,6 +20,7 @@ from deepfpga.compiler.isa import (
     Save,
 )
 from deepfpga.compiler.layout import pack_array, unpack
+from deepfpga.hw import arch
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.quant.fixedpoint import FixedFormat, requantize
 from deepfpga.sim.dma import Geom
@@ -183,12 +184,7 @@ class Machine:
             self.fail(f"LOAD into buffer {ins.buffer}, which does not exist")
         if ins.fc_weights and ins.buffer == Buffer.BIAS:
             self.fail("fc_weights=1 on a BIAS load")
-        if ins.buffer == Buffer.INPUT:
-            eb = cfg.weight_bytes if ins.fc_weights else cfg.data_bytes
-        elif ins.buffer == Buffer.WEIGHT:
-            eb = cfg.data_bytes if ins.fc_weights else cfg.weight_bytes
-        else:
-            eb = cfg.bias_bytes
+        eb = int(arch.load_element_bytes(cfg, ins.buffer, ins.fc_weights))
         buf = self.bufs[Buffer(ins.buffer)]
         n = ins.n1 * ins.n2 * ins.length
         limit = self.fc_entries if ins.buffer == Buffer.INPUT and ins.fc_weights else None
@@ -420,7 +416,7 @@ class Machine:
         n = ins.n1 * ins.n2 * ins.length
         src = out.span(self, ins.ob_addr, n)
         out.read(self, src, "data to save")
-        geom = self.ddr.segments(self, ins, cfg.data_bytes, writing=True)
+        geom = self.ddr.segments(self, ins, arch.save_element_bytes(cfg), writing=True)
         if geom.overlapping():
             self.fail("SAVE segments overlap in DDR")
         where = self.ddr.where(geom)

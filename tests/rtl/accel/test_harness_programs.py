@@ -60,7 +60,7 @@ def _check(accel_build, graph, seed, images=3):
         res = r.run(x)
     assert res.ok, res.error_message
     assert res.error == ErrorCode.NONE
-    fsim = simulate(c.program_bytes(), c.ddr_image, c.manifest, TINY, x)
+    fsim = simulate(c, x)
     ref = execute(q, x, keep="all")
     stage_outputs = {d["output"] for d in c.manifest["layers"]}
     assert stage_outputs <= set(res.layers)
@@ -111,7 +111,7 @@ def test_rtl_run_command(accel_build, tmp_path, capsys):
     assert rc == 0
     info = json.loads(capsys.readouterr().out)
     y = np.load(info["output_file"], allow_pickle=False)
-    want = simulate(c.program_bytes(), c.ddr_image, c.manifest, TINY, x).output
+    want = simulate(c, x).output
     np.testing.assert_array_equal(y, want)
     assert info["images"] == 2 and info["cycles_per_image"][0] > 0
 

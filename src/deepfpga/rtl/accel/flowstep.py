@@ -72,7 +72,7 @@ def run_rtl_check(st: Any, images: int) -> dict[str, Any]:
                                           strict=True):
         checks.append({"layer": t, "written_by": s, "values": vals, "mismatches": bad,
                        "first_mismatch": None if first is None else first.to_dict()})
-    fsim = simulate(c.program_bytes(), c.ddr_image, manifest, hw, x_int)
+    fsim = simulate(c, x_int)
     stage_names = [d.name for d in manifest.layers]
     sats = [{"layer": k, "rtl": int(res.saturations.get(k, 0)),
              "functional": int(fsim.saturations.get(k, 0))} for k in stage_names]
