@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -67,7 +67,10 @@ class Accelerator(wiring.Component):
         m.submodules.fetch = fetch = Fetch(cfg)
         m.submodules.arb = arb = ReadArbiter(cfg.axi_data_bits, 2)
         m.submodules.tokens = tok = TokenUnit()
-        lanes = getattr(dp, "ld_lanes", 1)        # a Datapath may take several per cycle
+        # A Datapath may take several consecutive LOAD elements per cycle: the real one through
+        # its masked wide port (ldw_*, one lane per bank), a test double through ld_count/ld_wide
+        masked = "ldw_valid" in dp.signature.members
+        lanes = len(dp.ldw_mask) if masked else getattr(dp, "ld_lanes", 1)
         dec, calc, save = Decoder(cfg), CalcIssue(), SaveEngine(cfg)
         load = LoadEngine(cfg, lanes)
         run_start = Signal()
@@ -196,10 +199,22 @@ class Accelerator(wiring.Component):
         ]
 
         # --- Datapath ----------------------------------------------------------------------
+        if masked and lanes > 1:
+            m.d.comb += [
+                dp.ldw_valid.eq(load.ld_valid), load.ld_ready.eq(dp.ldw_ready),
+                dp.ldw_buf.eq(load.ld_buf), dp.ldw_addr.eq(load.ld_addr),
+                dp.ldw_mask.eq((Const(1, lanes + 1) << load.ld_count) - 1),
+                dp.ldw_data.eq(Cat(*(load.ld_wide[j] for j in range(lanes)))),
+            ]
+        else:
+            m.d.comb += [
+                dp.ld_valid.eq(load.ld_valid), load.ld_ready.eq(dp.ld_ready),
+                dp.ld_buf.eq(load.ld_buf), dp.ld_addr.eq(load.ld_addr),
+                dp.ld_data.eq(load.ld_data),
+                *([dp.ld_count.eq(load.ld_count), dp.ld_wide.eq(load.ld_wide)]
+                  if lanes > 1 else []),
+            ]
         m.d.comb += [
-            dp.ld_valid.eq(load.ld_valid), load.ld_ready.eq(dp.ld_ready),
-            dp.ld_buf.eq(load.ld_buf), dp.ld_addr.eq(load.ld_addr), dp.ld_data.eq(load.ld_data),
-            *([dp.ld_count.eq(load.ld_count), dp.ld_wide.eq(load.ld_wide)] if lanes > 1 else []),
             dp.sv_req_valid.eq(save.sv_req_valid), save.sv_req_ready.eq(dp.sv_req_ready),
             dp.sv_req_addr.eq(save.sv_req_addr),
             save.sv_rsp_valid.eq(dp.sv_rsp_valid), dp.sv_rsp_ready.eq(save.sv_rsp_ready),
