@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfpga import flow
+from deepfpga import pipeline as flow
 from deepfpga.quant.reference import ReferenceExecutor, quantize_input
 from deepfpga.rtl.accel.driver import RtlRunner, build_accelerator
 
