@@ -135,9 +135,10 @@ def test_check_shifts() -> None:
 
 
 def test_rtl_gaps_are_listed_in_one_place() -> None:
-    assert arch.rtl_gaps(CFG.replace(max_stride=2)) == []
-    gaps = arch.rtl_gaps(CFG)
-    assert len(gaps) == 1 and "max_stride 4 > 2" in gaps[0]
+    assert arch.rtl_gaps(CFG) == []          # the presets run on the RTL as they are
+    assert arch.rtl_gaps(CFG.replace(max_stride=arch.STRIDE_MAX)) == []
+    gaps = arch.rtl_gaps(CFG.replace(max_pad=5))
+    assert len(gaps) == 1 and "max_pad 5 > 3" in gaps[0]
     assert {k for k, _, _ in arch.RTL_GAPS} == {"max_stride", "max_pad"}
 
 

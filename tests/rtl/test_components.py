@@ -192,7 +192,7 @@ def test_data_shift_matches_reference(ref, acc_bits, data_bits):
 
     rng = np.random.default_rng(acc_bits)
     p = PEParams(convolvers=1, data_bits=data_bits, weight_bits=data_bits, bias_bits=16,
-                 acc_bits=acc_bits)
+                 acc_bits=acc_bits, max_row_width=32, max_pad=1)
     shifts = sorted({-128, -(data_bits + 3), -data_bits, -3, -1, 0, 1, 2, 5, data_bits,
                      acc_bits - 1, acc_bits, acc_bits + 2, 127})
     accs = _accs(rng, acc_bits, 30)

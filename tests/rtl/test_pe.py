@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -11,13 +13,13 @@ from deepfpga.rtl.simulate import simulate
 from deepfpga.rtl.tiles import TileJob, expected, random_job, validate_job
 
 SMALL = PEParams(convolvers=2, data_bits=8, weight_bits=8, bias_bits=16, acc_bits=24,
-                 max_row_width=10)
+                 max_row_width=10, max_pad=1)
 CONFIGS = [
     SMALL,
     PEParams(convolvers=3, data_bits=16, weight_bits=16, bias_bits=32, acc_bits=48,
              max_row_width=9, max_pad=2),
     PEParams(convolvers=5, data_bits=6, weight_bits=4, bias_bits=8, acc_bits=14,
-             max_row_width=7),
+             max_row_width=7, max_pad=1),
 ]
 
 
@@ -118,7 +120,7 @@ def test_from_config_matches_preset():
 ])
 def test_bad_params_name_the_key(bad, msg):
     with pytest.raises(InputError, match=msg):
-        PEParams(**bad)
+        dataclasses.replace(SMALL, **bad)
 
 
 def test_bad_jobs_are_refused():

@@ -9,7 +9,7 @@ from deepfpga.rtl.params import PEParams
 from deepfpga.rtl.synth import parse_nextpnr_fmax, parse_yosys_stat, summarize, synthesize
 
 SMALL = PEParams(convolvers=2, data_bits=8, weight_bits=8, bias_bits=16, acc_bits=24,
-                 max_row_width=32)
+                 max_row_width=32, max_pad=1)
 
 # The shape of Yosys 0.70's `stat` report (counts invented for the parser test).
 STAT_LOG = """

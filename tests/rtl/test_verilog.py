@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs 
 
 def test_icarus_matches_reference(tmp_path):
     p = PEParams(convolvers=2, data_bits=8, weight_bits=8, bias_bits=16, acc_bits=24,
-                 max_row_width=10)
+                 max_row_width=10, max_pad=1)
     rng = np.random.default_rng(21)
     jobs = [random_job(rng, p, max_height=6) for _ in range(8)]
     jobs += [random_job(rng, p, max_height=6, shift=-1, pool=True, accumulate=True,

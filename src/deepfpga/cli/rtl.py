@@ -15,14 +15,19 @@ from deepfpga.errors import InputError
 def _add_pe_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("PE parameters (a target, optionally overridden by the flags)")
     g.add_argument("--target", metavar="PRESET_OR_TOML",
-                   help="accelerator config: preset (zc706-paper, zedboard, tiny) or TOML file")
-    g.add_argument("--convolvers", type=int, help="3×3 convolvers in the PE (default 4)")
-    g.add_argument("--bits", type=int, help="data width in bits (default 16)")
-    g.add_argument("--weight-bits", type=int, help="weight width (default: --bits)")
-    g.add_argument("--bias-bits", type=int, help="bias width (default 2×bits, at most 32)")
-    g.add_argument("--acc-bits", type=int, help="accumulator width (default 3×bits, at most 60)")
-    g.add_argument("--max-row-width", type=int, help="widest unpadded tile row (default 32)")
-    g.add_argument("--max-pad", type=int, help="most zero padding per side (default 1)")
+                   help="accelerator config: preset (zc706-paper, zedboard, tiny) or TOML file;"
+                   " default tiny")
+    g.add_argument("--convolvers", type=int,
+                   help="3×3 convolvers in the PE (default: the target's)")
+    g.add_argument("--bits", type=int, help="data width in bits (default: the target's)")
+    g.add_argument("--weight-bits", type=int,
+                   help="weight width (default: --bits if given, else the target's)")
+    g.add_argument("--bias-bits", type=int, help="bias width (default: the target's)")
+    g.add_argument("--acc-bits", type=int, help="accumulator width (default: the target's)")
+    g.add_argument("--max-row-width", type=int,
+                   help="widest unpadded tile row (default: the target's)")
+    g.add_argument("--max-pad", type=int, help="most zero padding per side (default: the"
+                   " target's)")
 
 
 def params_from_args(args: argparse.Namespace) -> Any:
@@ -34,15 +39,12 @@ def params_from_args(args: argparse.Namespace) -> Any:
         "max_row_width": args.max_row_width, "max_pad": args.max_pad,
     }
     given = {k: v for k, v in given.items() if v is not None}
-    if args.target:
-        from deepfpga.hw.config import load_config
+    if "data_bits" in given:            # --weight-bits defaults to --bits (a flag's meaning)
+        given.setdefault("weight_bits", given["data_bits"])
+    from deepfpga.hw.config import load_config
 
-        return PEParams.from_config(load_config(args.target), **given)
-    bits = given.get("data_bits", 16)
-    wbits = given.setdefault("weight_bits", bits)
-    given.setdefault("acc_bits", min(60, max(3 * bits, bits + wbits + 8)))
-    given.setdefault("bias_bits", min(32, 2 * bits, given["acc_bits"]))
-    return PEParams(**given)
+    # the flags override a config: the --target given, else the `tiny` preset
+    return PEParams.from_config(load_config(args.target or "tiny"), **given)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -72,7 +74,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     bd = rsub.add_parser("build", help="the accelerator's Verilog and its Verilator model")
     bd.add_argument("--target", required=True, metavar="PRESET_OR_TOML",
-                    help="accelerator config: preset (zc706-paper, zedboard, tiny) or TOML file")
+                    help="accelerator config: preset (zc706-paper, zedboard, tiny) or TOML file;"
+                   " default tiny")
     bd.add_argument("-o", "--output", metavar="DIR",
                     help="also write the Verilog and a copy of the model library here")
     add_json_flag(bd)

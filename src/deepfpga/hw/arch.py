@@ -100,13 +100,15 @@ def check_shifts(name: str, bias_shift: int | None, data_shift: int) -> None:
 
 # What an AcceleratorConfig may declare that the generated RTL (deepfpga.rtl) does not run yet:
 # (config key, what the RTL runs). The next RTL issue closes these; until then this is the list.
-RTL_MAX_STRIDE = 2
+# The accelerator's CALC engine (deepfpga.rtl.accel.calc) addresses the window arithmetically,
+# so it runs every stride the ISA encodes; padding is verified (random CALCs against the
+# functional simulator) up to 3 per side, which is also the stand-alone PE's padder limit.
+RTL_MAX_STRIDE = STRIDE_MAX
 RTL_MAX_PAD = 3
 RTL_GAPS: tuple[tuple[str, int, str], ...] = (
-    ("max_stride", RTL_MAX_STRIDE,
-     "the PE's convolver runs strides 1 and 2 only (one `stride2` flag)"),
+    ("max_stride", RTL_MAX_STRIDE, "the CALC engine runs the ISA's strides 1..7"),
     ("max_pad", RTL_MAX_PAD,
-     "the PE generator (rtl.params.PEParams) builds padders of at most 3 zeros per side"),
+     "padding above 3 per side is not verified on the RTL (and the PE's padder stops at 3)"),
 )
 
 

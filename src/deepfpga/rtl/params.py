@@ -38,13 +38,15 @@ class PEParams:
     max_row_width + 2·max_pad pixels, so any padded row width up to that fits.
     """
 
-    convolvers: int = 4
-    data_bits: int = 16
-    weight_bits: int = 16
-    bias_bits: int = 32
-    acc_bits: int = 48
-    max_row_width: int = 32
-    max_pad: int = 1
+    # No defaults: every PE comes from an AcceleratorConfig (`from_config`), or a caller that
+    # names each value (tests); the config is the one description of the hardware.
+    convolvers: int
+    data_bits: int
+    weight_bits: int
+    bias_bits: int
+    acc_bits: int
+    max_row_width: int
+    max_pad: int
 
     def __post_init__(self) -> None:
         def need(ok: bool, key: str, what: str) -> None:
