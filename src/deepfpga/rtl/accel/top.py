@@ -69,7 +69,9 @@ class Accelerator(wiring.Component):
         m.submodules.tokens = tok = TokenUnit()
         # A Datapath may take several consecutive LOAD elements per cycle: the real one through
         # its masked wide port (ldw_*, one lane per bank), a test double through ld_count/ld_wide
-        masked = "ldw_valid" in dp.signature.members
+        from deepfpga.rtl.accel.datapath import Datapath
+
+        masked = isinstance(dp, Datapath)   # stand-ins share the signature, not the wide port
         lanes = len(dp.ldw_mask) if masked else getattr(dp, "ld_lanes", 1)
         dec, calc, save = Decoder(cfg), CalcIssue(), SaveEngine(cfg)
         load = LoadEngine(cfg, lanes)
