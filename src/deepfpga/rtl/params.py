@@ -66,8 +66,8 @@ class PEParams:
              "must be 2..32 and at most acc_bits")
         need(0 <= self.max_pad <= RTL_MAX_PAD, "max_pad",
              f"must be 0..{RTL_MAX_PAD} (the padder's limit, deepfpga.hw.arch.RTL_GAPS)")
-        need(self.max_row_width + 2 * self.max_pad >= KERNEL and self.max_row_width <= 8192,
-             "max_row_width", "padded rows must hold a 3-wide window and be at most 8192")
+        need(1 <= self.max_row_width <= 8192 and self.max_row_width + 2 * self.max_pad >= KERNEL,
+             "max_row_width", "must be 1..8192, and a padded row must hold a 3-wide window")
 
     @classmethod
     def from_config(cls, cfg: AcceleratorConfig, **overrides: Any) -> PEParams:
