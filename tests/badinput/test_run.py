@@ -33,7 +33,8 @@ def test_bad_target_value(files, work, refused):
     refused(["run", "--target", work / "t.toml", "--out", work / "out"], "clock_mhz")
 
 
-def test_calib_size_beyond_memory_found_before_the_flow(work, refused):
+def test_calib_size_beyond_memory_found_before_the_flow(work, refused, monkeypatch):
+    monkeypatch.setattr("deepfpga.data.memory.available_bytes", lambda: 256 << 20)
     t0 = time.perf_counter()
     refused(["run", "--calib-size", "100000", "--out", work / "out"], ["--calib-size", "GiB"])
     assert time.perf_counter() - t0 < 30

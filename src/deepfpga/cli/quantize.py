@@ -57,22 +57,16 @@ def _fmt(d: dict[str, Any] | None) -> str:
     return "-" if not d else f"Q{d['bw']}.{d['fl']}"
 
 
-# Calibration (quant.flow._walk) holds each layer's activations over all images at once, float
-# and fixed point, plus the candidates being scored. Measured on fmnist-vgg (largest activation
-# 18,816 values): peak RSS grows by 1.23 MB per calibration image, 65 bytes per value.
-_CALIB_BYTES_PER_VALUE = 64
-
-
 def check_calibration_memory(graph: Any, n: int, asked: int) -> None:
-    """InputError when calibrating on `n` images (of `--calib-size asked`) cannot fit."""
-    import math
-
+    """InputError when calibrating on `n` images (of `--calib-size asked`) cannot fit: the
+    calibration streams in batches, so this is the images plus fixed budgets
+    (`quant.calibrate.calibration_bytes`)."""
     from deepfpga.data.memory import check_memory
+    from deepfpga.quant.calibrate import calibration_bytes
 
-    largest = max(math.prod(s) for s in graph.shapes().values())
-    check_memory(n * largest * _CALIB_BYTES_PER_VALUE,
-                 f"--calib-size {asked} ({n} images x {largest:,} values of the largest"
-                 " activation)", "give a smaller --calib-size")
+    check_memory(calibration_bytes(graph, n),
+                 f"--calib-size {asked} ({n} images of {','.join(map(str, graph.input_shape))})",
+                 "give a smaller --calib-size")
 
 
 def run(args: argparse.Namespace) -> int:

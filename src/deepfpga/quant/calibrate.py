@@ -17,6 +17,7 @@ grow with the calibration set:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,17 @@ _BATCH_ELEMS = 1 << 21
 # All-image tensors kept between layers, and the per-layer cache between scoring passes.
 _STORE_BYTES = 256 << 20
 _CACHE_BYTES = 192 << 20
+
+
+
+def calibration_bytes(graph: Graph, images: int) -> int:
+    """An upper estimate of the memory calibrating `graph` on `images` images needs: the images
+    themselves (float and fixed point, kept for the whole walk), the two budgets above, and one
+    batch's float64 temporaries. Measured on fmnist-vgg: 587 MB peak RSS at 1,000 images and
+    691 MB at 60,000 (this estimate: 0.6 and 1.1 GiB)."""
+    per_image = math.prod(graph.input_shape) * (4 + 8)
+    return images * per_image + _STORE_BYTES + _CACHE_BYTES + 8 * 8 * _BATCH_ELEMS
+
 
 Evaluate = act.Evaluator
 Chooser = Callable[[str, Evaluate, "int | None", int], act.FmChoice]
