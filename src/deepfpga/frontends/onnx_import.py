@@ -395,6 +395,12 @@ def _attributes(node: Any) -> dict[str, Any]:
 def import_onnx(source: str | os.PathLike[str] | bytes, name: str | None = None) -> Graph:
     """Read an ONNX model (a path or its bytes) into a Graph with float32 weights."""
     model, label = read_onnx(source)
+    return import_model(model, label, name)
+
+
+def import_model(model: Any, label: str, name: str | None = None) -> Graph:
+    """An ONNX ModelProto already read by `onnx_file.read_onnx` (external data loaded) into a
+    Graph; `label` names the file in messages."""
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
     init = initializers(model, label)
     in_name, shape, batch = input_shape(model, set(init), label)

@@ -94,12 +94,12 @@ def onnx_graph(source: str | os.PathLike[str] | bytes, name: str | None = None) 
     """Any ONNX file as a float graph: a plain one through the importer, a quantized one
     (QONNX / QDQ) with its quantizers removed and its weights dequantized (`float_graph`)."""
     from deepfpga.frontends.onnx_file import read_onnx
-    from deepfpga.frontends.onnx_import import import_onnx
+    from deepfpga.frontends.onnx_import import import_model
 
-    model, _ = read_onnx(source)
+    model, label = read_onnx(source)      # read once, whichever importer takes it
     if quant_kind(model) is not None:
         return float_graph(model, name)
-    return import_onnx(source, name)
+    return import_model(model, label, name)
 
 
 def float_graph(model: Any, name: str | None = None) -> Graph:

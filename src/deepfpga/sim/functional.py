@@ -127,15 +127,19 @@ def host_step(step: Mapping[str, Any], tensors: Mapping[str, Any],
 
 # --- entry point ---------------------------------------------------------------------------------
 
-def check_run_inputs(ddr_image: bytes, manifest: Mapping[str, Any], cfg: AcceleratorConfig,
-                     x_int: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Check a compiled program's DDR image, manifest and input against each other; returns
-    the input as a batch and whether one sample was given (shared with the RTL driver)."""
+def check_image(ddr_image: bytes, manifest: Mapping[str, Any], cfg: AcceleratorConfig) -> None:
+    """Check loose parts of a compiled program (DDR image, manifest, config) against each other,
+    as building a `Compiled` does (shared with the RTL driver)."""
     if manifest.get("config", {}).get("hash") != cfg.hash().hex():
         raise InputError("manifest was written for a different accelerator configuration")
     if len(ddr_image) != int(manifest["ddr_size"]):
         raise InputError(f"DDR image is {len(ddr_image)} bytes, the manifest says"
                          f" {manifest['ddr_size']}")
+
+
+def check_input(manifest: Mapping[str, Any], x_int: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Check an input against the manifest's input tensor; returns it as a batch and whether
+    one sample was given (shared with the RTL driver)."""
     shape = tuple(manifest["input"]["shape"])
     x = np.asarray(x_int)
     if x.dtype.kind not in "iu":
@@ -173,12 +177,13 @@ def simulate_program(program: bytes | Program, ddr_image: bytes, manifest: Mappi
     elif program.config_hash != cfg.hash():
         raise InputError("program was compiled for a different accelerator configuration"
                          " (config hash mismatch)")
+    check_image(ddr_image, manifest, cfg)
     return _simulate(program.instructions, ddr_image, manifest, cfg, x_int, check_races)
 
 
 def _simulate(ins: Sequence[Instruction], ddr_image: bytes, manifest: Mapping[str, Any],
               cfg: AcceleratorConfig, x_int: np.ndarray, check_races: bool) -> FunctionalResult:
-    x, single = check_run_inputs(ddr_image, manifest, cfg, x_int)
+    x, single = check_input(manifest, x_int)
     res = _run(ins, ddr_image, manifest, cfg, x, check_races)
     if not single:
         return res

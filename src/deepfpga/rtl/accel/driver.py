@@ -109,12 +109,11 @@ class RtlRunner:
     def __init__(self, program_bytes: bytes, ddr_image: bytes, manifest: Mapping[str, Any],
                  cfg: AcceleratorConfig, build: Build | None = None, *,
                  max_cycles: int = DEFAULT_MAX_CYCLES):
-        from deepfpga.sim.functional import check_run_inputs
+        from deepfpga.sim.functional import check_image
 
         self.program = decode_program(program_bytes, cfg.hash())
         self.cfg, self.manifest = cfg, manifest
-        shape = tuple(manifest["input"]["shape"])
-        check_run_inputs(ddr_image, manifest, cfg, np.zeros(shape, dtype=np.int64))
+        check_image(ddr_image, manifest, cfg)
         self.ddr_image = ddr_image
         n = len(self.program.instructions)
         self.words = program_bytes[len(program_bytes) - n * INSTRUCTION_BYTES:]
@@ -135,9 +134,9 @@ class RtlRunner:
 
     def run(self, x_int: np.ndarray) -> RtlResult:
         """`x_int`: integers in the input format, one sample or a batch (N, *shape)."""
-        from deepfpga.sim.functional import check_run_inputs
+        from deepfpga.sim.functional import check_input
 
-        x, single = check_run_inputs(self.ddr_image, self.manifest, self.cfg, x_int)
+        x, single = check_input(self.manifest, x_int)
         per = [self._image(x[i:i + 1].astype(np.int64)) for i in range(len(x))]
         first = per[0]
         bad = next((r for r in per if not r.ok), None)
