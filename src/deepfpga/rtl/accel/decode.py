@@ -10,16 +10,13 @@ from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
 
 from deepfpga.compiler.isa import CalcKind, Opcode
 from deepfpga.rtl.accel.buffers import BufferGeometry
+from deepfpga.rtl.accel.fields import field
 from deepfpga.rtl.accel.spec import ErrorCode, field_offsets
 
 
 def calc_fields(word: Value) -> dict[str, Value]:
     """name -> the field's bits of `word` (signed fields as signed values)."""
-    out = {}
-    for name, (pos, bits, is_signed) in field_offsets(Opcode.CALC).items():
-        v = word[pos:pos + bits]
-        out[name] = v.as_signed() if is_signed else v
-    return out
+    return {name: field(word, Opcode.CALC, name) for name in field_offsets(Opcode.CALC)}
 
 
 class Setup:
