@@ -28,11 +28,18 @@ def test_extent_sum_matches_brute_force(n_out, s, k, p, n_in) -> None:
         assert int(cost.extent_sum(n_out, np.array([t]), s, k, p, n_in)[0]) == want, t
 
 
-def test_run_cycles_are_the_arch_transfer_rule() -> None:
+def test_run_cycles_are_the_arch_dma_rule() -> None:
+    from deepfpga.hw import engines
+
     nbytes = np.array([0, 1, 4096, 4097, 100_000])
-    tx, cyc = arch.transfer_cycles(1, nbytes, 7.5, TINY)
-    assert cost.run_cycles(nbytes, 7.5, TINY).tolist() == cyc.tolist()
-    assert cost.run_transactions(nbytes, TINY).tolist() == tx.tolist()
+    bursts, beats = engines.run_bursts(TINY, 0, nbytes)
+    assert bursts.tolist() == [0, 1, 16, 17, 391]          # 256-byte bursts on tiny
+    want = arch.load_dma_cycles(TINY, bursts, beats, nbytes // 2)
+    assert cost.run_cycles(nbytes, 2, TINY).tolist() == np.where(nbytes > 0, want, 0).tolist()
+    assert cost.run_transactions(nbytes, TINY).tolist() == bursts.tolist()
+    save = arch.save_dma_cycles(TINY, bursts, beats, nbytes // 2)
+    assert cost.run_cycles(nbytes, 2, TINY, save=True).tolist() == np.where(nbytes > 0, save,
+                                                                             0).tolist()
 
 
 def test_vectorised_costs_equal_one_at_a_time(small_net) -> None:
@@ -52,8 +59,6 @@ def test_vectorised_costs_equal_one_at_a_time(small_net) -> None:
 def test_cost_model_counts_match_the_program(seed: int, small_net) -> None:
     """The closed-form model and the generated code agree on bytes and CALCs, and the compute
     cycles agree with the timing simulator's per-instruction formulas."""
-    from deepfpga.hw.arch import conv_calc_cycles, fc_calc_cycles
-
     rng = np.random.default_rng(seed)
     q = random_qmodel(small_net, rng, bw_d=16, bw_w=16)
     model = architecture_model(q.graph, TINY)
@@ -95,10 +100,9 @@ def test_cost_model_counts_match_the_program(seed: int, small_net) -> None:
                 got["save_bytes"] += i.length * i.n1 * i.n2 * cfg.data_bytes
             elif isinstance(i, Calc) and i.to:
                 got["calcs"] += 1
-                got["compute_cycles"] += (
-                    fc_calc_cycles(cfg, i.ti, i.to) if fc else
-                    conv_calc_cycles(cfg, i.ti, i.to, i.out_rows, i.out_cols, i.stride,
-                                     bool(i.pool)))
+                got["compute_cycles"] += int(arch.calc_cycles(
+                    cfg, i.kind, i.ti, i.to, i.out_rows, i.out_cols, i.stride, i.pool,
+                    i.accumulate, i.finalize))
         want = {k: d["cost"][k] for k in got}
         assert got == want, (d["name"], d["tiling"])
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deepfpga.errors import InputError
-from deepfpga.hw import arch
+from deepfpga.hw import arch, engines
 from deepfpga.hw.config import load_config
 from deepfpga.hw.isa import Buffer, Calc, CalcKind, Load, Save
 
@@ -49,49 +49,46 @@ def test_element_bytes_follow_buffer_and_role() -> None:
     # FC role swap (§7.3): weight blocks into INPUT, the data vector into WEIGHT
     assert got == [1, 2, 2, 1, 4]
     assert arch.save_element_bytes(cfg) == 1
-    ports = arch.load_ports(cfg, [Buffer.INPUT, Buffer.WEIGHT, Buffer.BIAS]).tolist()
-    assert ports == [cfg.datain_port_num, cfg.weightin_port_num, cfg.weightin_port_num]
 
 
-def test_port_rate_is_limited_by_the_ddr() -> None:
-    cfg = CFG.replace(datain_port_num=1000)
-    assert float(arch.load_rate(cfg, Buffer.INPUT, 0)) == cfg.ddr_bytes_per_cycle
-    slow = CFG.replace(datain_port_num=1)
-    assert float(arch.load_rate(slow, Buffer.INPUT, 0)) == min(slow.ddr_bytes_per_cycle,
-                                                               slow.data_bytes)
+def test_run_bursts_by_hand() -> None:
+    # tiny: 4-byte beats, bursts of at most 256 bytes (max_burst_bytes), cut at 4 KiB
+    got = engines.run_bursts(CFG, [0, 2, 4094, 0, 3900, 8], [150, 150, 8, 600, 600, 0])
+    assert got[0].tolist() == [1, 1, 2, 3, 3, 0]
+    assert got[1].tolist() == [38, 38, 3, 150, 150, 0]   # from the beat-aligned start
 
 
-def test_transfer_cycles_by_hand() -> None:
-    cfg = CFG.replace(max_burst_bytes=64, burst_overhead_cycles=10)
-    # 150 bytes at 8 B/cycle: two full bursts (10 + 8 each) and one of 22 bytes (10 + 3)
-    tx, cyc = arch.transfer_cycles(1, 150, 8.0, cfg)
-    assert (int(tx), int(cyc)) == (3, 2 * 18 + 13)
-    # vectorised: several runs at once, a count per run, zero bytes cost nothing
-    tx, cyc = arch.transfer_cycles([2, 1, 5], [150, 0, 64], 8.0, cfg)
-    assert tx.tolist() == [6, 0, 5] and cyc.tolist() == [2 * 49, 0, 5 * 18]
-
-
-def test_dma_cycles_merge_contiguous_segments() -> None:
-    cfg = CFG.replace(max_burst_bytes=1 << 20, burst_overhead_cycles=10)
-    b, tx, cyc = arch.dma_cycles([40, 40], [4, 4], [40, 64], [1, 1], [0, 0], 4.0, cfg)
+def test_dma_bursts_merge_contiguous_segments() -> None:
+    b, tx, beats = arch.dma_bursts(CFG, [0, 0], [40, 40], [4, 4], [40, 64], [1, 1], [0, 0])
     assert b.tolist() == [160, 160]
     assert tx.tolist() == [1, 4]                 # one run vs four separate segments
-    assert cyc.tolist() == [10 + 40, 4 * (10 + 10)]
+    assert beats.tolist() == [40, 40]
+
+
+def test_dma_cycles_by_hand() -> None:
+    # tiny: 10 cycles per burst, one 4-byte beat per cycle (DDR 8 B/cycle), 2 LOAD lanes
+    assert arch.load_dma_cycles(CFG, 1, 38, 75).tolist() == 10 + 38
+    assert arch.load_dma_cycles(CFG, 1, 38, 100).tolist() == 10 + 50     # the lanes are slower
+    # SAVE: one value per cycle; each burst stalls it 10 − (2·4/2 + 2) + 1 = 5 cycles
+    assert engines.save_stall_cycles(CFG) == 5
+    assert arch.save_dma_cycles(CFG, 7, 392, 784).tolist() == 784 + 7 * 5
 
 
 def test_calc_cycles_by_hand() -> None:
-    cpp, pe = CFG.convolvers_per_pe, CFG.num_pe
-    depth = int(arch.pipeline_depth(CFG))
-    assert int(arch.pipeline_depth(CFG, 1)) == depth + 1
-    # CONV 8×8 outputs at stride 1: 10×10 window pixels per pass
-    passes = -(-(2 * cpp) // cpp) * -(-(pe + 1) // pe)
-    assert int(arch.conv_calc_cycles(CFG, 2 * cpp, pe + 1, 8, 8, 1)) == passes * 100 + depth
-    lanes = 9 * cpp
-    assert int(arch.fc_calc_cycles(CFG, lanes + 1, pe)) == 2 + depth
-    got = arch.calc_cycles(CFG, [CalcKind.CONV, CalcKind.FC, CalcKind.CONV],
-                           [2 * cpp, lanes + 1, 0], [pe + 1, pe, 5], [8, 1, 8], [8, 1, 8],
-                           [1, 1, 1], [0, 0, 0]).tolist()
-    assert got == [passes * 100 + depth, 2 + depth, 1]     # ti = 0: a one-cycle no-op
+    # tiny: B = 2 banks, a grid of 2 channels × 2 pixels, deep staging
+    assert (engines.bank_count(CFG), engines.grid_channels(CFG)) == (2, 2)
+    # CONV ti 2, to 3, 4×4 outputs, stride 1, finalizing: 2 channel groups, 8 blocks of 2 pixels
+    grid = 3 * 18 + 8 * (2 + 2 * (18 + 3) + 3)
+    conv = engines.SETUP_CYCLES + grid + engines.MAC_DRAIN_CYCLES + 3 * 16 + 9 + 1
+    fc = engines.SETUP_CYCLES + 3 * 3 + engines.MAC_DRAIN_CYCLES + 1     # ⌈5 / B⌉ per output
+    got = arch.calc_cycles(CFG, [CalcKind.CONV, CalcKind.FC, CalcKind.CONV], [2, 5, 0],
+                           [3, 3, 5], [4, 1, 4], [4, 1, 4], [1, 1, 1], [0, 0, 0], [0, 1, 0],
+                           [1, 0, 0]).tolist()
+    issue = engines.CALC_ISSUE_CYCLES
+    assert got == [conv + issue, fc + issue, engines.NOP_CYCLES + issue]
+    # accumulating: the old sums cost one cycle per channel and block instead of one per group
+    acc = arch.calc_cycles(CFG, CalcKind.CONV, 2, 3, 4, 4, 1, 0, 1, 1)
+    assert int(acc) == conv + issue + 8 * (3 - 2)
 
 
 def test_token_channels_are_one_table() -> None:
@@ -155,7 +152,7 @@ def test_vector_and_scalar_calls_agree() -> None:
     rng = np.random.default_rng(0)
     ti, to = rng.integers(1, 300, 50), rng.integers(1, 300, 50)
     rows, cols = rng.integers(1, 30, 50), rng.integers(1, 30, 50)
-    vec = arch.conv_calc_cycles(CFG, ti, to, rows, cols, 2, 1)
-    one = [int(arch.conv_calc_cycles(CFG, int(a), int(b), int(r), int(c), 2, 1))
+    vec = arch.calc_cycles(CFG, CalcKind.CONV, ti, to, rows, cols, 2, 1, 1, 1)
+    one = [int(arch.calc_cycles(CFG, CalcKind.CONV, int(a), int(b), int(r), int(c), 2, 1, 1, 1))
            for a, b, r, c in zip(ti, to, rows, cols, strict=True)]
     assert vec.tolist() == one

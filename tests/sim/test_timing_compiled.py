@@ -62,14 +62,14 @@ def test_compiled_program_per_layer_respects_the_bound(tiny, lrn: bool) -> None:
         assert lt.calc_cycles / (tiny.clock_mhz * 1e6) >= lt.bound_compute_s * (1 - 1e-12)
     assert sum(lt.time_s for lt in t.layers) == pytest.approx(t.seconds)
     assert t.unconsumed_tokens == {}
-    # the engines' busy time fits in the frame, and the DDR is never double-booked
+    # the engines' busy time fits in the frame; each engine completes in program order (a
+    # DDR channel serves its engine's bursts one instruction after another)
     assert max(t.engine_busy_cycles.values()) <= t.cycles
-    assert t.ddr_busy_cycles <= t.cycles
     ins = compiled.program.instructions
-    dma = [k for k, i in enumerate(ins) if type(i).__name__ in ("Load", "Save")]
-    s, e = t.start_cycles[dma], t.end_cycles[dma]
-    order = np.argsort(s, kind="stable")
-    assert (s[order][1:] >= e[order][:-1]).all()
+    for kind in ("Load", "Calc", "Save"):
+        k = [j for j, i in enumerate(ins) if type(i).__name__ == kind]
+        assert (np.diff(t.end_cycles[k]) >= 0).all(), kind
+        assert (np.diff(t.start_cycles[k]) >= 0).all(), kind
 
 
 @pytest.mark.parametrize("name", ["fmnist-vgg", "fmnist-alex"])

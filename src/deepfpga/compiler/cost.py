@@ -1,12 +1,15 @@
 """Closed-form cost of one stage under one tiling (paper §8.1 style), vectorised over candidates.
 
 Per stage: compute cycles of every CALC and DMA cycles of every LOAD and SAVE, with the
-accelerator's rules from deepfpga.hw.arch (CALC cycles of a pass, pipeline depth, element bytes
-and port rates per buffer and role, transaction/burst cycles) — the same functions the timing
-simulator times instructions with. Loads and saves share the DDR; with double buffering they
+accelerator's rules from deepfpga.hw.arch (the RTL's CALC cycles, element bytes per buffer and
+role, AXI bursts and their cycles) — the same functions the timing simulator times instructions
+with. Loads use the DDR's read channel, saves its write channel; with double buffering they
 overlap compute, so the stage takes
 
-    max(compute, DMA) + prologue (first tile's loads) + epilogue (last save group)
+    max(compute, loads, saves) + prologue (first tile's loads) + epilogue (last save group)
+
+The closed form does not know every run's DDR address: it cuts runs into bursts as if each
+started on a 4 KiB boundary, and leaves out the instruction fetch's share of the read channel.
 
 The loop structure (which tiles are reloaded, how outputs are grouped per SAVE) is exactly the
 one the code generator emits (deepfpga.compiler.codegen); tests check the byte counts agree.
@@ -21,7 +24,7 @@ import numpy as np
 
 from deepfpga.hw import arch
 from deepfpga.hw.accelerator import AcceleratorConfig
-from deepfpga.hw.isa import Buffer
+from deepfpga.hw.isa import Buffer, CalcKind
 
 if TYPE_CHECKING:
     from deepfpga.compiler.mapping import Stage
@@ -32,13 +35,14 @@ ORDERS_CONV = ("spatial", "weights")
 ORDERS_FC = ("out", "in")
 
 
-def run_cycles(nbytes: np.ndarray, rate: float, cfg: AcceleratorConfig) -> np.ndarray:
-    """DMA cycles of one contiguous run of `nbytes` (0 → 0)."""
-    return arch.transfer_cycles(1, nbytes, rate, cfg)[1]
+def run_cycles(nbytes: np.ndarray, eb: int | np.ndarray, cfg: AcceleratorConfig,
+               save: bool = False) -> np.ndarray:
+    """DMA cycles of one contiguous run of `nbytes` of `eb`-byte elements (0 → 0)."""
+    return arch.run_dma(cfg, nbytes, eb, save=save)[1]
 
 
 def run_transactions(nbytes: np.ndarray, cfg: AcceleratorConfig) -> np.ndarray:
-    return arch.transfer_cycles(1, nbytes, 1.0, cfg)[0]
+    return arch.run_dma(cfg, nbytes, 1, save=False)[0]
 
 
 def _classes(total: int, size: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
@@ -67,13 +71,32 @@ def extent_sum(n_out: int, t: np.ndarray, s: int, k: int, p: int, n_in: int) -> 
     return full - top - over - last_over
 
 
-def _rates(cfg: AcceleratorConfig) -> tuple[float, float, float, float, float, float]:
-    """Bytes per cycle of: input tiles, CONV weights, saves, FC weight blocks, the FC vector,
-    and biases — each LOAD's (buffer, role) as the hardware moves it (deepfpga.hw.arch)."""
-    r_in, r_w, r_fc, r_vec, r_b = (float(arch.load_rate(cfg, b, f)) for b, f in (
+def _element_bytes(cfg: AcceleratorConfig) -> tuple[int, int, int, int, int, int]:
+    """Element bytes of: input tiles, CONV weights, saves, FC weight blocks, the FC vector, and
+    biases — each LOAD's (buffer, role) as the hardware moves it (deepfpga.hw.arch)."""
+    e_in, e_w, e_fc, e_vec, e_b = (int(arch.load_element_bytes(cfg, b, f)) for b, f in (
         (Buffer.INPUT, 0), (Buffer.WEIGHT, 0), (Buffer.INPUT, 1), (Buffer.WEIGHT, 1),
         (Buffer.BIAS, 0)))
-    return r_in, r_w, arch.save_rate(cfg), r_fc, r_vec, r_b
+    return e_in, e_w, arch.save_element_bytes(cfg), e_fc, e_vec, e_b
+
+
+def _conv_unit_cycles(cfg: AcceleratorConfig, stage: Stage, rows: np.ndarray, cols: np.ndarray,
+                      to: np.ndarray, i_full: np.ndarray, c_if: np.ndarray, i_last: np.ndarray
+                      ) -> np.ndarray:
+    """CALC cycles of one (spatial tile, output group): its input-channel tiles × sub-kernels,
+    the first not accumulating, the last finalizing (as deepfpga.compiler.codegen emits them)."""
+    s, pool, nsub = stage.stride, int(stage.pool), stage.nsub
+
+    def cc(ti: np.ndarray, acc: int, fin: int) -> np.ndarray:
+        return arch.calc_cycles(cfg, CalcKind.CONV, ti, to, rows, cols, s, pool * fin, acc, fin)
+
+    single = (c_if == 0) & (nsub == 1)
+    i_first = np.where(c_if > 0, i_full, i_last)
+    mid_full = np.maximum(c_if * nsub - (c_if > 0), 0)
+    mid_last = np.maximum(nsub - 1 - (c_if == 0), 0)
+    many = (cc(i_first, 0, 0) + cc(i_last, 1, 1) + mid_full * cc(i_full, 1, 0)
+            + mid_last * cc(i_last, 1, 0))
+    return np.where(single, cc(i_last, 0, 1), many)
 
 
 def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndarray,
@@ -87,7 +110,7 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
     s = stage.stride
     kh, kw = stage.kernel
     db, wb, bb = cfg.data_bytes, cfg.weight_bytes, cfg.bias_bytes
-    r_in, r_w, r_out, _, _, r_b = _rates(cfg)
+    e_in, e_w, e_out, _, _, e_b = _element_bytes(cfg)
     tr, tc, ti, to, order, group = (np.asarray(a, np.int64) for a in
                                     (tr, tc, ti, to, order, group))
     n_r, r_full, c_rf, r_last, _ = _classes(ho, tr)
@@ -103,19 +126,14 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
     def cols_in(c: np.ndarray) -> np.ndarray:
         return np.minimum(w, (c - 1) * s + kw)
 
-    # --- compute: separable sums over the tile classes ----------------------------------
-    # Σ over the tiles of arch.conv_calc_cycles, separated per axis
-    def pix(n: np.ndarray) -> np.ndarray:
-        return arch.window_extent(n, s, cfg)
-
-    sum_r = c_rf * pix(r_full) + pix(r_last)
-    sum_c = c_cf * pix(c_full) + pix(c_last)
-    sum_i = c_if * arch.channel_groups(i_full, cfg) + arch.channel_groups(i_last, cfg)
-    sum_o = c_of * arch.pe_groups(o_full, cfg) + arch.pe_groups(o_last, cfg)
+    # --- compute: Σ over the tile classes (rows × cols × output groups) of their CALCs ----
     n_calc = n_sp * n_i * n_o * stage.nsub
-    # the pooling stage of the pipeline only runs on the finalizing CALC of a tile
-    compute = stage.nsub * sum_r * sum_c * sum_i * sum_o + n_calc * arch.pipeline_depth(cfg) + \
-        n_sp * n_o * (arch.pipeline_depth(cfg, 1) - arch.pipeline_depth(cfg)) * int(stage.pool)
+    compute = np.zeros_like(tr)
+    for rsz, rcnt in ((r_full, c_rf), (r_last, 1)):
+        for csz, ccnt in ((c_full, c_cf), (c_last, 1)):
+            for osz, ocnt in ((o_full, c_of), (o_last, 1)):
+                compute += rcnt * ccnt * ocnt * _conv_unit_cycles(cfg, stage, rsz, csz, osz,
+                                                                  i_full, c_if, i_last)
 
     # --- input tile loads -----------------------------------------------------------------
     # reuse: the two input banks keep the last two tiles (LRU), so a tile pattern of period ≤ 2
@@ -135,7 +153,7 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
                 # runs: whole map → 1 run; full width → one per channel; else one per row
                 n_runs = np.where(whole, 1, np.where(full_w, isz, isz * ri))
                 run_b = np.where(whole, nbytes, np.where(full_w, ri * ci * db, ci * db))
-                cyc = n_runs * run_cycles(run_b, r_in, cfg)
+                cyc = n_runs * run_cycles(run_b, e_in, cfg)
                 cnt = rcnt * ccnt * icnt * in_reload
                 in_cyc += cnt * cyc
                 in_tx += cnt * n_runs * run_transactions(run_b, cfg)
@@ -154,7 +172,7 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
     for isz, icnt in ((i_full, c_if), (i_last, 1)):
         for osz, ocnt in ((o_full, c_of), (o_last, 1)):
             b = osz * isz * arch.TAPS * stage.nsub * wb
-            cyc = run_cycles(b, r_w, cfg)
+            cyc = run_cycles(b, e_w, cfg)
             cnt = icnt * ocnt * w_reload
             w_bytes += cnt * b
             w_cyc += cnt * cyc
@@ -167,14 +185,14 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
     if stage.has_bias:
         if n_out <= cfg.bias_buffer_entries // 2:
             b_bytes += n_out * bb
-            b_cyc += run_cycles(np.full_like(tr, n_out * bb), r_b, cfg)
+            b_cyc += run_cycles(np.full_like(tr, n_out * bb), e_b, cfg)
         else:
             # per output group; revisited per spatial tile in `spatial` order unless the
             # two bias banks hold every group (≤ 2 groups)
             visits = np.where(spatial & (n_o > 2), n_sp, 1)
             b_bytes += visits * n_out * bb
-            b_cyc += visits * (c_of * run_cycles(o_full * bb, r_b, cfg)
-                               + run_cycles(o_last * bb, r_b, cfg))
+            b_cyc += visits * (c_of * run_cycles(o_full * bb, e_b, cfg)
+                               + run_cycles(o_last * bb, e_b, cfg))
     # --- saves ----------------------------------------------------------------------------
     hp, wp = stage.out_shape[1], stage.out_shape[2]
     div = 2 if stage.pool else 1
@@ -193,7 +211,7 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
             for osz, ocnt in ((o_full, c_of), (o_last, 1)):
                 nb = np.where(whole, osz * run_b, run_b)
                 nr = np.where(whole, 1, osz * runs_per_ch)
-                s_cyc_tile += rcnt * ccnt * ocnt * nr * run_cycles(nb, r_out, cfg)
+                s_cyc_tile += rcnt * ccnt * ocnt * nr * run_cycles(nb, e_out, cfg, True)
                 s_tx_tile += rcnt * ccnt * ocnt * nr * run_transactions(nb, cfg)
     # grouped saves (group g ≥ 1, full width): g row tiles, all channels of the loop's set
     g = np.maximum(group, 1)
@@ -207,7 +225,7 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
         # spatial order: one SAVE per group covering every output channel
         nb = np.where(whole, n_out * rows * wp * db, rows * wp * db)
         runs = np.where(whole, 1, n_out)
-        sp_cyc = runs * run_cycles(nb, r_out, cfg)
+        sp_cyc = runs * run_cycles(nb, e_out, cfg, True)
         sp_tx = runs * run_transactions(nb, cfg)
         # weights order: one SAVE per group and output-channel group
         wt_cyc = np.zeros_like(tr)
@@ -215,7 +233,7 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
         for osz, ocnt in ((o_full, c_of), (o_last, 1)):
             nbw = np.where(whole, osz * rows * wp * db, rows * wp * db)
             runs_w = np.where(whole, 1, osz)
-            wt_cyc += ocnt * runs_w * run_cycles(nbw, r_out, cfg)
+            wt_cyc += ocnt * runs_w * run_cycles(nbw, e_out, cfg, True)
             wt_tx += ocnt * runs_w * run_transactions(nbw, cfg)
         s_cyc_grp += cnt * np.where(spatial, sp_cyc, wt_cyc)
         s_tx_grp += cnt * np.where(spatial, sp_tx, wt_tx)
@@ -226,7 +244,8 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
 
     dma = in_cyc + w_cyc + b_cyc + s_cyc
     assert first_in is not None and first_w is not None
-    total = np.maximum(compute, dma) + first_in + first_w + last_save
+    total = (np.maximum(compute, np.maximum(in_cyc + w_cyc + b_cyc, s_cyc)) + first_in + first_w
+             + last_save)
     return {"cycles": total, "compute_cycles": compute, "dma_cycles": dma,
             "load_in_bytes": in_bytes, "load_w_bytes": w_bytes + b_bytes, "save_bytes": s_bytes,
             "transactions": in_tx + w_tx + s_tx, "calcs": n_calc}
@@ -239,47 +258,51 @@ def fc_costs(stage: Stage, cfg: AcceleratorConfig, ti: np.ndarray, to: np.ndarra
     (f,) = stage.in_shape
     n_out = stage.out_channels
     db, wb, bb = cfg.data_bytes, cfg.weight_bytes, cfg.bias_bytes
-    _, _, r_out, r_fc, r_vec, r_b = _rates(cfg)
+    _, _, e_out, e_fc, e_vec, e_b = _element_bytes(cfg)
     ti, to, order, group = (np.asarray(a, np.int64) for a in (ti, to, order, group))
     n_i, i_full, c_if, i_last, _ = _classes(f, ti)
     n_o, o_full, c_of, o_last, _ = _classes(n_out, to)
-    lanes = arch.fc_lanes(cfg)
-    sum_i = c_if * _cdiv(i_full, lanes) + _cdiv(i_last, lanes)
-    sum_o = c_of * arch.pe_groups(o_full, cfg) + arch.pe_groups(o_last, cfg)
     n_calc = n_i * n_o
-    compute = sum_i * sum_o + n_calc * arch.pipeline_depth(cfg)   # Σ arch.fc_calc_cycles
+    compute = np.zeros_like(ti)
+
+    def cc(isz: np.ndarray, osz: np.ndarray, fin: int) -> np.ndarray:
+        return arch.calc_cycles(cfg, CalcKind.FC, isz, osz, 1, 1, 1, 0, 1, fin)
+
+    # Σ arch.calc_cycles: every block, then the last input tile's finalize
+    for osz, ocnt in ((o_full, c_of), (o_last, 1)):
+        compute += ocnt * (c_if * cc(i_full, osz, 0) + cc(i_last, osz, 1))
     w_cyc = np.zeros_like(ti)
     w_tx = np.zeros_like(ti)
     first_w = None
     for isz, icnt in ((i_full, c_if), (i_last, 1)):
         for osz, ocnt in ((o_full, c_of), (o_last, 1)):
             b = osz * isz * wb
-            w_cyc += icnt * ocnt * run_cycles(b, r_fc, cfg)
+            w_cyc += icnt * ocnt * run_cycles(b, e_fc, cfg)
             w_tx += icnt * ocnt * run_transactions(b, cfg)
             if first_w is None:
-                first_w = run_cycles(b, r_fc, cfg)
+                first_w = run_cycles(b, e_fc, cfg)
     v_reload = np.where(order == 0, np.where(n_i <= 2, 1, n_o), 1)
-    v_cyc = v_reload * (c_if * run_cycles(i_full * db, r_vec, cfg)
-                        + run_cycles(i_last * db, r_vec, cfg))
+    v_cyc = v_reload * (c_if * run_cycles(i_full * db, e_vec, cfg)
+                        + run_cycles(i_last * db, e_vec, cfg))
     v_bytes = v_reload * f * db
     b_cyc = np.zeros_like(ti)
     b_bytes = n_out * bb if stage.has_bias else 0
     if stage.has_bias:
         if n_out <= cfg.bias_buffer_entries // 2:
-            b_cyc += run_cycles(np.full_like(ti, n_out * bb), r_b, cfg)
+            b_cyc += run_cycles(np.full_like(ti, n_out * bb), e_b, cfg)
         else:
-            b_cyc += c_of * run_cycles(o_full * bb, r_b, cfg) + run_cycles(o_last * bb, r_b, cfg)
+            b_cyc += c_of * run_cycles(o_full * bb, e_b, cfg) + run_cycles(o_last * bb, e_b, cfg)
     g = np.maximum(group, 1)
     n_g = _cdiv(n_o, g)
     last_vals = n_out - (n_g - 1) * g * o_full
-    s_cyc = (n_g - 1) * run_cycles(g * o_full * db, r_out, cfg) + run_cycles(last_vals * db,
-                                                                            r_out, cfg)
+    s_cyc = (n_g - 1) * run_cycles(g * o_full * db, e_out, cfg, True) + run_cycles(
+        last_vals * db, e_out, cfg, True)
     s_tx = (n_g - 1) * run_transactions(g * o_full * db, cfg) + run_transactions(
         last_vals * db, cfg)
     dma = w_cyc + v_cyc + b_cyc + s_cyc
     assert first_w is not None
-    total = np.maximum(compute, dma) + first_w + run_cycles(i_full * db, r_vec, cfg) + \
-        run_cycles(last_vals * db, r_out, cfg)
+    total = np.maximum(compute, np.maximum(w_cyc + v_cyc + b_cyc, s_cyc)) + first_w + \
+        run_cycles(i_full * db, e_vec, cfg) + run_cycles(last_vals * db, e_out, cfg, True)
     return {"cycles": total, "compute_cycles": compute, "dma_cycles": dma,
             "load_in_bytes": np.full_like(ti, n_out * f * wb), "load_w_bytes": v_bytes + b_bytes,
             "save_bytes": np.full_like(ti, n_out * db),

@@ -5,9 +5,9 @@ and the RTL parameters must agree on.
 - what the configured hardware supports (kernel, strides, padding) and `check_layer`, the one
   refusal of what it cannot run; `RTL_GAPS`: what the config allows but the generated RTL does
   not run yet (the one list of that gap);
-- element bytes per buffer and role (the paper's §7.3 FC role swap), the DMA rate of each port;
-- DMA runs (segments merged into contiguous DDR runs) and transaction/burst cycles;
-- the PE pipeline depth and the CALC cycles of a pass and of an instruction;
+- element bytes per buffer and role (the paper's §7.3 FC role swap);
+- DMA runs (segments merged into contiguous DDR runs), their AXI bursts and cycles, and the
+  CALC cycles of an instruction — the RTL's rules, from deepfpga.hw.engines;
 - the three engines and the token-channel table of the dependency flags;
 - the host-layer float rule (a host-only layer that is a graph output stays float).
 
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deepfpga.errors import InputError
+from deepfpga.hw import engines
 from deepfpga.hw.accelerator import CONVOLVER_KERNEL
 from deepfpga.hw.isa import Buffer, Calc, CalcKind, Load, Save
 
@@ -136,49 +137,10 @@ def save_element_bytes(cfg: AcceleratorConfig) -> int:
     return cfg.data_bytes
 
 
-def load_ports(cfg: AcceleratorConfig, buffer: IntArray) -> np.ndarray:
-    """Values per cycle into a buffer: INPUT (feature maps and FC weight blocks) through the
-    datain ports, WEIGHT and BIAS through the weightin ports."""
-    return np.where(np.asarray(buffer) == Buffer.INPUT, cfg.datain_port_num,
-                    cfg.weightin_port_num)
-
-
-def port_rate(cfg: AcceleratorConfig, ports: IntArray, element_bytes: IntArray) -> np.ndarray:
-    """Bytes per cycle of a DMA: the DDR's, limited by the port (values per cycle × bytes)."""
-    return np.minimum(cfg.ddr_bytes_per_cycle,
-                      (np.asarray(ports) * np.asarray(element_bytes)).astype(np.float64))
-
-
-def load_rate(cfg: AcceleratorConfig, buffer: IntArray, fc_weights: IntArray) -> np.ndarray:
-    return port_rate(cfg, load_ports(cfg, buffer), load_element_bytes(cfg, buffer, fc_weights))
-
-
-def save_rate(cfg: AcceleratorConfig) -> float:
-    return float(port_rate(cfg, cfg.dataout_port_num, save_element_bytes(cfg)))
-
-
-# --- DMA runs and transactions -------------------------------------------------------------------
-
-_EPS = 1e-9  # float guard for ceil(bytes / rate) when the rate is a float like 28.000000000004
-
+# --- DMA: runs, bursts and cycles (the RTL's rules are deepfpga.hw.engines') ---------------------
 
 def cdiv(a: IntArray, b: IntArray) -> np.ndarray:
     return -(-np.asarray(a, np.int64) // np.asarray(b, np.int64))
-
-
-def transfer_cycles(count: IntArray, run_bytes: IntArray, rate: float | np.ndarray,
-                    cfg: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(transactions, cycles) of `count` contiguous runs of `run_bytes` each (0 bytes → 0).
-    A run is split into transactions of at most max_burst_bytes; a transaction of b bytes
-    takes burst_overhead_cycles + ⌈b / rate⌉ cycles."""
-    count, run_bytes = np.asarray(count, np.int64), np.asarray(run_bytes, np.int64)
-    rate = np.asarray(rate, np.float64)
-    m, ovh = cfg.max_burst_bytes, cfg.burst_overhead_cycles
-    full, rem = np.divmod(run_bytes, m)
-    has_rem = rem > 0
-    per_full = ovh + np.ceil(m / rate - _EPS).astype(np.int64)
-    part = np.where(has_rem, ovh + np.ceil(rem / rate - _EPS).astype(np.int64), 0)
-    return count * (full + has_rem), count * (full * per_full + part)
 
 
 def dma_runs(seg_bytes: IntArray, n1: IntArray, stride1: IntArray, n2: IntArray,
@@ -190,8 +152,7 @@ def dma_runs(seg_bytes: IntArray, n1: IntArray, stride1: IntArray, n2: IntArray,
     boundary when stride2 == (n1−1)·stride1 + seg_bytes."""
     seg, n1, s1, n2, s2 = (np.asarray(a, np.int64) for a in (seg_bytes, n1, stride1, n2,
                                                              stride2))
-    c1 = (n1 == 1) | (s1 == seg)
-    c2 = (n2 == 1) | (s2 == (n1 - 1) * s1 + seg)
+    c1, c2 = _contiguous(seg, n1, s1, n2, s2)
     cnt_a = np.select([c1 & c2, c1, c2], [np.ones_like(n1), n2, n2 - 1], n1 * n2)
     len_a = np.select([c1 & c2, c1, c2], [n1 * n2 * seg, n1 * seg, 2 * seg], seg)
     # c2 alone (n1 ≥ 2): the last segment of a row joins the first of the next
@@ -199,78 +160,91 @@ def dma_runs(seg_bytes: IntArray, n1: IntArray, stride1: IntArray, n2: IntArray,
     return cnt_a, len_a, cnt_b, seg
 
 
-def dma_cycles(seg_bytes: IntArray, n1: IntArray, stride1: IntArray, n2: IntArray,
-               stride2: IntArray, rate: float | np.ndarray, cfg: AcceleratorConfig
+def _contiguous(seg: np.ndarray, n1: np.ndarray, s1: np.ndarray, n2: np.ndarray,
+                s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inside rows, across rows) contiguous."""
+    return (n1 == 1) | (s1 == seg), (n2 == 1) | (s2 == (n1 - 1) * s1 + seg)
+
+
+def dma_bursts(cfg: AcceleratorConfig, addr: IntArray, seg_bytes: IntArray, n1: IntArray,
+               stride1: IntArray, n2: IntArray, stride2: IntArray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bytes, transactions, cycles) of DMA instructions."""
-    cnt_a, len_a, cnt_b, len_b = dma_runs(seg_bytes, n1, stride1, n2, stride2)
-    ta, ca = transfer_cycles(cnt_a, len_a, rate, cfg)
-    tb, cb = transfer_cycles(cnt_b, len_b, rate, cfg)
-    return np.asarray(n1, np.int64) * np.asarray(n2, np.int64) * len_b, ta + tb, ca + cb
+    """(bytes, bursts, beats) of DMA instructions, exactly as the engines cut them: the
+    segments' contiguous runs (consecutive segments merge when the second starts where the
+    first ends), each cut into bursts from its beat-aligned DDR address
+    (`engines.run_bursts`: burst limit, 4 KiB boundaries)."""
+    a, seg, n1, s1, n2, s2 = (np.atleast_1d(np.asarray(v, np.int64))
+                              for v in (addr, seg_bytes, n1, stride1, n2, stride2))
+    n = len(a)
+    c1, c2 = _contiguous(seg, n1, s1, n2, s2)
+    whole = c1 & c2
+    rows = c1 & ~c2                          # one run per row
+    loose = ~c1                              # every segment on its own, merged where adjacent
+    run_addr, run_bytes, run_of = [a[whole]], [(n1 * n2 * seg)[whole]], [np.flatnonzero(whole)]
+    k = np.flatnonzero(rows)
+    if len(k):
+        of = np.repeat(k, n2[k])
+        j = np.arange(len(of)) - np.repeat(np.cumsum(n2[k]) - n2[k], n2[k])
+        run_addr.append(a[of] + j * s2[of])
+        run_bytes.append((n1 * seg)[of])
+        run_of.append(of)
+    k = np.flatnonzero(loose & (n1 * n2 * seg > 0))
+    if len(k):
+        cnt = n1[k] * n2[k]
+        of = np.repeat(k, cnt)
+        q = np.arange(len(of)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        j, i = q // n1[of], q % n1[of]
+        start = a[of] + j * s2[of] + i * s1[of]
+        end = start + seg[of]
+        new = np.ones(len(of), bool)
+        new[1:] = (of[1:] != of[:-1]) | (start[1:] != end[:-1])
+        rid = np.cumsum(new) - 1
+        run_addr.append(start[new])
+        run_bytes.append(np.bincount(rid, weights=seg[of]).astype(np.int64))
+        run_of.append(of[new])
+    ra, rb, ro = (np.concatenate(x) for x in (run_addr, run_bytes, run_of))
+    bursts, beats = engines.run_bursts(cfg, ra, rb)
+    total = np.bincount(ro, weights=rb, minlength=n).astype(np.int64)
+    return (total, np.bincount(ro, weights=bursts, minlength=n).astype(np.int64),
+            np.bincount(ro, weights=beats, minlength=n).astype(np.int64))
 
 
-# --- the PE: pipeline and CALC cycles ------------------------------------------------------------
-
-def pipeline_depth(cfg: AcceleratorConfig, pool: IntArray = 0) -> np.ndarray:
-    """Cycles from a pixel entering a convolver to its result leaving the PE: multiplier (1),
-    the convolver's 9-input adder tree (⌈log2 9⌉ = 4), the PE's adder tree over the convolvers
-    plus the partial-sum/bias input (⌈log2(cpp + 1)⌉), ReLU (1), data shift + saturation (1),
-    and the 2×2 pool comparator (1) on a pooling CALC."""
-    return (1 + math.ceil(math.log2(cfg.kernel * cfg.kernel))
-            + math.ceil(math.log2(cfg.convolvers_per_pe + 1)) + 2
-            + np.asarray(pool, np.int64).astype(bool).astype(np.int64))
+def load_dma_cycles(cfg: AcceleratorConfig, bursts: IntArray, beats: IntArray,
+                    elements: IntArray) -> np.ndarray:
+    """Read-channel cycles of LOADs (engines.load_cycles)."""
+    return engines.load_cycles(cfg, bursts, beats, elements)
 
 
-def window_extent(n_out: IntArray, stride: IntArray, cfg: AcceleratorConfig) -> np.ndarray:
-    """Input pixels a pass streams along one axis to produce `n_out` outputs (fill included)."""
-    return (np.asarray(n_out, np.int64) - 1) * stride + cfg.kernel
+def save_dma_cycles(cfg: AcceleratorConfig, bursts: IntArray, beats: IntArray,
+                    elements: IntArray) -> np.ndarray:
+    """Write-channel cycles of SAVEs (engines.save_cycles)."""
+    return engines.save_cycles(cfg, bursts, beats, elements)
 
 
-def conv_passes(ti: IntArray, to: IntArray, cfg: AcceleratorConfig) -> np.ndarray:
-    """Passes of a CONV CALC: one per (input-channel group of the convolvers, output group of
-    the PEs)."""
-    return channel_groups(ti, cfg) * pe_groups(to, cfg)
+def run_dma(cfg: AcceleratorConfig, nbytes: IntArray, element_bytes: IntArray, *,
+            save: bool, addr: IntArray = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(bursts, cycles) of one contiguous run of `nbytes` from `addr` (0 → 0), for closed forms
+    that do not know the DDR address of every run (the compiler's cost model)."""
+    bursts, beats = engines.run_bursts(cfg, addr, nbytes)
+    elements = np.asarray(nbytes, np.int64) // np.asarray(element_bytes, np.int64)
+    cyc = (save_dma_cycles if save else load_dma_cycles)(cfg, bursts, beats, elements)
+    return bursts, np.where(np.asarray(nbytes) > 0, cyc, 0)
 
 
-def channel_groups(ti: IntArray, cfg: AcceleratorConfig) -> np.ndarray:
-    return cdiv(ti, cfg.convolvers_per_pe)
-
-
-def pe_groups(to: IntArray, cfg: AcceleratorConfig) -> np.ndarray:
-    return cdiv(to, cfg.num_pe)
-
+# --- the CALC engine -----------------------------------------------------------------------------
 
 def fc_lanes(cfg: AcceleratorConfig) -> int:
-    """Inputs one PE takes per cycle in FC mode: its 9·cpp multipliers, one input each."""
-    return cfg.kernel * cfg.kernel * cfg.convolvers_per_pe
-
-
-def fc_passes(ti: IntArray, to: IntArray, cfg: AcceleratorConfig) -> np.ndarray:
-    """Cycles of an FC block without the pipeline: each PE takes one output row per pass."""
-    return pe_groups(to, cfg) * cdiv(ti, fc_lanes(cfg))
-
-
-def conv_calc_cycles(cfg: AcceleratorConfig, ti: IntArray, to: IntArray, out_rows: IntArray,
-                     out_cols: IntArray, stride: IntArray, pool: IntArray = 0) -> np.ndarray:
-    """One CONV tile: every pass streams the window region, then the pipeline drains once."""
-    return (conv_passes(ti, to, cfg) * window_extent(out_rows, stride, cfg)
-            * window_extent(out_cols, stride, cfg) + pipeline_depth(cfg, pool))
-
-
-def fc_calc_cycles(cfg: AcceleratorConfig, ti: IntArray, to: IntArray) -> np.ndarray:
-    return fc_passes(ti, to, cfg) + pipeline_depth(cfg)
+    """Inputs one FC output takes per cycle: one wide read of B banks."""
+    return engines.bank_count(cfg)
 
 
 def calc_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,
-                out_rows: IntArray, out_cols: IntArray, stride: IntArray, pool: IntArray
-                ) -> np.ndarray:
-    """Cycles of CALC instructions; ti = 0 or to = 0 is a one-cycle synchronisation no-op."""
-    ti, to = np.asarray(ti, np.int64), np.asarray(to, np.int64)
-    nop = (ti == 0) | (to == 0)
-    fc = np.asarray(kind) == CalcKind.FC
-    return np.where(nop, 1, np.where(fc, fc_calc_cycles(cfg, ti, to),
-                                     conv_calc_cycles(cfg, ti, to, out_rows, out_cols, stride,
-                                                      pool)))
+                out_rows: IntArray, out_cols: IntArray, stride: IntArray, pool: IntArray,
+                accumulate: IntArray, finalize: IntArray) -> np.ndarray:
+    """Cycles the CALC engine spends on CALC instructions (engines.calc_engine_cycles: the
+    RTL's Datapath cycles plus the issue); ti = 0 or to = 0 is a synchronisation no-op."""
+    return engines.calc_engine_cycles(cfg, kind, ti, to, out_rows, out_cols, stride, pool,
+                                      accumulate, finalize)
 
 
 def calc_macs(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deepfpga.errors import InputError
-from deepfpga.hw import arch
+from deepfpga.hw import arch, engines
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.isa import Buffer, CalcKind, End, Instruction, Program
 from deepfpga.sim.roofline import layer_bound
@@ -45,9 +45,11 @@ class DeadlockError(InputError):
 
 # --- vectorised costs of a whole program (the rules are deepfpga.hw.arch's) ----------------------
 
-_LOAD_FIELDS = attrgetter("buffer", "fc_weights", "length", "n1", "stride1", "n2", "stride2")
-_SAVE_FIELDS = attrgetter("length", "n1", "stride1", "n2", "stride2")
-_CALC_FIELDS = attrgetter("kind", "ti", "to", "out_rows", "out_cols", "stride", "pool")
+_LOAD_FIELDS = attrgetter("buffer", "fc_weights", "ddr_addr", "length", "n1", "stride1", "n2",
+                          "stride2")
+_SAVE_FIELDS = attrgetter("ddr_addr", "length", "n1", "stride1", "n2", "stride2")
+_CALC_FIELDS = attrgetter("kind", "ti", "to", "out_rows", "out_cols", "stride", "pool",
+                          "accumulate", "finalize")
 _FLAGS = attrgetter(*arch.FLAGS)
 _ENGINE_OF = {**arch.ENGINE_OF, End: 3}
 
@@ -55,13 +57,16 @@ _ENGINE_OF = {**arch.ENGINE_OF, End: 3}
 @dataclass(frozen=True)
 class _Costs:
     engine: np.ndarray        # 0 LOAD, 1 CALC, 2 SAVE, 3 END
-    cycles: np.ndarray
+    cycles: np.ndarray        # CALC: engine cycles; LOAD/SAVE: cycles of their DDR channel
     bytes_in: np.ndarray      # DDR → buffers
     bytes_out: np.ndarray     # buffers → DDR
-    transactions: np.ndarray
+    transactions: np.ndarray  # AXI bursts
     macs: np.ndarray          # multiply-accumulates the CALC performs (all 9 taps)
     is_fc: np.ndarray
     is_conv: np.ndarray
+    issue: tuple[int, int, int]   # per engine: cycles from its tokens to its DDR channel
+    tail: tuple[int, int, int]    # per engine: cycles from its channel's last beat to its end
+    start: int                    # cycles from a segment's start to the first dispatch
 
 
 def _program_costs(ins: Sequence[Instruction], cfg: AcceleratorConfig) -> _Costs:
@@ -83,24 +88,36 @@ def _program_costs(ins: Sequence[Instruction], cfg: AcceleratorConfig) -> _Costs
         for k in np.flatnonzero(f[:, 0] > Buffer.BIAS):
             raise InputError(f"instruction {loads[k]}: LOAD buffer {f[k, 0]} does not exist")
         eb = arch.load_element_bytes(cfg, f[:, 0], f[:, 1])
-        length, n1, s1, n2, s2 = f[:, 2:].T
-        bytes_in[loads], trans[loads], cycles[loads] = arch.dma_cycles(
-            length * eb, n1, s1, n2, s2, arch.load_rate(cfg, f[:, 0], f[:, 1]), cfg)
+        addr, length, n1, s1, n2, s2 = f[:, 2:].T
+        bytes_in[loads], trans[loads], beats = arch.dma_bursts(cfg, addr, length * eb, n1, s1,
+                                                               n2, s2)
+        cycles[loads] = arch.load_dma_cycles(cfg, trans[loads], beats, length * n1 * n2)
+        # the instruction fetch shares the read channel, running ahead of the LOADs by its
+        # FIFO and the dispatch queues: each LOAD carries the words fetched since the previous
+        words = np.minimum(loads + 1 + engines.FETCH_AHEAD_WORDS, n)
+        fetched = np.floor(engines.fetch_word_cycles(cfg) * words).astype(np.int64)
+        cycles[loads] += np.diff(fetched, prepend=0)
     if len(saves):
-        length, n1, s1, n2, s2 = np.array([_SAVE_FIELDS(ins[k]) for k in saves], np.int64).T
-        bytes_out[saves], trans[saves], cycles[saves] = arch.dma_cycles(
-            length * arch.save_element_bytes(cfg), n1, s1, n2, s2, arch.save_rate(cfg), cfg)
+        addr, length, n1, s1, n2, s2 = np.array([_SAVE_FIELDS(ins[k]) for k in saves],
+                                                np.int64).T
+        bytes_out[saves], trans[saves], beats = arch.dma_bursts(
+            cfg, addr, length * arch.save_element_bytes(cfg), n1, s1, n2, s2)
+        cycles[saves] = arch.save_dma_cycles(cfg, trans[saves], beats, length * n1 * n2)
     if len(calcs):
-        kind, ti, to, orows, ocols, stride, pool = np.array(
+        kind, ti, to, orows, ocols, stride, pool, acc, fin = np.array(
             [_CALC_FIELDS(ins[k]) for k in calcs], np.int64).T
         for k in np.flatnonzero((kind != CalcKind.FC) & (kind != CalcKind.CONV)):
             raise InputError(f"instruction {calcs[k]}: CALC kind {kind[k]} is not CONV or FC")
         fc = kind == CalcKind.FC
-        nop = (ti == 0) | (to == 0)    # synchronisation only: issued in one cycle
-        cycles[calcs] = arch.calc_cycles(cfg, kind, ti, to, orows, ocols, stride, pool)
+        nop = (ti == 0) | (to == 0)    # synchronisation only
+        cycles[calcs] = arch.calc_cycles(cfg, kind, ti, to, orows, ocols, stride, pool, acc,
+                                         fin)
         macs[calcs] = arch.calc_macs(cfg, kind, ti, to, orows, ocols)
         is_fc[calcs], is_conv[calcs] = fc & ~nop, ~fc & ~nop
-    return _Costs(engine, cycles, bytes_in, bytes_out, trans, macs, is_fc, is_conv)
+    return _Costs(engine, cycles, bytes_in, bytes_out, trans, macs, is_fc, is_conv,
+                  (engines.LOAD_ISSUE_CYCLES, 0, engines.SAVE_ISSUE_CYCLES),
+                  (engines.LOAD_TAIL_CYCLES, 0, engines.SAVE_TAIL_CYCLES),
+                  engines.start_cycles(cfg))
 
 
 # --- the schedule ---------------------------------------------------------------------------------
@@ -170,12 +187,13 @@ def _schedule(ins: Sequence[Instruction], costs: _Costs
             queues[engine[k]].append(k)
         lens = [len(q) for q in queues]
         pos = [0, 0, 0]
-        free = [t0, t0, t0]
-        ddr_free = t0
+        free = [t0 + costs.start] * 3                  # an engine may take its next tokens
+        chan = [t0, t0, t0]                            # LOAD: DDR read, SAVE: DDR write channel
+        last_end = t0
         ready: list[int | None] = [None, None, None]   # head's ready cycle; None: blocked/done
         stale = [True, True, True]
         while True:
-            best_s = best_r = best_e = -1
+            best_r = best_e = -1
             for e in (0, 1, 2):
                 if stale[e]:
                     stale[e] = False
@@ -191,11 +209,8 @@ def _schedule(ins: Sequence[Instruction], costs: _Costs
                                 r = pushed[ch][j]
                     ready[e] = r
                 r = ready[e]
-                if r is None:
-                    continue
-                s_e = r if e == _CALC or r >= ddr_free else ddr_free
-                if best_e < 0 or (s_e, r) < (best_s, best_r):
-                    best_s, best_r, best_e = s_e, r, e
+                if r is not None and (best_e < 0 or r < best_r):
+                    best_r, best_e = r, e
             if best_e < 0:
                 break
             e = best_e
@@ -205,18 +220,24 @@ def _schedule(ins: Sequence[Instruction], costs: _Costs
             pops, pushes = flags[k]
             for ch in pops:
                 popped[ch] += 1
-            t_end = best_s + dur[k]
-            start[k] = best_s
+            if e == _CALC:
+                t_end = free[e] = best_r + dur[k]
+            else:
+                # its bursts queue behind the previous ones on its channel; the engine takes
+                # the next instruction's tokens once this one's bursts have started
+                c = max(best_r + costs.issue[e], chan[e])
+                chan[e] = c + dur[k]
+                t_end = chan[e] + costs.tail[e]
+                free[e] = c
+            start[k] = best_r
             end[k] = t_end
-            free[e] = t_end
-            if e != _CALC:
-                ddr_free = t_end
+            last_end = max(last_end, t_end)
             for ch in pushes:
                 pushed[ch].append(t_end)
                 stale[_CONSUMER[ch]] = True
         if pos != lens:
             raise DeadlockError(_deadlock_message(queues, pos, flags, pushed, popped))
-        t0 = max(free)
+        t0 = last_end
         start[stop] = end[stop] = t0
         first = stop + 1
         for c in range(4):

@@ -13,8 +13,8 @@ from amaranth.sim import Simulator
 
 from deepfpga.compiler.isa import Instruction, encode_instruction
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.engines import burst_limit_bytes
 from deepfpga.rtl.accel import spec
-from deepfpga.rtl.accel.fields import burst_limit_bytes
 from deepfpga.sim.functional import SimulationError
 from deepfpga.sim.machine import Machine
 

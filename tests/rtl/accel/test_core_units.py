@@ -12,10 +12,10 @@ from amaranth.sim import Simulator
 from tests.rtl.accel import core_bench as cb
 
 from deepfpga.hw.config import load_config
+from deepfpga.hw.engines import burst_limit_bytes
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.axi import AxiLiteRegs
 from deepfpga.rtl.accel.engine import DmaFront
-from deepfpga.rtl.accel.fields import burst_limit_bytes
 from deepfpga.rtl.accel.tokens import TokenUnit
 
 

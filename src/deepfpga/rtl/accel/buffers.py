@@ -15,7 +15,11 @@ from amaranth.hdl import Array, Module, Mux, Signal, Value
 from amaranth.lib.memory import Memory
 
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.engines import bank_count
 from deepfpga.rtl.params import bits_for
+
+__all__ = ["BankedMemory", "BufferGeometry", "WideRead", "WideWrite", "bank_count",
+           "element_bits", "operand_bits"]
 
 
 def element_bits(cfg: AcceleratorConfig) -> int:
@@ -46,14 +50,6 @@ class BufferGeometry:
 
     def addr_bits(self, entries: int) -> int:
         return bits_for(max(1, entries - 1))
-
-
-def bank_count(cfg: AcceleratorConfig) -> int:
-    """B: banks of INPUT, WEIGHT and OUTPUT — the values one CALC read or write moves: the
-    largest power of two ≤ convolvers_per_pe / 2. (A trade-off measured on fmnist-vgg and
-    fmnist-alex on `zedboard`: B = 8 against 16 costs 13 % more CALC cycles on fmnist-vgg, saves
-    18 % on fmnist-alex's narrow maps, and simulates 1.5× faster under Verilator.)"""
-    return 1 << (max(1, cfg.convolvers_per_pe // 2).bit_length() - 1)
 
 
 class BankedMemory:

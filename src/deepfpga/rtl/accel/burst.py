@@ -15,8 +15,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.engines import beat_bytes, burst_limit_bytes
 from deepfpga.rtl.accel import spec
-from deepfpga.rtl.accel.fields import ROW_BITS, beat_bytes, burst_limit_bytes
+from deepfpga.rtl.accel.fields import ROW_BITS
 
 ADDR_BITS = spec.AXI_ADDR_BITS
 

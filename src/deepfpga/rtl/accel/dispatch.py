@@ -26,6 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from deepfpga.compiler.isa import Buffer, Opcode
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.engines import DISPATCH_DEPTH
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.fields import (
     COUNT_BITS,
@@ -39,7 +40,7 @@ from deepfpga.rtl.accel.fields import (
 from deepfpga.rtl.accel.load import element_bytes_of
 from deepfpga.rtl.accel.tokens import CHANNEL_COUNT, flag_channel
 
-QUEUE_DEPTH = 8
+QUEUE_DEPTH = DISPATCH_DEPTH
 ENGINE_OPCODES = (Opcode.LOAD, Opcode.CALC, Opcode.SAVE)   # engine index = position
 E = spec.ErrorCode
 

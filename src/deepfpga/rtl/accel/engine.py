@@ -13,9 +13,10 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.engines import beat_bytes, burst_limit_bytes
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.burst import BurstSplitter, Chunks
-from deepfpga.rtl.accel.fields import INDEX_BITS, ROW_BITS, beat_bytes, burst_limit_bytes
+from deepfpga.rtl.accel.fields import INDEX_BITS, ROW_BITS
 
 DESC_DEPTH = 4        # bursts in flight per engine
 

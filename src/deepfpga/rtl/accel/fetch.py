@@ -15,11 +15,11 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.engines import FETCH_DEPTH, burst_limit_bytes, fetch_burst_words
 from deepfpga.rtl.accel import spec
-from deepfpga.rtl.accel.fields import INDEX_BITS, burst_limit_bytes
+from deepfpga.rtl.accel.fields import INDEX_BITS
 from deepfpga.rtl.accel.load import _axi_read_signature
 
-FETCH_DEPTH = 16       # words
 WORD_BYTES = spec.WORD_BITS // 8
 
 
@@ -45,7 +45,7 @@ class Fetch(wiring.Component):
         cfg = self.cfg
         dw = cfg.axi_data_bits
         beats_per_word = spec.WORD_BITS // dw
-        max_words = min(burst_limit_bytes(cfg) // WORD_BYTES, FETCH_DEPTH // 2)
+        max_words = fetch_burst_words(cfg)
         fifo = SyncFIFOBuffered(width=spec.WORD_BITS + 1, depth=FETCH_DEPTH)
         m.submodules.fifo = ResetInserter(self.start)(fifo)
         base, count = Signal(spec.AXI_ADDR_BITS), Signal(INDEX_BITS)

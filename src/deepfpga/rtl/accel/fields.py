@@ -6,7 +6,6 @@ from __future__ import annotations
 from amaranth.hdl import Value
 
 from deepfpga.compiler.isa import Opcode
-from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.rtl.accel import spec
 
 INDEX_BITS = 32          # instruction index (from PROG_ADDR, in words)
@@ -24,18 +23,6 @@ def field(word: Value, opcode: Opcode, name: str) -> Value:
 def used_bits(opcode: Opcode) -> int:
     """Bits of the word the fields of `opcode` occupy (the rest must be zero)."""
     return sum(bits for _, bits, _ in spec.fields(opcode))
-
-
-def beat_bytes(cfg: AcceleratorConfig) -> int:
-    return cfg.axi_data_bits // 8
-
-
-def burst_limit_bytes(cfg: AcceleratorConfig) -> int:
-    """Longest burst the engines issue: 256 beats, 4 KiB and `max_burst_bytes` (rounded down to
-    whole beats, at least one beat)."""
-    bb = beat_bytes(cfg)
-    return min(spec.AXI_MAX_BURST_BEATS * bb, spec.AXI_BOUNDARY_BYTES,
-               max(bb, cfg.max_burst_bytes // bb * bb))
 
 
 FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")

@@ -17,7 +17,10 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed, unsigne
 from amaranth.lib.memory import Memory
 
 from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.rtl.accel.buffers import BufferGeometry, bank_count, operand_bits
+from deepfpga.hw.engines import bank_count, grid_channels, staging_depth
+from deepfpga.rtl.accel.buffers import operand_bits
+
+__all__ = ["Grid", "build_grid", "channel_lanes", "grid_channels", "staging_depth", "sum_bits"]
 
 
 def sum_bits(cfg: AcceleratorConfig) -> int:
@@ -25,15 +28,6 @@ def sum_bits(cfg: AcceleratorConfig) -> int:
     9·4095 < 2^15.2 products of magnitude ≤ 2^(2·ob−2) stays below 2^max(acc_bits−1, 2·ob+14)+1,
     so overflow past acc_bits is always seen, never wrapped."""
     return max(cfg.acc_bits + 1, 2 * operand_bits(cfg) + 16)
-
-
-def grid_channels(cfg: AcceleratorConfig) -> int:
-    """Output channels of the grid: the PEs' lanes (num_pe · convolvers_per_pe) over B."""
-    return max(1, cfg.num_pe * cfg.convolvers_per_pe // bank_count(cfg))
-
-
-def staging_depth(cfg: AcceleratorConfig) -> int:
-    return max(9, BufferGeometry.of(cfg).weight_entries // grid_channels(cfg))
 
 
 @dataclass(frozen=True)

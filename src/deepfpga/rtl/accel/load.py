@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from deepfpga.compiler.isa import Buffer, Opcode
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.engines import beat_bytes
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.buffers import element_bits
 from deepfpga.rtl.accel.burst import ByteQueue
@@ -28,7 +29,6 @@ from deepfpga.rtl.accel.fields import (
     COUNT_BITS,
     FLAGS,
     INDEX_BITS,
-    beat_bytes,
     engine_port_signature,
     field,
 )

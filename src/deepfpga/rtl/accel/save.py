@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from deepfpga.compiler.isa import Opcode
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.engines import beat_bytes
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.burst import ByteQueue
 from deepfpga.rtl.accel.engine import DmaFront, connect_front, overlapped_fsm
@@ -26,7 +27,6 @@ from deepfpga.rtl.accel.fields import (
     COUNT_BITS,
     FLAGS,
     INDEX_BITS,
-    beat_bytes,
     engine_port_signature,
     field,
 )

@@ -13,14 +13,13 @@ from __future__ import annotations
 import enum
 
 from deepfpga.compiler.isa import INSTRUCTION_BYTES, INSTRUCTION_TYPES, Opcode
+from deepfpga.hw.engines import AXI_BOUNDARY_BYTES, AXI_MAX_BURST_BEATS  # noqa: F401 - the contract's
 
 TOP_NAME = "deepfpga_accel"
 WORD_BITS = INSTRUCTION_BYTES * 8     # one instruction word
 AXIL_ADDR_BITS = 12
 AXIL_DATA_BITS = 32
 AXI_ADDR_BITS = 32
-AXI_MAX_BURST_BEATS = 256             # AXI4 INCR: arlen/awlen 0..255
-AXI_BOUNDARY_BYTES = 4096             # an INCR burst never crosses a 4 KiB boundary
 ID_VALUE = 0xDF9A0001                 # read-only ID register: "deepfpga accelerator, v1"
 
 

@@ -20,12 +20,13 @@ from amaranth.lib.wiring import In, Out
 
 from deepfpga.fileio import atomic_write_text
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.engines import beat_bytes
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.axi import AxiLiteRegs, ReadArbiter
 from deepfpga.rtl.accel.calc_issue import CalcIssue
 from deepfpga.rtl.accel.dispatch import Decoder
 from deepfpga.rtl.accel.fetch import WORD_BYTES, Fetch
-from deepfpga.rtl.accel.fields import FLAGS, INDEX_BITS, beat_bytes
+from deepfpga.rtl.accel.fields import FLAGS, INDEX_BITS
 from deepfpga.rtl.accel.load import LoadEngine
 from deepfpga.rtl.accel.save import SaveEngine
 from deepfpga.rtl.accel.tokens import TokenUnit

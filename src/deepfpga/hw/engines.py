@@ -1,0 +1,233 @@
+"""Cycle rules of the accelerator's engines as the generated RTL builds them (deepfpga.rtl.accel),
+written once: the RTL's modules take their geometry from here, and the timing model
+(deepfpga.sim.timing) and the compiler's cost model (deepfpga.compiler.cost) their cycles,
+through deepfpga.hw.arch.
+
+- the CALC engine's geometry: B banks, the product grid of `grid_channels` output channels × B
+  pixel lanes, the weight staging depth, the pixels of one grid block;
+- the CALC cycles of an instruction on the Datapath (calc_valid accepted → calc_done), exact:
+  `tests/rtl/accel/test_calc_timing.py` checks them against amaranth.sim cycle for cycle;
+- the AXI4 bursts of a DMA run (beats, 4 KiB boundaries, the burst limit) and the per-burst
+  latency and beat rate of the DDR; the LOAD element lanes and the SAVE element rate;
+- the instruction fetch's bursts.
+
+docs/rtl.md explains the CALC terms; docs/timing.md the DMA model and its measured error.
+Plain Python and numpy, no Amaranth: every function takes scalars or numpy arrays.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from deepfpga.hw.isa import INSTRUCTION_BYTES, CalcKind
+
+if TYPE_CHECKING:
+    from deepfpga.hw.accelerator import AcceleratorConfig
+
+IntArray = np.ndarray | int
+
+AXI_MAX_BURST_BEATS = 256      # AXI4 INCR: arlen/awlen 0..255
+AXI_BOUNDARY_BYTES = 4096      # an INCR burst never crosses a 4 KiB boundary
+
+
+def _cdiv(a: IntArray, b: IntArray) -> np.ndarray:
+    return -(-np.asarray(a, np.int64) // np.asarray(b, np.int64))
+
+
+# --- the CALC engine's geometry ------------------------------------------------------------------
+
+def bank_count(cfg: AcceleratorConfig) -> int:
+    """B: banks of INPUT, WEIGHT and OUTPUT — the values one CALC read or write moves: the
+    largest power of two ≤ convolvers_per_pe / 2. (A trade-off measured on fmnist-vgg and
+    fmnist-alex on `zedboard`: B = 8 against 16 costs 13 % more CALC cycles on fmnist-vgg, saves
+    18 % on fmnist-alex's narrow maps, and simulates 1.5× faster under Verilator.)"""
+    return 1 << (max(1, cfg.convolvers_per_pe // 2).bit_length() - 1)
+
+
+def grid_channels(cfg: AcceleratorConfig) -> int:
+    """Output channels of the grid: the PEs' lanes (num_pe · convolvers_per_pe) over B."""
+    return max(1, cfg.num_pe * cfg.convolvers_per_pe // bank_count(cfg))
+
+
+def staging_depth(cfg: AcceleratorConfig) -> int:
+    """Words of the grid's weight staging memory (WEIGHT entries / channels); a CONV with
+    9·ti ≤ depth runs on the grid, others on the one-accumulator loop."""
+    return max(9, cfg.weight_buffer_entries // grid_channels(cfg))
+
+
+def block_width(banks: IntArray, stride: IntArray) -> np.ndarray:
+    """Output pixels of one grid block: those whose leftmost tap lies in one wide INPUT read
+    of `banks` consecutive entries (pixel p reads entry lane stride·p)."""
+    return np.maximum(1, np.asarray(banks, np.int64) // np.maximum(1, stride))
+
+
+# --- CALC cycles ---------------------------------------------------------------------------------
+
+SETUP_CYCLES = 11 + 1       # Setup.STEPS products, then the checks
+MAC_DRAIN_CYCLES = 4        # the MAC pipeline empties before FIN reads the accumulators
+FIN_DRAIN_CYCLES = 9        # read → bias → ReLU → 4-stage shift → 2-stage pool → write
+PIXEL_DRAIN_CYCLES = 3      # output-channel-parallel MAC: last term → sums ready
+NOP_CYCLES = 2              # ti = 0 or to = 0: accepted and done
+# CALC engine, measured on the RTL trace: tokens taken → calc_done is the Datapath's cycles + 2
+# (the issue register and calc_valid), and the next CALC takes its tokens one cycle later.
+CALC_ISSUE_CYCLES = 3
+
+
+def pool_tail(pool: IntArray, out_rows: IntArray, out_cols: IntArray) -> np.ndarray:
+    """Cycles the finalize stream ends early when the last accumulators emit no pooled value:
+    floor mode drops an odd last row (or a single column) — 2 cycles — or an odd last
+    column — 1."""
+    r, c = np.asarray(out_rows, np.int64), np.asarray(out_cols, np.int64)
+    tail = np.where((r % 2 == 1) | (c == 1), 2, c % 2)
+    return np.where(np.asarray(pool).astype(bool), tail, 0)
+
+
+def datapath_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,
+                    out_rows: IntArray, out_cols: IntArray, stride: IntArray, pool: IntArray,
+                    accumulate: IntArray, finalize: IntArray) -> np.ndarray:
+    """Cycles of CALC instructions on the Datapath, from the cycle after calc_valid was accepted
+    to calc_done (inclusive), for CALCs that pass their checks.
+
+    GRID (CONV with 9·ti ≤ staging depth): per group of `grid_channels` output channels, stage
+    its 9·ti weights per channel, then per block of B pixels (one output row) 9·ti terms plus
+    the old accumulators (one per channel, or one cycle when not accumulating), the drain and
+    one write per channel. FC: one wide read of B inputs per cycle per output. Other CONVs:
+    one product per cycle. Then the MAC drain and, when finalizing, one value per cycle."""
+    ti, to = np.asarray(ti, np.int64), np.asarray(to, np.int64)
+    rows, cols = np.asarray(out_rows, np.int64), np.asarray(out_cols, np.int64)
+    pixels = rows * cols
+    fc = np.asarray(kind) == CalcKind.FC
+    b = bank_count(cfg)
+    terms = 9 * ti
+    groups = _cdiv(to, grid_channels(cfg))
+    blocks = rows * _cdiv(cols, block_width(b, stride))
+    pre = np.where(np.asarray(accumulate).astype(bool), to, groups)
+    grid = to * terms + blocks * (pre + groups * (terms + PIXEL_DRAIN_CYCLES) + to)
+    body = np.where(fc, to * _cdiv(ti, b),
+                    np.where(terms <= staging_depth(cfg), grid, to * pixels * terms))
+    fin = np.where(np.asarray(finalize).astype(bool),
+                   to * pixels + FIN_DRAIN_CYCLES - pool_tail(pool, rows, cols), 0)
+    t = SETUP_CYCLES + body + MAC_DRAIN_CYCLES + fin + 1
+    t = np.where(pixels == 0, SETUP_CYCLES + 1, t)
+    return np.where((ti == 0) | (to == 0), NOP_CYCLES, t)
+
+
+def calc_engine_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,
+                       out_rows: IntArray, out_cols: IntArray, stride: IntArray, pool: IntArray,
+                       accumulate: IntArray, finalize: IntArray) -> np.ndarray:
+    """Cycles the CALC engine spends on each instruction: from taking its tokens to taking the
+    next instruction's (the Datapath's cycles plus the issue)."""
+    return datapath_cycles(cfg, kind, ti, to, out_rows, out_cols, stride, pool, accumulate,
+                           finalize) + CALC_ISSUE_CYCLES
+
+
+# --- AXI bursts and the DDR -----------------------------------------------------------------------
+
+def beat_bytes(cfg: AcceleratorConfig) -> int:
+    return cfg.axi_data_bits // 8
+
+
+def burst_limit_bytes(cfg: AcceleratorConfig) -> int:
+    """Longest burst the engines issue: 256 beats, 4 KiB and `max_burst_bytes` (rounded down to
+    whole beats, at least one beat)."""
+    bb = beat_bytes(cfg)
+    return min(AXI_MAX_BURST_BEATS * bb, AXI_BOUNDARY_BYTES,
+               max(bb, cfg.max_burst_bytes // bb * bb))
+
+
+def run_bursts(cfg: AcceleratorConfig, addr: IntArray, nbytes: IntArray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(bursts, beats) of contiguous runs of `nbytes` from DDR byte `addr` (0 bytes → 0, 0), as
+    the engines' BurstSplitter cuts them: from the beat-aligned start, bursts of at most
+    `burst_limit_bytes`, each cut again at a 4 KiB boundary."""
+    a, n = np.asarray(addr, np.int64), np.asarray(nbytes, np.int64)
+    bb, lim, page = beat_bytes(cfg), burst_limit_bytes(cfg), AXI_BOUNDARY_BYTES
+    a0 = a - a % bb
+    e = _cdiv(a + n, bb) * bb                     # end, rounded up to a beat
+    beats = np.where(n > 0, (e - a0) // bb, 0)
+    p0, p1 = a0 // page, (e - 1) // page
+    first_end = np.minimum(e, (p0 + 1) * page)
+    bursts = (_cdiv(first_end - a0, lim) + np.maximum(0, p1 - p0 - 1) * _cdiv(page, lim)
+              + np.where(p1 > p0, _cdiv(e - p1 * page, lim), 0))
+    return np.where(n > 0, bursts, 0), beats
+
+
+def beat_cycles(cfg: AcceleratorConfig) -> float:
+    """Cycles per beat of one channel: one per cycle unless the DDR's byte rate is lower."""
+    return max(1.0, beat_bytes(cfg) / cfg.ddr_bytes_per_cycle)
+
+
+def load_lanes(cfg: AcceleratorConfig) -> int:
+    """Elements per cycle the LOAD engine writes into a buffer (the masked wide port: one per
+    bank)."""
+    return bank_count(cfg)
+
+
+# LOAD (measured on the RTL trace): tokens taken → the first burst's service starts (chunker,
+# splitter, AR register, the read arbiter, the DDR's acceptance) and the last beat → the last
+# element written; together 6 cycles on `tiny` and `zedboard`.
+LOAD_ISSUE_CYCLES = 4
+LOAD_TAIL_CYCLES = 2
+# SAVE: OUTPUT values (one per cycle) → a byte queue of 2 beats + 2 values → W beats; while a
+# burst waits out its latency the queue fills and the OUTPUT reads stop. The first OUTPUT read
+# and the last write response: 5 cycles together (measured).
+SAVE_ISSUE_CYCLES = 3
+SAVE_TAIL_CYCLES = 2
+
+
+def save_stall_cycles(cfg: AcceleratorConfig) -> int:
+    """Cycles a SAVE's value stream stops per burst: the burst latency beyond what its byte
+    queue (2 beats + 2 values, one value per cycle) absorbs."""
+    return max(0, cfg.burst_overhead_cycles - (2 * beat_bytes(cfg) // cfg.data_bytes + 2) + 1)
+
+
+def load_cycles(cfg: AcceleratorConfig, bursts: IntArray, beats: IntArray, elements: IntArray
+                ) -> np.ndarray:
+    """Read-channel cycles of LOADs: the bursts' latency plus their beats, or the element lanes
+    when they are slower."""
+    return (np.asarray(bursts, np.int64) * cfg.burst_overhead_cycles
+            + np.maximum(np.ceil(np.asarray(beats) * beat_cycles(cfg) - 1e-9).astype(np.int64),
+                         _cdiv(elements, load_lanes(cfg))))
+
+
+def save_cycles(cfg: AcceleratorConfig, bursts: IntArray, beats: IntArray, elements: IntArray
+                ) -> np.ndarray:
+    """Write-channel cycles of SAVEs: one value per cycle (plus the stalls at each burst), or
+    the bursts' latency and beats when those are slower."""
+    b = np.asarray(bursts, np.int64)
+    ddr = b * cfg.burst_overhead_cycles + np.ceil(np.asarray(beats) * beat_cycles(cfg)
+                                                  - 1e-9).astype(np.int64)
+    return np.maximum(np.asarray(elements, np.int64) + b * save_stall_cycles(cfg), ddr)
+
+
+# --- instruction fetch ----------------------------------------------------------------------------
+
+FETCH_DEPTH = 16             # words the fetch FIFO holds
+DISPATCH_DEPTH = 8           # instructions each engine's dispatch queue holds
+# Words the fetch runs ahead of a LOAD at most: its FIFO and the three dispatch queues (the
+# best fit of the trace too: 24 words leaves fc8 on `tiny` +3 %, 40 words −0.2 %).
+FETCH_AHEAD_WORDS = FETCH_DEPTH + 3 * DISPATCH_DEPTH
+# From START to the first instruction's dispatch, beyond its burst (fetch request, arbiter,
+# decode): measured on the RTL trace.
+FETCH_START_CYCLES = 12
+
+
+def fetch_burst_words(cfg: AcceleratorConfig) -> int:
+    """Words of one fetch burst: half the FIFO, within the burst limit."""
+    return max(1, min(burst_limit_bytes(cfg) // INSTRUCTION_BYTES, FETCH_DEPTH // 2))
+
+
+def fetch_word_cycles(cfg: AcceleratorConfig) -> float:
+    """Read-channel cycles one fetched instruction word costs on average (its beats and its share
+    of a burst's latency): the fetch shares the read channel with LOAD."""
+    return (INSTRUCTION_BYTES // beat_bytes(cfg) * beat_cycles(cfg)
+            + cfg.burst_overhead_cycles / fetch_burst_words(cfg))
+
+
+def start_cycles(cfg: AcceleratorConfig) -> int:
+    """Cycles from START to the first instruction's dispatch: the first fetch burst's latency
+    and one word's beats."""
+    return (FETCH_START_CYCLES + cfg.burst_overhead_cycles
+            + int(np.ceil(INSTRUCTION_BYTES // beat_bytes(cfg) * beat_cycles(cfg))))
