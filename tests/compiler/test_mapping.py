@@ -127,11 +127,13 @@ def test_unsupported_convolutions_refused(layer: Conv2d, message: str) -> None:
         _map(g)
 
 
-def test_batchnorm_refused() -> None:
+def test_batchnorm_refused_by_the_mapper_and_folded_for_architectures() -> None:
     g = chain("b", (1, 6, 6), [Conv2d("c", (), in_channels=1, out_channels=2, kernel=(3, 3)),
                                BatchNorm2d("bn", (), num_features=2)])
+    model = architecture_model(g, TINY)
+    assert [layer.kind for layer in model.graph.layers] == ["conv"]
     with pytest.raises(InputError, match="fold_batchnorm"):
-        _map(g)
+        map_network(dataclasses.replace(model, graph=g), TINY)
 
 
 def test_widths_beyond_the_config_refused() -> None:

@@ -97,6 +97,16 @@ class Layer:
         """Multiply-accumulates per sample (paper §4 'time' complexity)."""
         return 0
 
+    def learned_params(self) -> int:
+        """Learned parameters (paper §4 'space' complexity): every parameter array, except
+        statistics that are measured rather than learned."""
+        return sum(math.prod(s) for k, s in self.param_shapes().items()
+                   if k not in self.measured_keys)
+
+    # Parameter arrays that are statistics of the data, not learned (batch norm's running
+    # mean and variance, torch buffers rather than parameters).
+    measured_keys: ClassVar[tuple[str, ...]] = ()
+
 
 @dataclass(frozen=True)
 class Conv2d(Layer):
@@ -213,6 +223,7 @@ class BatchNorm2d(_Elementwise):
     eps: float = 1e-5
     kind: ClassVar[str] = "batchnorm"
     param_keys: ClassVar[tuple[str, ...]] = ("weight", "bias", "running_mean", "running_var")
+    measured_keys: ClassVar[tuple[str, ...]] = ("running_mean", "running_var")
 
     def __post_init__(self) -> None:
         super().__post_init__()
