@@ -15,6 +15,7 @@ from deepfpga.hw.config import load_config
 from deepfpga.ir import (
     INPUT,
     LRN,
+    Add,
     BatchNorm2d,
     Conv2d,
     Dropout,
@@ -127,11 +128,13 @@ def test_unsupported_convolutions_refused(layer: Conv2d, message: str) -> None:
         _map(g)
 
 
-def test_batchnorm_refused() -> None:
+def test_batchnorm_refused_by_the_mapper_and_folded_for_architectures() -> None:
     g = chain("b", (1, 6, 6), [Conv2d("c", (), in_channels=1, out_channels=2, kernel=(3, 3)),
                                BatchNorm2d("bn", (), num_features=2)])
+    model = architecture_model(g, TINY)
+    assert [layer.kind for layer in model.graph.layers] == ["conv"]
     with pytest.raises(InputError, match="fold_batchnorm"):
-        _map(g)
+        map_network(dataclasses.replace(model, graph=g), TINY)
 
 
 def test_widths_beyond_the_config_refused() -> None:
@@ -175,3 +178,25 @@ def test_lrn_between_convs_is_host() -> None:
     m = _map(g)
     assert m.host_layers == ("n",) and m.stages[1].input == "n"
     assert m.tensors["n"].on_ddr and m.tensors[INPUT].on_ddr
+
+
+def test_fusion_does_not_cross_a_branch() -> None:
+    """c1's value is read by the ReLU and by the add: fusing the ReLU into c1 would change what
+    the add sees, so the ReLU stays a layer of its own; the pool after the add is fused into
+    nothing (the add runs on the host) and c2's ReLU, its sole reader, is fused."""
+    g = Graph("branch", (2, 8, 8), (
+        Conv2d("c1", (INPUT,), 2, 4, (3, 3), (1, 1), (1, 1)),
+        ReLU("r1", ("c1",)),
+        Add("sum", ("c1", "r1")),
+        Conv2d("c2", ("sum",), 4, 4, (3, 3), (1, 1), (1, 1)),
+        ReLU("r2", ("c2",)),
+        MaxPool2d("p2", ("r2",), (2, 2), (2, 2)),
+    ), ("p2",))
+    m = _map(g)
+    stages = {s.name: s for s in m.stages}
+    assert not stages["c1"].relu and stages["c2"].relu and stages["c2"].pool
+    assert [h.layer for h in m.schedule if isinstance(h, HostStep)] == ["r1", "sum"]
+    # c1's output lives on DDR until its last reader, the add
+    t = m.tensors["c1"]
+    assert t.on_ddr and max(t.readers) == m.schedule.index(
+        next(h for h in m.schedule if isinstance(h, HostStep) and h.layer == "sum"))

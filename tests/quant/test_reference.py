@@ -110,6 +110,25 @@ def py_maxpool(y, kernel, stride, pad, ceil_mode):
     return out
 
 
+def py_add(xs, fls, out: FixedFormat, relu: bool = False):
+    """The contract's add in Python integers: align to the finest fl, exact sum, ReLU, data
+    shift (round half up), saturate; saturations counted."""
+    fl_c = max(fls)
+    flat = [np.asarray(a, dtype=object).reshape(-1) for a in xs]
+    s = fl_c - out.fl
+    ys, n = [], 0
+    for vals in zip(*flat, strict=True):
+        acc = sum(int(v) << (fl_c - fl) for v, fl in zip(vals, fls, strict=True))
+        if relu:
+            acc = max(acc, 0)
+        y = (acc + (1 << (s - 1))) >> s if s > 0 else acc << -s
+        if y > out.qmax or y < out.qmin:
+            n += 1
+            y = min(max(y, out.qmin), out.qmax)
+        ys.append(y)
+    return np.array(ys, dtype=np.int64).reshape(np.shape(xs[0])), n
+
+
 def py_execute(qm: QuantizedModel, x: np.ndarray):
     """The whole model, layer by layer, from the Python primitives above (host layers in
     float64 with the float executor's semantics). Returns outputs and saturations (a conv/FC
@@ -142,6 +161,8 @@ def py_execute(qm: QuantizedModel, x: np.ndarray):
             y, n = xs[0].reshape(xs[0].shape[0], -1), 0
         elif isinstance(layer, Dropout):
             y, n = xs[0], 0
+        elif isinstance(layer, Add):
+            y, n = py_add(xs, [qm.format_of(s).fl for s in layer.inputs], f.output)
         else:
             vals = [torch.from_numpy(np.ldexp(a.astype(np.float64), -qm.format_of(s).fl))
                     for a, s in zip(xs, layer.inputs, strict=True)]
@@ -580,3 +601,41 @@ def test_one_executor_shared_by_threads():
     for a, b in zip(want, got, strict=True):
         assert all(np.array_equal(a.layers[k], b.layers[k]) for k in a.layers)
         assert a.saturations == b.saturations
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_add_int_matches_python_integers(data):
+    """The element-wise add against its transcription in Python integers: operand formats of
+    every kind (fl negative, above bw, far apart), right and left data shifts, ties, extremes,
+    saturation both ways, with and without ReLU."""
+    k = data.draw(st.integers(2, 3))
+    bws = [data.draw(st.integers(2, 16)) for _ in range(k)]
+    fls = [data.draw(st.integers(-8, 24)) for _ in range(k)]
+    out = FixedFormat(data.draw(st.integers(2, 16)), data.draw(st.integers(-8, 30)))
+    shape = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 3)),
+             data.draw(st.integers(1, 3)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    extreme = data.draw(st.booleans())
+    xs = []
+    for bw in bws:
+        lo, hi = -(1 << (bw - 1)), (1 << (bw - 1)) - 1
+        xs.append(rng.choice([lo, hi, 0, -1, 1], shape) if extreme
+                  else rng.integers(lo, hi + 1, shape))
+    relu = data.draw(st.booleans())
+    y, n = R.add_int(xs, fls, out, relu=relu)
+    want, want_n = py_add(xs, fls, out, relu=relu)
+    assert y.dtype == np.int64 and np.array_equal(y, want)
+    assert n == want_n
+
+
+def test_add_int_rounds_ties_up_and_refuses_bad_operands():
+    # 3 at fl 1 (1.5) + 0 at fl 0 → fl_c 1; to fl 0: (3 + 1) >> 1 = 2; -3 → (-3 + 1) >> 1 = -1
+    y, n = R.add_int([np.array([[3, -3]]), np.array([[0, 0]])], [1, 0], FixedFormat(8, 0))
+    assert y.tolist() == [[2, -1]] and n == 0
+    with pytest.raises(InputError, match="2\\+ operands"):
+        R.add_int([np.array([[1]])], [0], FixedFormat(8, 0))
+    with pytest.raises(ShapeError, match="differ in shape"):
+        R.add_int([np.zeros((1, 2), int), np.zeros((1, 3), int)], [0, 0], FixedFormat(8, 0))
+    with pytest.raises(InputError, match="2\\^62"):
+        R.add_int([np.array([[1 << 14]]), np.array([[0]])], [0, 60], FixedFormat(8, 0))

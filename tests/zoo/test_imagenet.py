@@ -12,7 +12,7 @@ from deepfpga.ir import Graph
 
 def test_names():
     assert zoo.names() == ["alexnet", "zf", "vgg11", "vgg13", "vgg16", "vgg19", "vgg16-svd",
-                           "fmnist-vgg", "fmnist-alex"]
+                           "resnet18", "fmnist-vgg", "fmnist-alex"]
 
 
 @pytest.mark.parametrize("name", ["alexnet", "zf", "vgg11", "vgg13", "vgg16", "vgg19",
@@ -84,3 +84,67 @@ def test_fmnist_absent_says_weights_not_built(monkeypatch):
 def test_unknown_name():
     with pytest.raises(InputError, match="known: alexnet, zf"):
         zoo.get("googlenet")
+
+
+def _torch_resnet18():
+    """torchvision's ResNet-18 written out (torchvision is not installed here)."""
+    import torch.nn as nn
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.relu = nn.ReLU()
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                       nn.BatchNorm2d(cout))
+                         if stride != 1 or cin != cout else None)
+
+        def forward(self, x):
+            y = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+            return self.relu(y + (x if self.down is None else self.down(x)))
+
+    blocks, cin = [], 64
+    for i, cout in enumerate((64, 128, 256, 512)):
+        blocks += [Block(cin, cout, 2 if i else 1), Block(cout, cout, 1)]
+        cin = cout
+    return nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                         nn.MaxPool2d(3, 2, 1), *blocks, nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(512, 1000), nn.Softmax(dim=1))
+
+
+def test_resnet18_matches_torch_and_the_literature():
+    from deepfpga.analysis.complexity import analyze
+    from deepfpga.frontends.torch_import import import_torch
+
+    g = zoo.get("resnet18")
+    assert not g.is_chain() and not g.params and g.input_shape == (3, 224, 224)
+    kinds = [layer.kind for layer in g.layers]
+    assert kinds.count("add") == 8 and kinds.count("conv") == 20
+    shapes = g.shapes()
+    assert shapes["maxpool"] == (64, 56, 56) and shapes["layer4_1_add"] == (512, 7, 7)
+    assert shapes["layer2_0_down"] == (128, 28, 28)
+    # torchvision's figures: 1,814,073,344 multiply-accumulates, 11,689,512 learned parameters
+    # (batch norm's running statistics are measured, not learned)
+    c = analyze(g)
+    assert c.total().macs == 1_814_073_344
+    assert c.total().params == 11_689_512
+    t = import_torch(_torch_resnet18().eval(), (3, 224, 224))
+    ct = analyze(t)
+    assert ct.total().macs == c.total().macs
+    assert ct.total().params == c.total().params
+    assert sorted(layer.kind for layer in t.layers) == sorted(kinds)
+
+
+def test_resnet18_compiles_and_times_with_host_adds():
+    from deepfpga.compiler.compile import compile_architecture
+    from deepfpga.hw.config import load_config
+    from deepfpga.sim.timing import simulate_timing
+
+    compiled = compile_architecture(zoo.get("resnet18"), load_config("zedboard"))
+    host = {h.layer for h in compiled.manifest.host_steps}
+    assert {f"layer{s}_{b}_add" for s in range(1, 5) for b in range(2)} <= host
+    t = simulate_timing(compiled)
+    assert t.fps and t.fps > 0 and len(t.layers) == 21

@@ -99,7 +99,7 @@ def analyze(graph: Graph, bits: int = 16) -> ComplexityReport:
         ins = [shapes[s] for s in layer.inputs]
         out = shapes[layer.name]
         macs = int(layer.macs(ins, out))
-        params = sum(math.prod(s) for s in layer.param_shapes().values())
+        params = layer.learned_params()
         rows.append(LayerComplexity(
             name=layer.name, kind=layer.kind, category=_category(layer.kind), output_shape=out,
             macs=macs, ops=2 * macs, params=params, weight_bytes=params * per_byte,

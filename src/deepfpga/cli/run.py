@@ -93,7 +93,7 @@ def _human(s: dict[str, Any], files: dict[str, Path]) -> None:
          for r in s["layers"]],
     ))
     if s["host_layers"]:
-        print(f"host layers (CPU, float): {', '.join(s['host_layers'])}")
+        print(f"host layers (on the CPU): {', '.join(s['host_layers'])}")
     print()
     verdict = ("bit-exact" if exact["ok"] else f"NOT bit-exact: {exact['mismatches']:,}"
                " mismatching values")

@@ -83,15 +83,18 @@ def load_compiled_spec(spec: str, cfg: AcceleratorConfig) -> tuple[Compiled, str
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepfpga.sim.host import host_costs
     from deepfpga.sim.timing import simulate_timing
 
     cfg = target_config(args.target, args.overrides)
     compiled, what = load_compiled_spec(args.model, cfg)
     timing = simulate_timing(compiled)
+    host = host_costs(compiled)
     paper = PAPER if Path(args.model).name == PAPER["model"] else None
     if args.json:
         print_json({"model": args.model, "source": what, "target": cfg.name,
-                    "peak_gops": cfg.peak_gops, "timing": timing.to_dict(), "paper": paper})
+                    "peak_gops": cfg.peak_gops, "timing": timing.to_dict(),
+                    "host_layers": [h.to_dict() for h in host], "paper": paper})
         return 0
     print(f"{args.model} ({what}) on {cfg.name}: {cfg.clock_mhz:g} MHz, {cfg.num_pe} PE ×"
           f" {cfg.convolvers_per_pe} convolvers, peak {cfg.peak_gops:.1f} GOP/s,"
@@ -122,8 +125,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"{timing.cycles:,} cycles; busy: LOAD {busy['LOAD']:,}, CALC {busy['CALC']:,},"
           f" SAVE {busy['SAVE']:,} (DDR {100 * timing.ddr_busy_cycles / timing.cycles:.1f} %)"
           if timing.cycles else "0 cycles")
-    if timing.host_layers:
-        print(f"host layers (run on the CPU, not timed): {', '.join(timing.host_layers)}")
+    if host:
+        print()
+        print(table(["host layer", "op", "values in", "values out", "DDR bytes",
+                     "≥ ms at DDR bandwidth"],
+                    [(h.layer, h.op, h.values_in, h.values_out, h.bytes_moved,
+                      h.ddr_seconds * 1e3) for h in host]))
+        extra = sum(h.ddr_seconds for h in host)
+        print(f"host layers run on the CPU, outside the accelerator's timing: their DDR traffic"
+              f" alone adds ≥ {extra * 1e3:.3f} ms per frame (frame ≥"
+              f" {(timing.seconds + extra) * 1e3:.3f} ms; the CPU's own time is not modelled)")
     if timing.ops_source != "manifest":
         print("operations counted from the instructions (every 3×3 tap, padding included)")
     return 0

@@ -34,6 +34,7 @@ from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.arch import DDR_BYTES_MAX
 from deepfpga.hw.isa import Program, program_stats
 from deepfpga.ir import INPUT, Conv2d, Graph, Linear
+from deepfpga.ir.passes import fold_batchnorm
 from deepfpga.quant.fixedpoint import FixedFormat
 from deepfpga.quant.qmodel import PASSTHROUGH_KINDS, LayerFormats, QuantizedModel
 
@@ -53,7 +54,9 @@ def compile_model(qmodel: QuantizedModel, cfg: AcceleratorConfig, *,
 
 def architecture_model(graph: Graph, cfg: AcceleratorConfig) -> ModelInput:
     """A graph without weights as a model: every tensor at the config's widths, fl 0 (shifts 0),
-    weights all zero. Enough for compilation and timing, not for execution."""
+    weights all zero. Enough for compilation and timing, not for execution. Batch norms are
+    folded into their convolutions, as quantization would."""
+    graph = fold_batchnorm(graph)
     fmt_d = FixedFormat(cfg.data_bits, 0)
     formats: dict[str, LayerFormats] = {}
     out_fmt = {INPUT: fmt_d}

@@ -290,6 +290,6 @@ def flag_channels(engine: int) -> dict[str, tuple[int, bool]]:
 # --- the host ------------------------------------------------------------------------------------
 
 def stays_float(layer: Layer, graph_outputs: Collection[str]) -> bool:
-    """A host-only layer (softmax, LRN, …) whose value is a graph output is kept in float: no
-    later layer needs it quantized (the contract's host rule, docs/arithmetic.md)."""
-    return layer.host_only and layer.name in graph_outputs
+    """A host layer computed in float (softmax, LRN, …) whose value is a graph output is kept in
+    float: no later layer needs it quantized (the contract's host rule, docs/arithmetic.md)."""
+    return layer.host_float and layer.name in graph_outputs

@@ -68,8 +68,11 @@ class Layer:
     inputs: tuple[str, ...]
 
     kind: ClassVar[str] = "layer"
-    # Runs on the host CPU in float, never on the accelerator.
+    # Not run by the accelerator: the host computes it (in float unless `host_integer`).
     host_only: ClassVar[bool] = False
+    # A host-only layer with an integer rule of the contract (docs/arithmetic.md), which the
+    # host applies to the integers: no float on the way.
+    host_integer: ClassVar[bool] = False
     # Parameter arrays this layer carries (names in Graph.params[layer.name]).
     param_keys: ClassVar[tuple[str, ...]] = ()
 
@@ -77,6 +80,11 @@ class Layer:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise ShapeError(f"invalid layer name {self.name!r} (empty or containing '/')")
         object.__setattr__(self, "inputs", tuple(self.inputs))
+
+    @property
+    def host_float(self) -> bool:
+        """Computed on the host in float on the dequantized inputs and re-quantized."""
+        return self.host_only and not self.host_integer
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
         raise NotImplementedError
@@ -88,6 +96,16 @@ class Layer:
     def macs(self, in_shapes: list[Shape], out_shape: Shape) -> int:
         """Multiply-accumulates per sample (paper §4 'time' complexity)."""
         return 0
+
+    def learned_params(self) -> int:
+        """Learned parameters (paper §4 'space' complexity): every parameter array, except
+        statistics that are measured rather than learned."""
+        return sum(math.prod(s) for k, s in self.param_shapes().items()
+                   if k not in self.measured_keys)
+
+    # Parameter arrays that are statistics of the data, not learned (batch norm's running
+    # mean and variance, torch buffers rather than parameters).
+    measured_keys: ClassVar[tuple[str, ...]] = ()
 
 
 @dataclass(frozen=True)
@@ -205,6 +223,7 @@ class BatchNorm2d(_Elementwise):
     eps: float = 1e-5
     kind: ClassVar[str] = "batchnorm"
     param_keys: ClassVar[tuple[str, ...]] = ("weight", "bias", "running_mean", "running_var")
+    measured_keys: ClassVar[tuple[str, ...]] = ("running_mean", "running_var")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -300,10 +319,13 @@ class LRN(_Elementwise):
 
 @dataclass(frozen=True)
 class Add(Layer):
-    """Element-wise sum (residual connections). Host-only until the contract has it."""
+    """Element-wise sum (residual connections): the contract's integer add (operands aligned
+    to the finer fractional length, exact sum, round half up, saturate). On the host until the
+    accelerator fuses it into a convolution's finalize."""
 
     kind: ClassVar[str] = "add"
     host_only: ClassVar[bool] = True
+    host_integer: ClassVar[bool] = True
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
         _unknown(self, in_shapes)

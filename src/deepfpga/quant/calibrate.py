@@ -32,7 +32,7 @@ from deepfpga.ir.float_exec import apply_layer, run_layer
 from deepfpga.progress import progress
 from deepfpga.quant import activations as act
 from deepfpga.quant.bits import LayerBits
-from deepfpga.quant.contract import maxpool_int
+from deepfpga.quant.contract import add_int, maxpool_int
 from deepfpga.quant.fixedpoint import FixedFormat, align_bias, to_fixed
 from deepfpga.quant.gemm import _gemm, prepare_matrix
 from deepfpga.quant.patches import _conv_matrix, _conv_patches, _fc_patches
@@ -368,9 +368,12 @@ def _host(g: Graph, layer: Layer, bits: LayerBits, choose: Chooser, metric: str,
 
     def make(b: int, memo: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         ins = [data.get(s, b, memo) for s in layer.inputs]
-        v = host_float(layer, [q for q, _ in ins], fls)
-        return to_fixed(v, fmt, f"output of {layer.name}"), run_layer(g, layer,
-                                                                      [f for _, f in ins])
+        if layer.host_integer:      # the add: the contract's integer rule, as the executor
+            q_out = add_int([q for q, _ in ins], fls, fmt)[0]
+        else:
+            q_out = to_fixed(host_float(layer, [q for q, _ in ins], fls), fmt,
+                             f"output of {layer.name}")
+        return q_out, run_layer(g, layer, [f for _, f in ins])
 
     data.put(layer.name, layer.inputs, fmt, per_image[layer.name], make)
     out.report[layer.name] = {"kind": layer.kind, "output": _choice_dict(c, fmt)}

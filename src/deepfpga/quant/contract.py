@@ -8,7 +8,8 @@ Read this file beside the document; each public function is one of its steps:
   accumulator-width proof `accumulator_bound`, `check_accumulator`;
 - steps 2-4, bias shift, optional ReLU, data shift with saturation: `finish` (vectorised in
   `_finish_rows`);
-- step 5, max pooling: `maxpool_int`.
+- step 5, max pooling: `maxpool_int`;
+- the element-wise (residual) add: `add_int` (vectorised in `_add_t`).
 
 A whole model is run layer by layer by `executor.ReferenceExecutor`, with these same steps.
 Public functions take and return numpy arrays of integers.
@@ -219,6 +220,50 @@ def finish(acc: np.ndarray, bias: np.ndarray | None, fmts: LayerFormats,
     if big >= ACC_INT64_LIMIT:
         raise InputError(f"accumulator magnitude {big} reaches 2^62, beyond any accumulator")
     y, n = _requantize_channels(a, b, fmts.fl_acc, fmts.output, relu)
+    return np.ascontiguousarray(_np(y)), n
+
+
+# --------------------------------------------------------------------------------------------
+# element-wise add (residual connections)
+# --------------------------------------------------------------------------------------------
+def add_fl(fls: Sequence[int]) -> int:
+    """The common fractional length of an add's operands: the finest, so aligning is exact."""
+    return max(fls)
+
+
+def _add_t(xs: Sequence[torch.Tensor], fls: Sequence[int], out: FixedFormat, relu: bool,
+           count_negative: bool = True) -> tuple[torch.Tensor, int]:
+    """Add steps 1-3 on integer tensors of one shape (batch first, channel on axis 1 or the
+    only feature axis): exact aligned sum at `add_fl(fls)`, optional ReLU, data shift."""
+    fl_c = add_fl(fls)
+    acc: torch.Tensor | None = None
+    for x, fl in zip(xs, fls, strict=True):
+        k = fl_c - fl
+        lo, hi = _range_of(x)
+        big = max(-lo, hi)
+        if big and (k > 61 or big > 1 << (61 - k)):
+            raise InputError(f"add operand shifted left by {k} leaves the 2^62 range")
+        a = x.to(torch.int64) << k
+        acc = a if acc is None else acc.add_(a)
+    assert acc is not None
+    if acc.ndim < 2:
+        raise ShapeError(f"add operands need a batch axis and values, got {tuple(acc.shape)}")
+    return _requantize_channels(acc, None, fl_c, out, relu, count_negative)
+
+
+def add_int(xs: Sequence[np.ndarray], fls: Sequence[int], out: FixedFormat,
+            relu: bool = False) -> tuple[np.ndarray, int]:
+    """The element-wise add: each operand `xs[i]` (integers at fractional length `fls[i]`)
+    shifted left to the common `add_fl(fls)` (exact), the exact sum, optional ReLU, then the
+    data shift of step 4 to `out` (round half up) with saturation. Returns the int64 integers
+    of `out` and how many values saturated (after the ReLU, if any, as for a fused ReLU)."""
+    if len(xs) < 2 or len(xs) != len(fls):
+        raise InputError(f"add needs 2+ operands with one fractional length each, got"
+                         f" {len(xs)} operands and {len(fls)} lengths")
+    ts = [_int_tensor(x, f"add operand {i}") for i, x in enumerate(xs)]
+    if any(t.shape != ts[0].shape for t in ts):
+        raise ShapeError(f"add operands differ in shape: {[tuple(t.shape) for t in ts]}")
+    y, n = _add_t(ts, [int(f) for f in fls], out, relu, count_negative=not relu)
     return np.ascontiguousarray(_np(y)), n
 
 

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 
 from deepfpga.errors import InputError
+from deepfpga.hw.arch import stays_float
 from deepfpga.ir import (
     INPUT,
+    Add,
     BatchNorm2d,
     Conv2d,
     Dropout,
@@ -27,6 +29,7 @@ from deepfpga.ir import (
     ReLU,
 )
 from deepfpga.quant.contract import (
+    _add_t,
     _bias_round,
     _check_batch,
     _finish_rows,
@@ -297,7 +300,13 @@ class ReferenceExecutor:
             return xs[0].reshape(xs[0].shape[0], -1), 0
         if isinstance(layer, Dropout):
             return xs[0], 0
-        if layer.host_only:
+        if isinstance(layer, Add):
+            # A following ReLU stays a layer of its own (the host runs the add): every
+            # saturated value of the sum is counted.
+            y, n = _add_t(xs, [q.format_of(src).fl for src in layer.inputs], f.output,
+                          relu=False)
+            return y.to(_tdtype(f.output)), n
+        if layer.host_float:
             yf = _np(_host_float(layer, xs, [q.format_of(src).fl for src in layer.inputs]))
             y = to_fixed(yf, f.output, f"output of layer {layer.name!r}")
             return torch.from_numpy(y).to(_tdtype(f.output)), count_saturated(yf, f.output)
@@ -360,7 +369,7 @@ class ReferenceExecutor:
             for src in layer.inputs:
                 last_use[src] = i
         protected = set(g.outputs) | keep_set | {INPUT}
-        float_outs = {lay.name for lay in g.layers if lay.host_only and lay.name in g.outputs}
+        float_outs = {lay.name for lay in g.layers if stays_float(lay, g.outputs)}
         env: dict[str, torch.Tensor] = {INPUT: xt}
         # Names whose tensor this run allocated and nobody else sees: a ReLU may overwrite them
         # after their last use. Dropout/Flatten may return views, so they never count as fresh.

@@ -4,8 +4,8 @@ Every quantized computation elsewhere (functional simulator, RTL) is tested agai
 module is its public face; the code lives in three parts:
 
 - `contract.py`: docs/arithmetic.md step by step (`conv_acc`, `fc_acc`, `finish`,
-  `maxpool_int`, `accumulator_bound`, `check_accumulator`, `quantize_input`) — the part to
-  audit against the document;
+  `maxpool_int`, `add_int`, `accumulator_bound`, `check_accumulator`, `quantize_input`) — the
+  part to audit against the document;
 - `gemm.py`, `patches.py`, `kernels.py`: the exact-product engine behind step 1 (float32,
   float64, int8-digit library products, each proved exact at `gemm._gemm_blocks`, chosen per
   layer by measured kernel speed);
@@ -19,6 +19,7 @@ from deepfpga.quant.contract import (
     _maxpool_t,
     _requantize_channels,
     accumulator_bound,
+    add_int,
     check_accumulator,
     conv_acc,
     fc_acc,
@@ -48,9 +49,9 @@ from deepfpga.quant.patches import _conv_acc_t, _conv_matrix, _fc_acc_t
 
 __all__ = [
     "ACC_INT64_LIMIT", "F32_EXACT", "F64_EXACT", "METHODS", "ExecutionResult", "Method",
-    "PreparedMatrix", "ReferenceExecutor", "accumulator_bound", "check_accumulator", "conv_acc",
-    "execute", "execute_layer", "fc_acc", "finish", "int8_gemm_available", "kernel_speeds",
-    "maxpool_int", "prepare_matrix", "quantize_input",
+    "PreparedMatrix", "ReferenceExecutor", "accumulator_bound", "add_int", "check_accumulator",
+    "conv_acc", "execute", "execute_layer", "fc_acc", "finish", "int8_gemm_available",
+    "kernel_speeds", "maxpool_int", "prepare_matrix", "quantize_input",
     # used by deepfpga.quant.random_model
     "_conv_acc_t", "_conv_matrix", "_fc_acc_t", "_host_float", "_int_tensor", "_maxpool_t",
     "_requantize_channels",

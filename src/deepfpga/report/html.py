@@ -163,10 +163,21 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         " peak; <em>bytes</em>: DDR traffic; <em>op/B</em>: operations per DDR byte.</p>"
     )
     parts.append(layer_table(s["layers"]))
-    host = s.get("host_layers") or []
+    host = s.get("host_costs") or []
+    if not host and s.get("host_layers"):      # a summary without costs
+        parts.append(f"<p>Host layers (run on the CPU, not timed): "
+                     f"{_e(', '.join(s['host_layers']))}.</p>")
     if host:
-        parts.append(f"<p>Host layers (run on the CPU in float, not timed): "
-                     f"{_e(', '.join(host))}.</p>")
+        extra = sum(h["ddr_ms_lower_bound"] for h in host)
+        parts.append(
+            "<p>Host layers run on the CPU, outside the accelerator's timing (softmax, LRN and"
+            " average pooling in float, the residual add by its integer rule). Their DDR"
+            f" traffic alone adds at least {_e(fmt(extra))} ms per frame; the CPU's own time"
+            " is not modelled.</p>")
+        parts.append(_table(["host layer", "op", "values in", "values out", "DDR bytes",
+                             "≥ ms at DDR bandwidth"],
+                            [[h["layer"], h["op"], h["values_in"], h["values_out"],
+                              h["bytes_moved"], h["ddr_ms_lower_bound"]] for h in host]))
     parts.append("<h2>Time per layer</h2>")
     parts.append(_img(images["time"], "time per layer split into compute and transfer"))
     parts.append("<h2>Roofline</h2>")

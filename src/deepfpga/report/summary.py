@@ -78,6 +78,7 @@ def build_summary(*, request: Mapping[str, Any], command: str, hw: AcceleratorCo
     `request`: what the run was asked (model, target, data, images, bits, calib_size,
     batch_size); `calib`/`test`: the data sets (deepfpga.data.Dataset)."""
     from deepfpga import __version__
+    from deepfpga.sim.host import host_costs
 
     manifest = compiled.manifest
     checks = {c.tensor: c for c in sim.checks}
@@ -125,6 +126,7 @@ def build_summary(*, request: Mapping[str, Any], command: str, hw: AcceleratorCo
                         "source": "timing simulator (model, not a board measurement)"},
         "layers": layer_rows(timing, splits, manifest, checks),
         "host_layers": [h.layer for h in manifest.host_steps],
+        "host_costs": [h.to_dict() for h in host_costs(compiled)],
         "compiled": {"stages": len(manifest.layers),
                      "instructions": len(compiled.program.instructions),
                      "ddr_bytes": len(compiled.ddr_image)},

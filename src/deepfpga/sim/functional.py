@@ -36,6 +36,7 @@ import numpy as np
 from deepfpga.errors import InputError
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.isa import End, Instruction, Program, decode_program
+from deepfpga.ir.layers import Add
 from deepfpga.quant.fixedpoint import FixedFormat
 from deepfpga.sim.hazards import (
     SimulationError,
@@ -79,11 +80,11 @@ def _host_layer(step: Mapping[str, Any], inputs: list[np.ndarray]) -> tuple[np.n
     fin = [FixedFormat(int(f["bw"]), int(f["fl"])) for f in step["formats"]["inputs"]]
     fout = FixedFormat(int(step["formats"]["output"]["bw"]), int(step["formats"]["output"]["fl"]))
     if len(inputs) != 1:
-        return _host_multi(spec, inputs, fin, fout, bool(step["graph_output"]))
+        return _host_multi(spec, inputs, fin, fout)
     layer = layer_from_dict({**spec, "inputs": [INPUT]})
     g = Graph(f"host-{layer.name}", tuple(inputs[0].shape[1:]), (layer,), (layer.name,))
     q = QuantizedModel(g, fin[0], {layer.name: LayerFormats(fin[0], fout)}, {})
-    if step["graph_output"] and layer.host_only:     # the reference keeps such outputs float
+    if step["graph_output"] and layer.host_float:     # the reference keeps such outputs float
         r = execute(q, inputs[0])
         return r.outputs[layer.name], int(r.saturations.get(layer.name, 0))
     y, n = execute_layer(q, layer.name, [inputs[0]])
@@ -91,21 +92,16 @@ def _host_layer(step: Mapping[str, Any], inputs: list[np.ndarray]) -> tuple[np.n
 
 
 def _host_multi(spec: dict[str, Any], inputs: list[np.ndarray], fin: list[FixedFormat],
-                fout: FixedFormat, graph_output: bool) -> tuple[np.ndarray, int]:
-    """A multi-input host layer (add): float on dequantized values, as the reference does."""
-    import torch
-
-    from deepfpga.ir.float_exec import apply_layer
+                fout: FixedFormat) -> tuple[np.ndarray, int]:
+    """A multi-input host layer (the add): the contract's integer rule, as the reference."""
     from deepfpga.ir.graph import layer_from_dict
-    from deepfpga.quant.fixedpoint import count_saturated, to_fixed, to_float
+    from deepfpga.quant.contract import add_int
 
     layer = layer_from_dict(spec)
-    xs = [torch.from_numpy(to_float(x, f)) for x, f in zip(inputs, fin, strict=True)]
-    with torch.inference_mode():
-        yf = apply_layer(layer, {}, xs).numpy()
-    if graph_output:
-        return yf, 0
-    return to_fixed(yf, fout), count_saturated(yf, fout)
+    if not isinstance(layer, Add):
+        raise InputError(f"host layer {layer.name!r} ({layer.kind}) has several inputs;"
+                         " only an add may")
+    return add_int(inputs, [f.fl for f in fin], fout)
 
 
 def host_step(step: Mapping[str, Any], tensors: Mapping[str, Any],

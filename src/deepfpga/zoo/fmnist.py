@@ -1,7 +1,8 @@
-"""The two trained Fashion-MNIST reference models (input 1x28x28, pixels in [0, 1]).
+"""The trained Fashion-MNIST reference models (input 1x28x28, pixels in [0, 1]).
 
-Only Conv2d, ReLU, MaxPool2d(2, 2), Flatten, Linear and Dropout -- no BatchNorm, no average
-pooling -- so both import straight into the graph IR and quantize without folding passes.
+`fmnist-vgg` and `fmnist-alex` are chains of Conv2d, ReLU, MaxPool2d(2, 2), Flatten, Linear and
+Dropout. `fmnist-resnet` is a DAG with batch norms (folded before quantization), residual adds
+and average pooling.
 Weights live next to this file in `weights/<name>.npz` (float32, keyed by state_dict names) with
 their training record in `weights/<name>.json`; `scripts/train_fmnist.py` produces both.
 """
@@ -76,7 +77,17 @@ def fmnist_alex() -> torch.nn.Module:
     ]))
 
 
-BUILDERS: dict[str, Callable[[], Any]] = {"fmnist-vgg": fmnist_vgg, "fmnist-alex": fmnist_alex}
+def fmnist_resnet() -> torch.nn.Module:
+    """A small residual network (deepfpga.zoo.fmnist_resnet): three stages of one basic block
+    (16, 32, 64 channels; batch norm, residual adds, 1×1/2 projection shortcuts), 7×7 average
+    pooling, FC 64→10."""
+    from deepfpga.zoo.fmnist_resnet import FmnistResNet
+
+    return FmnistResNet()
+
+
+BUILDERS: dict[str, Callable[[], Any]] = {"fmnist-vgg": fmnist_vgg, "fmnist-alex": fmnist_alex,
+                                          "fmnist-resnet": fmnist_resnet}
 NAMES = tuple(BUILDERS)
 
 

@@ -1,4 +1,4 @@
-"""ImageNet architectures of the paper's era, as IR graphs without weights.
+"""ImageNet architectures of the paper's era (and ResNet-18), as IR graphs without weights.
 
 Used for complexity analysis, compilation and timing, which need shapes only. All take a
 (3, 224, 224) input except `alexnet`, which takes Caffe's (3, 227, 227): with 224 the CaffeNet
@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from deepfpga.ir.graph import Graph, chain
+from deepfpga.ir.graph import INPUT, Graph, chain
 from deepfpga.ir.layers import (
     LRN,
+    Add,
+    AvgPool2d,
+    BatchNorm2d,
     Conv2d,
     Dropout,
     Flatten,
@@ -119,6 +122,52 @@ def zf() -> Graph:
     return chain("zf", IMAGENET_SHAPE, layers)
 
 
+class _Dag:
+    """Layers appended in order, each reading named earlier values (a graph that branches)."""
+
+    def __init__(self) -> None:
+        self.layers: list[Layer] = []
+
+    def put(self, layer: Layer) -> str:
+        self.layers.append(layer)
+        return layer.name
+
+    def conv_bn(self, name: str, x: str, cin: int, cout: int, k: int, s: int, p: int,
+                relu: bool) -> str:
+        """torchvision's conv (no bias) + batch norm (+ ReLU)."""
+        x = self.put(Conv2d(name, (x,), in_channels=cin, out_channels=cout, kernel=(k, k),
+                            stride=(s, s), padding=(p, p), bias=False))
+        x = self.put(BatchNorm2d(f"{name}_bn", (x,), num_features=cout))
+        return self.put(ReLU(f"{name}_relu", (x,))) if relu else x
+
+
+def resnet18() -> Graph:
+    """ResNet-18 (He et al. 2016) with torchvision's layer shapes: a 7×7/2 stem, 3×3/2 max
+    pooling with padding 1, four stages of two basic blocks (3×3 convs, batch norm, residual
+    add, ReLU; the first block of stages 2–4 has stride 2 and a 1×1/2 projection shortcut),
+    global average pooling, FC 512→1000. 1.82 G multiply-accumulates, 11.69 M learned
+    parameters."""
+    d = _Dag()
+    x = d.conv_bn("conv1", INPUT, 3, 64, 7, 2, 3, relu=True)
+    x = d.put(MaxPool2d("maxpool", (x,), kernel=(3, 3), stride=(2, 2), padding=(1, 1)))
+    cin = 64
+    for stage, cout in enumerate((64, 128, 256, 512), start=1):
+        for block in range(2):
+            s = 2 if stage > 1 and block == 0 else 1
+            b = f"layer{stage}_{block}"
+            y = d.conv_bn(f"{b}_conv1", x, cin, cout, 3, s, 1, relu=True)
+            y = d.conv_bn(f"{b}_conv2", y, cout, cout, 3, 1, 1, relu=False)
+            short = (d.conv_bn(f"{b}_down", x, cin, cout, 1, s, 0, relu=False)
+                     if s != 1 or cin != cout else x)
+            x = d.put(ReLU(f"{b}_relu", (d.put(Add(f"{b}_add", (y, short))),)))
+            cin = cout
+    x = d.put(AvgPool2d("avgpool", (x,), kernel=(7, 7), stride=(7, 7)))
+    x = d.put(Flatten("flatten", (x,)))
+    x = d.put(Linear("fc", (x,), in_features=512, out_features=1000))
+    x = d.put(Softmax("prob", (x,)))
+    return Graph("resnet18", IMAGENET_SHAPE, tuple(d.layers), (x,))
+
+
 BUILDERS = {
     "alexnet": alexnet,
     "zf": zf,
@@ -127,4 +176,5 @@ BUILDERS = {
     "vgg16": lambda: vgg("vgg16"),
     "vgg19": lambda: vgg("vgg19"),
     "vgg16-svd": vgg16_svd,
+    "resnet18": resnet18,
 }
