@@ -16,6 +16,8 @@ from deepfpga.zoo import fmnist
 
 MIN_ACC = {"fmnist-vgg": 0.90, "fmnist-alex": 0.88}  # on the first 2,000 test images
 ALLOWED = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Linear, nn.Dropout)
+CHAINS = ("fmnist-vgg", "fmnist-alex")
+SHIPPED = CHAINS                     # the models whose weights ship in deepfpga/zoo/weights
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,27 @@ def test_head():
     return load_dataset("fashion-mnist", "test", limit=2000)
 
 
-@pytest.mark.parametrize("name", fmnist.NAMES)
+def test_names() -> None:
+    assert fmnist.NAMES == ("fmnist-vgg", "fmnist-alex", "fmnist-resnet")
+
+
+def test_resnet_architecture_imports_as_a_dag_and_folds() -> None:
+    from deepfpga.frontends.torch_import import import_torch
+    from deepfpga.ir.passes import prepare_for_quantization
+
+    m = fmnist.build("fmnist-resnet").eval()
+    g = import_torch(m, fmnist.INPUT_SHAPE)
+    kinds = [layer.kind for layer in g.layers]
+    assert not g.is_chain() and kinds.count("add") == 3 and kinds.count("batchnorm") == 9
+    assert kinds.count("conv") == 9 and kinds[-1] == "fc" and "avgpool" in kinds
+    folded = prepare_for_quantization(g)
+    assert "batchnorm" not in [layer.kind for layer in folded.layers]
+    shapes = g.shapes()
+    assert shapes[g.outputs[0]] == (10,)
+    assert m(torch.zeros(2, *fmnist.INPUT_SHAPE)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", CHAINS)
 def test_architecture_rules(name: str) -> None:
     m = fmnist.build(name)
     leaves = [c for c in m.modules() if not list(c.children())]
@@ -43,7 +65,7 @@ def test_architecture_rules(name: str) -> None:
     assert m(torch.zeros(2, *fmnist.INPUT_SHAPE)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("name", fmnist.NAMES)
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_weights_and_record(name: str) -> None:
     path = fmnist.weights_path(name)
     assert path.stat().st_size <= 5 * 1024 * 1024
@@ -58,7 +80,7 @@ def test_shipped_weights_and_record(name: str) -> None:
     assert info["test_top1"] >= target
 
 
-@pytest.mark.parametrize("name", fmnist.NAMES)
+@pytest.mark.parametrize("name", SHIPPED)
 def test_module_accuracy(name: str, test_head) -> None:
     m = fmnist.load_module(name)
     assert not m.training
@@ -68,14 +90,14 @@ def test_module_accuracy(name: str, test_head) -> None:
     assert acc > MIN_ACC[name], acc
 
 
-@pytest.mark.parametrize("name", fmnist.NAMES)
+@pytest.mark.parametrize("name", SHIPPED)
 def test_graph_agrees_with_module(name: str, test_head) -> None:
     from deepfpga.ir.float_exec import run_float
     from deepfpga.zoo import get
 
     graph = fmnist.load_graph(name)
     assert graph.name == name and graph.input_shape == fmnist.INPUT_SHAPE
-    assert graph.is_chain() and graph.has_weights
+    assert graph.is_chain() == (name in CHAINS) and graph.has_weights
     x = np.array(test_head.x[:256])
     with torch.no_grad():
         ref = fmnist.load_module(name)(torch.from_numpy(x)).numpy()
@@ -92,7 +114,7 @@ def _save(path: Path, arrays: dict) -> None:
 
 def test_load_refusals(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown Fashion-MNIST model"):
-        fmnist.load_module("fmnist-resnet")
+        fmnist.load_module("fmnist-unknown")
     with pytest.raises(InputError, match="not found"):
         fmnist.load_module("fmnist-alex", tmp_path)
     with pytest.raises(InputError, match="record not found"):
