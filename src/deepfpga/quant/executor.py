@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from deepfpga.errors import InputError
+from deepfpga.hw.arch import stays_float
 from deepfpga.ir import (
     INPUT,
     BatchNorm2d,
@@ -360,7 +361,7 @@ class ReferenceExecutor:
             for src in layer.inputs:
                 last_use[src] = i
         protected = set(g.outputs) | keep_set | {INPUT}
-        float_outs = {lay.name for lay in g.layers if lay.host_only and lay.name in g.outputs}
+        float_outs = {lay.name for lay in g.layers if stays_float(lay, g.outputs)}
         env: dict[str, torch.Tensor] = {INPUT: xt}
         # Names whose tensor this run allocated and nobody else sees: a ReLU may overwrite them
         # after their last use. Dropout/Flatten may return views, so they never count as fresh.

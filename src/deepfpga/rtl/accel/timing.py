@@ -7,8 +7,8 @@ explains each term.
 
 from __future__ import annotations
 
-from deepfpga.compiler.isa import Calc, CalcKind
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.isa import Calc, CalcKind
 
 SETUP_CYCLES = 11 + 1       # Setup.STEPS products, then the checks
 MAC_DRAIN_CYCLES = 4        # the MAC pipeline empties before FIN reads the accumulators
