@@ -219,7 +219,6 @@ class AccelStep:
     segment: int
     instructions: tuple[int, int]
     stages: tuple[str, ...]
-    kind: str = field(default="accel", init=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "accel", "segment": self.segment,
@@ -240,7 +239,6 @@ class HostEntry:
     out_format: FixedFormat
     graph_output: bool
     float_output: bool              # kept in float (deepfpga.hw.arch.stays_float)
-    kind: str = field(default="host", init=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "host", "layer": self.layer, "op": self.op,
@@ -251,6 +249,7 @@ class HostEntry:
                 "graph_output": self.graph_output, "float_output": self.float_output}
 
 
+# A step's type is its class (isinstance); "kind" exists only in the JSON form.
 ScheduleStep = AccelStep | HostEntry
 
 

@@ -10,7 +10,7 @@ per layer beside the timing simulator's, wall time) and the report renders it wi
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +38,11 @@ def with_rtl(steps: Sequence[tuple[str, Any]], images: int = DEFAULT_IMAGES
     return (*steps[:k], ("rtl", rtl_step(images)), *steps[k:])
 
 
-def rtl_step(images: int) -> Any:
-    def step_rtl(cfg: Any, st: Any) -> tuple[Any, str]:
+def rtl_step(images: int) -> Callable[[Any, Any], tuple[Any, str]]:
+    """A `deepfpga.pipeline` step (RunConfig, RunState) → (RunState, note); the pipeline's types
+    are not imported here: the pipeline imports the report, which imports this module."""
+
+    def step_rtl(run: Any, st: Any) -> tuple[Any, str]:
         rtl = run_rtl_check(st, images)
         note = (f"{rtl['images']} images on the RTL, {rtl['values_compared']:,} values:"
                 f" {'bit-exact' if rtl['bit_exact'] else 'NOT bit-exact'}"
