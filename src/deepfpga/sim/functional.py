@@ -98,7 +98,7 @@ def _host_multi(step: HostEntry, inputs: list[np.ndarray]) -> tuple[np.ndarray, 
           for x, f in zip(inputs, step.in_formats, strict=True)]
     with torch.inference_mode():
         yf = apply_layer(layer, {}, xs).numpy()
-    if step.graph_output:
+    if step.float_output:
         return yf, 0
     return to_fixed(yf, fout), count_saturated(yf, fout)
 
