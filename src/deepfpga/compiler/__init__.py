@@ -20,6 +20,7 @@ _EXPORTS = {
     "compile_architecture": "deepfpga.compiler.compile",
     "compile_model": "deepfpga.compiler.compile",
     "load_compiled": "deepfpga.compiler.artifact",
+    "read_manifest": "deepfpga.compiler.artifact",
 }
 
 __all__ = sorted(_EXPORTS)
