@@ -14,8 +14,8 @@ from collections import defaultdict
 
 from deepfpga import zoo
 from deepfpga.compiler.compile import compile_architecture
-from deepfpga.compiler.isa import Calc, CalcKind
 from deepfpga.hw.config import load_config
+from deepfpga.hw.isa import Calc, CalcKind
 from deepfpga.rtl.accel.timing import calc_cycles
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(args.target)
     comp = compile_architecture(zoo.get(args.model), cfg)
-    names = {int(d["index"]): d.get("name", str(d["index"])) for d in comp.manifest["layers"]}
+    names = {d.index: d.name for d in comp.manifest.layers}
     cycles: dict[int, int] = defaultdict(int)
     calcs: dict[int, int] = defaultdict(int)
     terms: dict[int, int] = defaultdict(int)

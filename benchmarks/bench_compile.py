@@ -43,10 +43,10 @@ def main() -> None:
         t0 = time.perf_counter()
         c.program_bytes()
         enc.append(time.perf_counter() - t0)
-    p = c.manifest["program"]
-    print(f"{args.model} on {cfg.name}: {p['instructions']:,} instructions ({p['load']:,} LOAD,"
-          f" {p['calc']:,} CALC, {p['save']:,} SAVE), {len(c.manifest['layers'])} stages,"
-          f" DDR image {c.manifest['ddr_size'] / 1e6:.1f} MB")
+    p = c.manifest.program
+    print(f"{args.model} on {cfg.name}: {p.instructions:,} instructions ({p.load:,} LOAD,"
+          f" {p.calc:,} CALC, {p.save:,} SAVE), {len(c.manifest.layers)} stages,"
+          f" DDR image {c.manifest.ddr_size / 1e6:.1f} MB")
     print(f"compile_architecture: wall best {min(wall):.3f} s, median {statistics.median(wall):.3f}"
           f" s; CPU best {min(cpu):.3f} s, median {statistics.median(cpu):.3f} s"
           f" ({args.repeat} runs; goal ≤ 2 s)")

@@ -20,8 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from deepfpga.compiler.isa import Calc, encode_instruction
 from deepfpga.hw.config import load_config
+from deepfpga.hw.isa import Calc, encode_instruction
 from deepfpga.rtl.accel.timing import calc_cycles
 
 MAIN = r"""

@@ -103,7 +103,7 @@ def main() -> None:
 
     if args.check:
         t0 = time.perf_counter()
-        ref = execute(q, x_int, keep={d["output"] for d in compiled.manifest["layers"]})
+        ref = execute(q, x_int, keep={d.output for d in compiled.manifest.layers})
         t_ref = time.perf_counter() - t0
         bad = {name: int(np.count_nonzero(res.layers[name] != ref.layers[name]))
                for name in ref.layers}

@@ -57,6 +57,7 @@ def run_torch(graph, params, x: torch.Tensor, times: dict[str, list[float]] | No
 
 def run_reference_profiled(ex, x: np.ndarray, times: dict[str, list[float]]) -> None:
     """The executor's own layer loop, timed per layer (same code path as `run`)."""
+    from deepfpga.hw.arch import stays_float
     from deepfpga.ir import INPUT
     from deepfpga.quant import executor as R
 
@@ -66,7 +67,7 @@ def run_reference_profiled(ex, x: np.ndarray, times: dict[str, list[float]]) -> 
         for layer in q.graph.layers:
             t0 = time.perf_counter()
             xs = [env.pop(s) for s in layer.inputs]
-            if layer.name in q.graph.outputs and layer.host_only:
+            if stays_float(layer, q.graph.outputs):
                 y = R._host_float(layer, xs, [q.format_of(s).fl for s in layer.inputs])
             else:
                 y, _ = ex._layer(layer, xs, owned=True,

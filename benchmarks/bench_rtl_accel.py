@@ -33,7 +33,7 @@ def bench(target: str, images: int) -> dict[str, float]:
     build = build_accelerator(hw)
     t_build = time.perf_counter() - t0
     x_int, _ = quantize_input(st.qmodel, st.test.x[:images])
-    with RtlRunner(c.program_bytes(), c.ddr_image, c.manifest, hw, build) as runner:
+    with RtlRunner(c, build) as runner:
         runner.run(x_int[:1])                        # warm-up (first-touch, page faults)
         w0, c0 = time.perf_counter(), time.process_time()
         res = runner.run(x_int)

@@ -17,7 +17,7 @@ from tests.rtl.accel import core_bench as cb  # noqa: E402
 from tests.rtl.accel.datapath_double import DatapathDouble  # noqa: E402
 from tests.rtl.accel.test_core_top import ARENA, CONFIGS, DDR_BYTES, PROG  # noqa: E402
 
-from deepfpga.compiler.isa import End, Load, Save  # noqa: E402
+from deepfpga.hw.isa import End, Load, Save  # noqa: E402
 from deepfpga.rtl.accel.top import Accelerator  # noqa: E402
 
 

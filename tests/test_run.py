@@ -73,9 +73,9 @@ def test_flow_records_every_step(state):
 def test_flow_is_bit_exact_and_checks_every_stage(state):
     sim = state.sim
     assert sim.bit_exact and sim.mismatches == 0
-    stages = state.compiled.manifest["layers"]
+    stages = state.compiled.manifest.layers
     checked = {c.tensor for c in sim.checks}
-    assert {d["output"] for d in stages} <= checked
+    assert {d.output for d in stages} <= checked
     # every value of every image was compared: sizes follow from the shapes
     shapes = state.qmodel.graph.shapes()
     for c in sim.checks:

@@ -126,7 +126,7 @@ def test_float_model_bytes(files, tmp_path_factory, edits, cut):
 @given(edits=EDITS, cut=CUTS)
 def test_program_bytes(files, edits, cut):
     """Checked against the config it was compiled for (as disasm and simulate do)."""
-    from deepfpga.compiler.isa import decode_program
+    from deepfpga.hw.isa import decode_program
 
     data = files.program.read_bytes()
     original = decode_program(data)
@@ -138,11 +138,11 @@ def test_program_bytes(files, edits, cut):
     assert got.config_hash == original.config_hash
 
 
-@pytest.mark.xfail(strict=True, reason="compiler/isa.py: the CRC covers the body only, so a"
+@pytest.mark.xfail(strict=True, reason="hw/isa.py: the CRC covers the body only, so a"
                    " damaged config hash in the header decodes as another config when no"
                    " expected hash is given (found by test_program_bytes)")
 def test_program_header_damage_is_detected_without_an_expected_hash(files):
-    from deepfpga.compiler.isa import decode_program
+    from deepfpga.hw.isa import decode_program
 
     data = bytearray(files.program.read_bytes())
     data[20] ^= 0x01  # inside the 32-byte config hash (header bytes 16..47)
@@ -153,7 +153,7 @@ def test_program_header_damage_is_detected_without_an_expected_hash(files):
 @FUZZ
 @given(st.binary(max_size=200))
 def test_program_random_bytes(data):
-    from deepfpga.compiler.isa import decode_program
+    from deepfpga.hw.isa import decode_program
 
     with contextlib.suppress(InputError):
         decode_program(data)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 
 import pytest
 
@@ -35,18 +35,17 @@ def test_check_no_overlap_detects_conflicts() -> None:
         Conv2d("c2", (), in_channels=6, out_channels=5, kernel=(3, 3), stride=(2, 2)),
         Flatten("f", ()), Linear("l1", (), in_features=45, out_features=30)])
     c = compile_architecture(g, load_config("tiny"))
-    assert check_no_overlap(c.manifest) > 0
-    bad = copy.deepcopy(c.manifest)
-    fm = [r for r in bad["regions"] if r["kind"] in ("fmap", "input", "output")]
-    fm[1]["start"] = fm[0]["start"]
-    fm[1]["live"] = [fm[0]["live"][0], fm[1]["live"][1]]
+    regions, size = list(c.manifest.regions), c.manifest.ddr_size
+    assert check_no_overlap(regions, size) > 0
+    fm = [k for k, r in enumerate(regions) if r.kind in ("fmap", "input", "output")]
+    r0, r1 = regions[fm[0]], regions[fm[1]]
+    bad = list(regions)
+    bad[fm[1]] = replace(r1, start=r0.start, first=r0.first)
     with pytest.raises(InputError, match="overlap while both are live"):
-        check_no_overlap(bad)
-    bad = copy.deepcopy(c.manifest)
-    bad["regions"][0]["size"] = bad["ddr_size"] + 1
+        check_no_overlap(bad, size)
+    bad = [replace(regions[0], size=size + 1), *regions[1:]]
     with pytest.raises(InputError, match="outside the"):
-        check_no_overlap(bad)
-    bad = copy.deepcopy(c.manifest)
-    bad["regions"][0]["live"] = [3, 1]
+        check_no_overlap(bad, size)
+    bad = [replace(regions[0], first=3, last=1), *regions[1:]]
     with pytest.raises(InputError, match="empty lifetime"):
-        check_no_overlap(bad)
+        check_no_overlap(bad, size)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -57,13 +57,16 @@ def test_manifest_is_typed(compiled: Compiled) -> None:
     assert m.tensors[m.input].on_ddr and m.tensors[m.layers[0].output].region == "t:r"
 
 
-def test_manifest_reads_like_its_json(compiled: Compiled) -> None:
+def test_manifest_is_not_a_mapping(compiled: Compiled) -> None:
+    """Typed fields only: no string-keyed view of the JSON; changes go through replace."""
     m = compiled.manifest
-    assert m["arena"] == list(m.arena) and m["version"] == MANIFEST_VERSION
-    assert m["layers"][1]["name"] == "l" and "schedule" in m and len(m) == len(m.to_dict())
-    edited = copy.deepcopy(m)          # a plain dict that can be changed
-    edited["schedule"] = []
-    assert isinstance(edited, dict) and m["schedule"]
+    assert not isinstance(m, Mapping)
+    with pytest.raises(TypeError):
+        m["arena"]  # noqa: B018
+    d = m.to_dict()
+    assert d["arena"] == list(m.arena) and d["version"] == MANIFEST_VERSION
+    edited = dataclasses.replace(m, schedule=())
+    assert edited.schedule == () and m.schedule and edited.layers == m.layers
 
 
 @pytest.mark.parametrize("version", [1, MANIFEST_VERSION + 1, None])
@@ -85,6 +88,10 @@ def test_other_versions_are_refused(compiled: Compiled, version) -> None:
     (lambda d: d["outputs"][0].update(tensor="nope"), "output 's' names unknown tensor 'nope'"),
     (lambda d: d["regions"][0].pop("live"), r"regions\[0\] is malformed"),
     (lambda d: d.update(arena=[1]), "arena must be a list of 2 integers"),
+    (lambda d: d["schedule"][1]["spec"].update(kind="warp"),
+     r"schedule\[1\].spec: unknown layer kind 'warp'"),
+    (lambda d: d["tensors"]["input"].update(start=None),
+     r"tensors\['input'\] is on DDR but has no start"),
 ])
 def test_malformed_manifest_names_the_key(compiled: Compiled, edit, message) -> None:
     d = _json(compiled)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deepfpga.cli import main
-from deepfpga.compiler import Tiling, check_no_overlap, compile_architecture, compile_model
+from deepfpga.compiler import check_no_overlap, compile_architecture, compile_model
 from deepfpga.compiler.compile import architecture_model, plan
 from deepfpga.compiler.layout import arrange_weights, unpack
 from deepfpga.compiler.tiling import choose
@@ -38,18 +38,18 @@ def test_model_too_big_for_buffers_names_layer_and_minimum() -> None:
 def test_ddr_image_holds_arranged_weights_and_biases(small_net) -> None:
     q = random_qmodel(small_net, np.random.default_rng(2), bw_d=16, bw_w=16)
     c = compile_model(q, TINY)
-    regions = {r["name"]: r for r in c.manifest["regions"]}
+    regions = {r.name: r for r in c.manifest.regions}
     image = np.frombuffer(c.ddr_image, dtype=np.uint8)
-    for d in c.manifest["layers"]:
+    for d in c.manifest.layers:
         st = next(s for s in plan(architecture_model(q.graph, TINY), TINY).mapping.stages
-                  if s.name == d["name"])
-        r = regions[f"w:{d['name']}"]
-        got = unpack(image[r["start"]:r["start"] + r["size"]], TINY.weight_bytes)
-        want = arrange_weights(st, Tiling.from_dict(d["tiling"]), q.weights[d["name"]]["weight"])
+                  if s.name == d.name)
+        r = regions[f"w:{d.name}"]
+        got = unpack(image[r.start:r.end], TINY.weight_bytes)
+        want = arrange_weights(st, d.tiling, q.weights[d.name]["weight"])
         assert np.array_equal(got, want)
-        r = regions[f"b:{d['name']}"]
-        got = unpack(image[r["start"]:r["start"] + r["size"]], TINY.bias_bytes)
-        assert np.array_equal(got, q.weights[d["name"]]["bias"])
+        r = regions[f"b:{d.name}"]
+        got = unpack(image[r.start:r.end], TINY.bias_bytes)
+        assert np.array_equal(got, q.weights[d.name]["bias"])
     # FC weight blocks are one contiguous DMA run each
     for i in c.program.instructions:
         if isinstance(i, Load) and i.fc_weights and i.buffer == Buffer.INPUT:
@@ -58,11 +58,11 @@ def test_ddr_image_holds_arranged_weights_and_biases(small_net) -> None:
 
 def test_dead_feature_maps_are_reused() -> None:
     c = compile_architecture(get("vgg16"), load_config("zc706-paper"))
-    fmaps = [r for r in c.manifest["regions"] if r["kind"] in ("fmap", "input", "output")]
-    total = sum(r["size"] for r in fmaps)
-    peak = max(sum(r["size"] for r in fmaps if r["live"][0] <= pos <= r["live"][1])
-               for pos in range(-1, len(c.manifest["schedule"]) + 1))
-    arena = c.manifest["arena"][1] - c.manifest["arena"][0]
+    fmaps = [r for r in c.manifest.regions if r.kind in ("fmap", "input", "output")]
+    total = sum(r.size for r in fmaps)
+    peak = max(sum(r.size for r in fmaps if r.first <= pos <= r.last)
+               for pos in range(-1, len(c.manifest.schedule) + 1))
+    arena = c.manifest.arena[1] - c.manifest.arena[0]
     assert arena < total / 2 and arena <= 1.01 * peak
 
 
@@ -75,7 +75,7 @@ def test_every_zoo_architecture_allocates_without_overlap(preset: str) -> None:
         except InputError:      # trained Fashion-MNIST weights not built yet
             continue
         p = plan(architecture_model(g, cfg), cfg)
-        assert check_no_overlap(p.regions_manifest()) > 0, name
+        assert check_no_overlap(tuple(p.regions.values()), p.ddr_size) > 0, name
 
 
 @pytest.mark.slow
@@ -88,7 +88,7 @@ def test_every_zoo_architecture_compiles(preset: str) -> None:
         except InputError:
             continue
         c = compile_architecture(g, cfg)
-        assert check_no_overlap(c.manifest) > 0
+        assert check_no_overlap(c.manifest.regions, c.manifest.ddr_size) > 0
         assert c.program.instructions[-1].OPCODE.name == "END"
 
 
@@ -106,8 +106,8 @@ def test_fmnist_models(name: str) -> None:
         cfg = load_config(preset)
         q = random_qmodel(g, rng, bw_d=cfg.data_bits, bw_w=cfg.weight_bits)
         c = compile_model(q, cfg)
-        assert check_no_overlap(c.manifest) > 0
-        assert c.manifest["partition"]["host"] == []
+        assert check_no_overlap(c.manifest.regions, c.manifest.ddr_size) > 0
+        assert c.manifest.partition.host == ()
         x = rng.integers(q.input_format.qmin, q.input_format.qmax, size=g.input_shape)
         sim = simulate(c, x)
         ref = execute(q, x[None])

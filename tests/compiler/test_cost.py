@@ -81,10 +81,10 @@ def test_cost_model_counts_match_the_program(seed: int, small_net) -> None:
                 break
     c = compile_model(q, TINY, force=force)
     cfg = TINY
-    for d in c.manifest["layers"]:
-        a, b = d["instructions"]
+    for d in c.manifest.layers:
+        a, b = d.instructions
         ins = c.program.instructions[a:b]
-        fc = d["kind"] == "fc"
+        fc = d.kind == "fc"
         got = {"load_in_bytes": 0, "load_w_bytes": 0, "save_bytes": 0, "calcs": 0,
                "compute_cycles": 0}
         for i in ins:
@@ -103,7 +103,7 @@ def test_cost_model_counts_match_the_program(seed: int, small_net) -> None:
                 got["compute_cycles"] += int(arch.calc_cycles(
                     cfg, i.kind, i.ti, i.to, i.out_rows, i.out_cols, i.stride, i.pool,
                     i.accumulate, i.finalize))
-        want = {k: d["cost"][k] for k in got}
-        assert got == want, (d["name"], d["tiling"])
+        want = {k: d.cost[k] for k in got}
+        assert got == want, (d.name, d.tiling)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from deepfpga.compiler import compile_architecture, compile_model
+from deepfpga.compiler.artifact import AccelStep
 from deepfpga.compiler.compile import architecture_model
 from deepfpga.compiler.mapping import HostStep, Stage, map_network
 from deepfpga.errors import InputError
@@ -54,18 +55,18 @@ def test_vgg16_svd_fusion_and_partition() -> None:
 
 def test_alexnet_host_layers_between_segments() -> None:
     c = compile_architecture(get("alexnet"), load_config("zc706-paper"))
-    assert c.manifest["partition"]["host"] == ["pool1", "norm1", "pool2", "norm2", "pool5",
-                                               "prob"]
-    kinds = [s["kind"] for s in c.manifest["schedule"]]
+    m = c.manifest
+    assert m.partition.host == ("pool1", "norm1", "pool2", "norm2", "pool5", "prob")
+    kinds = ["accel" if isinstance(s, AccelStep) else "host" for s in m.schedule]
     assert kinds == ["accel", "host", "host", "accel", "host", "host", "accel", "host", "accel",
                      "host"]
     # every segment ends with END, and conv2 reads norm1's output, written by the host
-    ends = [s["instructions"][1] - 1 for s in c.manifest["schedule"] if s["kind"] == "accel"]
+    ends = [s.instructions[1] - 1 for s in m.segments]
     assert all(c.program.instructions[k].OPCODE.name == "END" for k in ends)
-    conv2 = next(d for d in c.manifest["layers"] if d["name"] == "conv2")
-    assert conv2["input"] == "norm1"
-    region = c.manifest["tensors"]["norm1"]["region"]
-    assert next(r for r in c.manifest["regions"] if r["name"] == region)["kind"] == "host"
+    conv2 = next(d for d in m.layers if d.name == "conv2")
+    assert conv2.input == "norm1"
+    region = m.tensors["norm1"].region
+    assert next(r for r in m.regions if r.name == region).kind == "host"
 
 
 def test_relu_of_relu_folds_and_relu_after_host_stays_on_host() -> None:
@@ -168,7 +169,7 @@ def test_host_only_network_compiles_to_end_only() -> None:
     g = chain("h", (4,), [Softmax("s", ())])
     c = compile_architecture(g, TINY)
     assert [i.OPCODE.name for i in c.program.instructions] == ["END"]
-    assert c.manifest["partition"]["host"] == ["s"]
+    assert c.manifest.partition.host == ("s",)
 
 
 def test_lrn_between_convs_is_host() -> None:

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from deepfpga.compiler.isa import Calc, End, Load, Save
+from deepfpga.hw.isa import Calc, End, Load, Save
 from deepfpga.report import REPORT_NAME, SUMMARY_NAME, write_report
 from deepfpga.report.breakdown import time_splits
 from deepfpga.report.figures import roofline_png, time_chart_png

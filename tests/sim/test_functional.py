@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 
@@ -10,12 +9,14 @@ import numpy as np
 import pytest
 
 from deepfpga.compiler import Tiling, compile_model
+from deepfpga.compiler.artifact import AccelStep
 from deepfpga.compiler.compile import plan
-from deepfpga.compiler.isa import Calc, End, Load, Program, Save, encode_program
 from deepfpga.compiler.mapping import ModelInput, Stage
-from deepfpga.compiler.tiling import FIELD_MAX, check_tiling
+from deepfpga.compiler.tiling import check_tiling
 from deepfpga.errors import InputError
+from deepfpga.hw.arch import CALC_DIM_MAX
 from deepfpga.hw.config import PRESETS, load_config
+from deepfpga.hw.isa import Calc, End, Load, Program, Save, encode_program
 from deepfpga.ir import LRN, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Softmax, chain
 from deepfpga.quant.random_model import random_qmodel
 from deepfpga.quant.reference import execute
@@ -80,7 +81,7 @@ def random_tiling(stage: Stage, cfg, rng: np.random.Generator) -> Tiling | None:
         if stage.kind == "fc":
             to = pick(stage.out_channels)
             n_o = -(-stage.out_channels // to)
-            t = Tiling(1, 1, pick(min(stage.in_channels, FIELD_MAX)), to,
+            t = Tiling(1, 1, pick(min(stage.in_channels, CALC_DIM_MAX)), to,
                        str(rng.choice(["out", "in"])), int(rng.integers(1, n_o + 1)))
         else:
             ho, wo = stage.conv_out
@@ -110,8 +111,8 @@ def _compare(q, compiled, cfg, x):
             assert np.array_equal(got, want), f"layer {name} differs"
     for name, got in sim.outputs.items():
         np.testing.assert_array_equal(got, ref.outputs[name][0], err_msg=name)
-    for st in compiled.manifest["layers"]:
-        assert sim.saturations[st["name"]] == ref.saturations[st["name"]], st["name"]
+    for st in compiled.manifest.layers:
+        assert sim.saturations[st.name] == ref.saturations[st.name], st.name
     return sim
 
 
@@ -132,9 +133,9 @@ def test_random_networks_bit_exact_with_forced_tilings(preset: str, seed: int) -
         if t is not None:
             force[st.name] = t
     compiled = compile_model(q, cfg, force=force)
-    for st in compiled.manifest["layers"]:
-        if st["name"] in force:
-            assert st["tiling"] == force[st["name"]].to_dict()
+    for st in compiled.manifest.layers:
+        if st.name in force:
+            assert st.tiling == force[st.name]
     fmt = q.input_format
     x = rng.integers(fmt.qmin, fmt.qmax, size=g.input_shape, endpoint=True)
     _compare(q, compiled, cfg, x)
@@ -207,11 +208,9 @@ def _run(cfg, compiled, x, instructions, ddr=None):
     program of another length gets a one-segment schedule."""
     manifest = compiled.manifest
     if len(instructions) != len(compiled.program.instructions):
-        manifest = copy.deepcopy(manifest)
-        manifest["schedule"] = [{"kind": "accel", "segment": 0,
-                                 "instructions": [0, len(instructions)]}]
-        for d in manifest["layers"]:
-            d["instructions"] = [0, 0]
+        manifest = dataclasses.replace(
+            manifest, schedule=(AccelStep(0, (0, len(instructions)), ()),),
+            layers=tuple(dataclasses.replace(d, instructions=(0, 0)) for d in manifest.layers))
     prog = encode_program(Program(cfg.hash(), tuple(instructions)))
     return simulate_program(prog, compiled.ddr_image if ddr is None else ddr, manifest, cfg, x)
 
@@ -266,9 +265,9 @@ def test_error_save_into_weights_region(small) -> None:
 
 def test_error_load_outside_regions(small) -> None:
     cfg, _, compiled, x = small
-    regions = sorted(compiled.manifest["regions"], key=lambda r: r["start"])
-    gap = next(r["start"] + r["size"] for r, nxt in zip(regions, regions[1:], strict=False)
-               if r["start"] + r["size"] + 4 <= nxt["start"])
+    regions = sorted(compiled.manifest.regions, key=lambda r: r.start)
+    gap = next(r.end for r, nxt in zip(regions, regions[1:], strict=False)
+               if r.end + 4 <= nxt.start)
     ins, k = _replace_first(compiled.program.instructions, Load, ddr_addr=gap, n1=1, n2=1,
                             length=1)
     with pytest.raises(SimulationError, match=rf"instruction {k} .*outside every region"):
@@ -286,7 +285,7 @@ def test_error_read_never_loaded(small) -> None:
 def test_error_save_of_never_finalized(small) -> None:
     cfg, _, compiled, x = small
     with pytest.raises(SimulationError, match=r"reads OUTPUT entry 7 .* never written"):
-        _run(cfg, compiled, x, [Save(ob_addr=7, ddr_addr=compiled.manifest["arena"][0]), End()])
+        _run(cfg, compiled, x, [Save(ob_addr=7, ddr_addr=compiled.manifest.arena[0]), End()])
 
 
 def test_error_token_underflow(small) -> None:
@@ -336,8 +335,8 @@ def test_error_accumulator_overflow() -> None:
     q = dataclasses.replace(q, weights=small_w)
     compiled = compile_model(q, cfg)
     ddr = bytearray(compiled.ddr_image)
-    w = next(r for r in compiled.manifest["regions"] if r["name"] == "w:c")
-    ddr[w["start"]:w["start"] + w["size"]] = b"\x00\x80" * (w["size"] // 2)   # -32768 each
+    w = next(r for r in compiled.manifest.regions if r.name == "w:c")
+    ddr[w.start:w.end] = b"\x00\x80" * (w.size // 2)   # -32768 each
     x = np.full((4, 6, 6), -32768)
     with pytest.raises(SimulationError, match=r"\(CALC\): accumulator overflow: .*32-bit"):
         simulate_program(compiled.program_bytes(), bytes(ddr), compiled.manifest, cfg, x)
@@ -364,9 +363,9 @@ def test_refuses_wrong_config_and_inputs(small) -> None:
 
 def test_error_read_of_feature_map_never_saved(small) -> None:
     cfg, _, compiled, x = small
-    pool = compiled.manifest["tensors"]["p"]
-    fc = next(d for d in compiled.manifest["layers"] if d["name"] == "l")
-    load = Load(buffer=1, fc_weights=1, ddr_addr=pool["start"], length=4, layer=fc["index"])
+    pool = compiled.manifest.tensors["p"]
+    fc = next(d for d in compiled.manifest.layers if d.name == "l")
+    load = Load(buffer=1, fc_weights=1, ddr_addr=pool.address, length=4, layer=fc.index)
     with pytest.raises(SimulationError, match=r"instruction 0 \(LOAD\): reads DDR bytes of the"
                                               " feature-map arena that no SAVE"):
         _run(cfg, compiled, x, [load, End()])
@@ -396,7 +395,7 @@ def test_batch_with_host_layers_between_segments(preset: str) -> None:
         Flatten("f", ()), Linear("l", (), in_features=80, out_features=7), Softmax("s", ())])
     q = random_qmodel(g, rng, bw_d=cfg.data_bits, bw_w=cfg.weight_bits)
     compiled = compile_model(q, cfg)
-    assert compiled.manifest["partition"]["host"] == ["hp", "n", "s"]
+    assert compiled.manifest.partition.host == ("hp", "n", "s")
     x = rng.integers(q.input_format.qmin, q.input_format.qmax, size=(4, 3, 13, 13))
     sim = simulate(compiled, x)
     ref = execute(q, x, keep="all")

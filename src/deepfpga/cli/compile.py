@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepfpga.cli.output import add_json_flag, print_json, table
+
+if TYPE_CHECKING:
+    from deepfpga.compiler.artifact import Compiled
+    from deepfpga.hw.accelerator import AcceleratorConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -27,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def compile_spec(spec: str, cfg: Any) -> tuple[Any, str]:
+def compile_spec(spec: str, cfg: AcceleratorConfig) -> tuple[Compiled, str]:
     """Compile QMODEL `spec` (file or architecture) for `cfg`: (Compiled, what it was)."""
     from deepfpga.compiler import compile_architecture, compile_model
     from deepfpga.quant.qfile import is_qmodel_file, load_qmodel
@@ -45,7 +49,7 @@ def compile_spec(spec: str, cfg: Any) -> tuple[Any, str]:
     return compile_architecture(load_model(spec), cfg), "architecture (zero weights)"
 
 
-def _explain(compiled: Any) -> list[str]:
+def _explain(compiled: Compiled) -> list[str]:
     out = []
     for ch in compiled.choices:
         out.append("")
@@ -60,7 +64,7 @@ def _explain(compiled: Any) -> list[str]:
     return out
 
 
-def summary_rows(compiled: Any) -> list[list[Any]]:
+def summary_rows(compiled: Compiled) -> list[list[Any]]:
     """One row per stage for human output."""
     rows = []
     for s in compiled.manifest.layers:
@@ -79,15 +83,18 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.target)
     compiled, what = compile_spec(args.model, cfg)
     files = compiled.write(args.outdir)
-    m = compiled.manifest.to_dict()
+    m = compiled.manifest
+    estimate_s = sum(d.estimate_s for d in m.layers)
     if args.json:
         out: dict[str, Any] = {
-            "model": m["model"], "compiled": what, "target": cfg.name,
-            "files": {k: str(v) for k, v in files.items()}, "program": m["program"],
-            "ddr_size": m["ddr_size"], "partition": m["partition"],
-            "layers": [{k: d[k] for k in ("index", "name", "kind", "fused", "tiling",
-                                          "instructions", "estimate_s")} for d in m["layers"]],
-            "estimate_s": sum(d["estimate_s"] for d in m["layers"]),
+            "model": m.model, "compiled": what, "target": cfg.name,
+            "files": {k: str(v) for k, v in files.items()}, "program": m.program.to_dict(),
+            "ddr_size": m.ddr_size, "partition": m.partition.to_dict(),
+            "layers": [{"index": d.index, "name": d.name, "kind": d.kind,
+                        "fused": list(d.fused), "tiling": d.tiling.to_dict(),
+                        "instructions": list(d.instructions), "estimate_s": d.estimate_s}
+                       for d in m.layers],
+            "estimate_s": estimate_s,
         }
         if args.explain:
             out["explain"] = [{"stage": ch.stage, "reason": ch.reason,
@@ -96,18 +103,18 @@ def run(args: argparse.Namespace) -> int:
                                               for t, c in ch.top]} for ch in compiled.choices]
         print_json(out)
         return 0
-    p = m["program"]
-    print(f"{m['model']} ({what}) for {cfg.name}: {p['instructions']} instructions"
-          f" ({p['load']} LOAD, {p['calc']} CALC, {p['save']} SAVE, {p['end']} END),"
-          f" DDR image {m['ddr_size']:,} bytes")
+    p = m.program
+    print(f"{m.model} ({what}) for {cfg.name}: {p.instructions} instructions"
+          f" ({p.load} LOAD, {p.calc} CALC, {p.save} SAVE, {p.end} END),"
+          f" DDR image {m.ddr_size:,} bytes")
     print()
     print(table(["#", "stage", "fused", "kind", "tiling tr×tc×ti×to", "order", "group",
                  "instrs", "model ms"], summary_rows(compiled)))
-    part = m["partition"]
+    part = m.partition
     print()
-    print(f"host layers: {', '.join(part['host']) or 'none'}; folded: "
-          f"{', '.join(part['folded']) or 'none'}")
-    print(f"modelled accelerator time {sum(d['estimate_s'] for d in m['layers']) * 1e3:.3f} ms"
+    print(f"host layers: {', '.join(part.host) or 'none'}; folded: "
+          f"{', '.join(part.folded) or 'none'}")
+    print(f"modelled accelerator time {estimate_s * 1e3:.3f} ms"
           " (closed-form cost model; `deepfpga simulate` for the timing simulator)")
     if args.explain:
         print("\n".join(_explain(compiled)))

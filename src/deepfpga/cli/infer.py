@@ -89,6 +89,7 @@ def _write_output(path: str, outputs: dict[str, np.ndarray], single: bool) -> Pa
 def run(args: argparse.Namespace) -> int:
     from deepfpga.errors import InputError
     from deepfpga.fileio import atomic_save_npy, atomic_write_json, check_output
+    from deepfpga.hw.arch import stays_float
     from deepfpga.ir import INPUT
     from deepfpga.quant.qfile import load_qmodel
     from deepfpga.quant.reference import ReferenceExecutor
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if dump is not None:  # the files --dump writes must not replace what this run reads
         for fname in [f"{INPUT}.npy", "formats.json", *(f"{lay.name}.npy" for lay in g.layers)]:
             check_output(dump / fname, "--dump", inputs=[args.input, args.qmodel, args.output])
-    float_layers = {lay.name for lay in g.layers if lay.host_only and lay.name in g.outputs}
+    float_layers = {lay.name for lay in g.layers if stays_float(lay, g.outputs)}
 
     def write_layer(name: str, arr: np.ndarray) -> None:
         assert dump is not None

@@ -6,12 +6,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from deepfpga.cli.output import print_json, table
 from deepfpga.errors import InputError
+
+if TYPE_CHECKING:
+    from deepfpga.compiler.artifact import Manifest
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -66,12 +69,11 @@ def _verilator_version() -> str:
     return verilator_version()
 
 
-def _input(args: argparse.Namespace, manifest: dict[str, Any]) -> np.ndarray:
-    shape = tuple(manifest["input"]["shape"])
-    bw = int(manifest["input"]["format"]["bw"])
+def _input(args: argparse.Namespace, manifest: Manifest) -> np.ndarray:
+    t = manifest.tensors[manifest.input]
     if args.input is None:
         rng = np.random.default_rng(0)
-        return rng.integers(-(1 << (bw - 1)), 1 << (bw - 1), size=shape, dtype=np.int64)
+        return rng.integers(t.format.qmin, t.format.qmax + 1, size=t.shape, dtype=np.int64)
     p = Path(args.input)
     if not p.is_file():
         raise InputError(f"no such input file: {p}")
@@ -85,20 +87,22 @@ def _input(args: argparse.Namespace, manifest: dict[str, Any]) -> np.ndarray:
 
 
 def run_program(args: argparse.Namespace) -> int:
+    from deepfpga.compiler.artifact import load_compiled, read_manifest
     from deepfpga.fileio import atomic_save_npy, atomic_save_npz
     from deepfpga.hw.config import load_config
-    from deepfpga.rtl.accel.driver import RtlRunner, build_accelerator, load_build_dir
+    from deepfpga.rtl.accel.driver import RtlRunner, build_accelerator
     from deepfpga.rtl.accel.verilator import HarnessError
 
-    prog, ddr, manifest = load_build_dir(args.build_dir)
-    target = args.target or manifest.get("config", {}).get("name")
+    manifest = read_manifest(args.build_dir)
+    target = args.target or manifest.config.name
     if not target:
         raise InputError(f"{args.build_dir}: the manifest names no target; pass --target")
     cfg = load_config(target)
-    if cfg.hash().hex() != manifest.get("config", {}).get("hash"):
+    if cfg.hash().hex() != manifest.config.hash:
         raise InputError(f"{args.build_dir} was compiled for another configuration than"
                          f" {cfg.name!r}; pass the --target it was compiled for")
-    outs = manifest["outputs"]
+    compiled = load_compiled(args.build_dir, cfg, manifest)
+    outs = manifest.outputs
     out_path = Path(args.output) if args.output else \
         Path(args.build_dir) / ("rtl_output.npy" if len(outs) == 1 else "rtl_output.npz")
     want = ".npy" if len(outs) == 1 else ".npz"
@@ -109,7 +113,7 @@ def run_program(args: argparse.Namespace) -> int:
     try:
         build = build_accelerator(cfg)
         t0 = time.perf_counter()
-        with RtlRunner(prog, ddr, manifest, cfg, build) as runner:
+        with RtlRunner(compiled, build) as runner:
             res = runner.run(x)
         wall = time.perf_counter() - t0
     except HarnessError as e:

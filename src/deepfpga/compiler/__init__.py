@@ -3,8 +3,8 @@
 `compile_model(qmodel, cfg)` and `compile_architecture(graph, cfg)` return a `Compiled`;
 docs/compiler.md describes the steps, docs/isa.md the instruction set.
 
-The names below are imported on first use (PEP 562), so importing one submodule — the ISA, for
-the RTL and deepfpga.hw.arch — does not import the whole compiler.
+The names below are imported on first use (PEP 562), so importing one submodule does not import
+the whole compiler. The instruction set lives in `deepfpga.hw.isa`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ _EXPORTS = {
     "compile_architecture": "deepfpga.compiler.compile",
     "compile_model": "deepfpga.compiler.compile",
     "load_compiled": "deepfpga.compiler.artifact",
+    "read_manifest": "deepfpga.compiler.artifact",
 }
 
 __all__ = sorted(_EXPORTS)

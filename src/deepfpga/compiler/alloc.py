@@ -3,12 +3,12 @@
 A region is live over schedule positions [first, last] (inclusive): a weight region for the whole
 run, a tensor from the step that writes it (the input: −1) to the last step that reads it (graph
 outputs: to the end, when the host reads them). Two regions may share bytes only if their
-lifetimes are disjoint; `check_no_overlap` proves it for a finished manifest.
+lifetimes are disjoint; `check_no_overlap` proves it for a finished allocation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,23 +64,17 @@ def first_fit(requests: Sequence[tuple[str, int, int, int]], base: int
     return out
 
 
-def check_no_overlap(manifest: Mapping[str, Any]) -> int:
-    """Refuse a manifest in which two regions live at the same time share a byte, or a region
-    lies outside the DDR image. Returns the number of region pairs that live together."""
-    regions = manifest.get("regions")
-    if not isinstance(regions, list):
-        raise InputError("manifest: key 'regions' must be a list")
-    size = int(manifest.get("ddr_size", 0))
+def check_no_overlap(regions: Sequence[Region], ddr_size: int) -> int:
+    """Refuse regions of which two live at the same time share a byte, or one lies outside the
+    `ddr_size`-byte DDR image. Returns the number of region pairs that live together."""
     if not regions:
         return 0
-    try:
-        names = [str(r["name"]) for r in regions]
-        start = np.array([int(r["start"]) for r in regions], dtype=np.int64)
-        end = start + np.array([int(r["size"]) for r in regions], dtype=np.int64)
-        first = np.array([int(r["live"][0]) for r in regions], dtype=np.int64)
-        last = np.array([int(r["live"][1]) for r in regions], dtype=np.int64)
-    except (KeyError, TypeError, ValueError, IndexError) as e:
-        raise InputError(f"manifest: malformed region entry ({e})") from None
+    size = ddr_size
+    names = [r.name for r in regions]
+    start = np.array([r.start for r in regions], dtype=np.int64)
+    end = start + np.array([r.size for r in regions], dtype=np.int64)
+    first = np.array([r.first for r in regions], dtype=np.int64)
+    last = np.array([r.last for r in regions], dtype=np.int64)
     for k in np.flatnonzero((start < 0) | (end > size) | (end < start)):
         raise InputError(f"region {names[k]!r} [{start[k]}, {end[k]}) lies outside the"
                          f" {size}-byte DDR image")

@@ -4,18 +4,14 @@ The manifest describes what the program does with DDR: regions, tensors, stages,
 schedule of accelerator segments and host steps. It is typed in memory; JSON appears only at the
 file boundary (`Manifest.to_dict` / `Manifest.from_dict`, `Compiled.write` / `load_compiled`),
 with a format name and version: a file of another version is refused, naming both. The config
-hash is checked once, when a `Compiled` is built or loaded.
-
-`Manifest` is also a read-only mapping over its JSON form (`manifest["layers"]`), so code written
-against the JSON keeps working; a deep copy of it is a plain, editable dict.
+hash is checked once, when a `Compiled` is built or loaded. To change a manifest (tests of
+damaged artifacts) use `dataclasses.replace` on it and its parts.
 """
 
 from __future__ import annotations
 
-import copy
-import functools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +22,8 @@ from deepfpga.errors import InputError
 from deepfpga.fileio import atomic_write_bytes, atomic_write_json
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.isa import Program, decode_program, encode_program
+from deepfpga.ir.graph import layer_from_dict, layer_to_dict
+from deepfpga.ir.layers import Layer
 from deepfpga.quant.fixedpoint import FixedFormat
 
 MANIFEST_FORMAT = "deepfpga-compiled"
@@ -98,6 +96,13 @@ class TensorEntry:
     def layout(self) -> str:
         return "CHW" if len(self.shape) == 3 else "vector"
 
+    @property
+    def address(self) -> int:
+        """The DDR byte address of a tensor on DDR."""
+        if self.start is None:
+            raise InputError(f"manifest: tensor {self.name!r} has no DDR address")
+        return self.start
+
     def to_dict(self) -> dict[str, Any]:
         return {"shape": list(self.shape), "format": self.format.to_dict(),
                 "layout": self.layout, "on_ddr": self.on_ddr, "region": self.region,
@@ -109,6 +114,8 @@ class TensorEntry:
         w = f"tensors[{name!r}]"
         start = d.get("start") if isinstance(d, Mapping) else None
         region = d.get("region") if isinstance(d, Mapping) else None
+        if _get(d, "on_ddr", bool, w) and (start is None or region is None):
+            raise InputError(f"manifest: {w} is on DDR but has no start/region")
         return TensorEntry(name, _ints(_get(d, "shape", list, w), f"{w}.shape"),
                            _fmt(_get(d, "format", dict, w), f"{w}.format"),
                            _get(d, "on_ddr", bool, w),
@@ -212,7 +219,6 @@ class AccelStep:
     segment: int
     instructions: tuple[int, int]
     stages: tuple[str, ...]
-    kind: str = field(default="accel", init=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "accel", "segment": self.segment,
@@ -228,22 +234,22 @@ class HostEntry:
     inputs: tuple[str, ...]
     input_shapes: tuple[tuple[int, ...], ...]
     output: str
-    spec: Mapping[str, Any]         # the layer (ir.graph.layer_to_dict) to rebuild it
+    spec: Layer                     # the layer itself (JSON: ir.graph.layer_to_dict)
     in_formats: tuple[FixedFormat, ...]
     out_format: FixedFormat
     graph_output: bool
     float_output: bool              # kept in float (deepfpga.hw.arch.stays_float)
-    kind: str = field(default="host", init=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "host", "layer": self.layer, "op": self.op,
                 "inputs": list(self.inputs), "input_shapes": [list(s) for s in self.input_shapes],
-                "output": self.output, "spec": dict(self.spec),
+                "output": self.output, "spec": layer_to_dict(self.spec),
                 "formats": {"inputs": [f.to_dict() for f in self.in_formats],
                             "output": self.out_format.to_dict()},
                 "graph_output": self.graph_output, "float_output": self.float_output}
 
 
+# A step's type is its class (isinstance); "kind" exists only in the JSON form.
 ScheduleStep = AccelStep | HostEntry
 
 
@@ -258,11 +264,15 @@ def _step_from_dict(k: int, d: Any) -> ScheduleStep:
         raise InputError(f"manifest: {w}.kind must be 'accel' or 'host', got {kind!r}")
     f = _get(d, "formats", dict, w)
     shapes = _get(d, "input_shapes", list, w)
+    try:
+        spec = layer_from_dict(_get(d, "spec", dict, w))
+    except InputError as e:
+        raise InputError(f"manifest: {w}.spec: {e}") from None
     return HostEntry(
         _get(d, "layer", str, w), _get(d, "op", str, w),
         _strs(_get(d, "inputs", list, w), f"{w}.inputs"),
         tuple(_ints(s, f"{w}.input_shapes[{j}]") for j, s in enumerate(shapes)),
-        _get(d, "output", str, w), dict(_get(d, "spec", dict, w)),
+        _get(d, "output", str, w), spec,
         tuple(_fmt(x, f"{w}.formats.inputs[{j}]")
               for j, x in enumerate(_get(f, "inputs", list, f"{w}.formats"))),
         _fmt(_get(f, "output", dict, f"{w}.formats"), f"{w}.formats.output"),
@@ -297,7 +307,7 @@ class Partition:
 # --- the manifest --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Manifest(Mapping[str, Any]):
+class Manifest:
     model: str
     weights: str                    # "real" or "zero (architecture only)"
     config: ConfigRef
@@ -397,23 +407,6 @@ class Manifest(Mapping[str, Any]):
                 "instructions", "sync_nops", "load", "calc", "save", "end"))),
         )
 
-    # read-only mapping over the JSON form (code written against the dict keeps working)
-    @functools.cached_property
-    def _json(self) -> dict[str, Any]:
-        return self.to_dict()
-
-    def __getitem__(self, key: str) -> Any:
-        return self._json[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._json)
-
-    def __len__(self) -> int:
-        return len(self._json)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
-        return copy.deepcopy(self.to_dict(), memo)   # an editable JSON dict (tests alter one)
-
 
 # --- the artifact --------------------------------------------------------------------------------
 
@@ -453,16 +446,34 @@ class Compiled:
                 "manifest": atomic_write_json(out / "manifest.json", self.manifest.to_dict())}
 
 
-def load_compiled(outdir: str | Path, cfg: AcceleratorConfig) -> Compiled:
-    """Read a compiled output directory (program.bin, ddr.bin, manifest.json) for `cfg`."""
+_FILES = ("program.bin", "ddr.bin", "manifest.json")
+
+
+def _files(outdir: str | Path) -> dict[str, Path]:
     path = Path(outdir)
-    files = {k: path / f"{k}" for k in ("program.bin", "ddr.bin", "manifest.json")}
+    files = {name: path / name for name in _FILES}
     for name, f in files.items():
         if not f.is_file():
             raise InputError(f"{path}: not a compiled output directory ({name} missing)")
-    program = decode_program(files["program.bin"].read_bytes())   # Compiled checks the hash
+    return files
+
+
+def read_manifest(outdir: str | Path) -> Manifest:
+    """The manifest of a compiled output directory (e.g. to learn its config before loading)."""
+    f = _files(outdir)["manifest.json"]
     try:
-        d = json.loads(files["manifest.json"].read_text())
+        d = json.loads(f.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{files['manifest.json']}: invalid JSON: {e}") from None
-    return Compiled(cfg, program, files["ddr.bin"].read_bytes(), Manifest.from_dict(d))
+        raise InputError(f"{f}: invalid JSON: {e}") from None
+    return Manifest.from_dict(d)
+
+
+def load_compiled(outdir: str | Path, cfg: AcceleratorConfig,
+                  manifest: Manifest | None = None) -> Compiled:
+    """Read a compiled output directory (program.bin, ddr.bin, manifest.json) for `cfg`;
+    `manifest`: the directory's manifest when the caller has already read it."""
+    files = _files(outdir)
+    program = decode_program(files["program.bin"].read_bytes())   # Compiled checks the hash
+    if manifest is None:
+        manifest = read_manifest(outdir)
+    return Compiled(cfg, program, files["ddr.bin"].read_bytes(), manifest)

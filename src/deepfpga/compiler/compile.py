@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -95,12 +94,6 @@ class Plan:
     def ddr_size(self) -> int:
         return layout.align(max((r.end for r in self.regions.values()), default=0))
 
-    def regions_manifest(self) -> dict[str, Any]:
-        """The part of a manifest `check_no_overlap` reads."""
-        return {"ddr_size": self.ddr_size,
-                "regions": [r.to_dict() for r in sorted(self.regions.values(),
-                                                        key=lambda r: r.start)]}
-
 
 def plan(model: ModelInput, cfg: AcceleratorConfig, force: Force | None = None) -> Plan:
     """Map, tile and allocate (no instructions yet)."""
@@ -148,7 +141,7 @@ def _compile(model: ModelInput, cfg: AcceleratorConfig, force: Force) -> Compile
     program = Program(cfg.hash(), tuple(bld.instructions()))
     manifest = _manifest(m, model, cfg, choices, regions, ranges, tuple(schedule), program,
                          bld.nops)
-    check_no_overlap(manifest.to_dict())
+    check_no_overlap(manifest.regions, manifest.ddr_size)
     return Compiled(cfg, program, image, manifest, choices)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from deepfpga.hw.isa import Buffer, Calc, CalcKind, End, Instruction, Load, Program, Save
+
+if TYPE_CHECKING:
+    from deepfpga.compiler.artifact import Manifest, StageEntry
 
 _FLAG_NAMES = ("pop_prev", "pop_next", "push_prev", "push_next")
 # How the flags read per engine (the channel each one uses).
@@ -76,14 +79,13 @@ def instruction_dict(ins: Instruction) -> dict[str, Any]:
     return d
 
 
-def _layer_names(manifest: Mapping[str, Any] | None) -> dict[int, dict[str, Any]]:
-    if not manifest:
+def _layer_names(manifest: Manifest | None) -> dict[int, StageEntry]:
+    if manifest is None:
         return {}
-    return {int(d["index"]): d for d in manifest.get("layers", [])}
+    return {d.index: d for d in manifest.layers}
 
 
-def listing(program: Program | Sequence[Instruction],
-            manifest: Mapping[str, Any] | None = None) -> str:
+def listing(program: Program | Sequence[Instruction], manifest: Manifest | None = None) -> str:
     """The program as text: a header per layer (name, fused layers, tiling), then one numbered
     line per instruction."""
     ins = program.instructions if isinstance(program, Program) else tuple(program)
@@ -98,23 +100,23 @@ def listing(program: Program | Sequence[Instruction],
             if d is None:
                 lines.append(f"; layer {current}")
             else:
-                t = d.get("tiling", {})
-                lines.append(f"; layer {current}: {d['name']} ({'+'.join(d.get('fused', []))})"
-                             f" tiling tr={t.get('tr')} tc={t.get('tc')} ti={t.get('ti')}"
-                             f" to={t.get('to')} {t.get('order')} group={t.get('group')}")
+                t = d.tiling
+                lines.append(f"; layer {current}: {d.name} ({'+'.join(d.fused)})"
+                             f" tiling tr={t.tr} tc={t.tc} ti={t.ti}"
+                             f" to={t.to} {t.order} group={t.group}")
         lines.append(f"{k:>{width}}  {format_instruction(i)}")
     return "\n".join(lines)
 
 
 def listing_json(program: Program | Sequence[Instruction],
-                 manifest: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+                 manifest: Manifest | None = None) -> list[dict[str, Any]]:
     ins = program.instructions if isinstance(program, Program) else tuple(program)
     layers = _layer_names(manifest)
     out = []
     for k, i in enumerate(ins):
         d = {"index": k, **instruction_dict(i)}
         if not isinstance(i, End) and i.layer in layers:
-            d["layer_name"] = layers[i.layer]["name"]
+            d["layer_name"] = layers[i.layer].name
         d["text"] = format_instruction(i)
         out.append(d)
     return out

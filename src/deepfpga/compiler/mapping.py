@@ -20,8 +20,7 @@ from deepfpga.errors import InputError
 from deepfpga.hw import arch
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.ir import INPUT, Conv2d, Graph, Linear, MaxPool2d
-from deepfpga.ir.graph import layer_to_dict
-from deepfpga.ir.layers import BatchNorm2d, Dropout, Flatten, ReLU
+from deepfpga.ir.layers import BatchNorm2d, Dropout, Flatten, Layer, ReLU
 from deepfpga.quant.fixedpoint import FixedFormat, align_bias
 from deepfpga.quant.qmodel import LayerFormats
 
@@ -98,11 +97,11 @@ class HostStep:
     inputs: tuple[str, ...]              # tensors read
     input_shapes: tuple[tuple[int, ...], ...]   # as the layer sees them (after flatten aliases)
     output: str
-    spec: Mapping[str, object]                  # the layer (Graph.layer_to_dict) to rebuild it
+    spec: Layer                                  # the graph layer itself
     in_fmts: tuple[FixedFormat, ...]
     out_fmt: FixedFormat
     graph_output: bool                           # the layer's value is a graph output
-    float_output: bool = False                   # ... kept in float (arch.stays_float)
+    float_output: bool                           # ... kept in float (arch.stays_float)
 
 
 @dataclass(frozen=True)
@@ -234,7 +233,7 @@ def map_network(model: ModelInput, cfg: AcceleratorConfig) -> NetworkMapping:
                             for s in layer.inputs)
             step = HostStep(pos, layer.name, layer.kind, ins,
                             tuple(shapes[s] for s in layer.inputs), layer.name,
-                            layer_to_dict(layer), in_fmts, model.formats[layer.name].output,
+                            layer, in_fmts, model.formats[layer.name].output,
                             layer.name in g.outputs, arch.stays_float(layer, g.outputs))
             schedule.append(step)
             host_names.append(layer.name)

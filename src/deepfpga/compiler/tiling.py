@@ -31,8 +31,6 @@ from deepfpga.hw import arch
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.arch import CALC_DIM_MAX, DMA_COUNT_MAX, OUT_PITCH_MAX, OUTPUT_ENTRIES_MAX
 
-FIELD_MAX = CALC_DIM_MAX    # the name tests/sim/test_functional.py imports
-
 
 @dataclass(frozen=True)
 class Tiling:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from deepfpga.errors import InputError
+from deepfpga.hw.arch import stays_float
 from deepfpga.interchange.qgraph import Stripped, quant_kind, strip_quantizers
 from deepfpga.interchange.quantspec import MAX_DATA_BITS, QSpec
 from deepfpga.ir import INPUT, Conv2d, Graph, Layer, Linear
@@ -368,7 +369,7 @@ def _quantized(graph: Graph, st: Stripped, label: str) -> tuple[QuantizedModel, 
                 fm.check_noop(layer.name, fin, nonneg, sp)
             fm.nonneg[layer.name] = nonneg
             formats[layer.name] = LayerFormats(fin, fin)
-        elif layer.host_only and (own or layer.name in graph.outputs):
+        elif (layer.host_only and own) or stays_float(layer, graph.outputs):
             fout = own[0].fmt if own else fin  # an unquantized final host layer stays float
             formats[layer.name] = LayerFormats(fin, fout)
             fm.nonneg[layer.name] = False

@@ -72,7 +72,7 @@ def random_qmodel(graph: Graph, rng: np.random.Generator, bw_d: int = 8, bw_w: i
     weights: dict[str, dict[str, np.ndarray]] = {}
     calib: dict[str, torch.Tensor] | None = None
     if x_calib is not None:
-        from deepfpga.quant.reference import _int_tensor
+        from deepfpga.quant.intarrays import _int_tensor
 
         calib = {INPUT: _int_tensor(x_calib, "x_calib")}
 
@@ -109,7 +109,7 @@ def random_qmodel(graph: Graph, rng: np.random.Generator, bw_d: int = 8, bw_w: i
             fo = FixedFormat(bw_d, fl_out + jit())
             formats[layer.name] = LayerFormats(fi, fo, fw, fb)
             if calib is not None:
-                from deepfpga.quant.reference import _requantize_channels
+                from deepfpga.quant.contract import _requantize_channels
 
                 calib[layer.name], _ = _requantize_channels(calib[layer.name], None, fl_acc, fo,
                                                             relu=False)
@@ -142,7 +142,8 @@ def random_qmodel(graph: Graph, rng: np.random.Generator, bw_d: int = 8, bw_w: i
 
 def _calib_acc(layer: Conv2d | Linear, x: torch.Tensor, arrays: dict[str, np.ndarray],
                fb: FixedFormat | None, fl_acc: int) -> torch.Tensor:
-    from deepfpga.quant.reference import _conv_acc_t, _conv_matrix, _fc_acc_t, prepare_matrix
+    from deepfpga.quant.gemm import prepare_matrix
+    from deepfpga.quant.patches import _conv_acc_t, _conv_matrix, _fc_acc_t
 
     w = torch.from_numpy(arrays["weight"])
     lo, hi = int(x.min()), int(x.max())
@@ -163,7 +164,7 @@ def _calib_acc(layer: Conv2d | Linear, x: torch.Tensor, arrays: dict[str, np.nda
 def _calib_passthrough(layer: Layer, calib: dict[str, torch.Tensor], fi: FixedFormat
                        ) -> torch.Tensor:
     from deepfpga.ir import Flatten, MaxPool2d, ReLU
-    from deepfpga.quant.reference import _maxpool_t
+    from deepfpga.quant.contract import _maxpool_t
 
     x = calib[layer.inputs[0]]
     if isinstance(layer, ReLU):
@@ -176,6 +177,6 @@ def _calib_passthrough(layer: Layer, calib: dict[str, torch.Tensor], fi: FixedFo
 
 
 def _calib_host(layer: Layer, calib: dict[str, torch.Tensor], fls: list[int]) -> np.ndarray:
-    from deepfpga.quant.reference import _host_float
+    from deepfpga.quant.executor import _host_float
 
     return _host_float(layer, [calib[s] for s in layer.inputs], fls).numpy()

@@ -16,8 +16,6 @@ module is its public face; the code lives in three parts:
 from __future__ import annotations
 
 from deepfpga.quant.contract import (
-    _maxpool_t,
-    _requantize_channels,
     accumulator_bound,
     add_int,
     check_accumulator,
@@ -30,7 +28,6 @@ from deepfpga.quant.contract import (
 from deepfpga.quant.executor import (
     ExecutionResult,
     ReferenceExecutor,
-    _host_float,
     execute,
     execute_layer,
 )
@@ -43,16 +40,11 @@ from deepfpga.quant.gemm import (
     PreparedMatrix,
     prepare_matrix,
 )
-from deepfpga.quant.intarrays import _int_tensor
 from deepfpga.quant.kernels import int8_gemm_available, kernel_speeds
-from deepfpga.quant.patches import _conv_acc_t, _conv_matrix, _fc_acc_t
 
 __all__ = [
     "ACC_INT64_LIMIT", "F32_EXACT", "F64_EXACT", "METHODS", "ExecutionResult", "Method",
     "PreparedMatrix", "ReferenceExecutor", "accumulator_bound", "add_int", "check_accumulator",
     "conv_acc", "execute", "execute_layer", "fc_acc", "finish", "int8_gemm_available",
     "kernel_speeds", "maxpool_int", "prepare_matrix", "quantize_input",
-    # used by deepfpga.quant.random_model
-    "_conv_acc_t", "_conv_matrix", "_fc_acc_t", "_host_float", "_int_tensor", "_maxpool_t",
-    "_requantize_channels",
 ]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from deepfpga.compiler.artifact import Compiled, Manifest
+    from deepfpga.compiler.tiling import Tiling
     from deepfpga.hw.accelerator import AcceleratorConfig
     from deepfpga.ir.graph import Graph
     from deepfpga.quant.evaluate import EvalResult
@@ -21,10 +22,10 @@ if TYPE_CHECKING:
     from deepfpga.sim.timing import Timing
 
 
-def _tiling_text(t: Mapping[str, Any] | None) -> str:
-    if not t:
+def _tiling_text(t: Tiling | None) -> str:
+    if t is None:
         return ""
-    return f"{t['tr']}×{t['tc']}×{t['ti']}×{t['to']} {t['order']}"
+    return f"{t.tr}×{t.tc}×{t.ti}×{t.to} {t.order}"
 
 
 def layer_rows(timing: Timing, splits: Sequence[TimeSplit], manifest: Manifest,
@@ -40,13 +41,13 @@ def layer_rows(timing: Timing, splits: Sequence[TimeSplit], manifest: Manifest,
     rows = []
     for lt in timing.layers:
         st = stages.get(lt.index)
-        tiling = st.tiling.to_dict() if st else None
+        tiling = st.tiling if st else None
         sp = by_layer.get(lt.index)
         moved = lt.bytes_loaded + lt.bytes_saved
         chk = checks.get(st.output) if st else None
         rows.append({
             "name": lt.name, "kind": lt.kind, "fused": list(st.fused) if st else [lt.name],
-            "tiling": _tiling_text(tiling), "tiling_raw": tiling,
+            "tiling": _tiling_text(tiling), "tiling_raw": tiling.to_dict() if tiling else None,
             "latency_ms": lt.time_s * 1e3,
             "compute_ms": ms(sp.compute_busy) if sp else 0.0,
             "transfer_ms": ms(sp.transfer_busy) if sp else 0.0,

@@ -27,20 +27,19 @@ reference executor's layer code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from deepfpga.compiler.artifact import AccelStep, HostEntry, Manifest, TensorEntry
 from deepfpga.errors import InputError
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.isa import End, Instruction, Program, decode_program
 from deepfpga.ir.layers import Add
-from deepfpga.quant.fixedpoint import FixedFormat
-from deepfpga.sim.hazards import (
-    SimulationError,
-)
+from deepfpga.sim.hazards import DdrMap, SimulationError
 from deepfpga.sim.machine import Machine
 
 if TYPE_CHECKING:
@@ -69,74 +68,70 @@ class FunctionalResult:
 
 # --- host layers ---------------------------------------------------------------------------------
 
-def _host_layer(step: Mapping[str, Any], inputs: list[np.ndarray]) -> tuple[np.ndarray, int]:
+def _host_layer(step: HostEntry, inputs: list[np.ndarray]) -> tuple[np.ndarray, int]:
     """One host layer on a batch of integer inputs, through the reference executor."""
     from deepfpga.ir import INPUT, Graph
-    from deepfpga.ir.graph import layer_from_dict
     from deepfpga.quant.qmodel import LayerFormats, QuantizedModel
     from deepfpga.quant.reference import execute, execute_layer
 
-    spec = dict(step["spec"])
-    fin = [FixedFormat(int(f["bw"]), int(f["fl"])) for f in step["formats"]["inputs"]]
-    fout = FixedFormat(int(step["formats"]["output"]["bw"]), int(step["formats"]["output"]["fl"]))
+    fin, fout = step.in_formats, step.out_format
     if len(inputs) != 1:
-        return _host_multi(spec, inputs, fin, fout)
-    layer = layer_from_dict({**spec, "inputs": [INPUT]})
+        return _host_multi(step, inputs)
+    layer = dataclasses.replace(step.spec, inputs=(INPUT,))
     g = Graph(f"host-{layer.name}", tuple(inputs[0].shape[1:]), (layer,), (layer.name,))
     q = QuantizedModel(g, fin[0], {layer.name: LayerFormats(fin[0], fout)}, {})
-    if step["graph_output"] and layer.host_float:     # the reference keeps such outputs float
+    if step.float_output:     # the reference keeps such outputs float
         r = execute(q, inputs[0])
         return r.outputs[layer.name], int(r.saturations.get(layer.name, 0))
     y, n = execute_layer(q, layer.name, [inputs[0]])
     return y, int(n)
 
 
-def _host_multi(spec: dict[str, Any], inputs: list[np.ndarray], fin: list[FixedFormat],
-                fout: FixedFormat) -> tuple[np.ndarray, int]:
+def _host_multi(step: HostEntry, inputs: list[np.ndarray]) -> tuple[np.ndarray, int]:
     """A multi-input host layer (the add): the contract's integer rule, as the reference."""
-    from deepfpga.ir.graph import layer_from_dict
     from deepfpga.quant.contract import add_int
 
-    layer = layer_from_dict(spec)
-    if not isinstance(layer, Add):
-        raise InputError(f"host layer {layer.name!r} ({layer.kind}) has several inputs;"
+    if not isinstance(step.spec, Add):
+        raise InputError(f"host layer {step.layer!r} ({step.spec.kind}) has several inputs;"
                          " only an add may")
-    return add_int(inputs, [f.fl for f in fin], fout)
+    return add_int(inputs, [f.fl for f in step.in_formats], step.out_format)
 
 
-def host_step(step: Mapping[str, Any], tensors: Mapping[str, Any],
-              host: Mapping[str, np.ndarray], from_ddr: Any, n: int) -> tuple[np.ndarray, int]:
+def host_step(step: HostEntry, tensors: Mapping[str, TensorEntry],
+              host: Mapping[str, np.ndarray], from_ddr: Callable[[str], np.ndarray], n: int
+              ) -> tuple[np.ndarray, int]:
     """One host step of a manifest's schedule on a batch of `n`: its inputs from `host` (the
     host's own results) or read from DDR by `from_ddr(name)`, through the reference executor.
     Returns the output and the values it saturated (the RTL driver runs host steps with it)."""
     xs = []
-    for name, shp in zip(step["inputs"], step["input_shapes"], strict=True):
+    for name, shp in zip(step.inputs, step.input_shapes, strict=True):
         if name in host:
             v = host[name]
-        elif tensors[name]["on_ddr"]:
+        elif tensors[name].on_ddr:
             v = from_ddr(name)
         else:
-            raise InputError(f"host layer {step['layer']!r}: tensor {name!r} unavailable")
+            raise InputError(f"host layer {step.layer!r}: tensor {name!r} unavailable")
         xs.append(np.asarray(v).reshape(n, *shp))
     return _host_layer(step, xs)
 
 
 # --- entry point ---------------------------------------------------------------------------------
 
-def check_image(ddr_image: bytes, manifest: Mapping[str, Any], cfg: AcceleratorConfig) -> None:
+def _check_image(ddr_image: bytes, manifest: Manifest, cfg: AcceleratorConfig) -> None:
     """Check loose parts of a compiled program (DDR image, manifest, config) against each other,
-    as building a `Compiled` does (shared with the RTL driver)."""
-    if manifest.get("config", {}).get("hash") != cfg.hash().hex():
+    as building a `Compiled` does."""
+    if manifest.config.hash != cfg.hash().hex():
         raise InputError("manifest was written for a different accelerator configuration")
-    if len(ddr_image) != int(manifest["ddr_size"]):
+    if len(ddr_image) != manifest.ddr_size:
         raise InputError(f"DDR image is {len(ddr_image)} bytes, the manifest says"
-                         f" {manifest['ddr_size']}")
+                         f" {manifest.ddr_size}")
 
 
-def check_input(manifest: Mapping[str, Any], x_int: np.ndarray) -> tuple[np.ndarray, bool]:
+def check_input(manifest: Manifest, x_int: np.ndarray) -> tuple[np.ndarray, bool]:
     """Check an input against the manifest's input tensor; returns it as a batch and whether
     one sample was given (shared with the RTL driver)."""
-    shape = tuple(manifest["input"]["shape"])
+    t = manifest.tensors[manifest.input]
+    shape = t.shape
     x = np.asarray(x_int)
     if x.dtype.kind not in "iu":
         raise InputError(f"input must be integers in the input format, got dtype {x.dtype}")
@@ -145,8 +140,7 @@ def check_input(manifest: Mapping[str, Any], x_int: np.ndarray) -> tuple[np.ndar
         x = x[None]
     elif x.ndim != len(shape) + 1 or x.shape[1:] != shape or not len(x):
         raise InputError(f"input has shape {x.shape}, expected {shape} or (N, {shape})")
-    fin = manifest["input"]["format"]
-    lo, hi = -(1 << (fin["bw"] - 1)), (1 << (fin["bw"] - 1)) - 1
+    lo, hi = t.format.qmin, t.format.qmax
     if x.size and (x.min() < lo or x.max() > hi):
         raise InputError(f"input integers in [{x.min()}, {x.max()}] lie outside the input"
                          f" format's range [{lo}, {hi}]")
@@ -162,7 +156,7 @@ def simulate(compiled: Compiled, x_int: np.ndarray, *, check_races: bool = True
                      compiled.config, x_int, check_races)
 
 
-def simulate_program(program: bytes | Program, ddr_image: bytes, manifest: Mapping[str, Any],
+def simulate_program(program: bytes | Program, ddr_image: bytes, manifest: Manifest,
                      cfg: AcceleratorConfig, x_int: np.ndarray, *, check_races: bool = True
                      ) -> FunctionalResult:
     """`simulate` on loose parts (a program file's bytes or a decoded Program, a DDR image, a
@@ -173,11 +167,11 @@ def simulate_program(program: bytes | Program, ddr_image: bytes, manifest: Mappi
     elif program.config_hash != cfg.hash():
         raise InputError("program was compiled for a different accelerator configuration"
                          " (config hash mismatch)")
-    check_image(ddr_image, manifest, cfg)
+    _check_image(ddr_image, manifest, cfg)
     return _simulate(program.instructions, ddr_image, manifest, cfg, x_int, check_races)
 
 
-def _simulate(ins: Sequence[Instruction], ddr_image: bytes, manifest: Mapping[str, Any],
+def _simulate(ins: Sequence[Instruction], ddr_image: bytes, manifest: Manifest,
               cfg: AcceleratorConfig, x_int: np.ndarray, check_races: bool) -> FunctionalResult:
     x, single = check_input(manifest, x_int)
     res = _run(ins, ddr_image, manifest, cfg, x, check_races)
@@ -188,30 +182,32 @@ def _simulate(ins: Sequence[Instruction], ddr_image: bytes, manifest: Mapping[st
                             res.executed, res.stats)
 
 
-def _run(ins: Sequence[Instruction], ddr_image: bytes, manifest: Mapping[str, Any],
+def _run(ins: Sequence[Instruction], ddr_image: bytes, manifest: Manifest,
          cfg: AcceleratorConfig, x: np.ndarray, check_races: bool) -> FunctionalResult:
     n = len(x)
-    m = Machine(cfg, manifest, np.frombuffer(ddr_image, dtype=np.uint8), n, check_races)
-    tensors = manifest["tensors"]
+    m = Machine(cfg, DdrMap.of(manifest), np.frombuffer(ddr_image, dtype=np.uint8), n,
+                check_races)
+    tensors = manifest.tensors
     x = x.astype(np.int64)
-    host: dict[str, np.ndarray] = {"input": x}
-    if tensors["input"]["on_ddr"]:
-        m.host_write(int(tensors["input"]["start"]), x.reshape(n, -1))
-    stage_end = {int(d["instructions"][1]) - 1: d for d in manifest["layers"]
-                 if d["instructions"][1] > d["instructions"][0]}
+    host: dict[str, np.ndarray] = {manifest.input: x}
+    t_in = tensors[manifest.input]
+    if t_in.on_ddr:
+        m.host_write(t_in.address, x.reshape(n, -1))
+    stage_end = {d.instructions[1] - 1: d for d in manifest.layers
+                 if d.instructions[1] > d.instructions[0]}
     layers: dict[str, np.ndarray] = {}
     sats_by_name: dict[str, int] = {}
     executed = 0
 
     def from_ddr(name: str) -> np.ndarray:
         t = tensors[name]
-        return m.host_read(int(t["start"]), int(np.prod(t["shape"]))).reshape(n, *t["shape"])
+        return m.host_read(t.address, int(np.prod(t.shape))).reshape(n, *t.shape)
 
-    for step in manifest["schedule"]:
-        if step["kind"] == "accel":
-            a, b = (int(v) for v in step["instructions"])
+    for step in manifest.schedule:
+        if isinstance(step, AccelStep):
+            a, b = step.instructions
             if b > len(ins) or not isinstance(ins[b - 1], End):
-                raise InputError(f"manifest segment {step['segment']}: instructions [{a}, {b})"
+                raise InputError(f"manifest segment {step.segment}: instructions [{a}, {b})"
                                  " do not end with END")
             for k in range(a, b):
                 if isinstance(ins[k], End) and k != b - 1:
@@ -221,21 +217,21 @@ def _run(ins: Sequence[Instruction], ddr_image: bytes, manifest: Mapping[str, An
                 d = stage_end.get(k)
                 if d is not None:
                     m.flush()
-                    layers[d["output"]] = from_ddr(d["output"])
+                    layers[d.output] = from_ddr(d.output)
         else:
             y, nsat = host_step(step, tensors, host, from_ddr, n)
-            sats_by_name[step["layer"]] = nsat
-            layers[step["output"]] = y
-            host[step["output"]] = y
-            if tensors[step["output"]]["on_ddr"]:
-                m.host_write(int(tensors[step["output"]]["start"]), np.asarray(y).reshape(n, -1))
+            sats_by_name[step.layer] = nsat
+            layers[step.output] = y
+            host[step.output] = y
+            t_out = tensors[step.output]
+            if t_out.on_ddr:
+                m.host_write(t_out.address, np.asarray(y).reshape(n, -1))
     if executed != len(ins):
         raise InputError(f"the manifest's schedule covers {executed} of {len(ins)} instructions")
-    for d in manifest["layers"]:
-        sats_by_name[d["name"]] = m.saturations.get(int(d["index"]), 0)
+    for d in manifest.layers:
+        sats_by_name[d.name] = m.saturations.get(d.index, 0)
     outputs = {}
-    for o in manifest["outputs"]:
-        t = o["tensor"]
-        outputs[o["name"]] = layers[t] if t in layers else host[t] if t in host else from_ddr(t)
+    for name, t in manifest.outputs:
+        outputs[name] = layers[t] if t in layers else host[t] if t in host else from_ddr(t)
     return FunctionalResult(outputs, layers, sats_by_name, executed, {"sync_nops": m.nops})
 

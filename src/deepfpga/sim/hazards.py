@@ -13,15 +13,20 @@ live at a layer, token underflow and tokens left at an END.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
-from typing import Any, NoReturn, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import numpy as np
 
+from deepfpga.compiler.alloc import Region
 from deepfpga.errors import InputError
 from deepfpga.hw import arch
 from deepfpga.hw.isa import Instruction, Load, Save
 from deepfpga.sim.dma import Gather, Geom
+
+if TYPE_CHECKING:
+    from deepfpga.compiler.artifact import Manifest
 
 # Engines, channels and which flag pops or pushes which channel: the accelerator's one table
 LOAD, CALC, SAVE = arch.LOAD, arch.CALC, arch.SAVE
@@ -134,25 +139,40 @@ class EntryHazards:
         self.valid[idx] = True
 
 
+@dataclass(frozen=True)
+class DdrMap:
+    """What the machine needs of a manifest: the feature-map arena (per-sample DDR bytes),
+    the regions with their lifetimes, and each stage's schedule position (by stage index)."""
+
+    arena: tuple[int, int]
+    regions: Sequence[Region]
+    positions: Mapping[int, int]
+
+    @staticmethod
+    def of(manifest: Manifest) -> DdrMap:
+        return DdrMap(manifest.arena, manifest.regions,
+                      {s.index: s.position for s in manifest.layers})
+
+
 class DdrHazards:
     """DDR accesses: inside the image and the regions live at the layer; per byte of the
     feature-map arena, whether it was written and by which SAVE last, and its last LOAD."""
 
-    def __init__(self, manifest: Mapping[str, Any], ddr_bytes: int):
-        a0, a1 = (int(v) for v in manifest["arena"])
+    def __init__(self, ddr_map: DdrMap, ddr_bytes: int):
+        a0, a1 = ddr_map.arena
         self.arena = (a0, a1)
         self.ddr_bytes = ddr_bytes
         n = max(0, a1 - a0)
         self.written = np.zeros(n, dtype=bool)
         self.last_save = np.full(n, -1, dtype=np.int32)
         self.last_load = np.full(n, -1, dtype=np.int32)
-        regs = manifest["regions"]
-        self.reg_start = np.array([int(r["start"]) for r in regs], dtype=np.int64)
-        self.reg_end = self.reg_start + np.array([int(r["size"]) for r in regs], dtype=np.int64)
-        self.reg_first = np.array([int(r["live"][0]) for r in regs], dtype=np.int64)
-        self.reg_last = np.array([int(r["live"][1]) for r in regs], dtype=np.int64)
-        self.reg_writable = np.array([bool(r["writable"]) for r in regs], dtype=bool)
-        self.position = {int(d["index"]): int(d["position"]) for d in manifest["layers"]}
+        regs = ddr_map.regions
+        self.reg_start = np.array([r.start for r in regs], dtype=np.int64)
+        self.reg_end = self.reg_start + np.array([r.size for r in regs], dtype=np.int64)
+        self.reg_first = np.array([r.first for r in regs], dtype=np.int64)
+        self.reg_last = np.array([r.last for r in regs], dtype=np.int64)
+        self.reg_writable = np.array([r.writable for r in regs], dtype=bool)
+        self.position = dict(ddr_map.positions)
         self._live_cache: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
 
     def _live(self, pos: int, writable: bool) -> tuple[np.ndarray, np.ndarray]:

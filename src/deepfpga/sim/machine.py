@@ -4,13 +4,15 @@ simulator, `deepfpga.sim.hazards` for the checks it runs on every access)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
 
-from deepfpga.compiler.isa import (
+from deepfpga.compiler.layout import pack_array, unpack
+from deepfpga.hw import arch
+from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.isa import (
     Buffer,
     Calc,
     CalcKind,
@@ -19,9 +21,6 @@ from deepfpga.compiler.isa import (
     Load,
     Save,
 )
-from deepfpga.compiler.layout import pack_array, unpack
-from deepfpga.hw import arch
-from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.quant.fixedpoint import FixedFormat, requantize
 from deepfpga.sim.dma import Geom
 from deepfpga.sim.hazards import (
@@ -30,6 +29,7 @@ from deepfpga.sim.hazards import (
     LOAD,
     SAVE,
     DdrHazards,
+    DdrMap,
     Dependencies,
     EntryHazards,
     SimulationError,
@@ -101,7 +101,7 @@ class _Buf:
 # --- the machine ---------------------------------------------------------------------------------
 
 class Machine:
-    def __init__(self, cfg: AcceleratorConfig, manifest: Mapping[str, Any], ddr: np.ndarray,
+    def __init__(self, cfg: AcceleratorConfig, ddr_map: DdrMap, ddr: np.ndarray,
                  batch: int, check_races: bool):
         self.cfg = cfg
         self.batch = batch
@@ -128,7 +128,7 @@ class Machine:
         self.tiles: dict[tuple[Any, ...], _TileRef] = {}
         self.host_epoch = 0
         # DDR: constants shared by the samples, the feature-map arena per sample
-        self.ddr = DdrHazards(manifest, len(ddr))
+        self.ddr = DdrHazards(ddr_map, len(ddr))
         a0, a1 = self.arena = self.ddr.arena
         self.const = ddr
         self.adata = np.repeat(ddr[None, a0:a1], batch, axis=0)

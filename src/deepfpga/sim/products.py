@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepfpga.compiler.isa import Calc
+from deepfpga.hw.isa import Calc
 from deepfpga.quant.gemm import F32_EXACT, F64_EXACT
 from deepfpga.quant.kernels import f32_gemm_exact
 

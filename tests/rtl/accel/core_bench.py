@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from amaranth.sim import Simulator
 
-from deepfpga.compiler.isa import Instruction, encode_instruction
+from deepfpga.compiler.alloc import Region
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.engines import burst_limit_bytes
+from deepfpga.hw.isa import Instruction, encode_instruction
 from deepfpga.rtl.accel import spec
 from deepfpga.sim.functional import SimulationError
+from deepfpga.sim.hazards import DdrMap
 from deepfpga.sim.machine import Machine
 
 
@@ -245,9 +247,8 @@ def functional(cfg: AcceleratorConfig, ddr: bytes, arena: tuple[int, int],
                instructions: Sequence[Instruction], output: Sequence[int]) -> Reference:
     """Run the instructions on the functional simulator's machine (one sample; OUTPUT holding
     `output`, as if finalized by CALCs; DDR outside the arena constant, races not checked)."""
-    manifest = {"arena": list(arena), "layers": [{"index": 0, "position": 0}],
-                "regions": [{"start": 0, "size": len(ddr), "live": [0, 0], "writable": True}]}
-    m = Machine(cfg, manifest, np.frombuffer(bytes(ddr), dtype=np.uint8), 1, False)
+    ddr_map = DdrMap(arena, (Region("ddr", "fmap", 0, len(ddr), 0, 0, True),), {0: 0})
+    m = Machine(cfg, ddr_map, np.frombuffer(bytes(ddr), dtype=np.uint8), 1, False)
     m.out.preset(np.asarray(output))
     err = None
     try:

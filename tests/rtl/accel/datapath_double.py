@@ -12,8 +12,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
-from deepfpga.compiler.isa import Buffer, Opcode
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.isa import Buffer, Opcode
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.buffers import element_bits
 from deepfpga.rtl.accel.datapath import datapath_signature

@@ -8,8 +8,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from deepfpga.compiler.isa import Calc, CalcKind
 from deepfpga.hw.config import load_config
+from deepfpga.hw.isa import Calc, CalcKind
 from deepfpga.rtl.accel import calc_check as cc
 from deepfpga.rtl.accel.finalize import pool_width
 from deepfpga.rtl.accel.lanes import staging_depth
@@ -149,7 +149,7 @@ def test_pool_wider_than_its_line_buffer_is_refused():
 def test_load_and_save_ports_while_a_calc_runs():
     from amaranth.sim import Simulator
 
-    from deepfpga.compiler.isa import Buffer, encode_instruction
+    from deepfpga.hw.isa import Buffer, encode_instruction
     from deepfpga.rtl.accel.datapath import Datapath
 
     cfg = CFG8
@@ -240,7 +240,7 @@ def test_wide_load_port():
     SAVE response sv_rsp_lanes."""
     from amaranth.sim import Simulator
 
-    from deepfpga.compiler.isa import Buffer
+    from deepfpga.hw.isa import Buffer
     from deepfpga.rtl.accel.buffers import bank_count, element_bits
     from deepfpga.rtl.accel.datapath import Datapath
 

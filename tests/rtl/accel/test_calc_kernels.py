@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepfpga.compiler.isa import Calc, CalcKind
 from deepfpga.hw.config import load_config
+from deepfpga.hw.isa import Calc, CalcKind
 from deepfpga.quant.reference import conv_acc, fc_acc
 from deepfpga.rtl.accel import calc_check as cc
 

@@ -25,7 +25,7 @@ def test_compiled_program_calcs_bit_exact():
     q = random_qmodel(chain("p", (3, 10, 10), layers), rng, bw_d=16, bw_w=16)
     comp = compile_model(q, cfg, force={"conv": Tiling(4, 10, 2, 4, "spatial", 0)})
     x = rng.integers(-500, 500, size=(3, 10, 10))
-    calcs = cc.program_calcs(cfg, comp.program.instructions, comp.ddr_image, comp.manifest, x)
+    calcs = cc.program_calcs(comp, x)
     kinds = {c.kind for _, c, _ in calcs}
     assert kinds == {0, 1} and any(c.pool and c.finalize for _, c, _ in calcs)
     got = cc.simulate(cfg, [(s, c) for s, c, _ in calcs])
@@ -49,7 +49,7 @@ def test_compiled_decomposed_kernels_bit_exact():
     q = random_qmodel(g, rng, bw_d=16, bw_w=16)
     comp = compile_model(q, cfg)
     x = rng.integers(-500, 500, size=(2, 15, 15))
-    calcs = cc.program_calcs(cfg, comp.program.instructions, comp.ddr_image, comp.manifest, x)
+    calcs = cc.program_calcs(comp, x)
     assert any(c.koff_x for _, c, _ in calcs) and any(c.stride == 2 for _, c, _ in calcs)
     got = cc.simulate(cfg, [(s, c) for s, c, _ in calcs])
     for (_, ins, want), r in zip(calcs, got, strict=True):

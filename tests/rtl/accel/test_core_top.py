@@ -11,8 +11,8 @@ import pytest
 from tests.rtl.accel import core_bench as cb
 from tests.rtl.accel.datapath_double import DatapathDouble
 
-from deepfpga.compiler.isa import Buffer, Calc, End, Load, Save, encode_instruction
 from deepfpga.hw.config import load_config
+from deepfpga.hw.isa import Buffer, Calc, End, Load, Save, encode_instruction
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.load import element_bytes
 from deepfpga.rtl.accel.top import Accelerator

@@ -16,14 +16,23 @@ def test_rtl_run_refuses_a_non_build_dir(tmp_path, capsys):
     assert "not a compiled output directory" in err and "program.bin" in err
 
 
-def test_rtl_run_refuses_bad_json_and_wrong_suffix(tmp_path, capsys):
-    for f in ("program.bin", "ddr.bin"):
-        (tmp_path / f).write_bytes(b"")
+def test_rtl_run_refuses_bad_json_and_another_config(tmp_path, capsys):
+    from deepfpga.compiler import compile_architecture
+    from deepfpga.hw.config import load_config
+    from deepfpga.ir import Conv2d, Flatten, Linear, chain
+
+    g = chain("c", (1, 6, 6), [Conv2d("c", (), in_channels=1, out_channels=2, kernel=(3, 3)),
+                               Flatten("f", ()), Linear("l", (), in_features=32, out_features=3)])
+    compile_architecture(g, load_config("tiny")).write(tmp_path)
+    good = json.loads((tmp_path / "manifest.json").read_text())
     (tmp_path / "manifest.json").write_text("{not json")
     assert main(["rtl", "run", str(tmp_path)]) == 2
-    assert "not valid JSON" in capsys.readouterr().err
-    (tmp_path / "manifest.json").write_text(json.dumps({"config": {"name": "tiny",
-                                                                   "hash": "00"}}))
+    assert "invalid JSON" in capsys.readouterr().err
+    (tmp_path / "manifest.json").write_text(json.dumps({**good, "arena": [1]}))
+    assert main(["rtl", "run", str(tmp_path)]) == 2
+    assert "arena must be a list of 2 integers" in capsys.readouterr().err
+    other = {**good, "config": {**good["config"], "hash": "00" * 32}}
+    (tmp_path / "manifest.json").write_text(json.dumps(other))
     assert main(["rtl", "run", str(tmp_path)]) == 2
     assert "another configuration" in capsys.readouterr().err
 

@@ -56,13 +56,13 @@ def _check(accel_build, graph, seed, images=3):
     c = compile_model(q, TINY)
     x = rng.integers(q.input_format.qmin, q.input_format.qmax, size=(images, *graph.input_shape),
                      endpoint=True)
-    with RtlRunner(c.program_bytes(), c.ddr_image, c.manifest, TINY, accel_build(TINY)) as r:
+    with RtlRunner(c, accel_build(TINY)) as r:
         res = r.run(x)
     assert res.ok, res.error_message
     assert res.error == ErrorCode.NONE
     fsim = simulate(c, x)
     ref = execute(q, x, keep="all")
-    stage_outputs = {d["output"] for d in c.manifest["layers"]}
+    stage_outputs = {d.output for d in c.manifest.layers}
     assert stage_outputs <= set(res.layers)
     for name, got in res.layers.items():
         np.testing.assert_array_equal(got, ref.layers[name], err_msg=name)
@@ -72,8 +72,7 @@ def _check(accel_build, graph, seed, images=3):
     assert res.saturations == fsim.saturations
     assert res.executed == len(c.program.instructions)
     # every segment ended at its END, the register's saturation count matches the trace
-    accel = [s for s in c.manifest["schedule"] if s["kind"] == "accel"]
-    assert [s.end for s in res.segments] == [s["instructions"][1] - 1 for s in accel]
+    assert [s.end for s in res.segments] == [s.instructions[1] - 1 for s in c.manifest.segments]
     assert sum(s.sat_count for s in res.segments) == int(res.trace["sat"].sum())
     # one cycle count per image, all equal (the program does not depend on the data)
     assert len(res.cycles) == images and len(set(res.cycles)) == 1
@@ -91,7 +90,7 @@ def test_5x5_and_stride2_bit_exact(accel_build):
 
 def test_host_layers_between_segments(accel_build):
     c, res = _check(accel_build, _host_between(), 3, images=2)
-    assert c.manifest["partition"]["host"] == ["hp", "n", "s"]
+    assert c.manifest.partition.host == ("hp", "n", "s")
     assert len(res.segments) >= 2
 
 
@@ -151,23 +150,23 @@ def test_accelerator_error_in_a_later_segment(accel_build):
     instruction by its global index, with the accelerator's error code."""
     import dataclasses
 
-    from deepfpga.compiler.isa import Load, Program, encode_program
+    from deepfpga.hw.isa import Load, Program
     from deepfpga.rtl.accel.driver import RtlRunner
 
     rng = np.random.default_rng(5)
     q = random_qmodel(_host_between(), rng, bw_d=TINY.data_bits, bw_w=TINY.weight_bits)
     c = compile_model(q, TINY)
-    seg = [s for s in c.manifest["schedule"] if s["kind"] == "accel"][1]
+    seg = c.manifest.segments[1]
     ins = list(c.program.instructions)
-    k = next(i for i in range(*seg["instructions"]) if isinstance(ins[i], Load))
+    k = next(i for i in range(*seg.instructions) if isinstance(ins[i], Load))
     ins[k] = dataclasses.replace(ins[k], buf_addr=TINY.input_buffer_entries + 5, buffer=0,
                                  fc_weights=0)
-    prog = encode_program(Program(TINY.hash(), tuple(ins)))
+    damaged = dataclasses.replace(c, program=Program(TINY.hash(), tuple(ins)))
     x = rng.integers(q.input_format.qmin, q.input_format.qmax, size=(1, 3, 13, 13),
                      endpoint=True)
-    with RtlRunner(prog, c.ddr_image, c.manifest, TINY, accel_build(TINY)) as r:
+    with RtlRunner(damaged, accel_build(TINY)) as r:
         res = r.run(x)
     assert not res.ok
     assert res.error == ErrorCode.LOAD_RANGE and res.error_index == k
     assert f"instruction {k} (LOAD): LOAD_RANGE" in res.error_message
-    assert len(res.segments) == 2 and res.segments[0].end == seg["instructions"][0] - 1
+    assert len(res.segments) == 2 and res.segments[0].end == seg.instructions[0] - 1

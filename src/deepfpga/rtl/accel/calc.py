@@ -27,8 +27,8 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from deepfpga.compiler.isa import CalcKind
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.isa import CalcKind
 from deepfpga.rtl.accel.buffers import (
     BufferGeometry,
     WideRead,

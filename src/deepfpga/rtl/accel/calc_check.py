@@ -15,14 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deepfpga.compiler.isa import Buffer, Calc, CalcKind, encode_instruction
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.isa import Buffer, Calc, CalcKind, encode_instruction
 from deepfpga.rtl.accel.spec import ErrorCode
 from deepfpga.sim import functional
+from deepfpga.sim.hazards import DdrMap
 from deepfpga.sim.machine import Machine
+
+if TYPE_CHECKING:
+    from deepfpga.compiler.artifact import Compiled
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,8 @@ _ERRORS = (
 
 def oracle(cfg: AcceleratorConfig, state: BufferState, ins: Calc) -> CalcResult:
     """One CALC through the functional simulator's machine on `state` (every entry written)."""
-    manifest = {"arena": [0, 0], "regions": [], "layers": [{"index": 0, "position": 0}]}
-    mach = Machine(cfg, manifest, np.zeros(0, np.uint8), 1, check_races=False)
+    no_ddr = DdrMap(arena=(0, 0), regions=(), positions={0: 0})   # layer 0, no DDR access
+    mach = Machine(cfg, no_ddr, np.zeros(0, np.uint8), 1, check_races=False)
     for buf, vals in ((mach.bufs[Buffer.INPUT], state.inp), (mach.bufs[Buffer.WEIGHT], state.wgt),
                       (mach.bufs[Buffer.BIAS], state.bias), (mach.out, state.out)):
         buf.preset(vals)
@@ -196,17 +201,18 @@ def simulate(cfg: AcceleratorConfig, cases: Sequence[tuple[BufferState, Calc]],
     return results
 
 
-def program_calcs(cfg: AcceleratorConfig, program: Sequence, ddr_image: bytes,
-                  manifest: dict, x: np.ndarray) -> list[tuple[BufferState, Calc, CalcResult]]:
+def program_calcs(compiled: Compiled, x: np.ndarray
+                  ) -> list[tuple[BufferState, Calc, CalcResult]]:
     """Every CALC of a one-segment compiled program, as the functional simulator meets it on
     input `x` (one sample): the buffers just before it, the CALC, and what the simulator's
     machine then holds in OUTPUT and counted as saturated."""
-    mach = Machine(cfg, manifest, np.frombuffer(ddr_image, dtype=np.uint8), 1,
-                   check_races=True)
-    t = manifest["tensors"]["input"]
-    mach.host_write(int(t["start"]), np.asarray(x, dtype=np.int64).reshape(1, -1))
+    m = compiled.manifest
+    mach = Machine(compiled.config, DdrMap.of(m),
+                   np.frombuffer(compiled.ddr_image, dtype=np.uint8), 1, check_races=True)
+    t = m.tensors[m.input]
+    mach.host_write(t.address, np.asarray(x, dtype=np.int64).reshape(1, -1))
     out = []
-    for k, ins in enumerate(program):
+    for k, ins in enumerate(compiled.program.instructions):
         if isinstance(ins, Calc) and ins.to and ins.ti:
             mach.flush()
             state = BufferState(*(b.val[0].astype(np.int64).copy() for b in (

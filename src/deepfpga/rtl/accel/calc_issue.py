@@ -7,7 +7,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from deepfpga.compiler.isa import Opcode
+from deepfpga.hw.isa import Opcode
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.engine import instruction_fsm
 from deepfpga.rtl.accel.fields import FLAGS, engine_port_signature, field

@@ -19,8 +19,8 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from deepfpga.compiler.isa import Buffer
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.isa import Buffer
 from deepfpga.rtl.accel.buffers import (
     BankedMemory,
     BufferGeometry,

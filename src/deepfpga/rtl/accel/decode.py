@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
 
-from deepfpga.compiler.isa import CalcKind, Opcode
+from deepfpga.hw.isa import CalcKind, Opcode
 from deepfpga.rtl.accel.buffers import BufferGeometry
 from deepfpga.rtl.accel.fields import field
 from deepfpga.rtl.accel.spec import ErrorCode, field_offsets

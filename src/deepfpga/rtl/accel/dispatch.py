@@ -24,9 +24,9 @@ from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from deepfpga.compiler.isa import Buffer, Opcode
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.engines import DISPATCH_DEPTH
+from deepfpga.hw.isa import Buffer, Opcode
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.fields import (
     COUNT_BITS,

@@ -1,5 +1,16 @@
-"""Host driver: a compiled program (program.bin, ddr.bin, manifest.json) on the RTL under the
-Verilator harness, the way a Zynq host would run it.
+"""Host driver: a compiled program (a `Compiled`) on the RTL under the Verilator harness, the
+way a Zynq host would run it.
+
+    with RtlRunner(compiled) as runner:            # build=build_accelerator(cfg) by default
+        res = runner.run(x_int)                    # one sample or a batch (N, *shape)
+    res = run_compiled(compiled, x_int)            # the same, in one call
+
+`compiled` comes from `compile_model`/`compile_architecture`, or from a `deepfpga compile`
+output directory through `deepfpga.compiler.load_compiled(path, cfg)`; its config is the
+accelerator that runs (a test that damages a program passes
+`dataclasses.replace(compiled, program=...)`). `build` is the Verilator model of that config
+(`build_accelerator(compiled.config)`, cached); `max_cycles` bounds each segment. The result
+(`RtlResult`) has the structure of the functional simulator's.
 
 Per image: the compiler's DDR image goes to DDR address 0, the instruction words (the program
 file without its 48-byte header) to the first 64-byte boundary after it, the input tensor to its
@@ -14,38 +25,26 @@ structure of the functional simulator's: `layers[tensor]`, `outputs`, `saturatio
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepfpga.compiler.isa import INSTRUCTION_BYTES, Calc, Instruction, Save, decode_program
+from deepfpga.compiler.artifact import AccelStep, StageEntry, TensorEntry
 from deepfpga.compiler.layout import align, pack_array, unpack
 from deepfpga.errors import InputError
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.isa import INSTRUCTION_BYTES, Calc, Instruction, Save
 from deepfpga.rtl.accel.spec import ErrorCode, Reg, Status
 from deepfpga.rtl.accel.verilator import Build, Harness, HarnessError
 
+if TYPE_CHECKING:
+    from deepfpga.compiler.artifact import Compiled
+
 PROGRAM_ALIGN = 64
 DEFAULT_MAX_CYCLES = 1 << 34      # per segment: a hung design stops here
-
-
-def load_build_dir(path: str | Path) -> tuple[bytes, bytes, dict[str, Any]]:
-    """(program bytes, DDR image, manifest) of a `deepfpga compile` output directory."""
-    p = Path(path)
-    files = {k: p / f for k, f in (("program", "program.bin"), ("ddr", "ddr.bin"),
-                                   ("manifest", "manifest.json"))}
-    for f in files.values():
-        if not f.is_file():
-            raise InputError(f"{p}: not a compiled output directory ({f.name} missing)")
-    try:
-        manifest = json.loads(files["manifest"].read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{files['manifest']}: not valid JSON ({e})") from None
-    return files["program"].read_bytes(), files["ddr"].read_bytes(), manifest
 
 
 def build_accelerator(cfg: AcceleratorConfig, verilog: str | None = None, **kwargs: Any) -> Build:
@@ -104,20 +103,21 @@ class RtlResult:
 
 
 class RtlRunner:
-    """Runs one compiled program on the RTL, image after image, with one harness instance."""
+    """Runs one compiled program on the RTL, image after image, with one harness instance
+    (the module docstring shows the use; close it, or use it as a context manager)."""
 
-    def __init__(self, program_bytes: bytes, ddr_image: bytes, manifest: Mapping[str, Any],
-                 cfg: AcceleratorConfig, build: Build | None = None, *,
+    def __init__(self, compiled: Compiled, build: Build | None = None, *,
                  max_cycles: int = DEFAULT_MAX_CYCLES):
-        from deepfpga.sim.functional import check_image
-
-        self.program = decode_program(program_bytes, cfg.hash())
-        self.cfg, self.manifest = cfg, manifest
-        check_image(ddr_image, manifest, cfg)
-        self.ddr_image = ddr_image
+        # `compiled` was checked (config hash, DDR image size) when it was built or loaded
+        self.compiled = compiled
+        self.program, self.manifest = compiled.program, compiled.manifest
+        self.cfg: AcceleratorConfig = compiled.config
+        cfg = self.cfg
+        self.ddr_image = compiled.ddr_image
+        program_bytes = compiled.program_bytes()
         n = len(self.program.instructions)
         self.words = program_bytes[len(program_bytes) - n * INSTRUCTION_BYTES:]
-        self.prog_base = align(len(ddr_image), PROGRAM_ALIGN)
+        self.prog_base = align(len(self.ddr_image), PROGRAM_ALIGN)
         self.max_cycles = max_cycles
         self.build = build or build_accelerator(cfg)
         size = align(self.prog_base + len(self.words), 4096)
@@ -162,16 +162,17 @@ class RtlRunner:
         h, cfg, manifest = self.harness, self.cfg, self.manifest
         ins = self.program.instructions
         n_ins = len(ins)
-        tensors = manifest["tensors"]
+        tensors = manifest.tensors
         db = cfg.data_bytes
         h.write_ddr(0, self.ddr_image)
         h.write_ddr(self.prog_base, self.words)
-        if tensors["input"]["on_ddr"]:
-            h.write_ddr(int(tensors["input"]["start"]), pack_array(x, db))
-        host: dict[str, np.ndarray] = {"input": x}
+        t_in = tensors[manifest.input]
+        if t_in.on_ddr:
+            h.write_ddr(t_in.address, pack_array(x, db))
+        host: dict[str, np.ndarray] = {manifest.input: x}
         layers: dict[str, np.ndarray] = {}
         sats: dict[str, int] = {}
-        stages = {d["name"]: d for d in manifest["layers"]}
+        stages = {d.name: d for d in manifest.layers}
         n_trace = {k: np.full(n_ins, -1, dtype=np.int64) for k in ("start", "end")}
         n_trace["sat"] = np.zeros(n_ins, dtype=np.int64)
         n_trace["engine"] = np.full(n_ins, -1, dtype=np.int64)
@@ -181,25 +182,26 @@ class RtlRunner:
 
         def from_ddr(name: str) -> np.ndarray:
             t = tensors[name]
-            count = int(np.prod(t["shape"]))
-            raw = h.read_ddr(int(t["start"]), count * db)
-            return unpack(raw, db).reshape(1, *t["shape"])
+            count = int(np.prod(t.shape))
+            raw = h.read_ddr(t.address, count * db)
+            return unpack(raw, db).reshape(1, *t.shape)
 
         def failed(code: ErrorCode, index: int, message: str) -> RtlResult:
             return RtlResult({}, layers, sats, executed, h.read_ddr(0, len(self.ddr_image)),
                              code, index, message, (offset,), layer_cycles, tuple(segments),
                              n_trace)
 
-        for step in manifest["schedule"]:
-            if step["kind"] != "accel":
+        for step in manifest.schedule:
+            if not isinstance(step, AccelStep):
                 y, nsat = host_step(step, tensors, host, from_ddr, 1)
-                sats[step["layer"]] = nsat
-                layers[step["output"]] = y
-                host[step["output"]] = y
-                if tensors[step["output"]]["on_ddr"]:
-                    h.write_ddr(int(tensors[step["output"]]["start"]), pack_array(y, db))
+                sats[step.layer] = nsat
+                layers[step.output] = y
+                host[step.output] = y
+                t_out = tensors[step.output]
+                if t_out.on_ddr:
+                    h.write_ddr(t_out.address, pack_array(y, db))
                 continue
-            a, b = (int(v) for v in step["instructions"])
+            a, b = step.instructions
             watches = self._watch_stages(step, stages, a)
             h.write_reg(Reg.PROG_ADDR, self.prog_base + a * INSTRUCTION_BYTES)
             h.write_reg(Reg.PROG_COUNT, n_ins - a)
@@ -207,14 +209,14 @@ class RtlRunner:
             if run.status != "irq":
                 why = run.error if run.status == "refused" else \
                     f"no irq within {self.max_cycles:,} cycles"
-                raise HarnessError(f"segment {step['segment']} (instructions [{a}, {b})): {why}")
+                raise HarnessError(f"segment {step.segment} (instructions [{a}, {b})): {why}")
             status = h.read_reg(Reg.STATUS)
             code = ErrorCode(h.read_reg(Reg.ERROR_CODE)) if status & Status.ERROR else \
                 ErrorCode.NONE
             cycles = h.read_reg(Reg.CYCLES_LO) | h.read_reg(Reg.CYCLES_HI) << 32
             end = a + h.read_reg(Reg.END_INDEX) if status & Status.DONE and not code else -1
             err_at = a + h.read_reg(Reg.ERROR_INDEX) if code else -1
-            segments.append(Segment(int(step["segment"]), a, end, cycles,
+            segments.append(Segment(step.segment, a, end, cycles,
                                     h.read_reg(Reg.SAT_COUNT), code, err_at))
             for k, arr in (("start", run.start), ("end", run.end)):
                 n_trace[k][a:b] = np.where(arr >= 0, arr + offset, -1)
@@ -225,44 +227,42 @@ class RtlRunner:
                 what = type(ins[err_at]).__name__.upper() if 0 <= err_at < n_ins else "?"
                 return failed(code, err_at, f"instruction {err_at} ({what}): {code.name}")
             if end != b - 1:
-                return failed(ErrorCode.NONE, end, f"segment {step['segment']} ended at"
+                return failed(ErrorCode.NONE, end, f"segment {step.segment} ended at"
                               f" instruction {end}, the manifest says {b - 1}")
             executed += b - a
-            for name in step["stages"]:
+            for name in step.stages:
                 d = stages[name]
                 wid = watches.get(name)
                 data = h.watched(wid) if wid is not None else None
-                t = tensors[d["output"]]
-                layers[d["output"]] = (unpack(data, db).reshape(1, *t["shape"]) if data is not None
-                                       else from_ddr(d["output"]))
-                s0, s1 = (int(v) for v in d["instructions"])
+                t = tensors[d.output]
+                layers[d.output] = (unpack(data, db).reshape(1, *t.shape) if data is not None
+                                    else from_ddr(d.output))
+                s0, s1 = d.instructions
                 layer_cycles[name] = _span(n_trace, s0, s1)
             _stage_saturations(ins, a, b, n_trace["sat"], stages, sats)
         outputs = {}
-        for o in manifest["outputs"]:
-            t = o["tensor"]
-            outputs[o["name"]] = layers[t] if t in layers else host[t] if t in host else \
-                from_ddr(t)
+        for o, t in manifest.outputs:
+            outputs[o] = layers[t] if t in layers else host[t] if t in host else from_ddr(t)
         return RtlResult(outputs, layers, sats, executed, h.read_ddr(0, len(self.ddr_image)),
                          cycles=(offset,), layer_cycles=layer_cycles, segments=tuple(segments),
                          trace=n_trace)
 
-    def _watch_stages(self, step: Mapping[str, Any], stages: Mapping[str, Any],
+    def _watch_stages(self, step: AccelStep, stages: Mapping[str, StageEntry],
                       a: int) -> dict[str, int]:
         """Watch each stage output of this segment at the stage's last SAVE."""
         h = self.harness
         h.clear_watches()
         ins = self.program.instructions
         out = {}
-        for name in step["stages"]:
+        for name in step.stages:
             d = stages[name]
-            s0, s1 = (int(v) for v in d["instructions"])
+            s0, s1 = d.instructions
             last = next((k for k in range(s1 - 1, s0 - 1, -1) if isinstance(ins[k], Save)), None)
-            t = self.manifest["tensors"][d["output"]]
-            if last is None or not t["on_ddr"]:
+            t: TensorEntry = self.manifest.tensors[d.output]
+            if last is None or not t.on_ddr:
                 continue
-            n = int(np.prod(t["shape"])) * self.cfg.data_bytes
-            out[name] = h.watch(last - a, int(t["start"]), n)
+            n = int(np.prod(t.shape)) * self.cfg.data_bytes
+            out[name] = h.watch(last - a, t.address, n)
         return out
 
 
@@ -273,8 +273,8 @@ def _span(trace: Mapping[str, np.ndarray], s0: int, s1: int) -> int:
 
 
 def _stage_saturations(ins: tuple[Instruction, ...], a: int, b: int, sat: np.ndarray,
-                       stages: Mapping[str, Any], out: dict[str, int]) -> None:
-    by_index = {int(d["index"]): d["name"] for d in stages.values()}
+                       stages: Mapping[str, StageEntry], out: dict[str, int]) -> None:
+    by_index = {d.index: d.name for d in stages.values()}
     for k in range(a, b):
         if isinstance(ins[k], Calc) and ins[k].layer in by_index:
             name = by_index[ins[k].layer]
@@ -284,21 +284,14 @@ def _stage_saturations(ins: tuple[Instruction, ...], a: int, b: int, sat: np.nda
 
 
 def _unbatch(r: RtlResult) -> RtlResult:
-    import dataclasses
-
     return dataclasses.replace(
         r, outputs={k: v[0] for k, v in r.outputs.items()},
         layers={k: v[0] for k, v in r.layers.items()},
         ddr=r.ddr[0] if r.ddr.ndim == 2 else r.ddr)
 
 
-def run_compiled(compiled_or_dir: Any, cfg: AcceleratorConfig, x_int: np.ndarray,
-                 build: Build | None = None, **kwargs: Any) -> RtlResult:
-    """One call: a `Compiled` result or a build directory, on the RTL."""
-    if isinstance(compiled_or_dir, str | Path):
-        prog, ddr, manifest = load_build_dir(compiled_or_dir)
-    else:
-        c = compiled_or_dir
-        prog, ddr, manifest = c.program_bytes(), c.ddr_image, c.manifest
-    with RtlRunner(prog, ddr, manifest, cfg, build, **kwargs) as r:
+def run_compiled(compiled: Compiled, x_int: np.ndarray, build: Build | None = None, *,
+                 max_cycles: int = DEFAULT_MAX_CYCLES) -> RtlResult:
+    """One call: `RtlRunner(compiled, build, max_cycles=...).run(x_int)`, then closed."""
+    with RtlRunner(compiled, build, max_cycles=max_cycles) as r:
         return r.run(x_int)

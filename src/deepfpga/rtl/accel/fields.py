@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Value
 
-from deepfpga.compiler.isa import Opcode
+from deepfpga.hw.isa import Opcode
 from deepfpga.rtl.accel import spec
 
 INDEX_BITS = 32          # instruction index (from PROG_ADDR, in words)

@@ -10,13 +10,18 @@ per layer beside the timing simulator's, wall time) and the report renders it wi
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deepfpga.errors import InputError
+
+if TYPE_CHECKING:
+    from deepfpga.compiler.artifact import Manifest
+    from deepfpga.rtl.accel.driver import RtlResult
+    from deepfpga.sim.timing import Timing
 
 DEFAULT_IMAGES = 2
 
@@ -33,8 +38,11 @@ def with_rtl(steps: Sequence[tuple[str, Any]], images: int = DEFAULT_IMAGES
     return (*steps[:k], ("rtl", rtl_step(images)), *steps[k:])
 
 
-def rtl_step(images: int) -> Any:
-    def step_rtl(cfg: Any, st: Any) -> tuple[Any, str]:
+def rtl_step(images: int) -> Callable[[Any, Any], tuple[Any, str]]:
+    """A `deepfpga.pipeline` step (RunConfig, RunState) → (RunState, note); the pipeline's types
+    are not imported here: the pipeline imports the report, which imports this module."""
+
+    def step_rtl(run: Any, st: Any) -> tuple[Any, str]:
         rtl = run_rtl_check(st, images)
         note = (f"{rtl['images']} images on the RTL, {rtl['values_compared']:,} values:"
                 f" {'bit-exact' if rtl['bit_exact'] else 'NOT bit-exact'}"
@@ -61,7 +69,7 @@ def run_rtl_check(st: Any, images: int) -> dict[str, Any]:
     wanted = [(t, s) for t, s in checked_tensors(manifest) if not s.startswith("host: ")]
     build = build_accelerator(hw)
     t0, c0 = time.perf_counter(), time.process_time()
-    with RtlRunner(c.program_bytes(), c.ddr_image, manifest, hw, build) as runner:
+    with RtlRunner(c, build) as runner:
         res = runner.run(x_int)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if not res.ok:
@@ -92,12 +100,13 @@ def run_rtl_check(st: Any, images: int) -> dict[str, Any]:
     }
 
 
-def layer_cycles(timing: Any, manifest: Mapping[str, Any], res: Any) -> list[dict[str, Any]]:
+def layer_cycles(timing: Timing | None, manifest: Manifest, res: RtlResult
+                 ) -> list[dict[str, Any]]:
     """Per stage: the cycles from its first instruction's start to its last one's end, in the
     timing simulator and on the RTL (the same definition on both traces)."""
     rows = []
     for d in manifest.layers:
-        a, b = (int(v) for v in d.instructions)
+        a, b = d.instructions
         t_cyc = None
         if timing is not None and b > a:
             t_cyc = int(np.max(timing.end_cycles[a:b]) - np.min(timing.start_cycles[a:b]))

@@ -17,9 +17,9 @@ from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from deepfpga.compiler.isa import Opcode
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.engines import beat_bytes
+from deepfpga.hw.isa import Opcode
 from deepfpga.rtl.accel import spec
 from deepfpga.rtl.accel.burst import ByteQueue
 from deepfpga.rtl.accel.engine import DmaFront, connect_front, overlapped_fsm

@@ -2,7 +2,7 @@
 driver agree on. Plain Python (no Amaranth import), so the harness builder and the CLI read it
 cheaply; the Amaranth side turns `FIELDS` into `data.StructLayout`s (see `layouts`).
 
-- instruction field layouts come from `deepfpga.compiler.isa` (one table; never re-typed here);
+- instruction field layouts come from `deepfpga.hw.isa` (one table; never re-typed here);
 - the AXI4-Lite register map (32-bit registers, byte offsets);
 - the sticky error codes;
 - the names of the top-level ports of the Verilog module `TOP_NAME`.
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import enum
 
-from deepfpga.compiler.isa import INSTRUCTION_BYTES, INSTRUCTION_TYPES, Opcode
 from deepfpga.hw.engines import AXI_BOUNDARY_BYTES, AXI_MAX_BURST_BEATS  # noqa: F401 - the contract's
+from deepfpga.hw.isa import INSTRUCTION_BYTES, INSTRUCTION_TYPES, Opcode
 
 TOP_NAME = "deepfpga_accel"
 WORD_BITS = INSTRUCTION_BYTES * 8     # one instruction word

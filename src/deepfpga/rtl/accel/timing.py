@@ -8,7 +8,6 @@ docs/rtl.md ("Datapath") explains each term.
 
 from __future__ import annotations
 
-from deepfpga.compiler.isa import Calc
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.engines import (
     FIN_DRAIN_CYCLES,
@@ -18,6 +17,7 @@ from deepfpga.hw.engines import (
     block_width,
     datapath_cycles,
 )
+from deepfpga.hw.isa import Calc
 from deepfpga.rtl.accel import spec
 
 __all__ = ["FIN_DRAIN_CYCLES", "MAC_DRAIN_CYCLES", "PIXEL_DRAIN_CYCLES", "SETUP_CYCLES",
