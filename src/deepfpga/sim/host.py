@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepfpga.compiler.artifact import Compiled
-from deepfpga.ir.graph import layer_from_dict
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,7 @@ def host_costs(compiled: Compiled) -> tuple[HostLayerCost, ...]:
     tensor_of = dict(m.alias)
     out = []
     for h in m.host_steps:
-        layer = layer_from_dict({**h.spec, "inputs": list(h.inputs)})
-        out_shape = layer.output_shape([tuple(s) for s in h.input_shapes])
+        out_shape = h.spec.output_shape([tuple(s) for s in h.input_shapes])
         values_out = math.prod(out_shape)
         moved = 0
         for name, shape, f in zip(h.inputs, h.input_shapes, h.in_formats, strict=True):
