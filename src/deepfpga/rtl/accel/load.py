@@ -60,15 +60,15 @@ def _axi_read_signature(cfg: AcceleratorConfig) -> dict[str, object]:
 
 
 class LoadEngine(wiring.Component):
-    """`lanes` > 1: up to `lanes` consecutive entries per cycle (`ld_count` of them, in
-    `ld_wide`, from `ld_addr`) for a Datapath that declares such a write port (`ld_lanes`);
-    `ld_data` is always lane 0."""
+    """Up to `lanes` consecutive entries per cycle: `ld_count` of them, lane j in `ld_wide[j]`
+    for entry `ld_addr + j` (the top level turns them into the Datapath's `ldw_*` mask and
+    data); `ld_data` is always lane 0."""
 
     def __init__(self, cfg: AcceleratorConfig, lanes: int = 1) -> None:
         self.cfg, self.lanes = cfg, lanes
         ew = element_bits(cfg)
         wide = {"ld_count": Out(range(lanes + 1)),
-                "ld_wide": Out(data.ArrayLayout(signed(ew), lanes))} if lanes > 1 else {}
+                "ld_wide": Out(data.ArrayLayout(signed(ew), lanes))}
         super().__init__({
             **engine_port_signature(), **_axi_read_signature(cfg),
             "ld_valid": Out(1), "ld_ready": In(1), "ld_buf": Out(2), "ld_addr": Out(24),
@@ -153,9 +153,7 @@ class LoadEngine(wiring.Component):
         with m.If(emit):
             m.d.sync += [self.ld_valid.eq(1), self.ld_data.eq(ext[0]), self.ld_buf.eq(rec.buffer),
                          self.ld_addr.eq(rec.buf_addr + k), k.eq(k + c)]
-            if lanes > 1:
-                m.d.sync += [self.ld_count.eq(c), *(self.ld_wide[j].eq(ext[j])
-                                                    for j in range(lanes))]
+            m.d.sync += [self.ld_count.eq(c), *(self.ld_wide[j].eq(ext[j]) for j in range(lanes))]
         with m.If(finish):
             m.d.sync += k.eq(0)
 
