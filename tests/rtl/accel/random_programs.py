@@ -30,6 +30,7 @@ from deepfpga.compiler.layout import align
 from deepfpga.hw import arch
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.rtl.accel.finalize import pool_width
+from deepfpga.rtl.accel.lanes import staging_depth
 
 CONST_BYTES = 24 << 10          # random constants (weights, biases, anything a LOAD reads)
 INPUT_ELEMENTS = 768            # the host-written input tensor, at the start of the arena
@@ -109,14 +110,17 @@ class _Gen:
         return rest // n1, n1, n2
 
     def _const_geom(self, n: int, eb: int) -> dict[str, int]:
-        length, n1, n2 = self._factor(n)
-        seg = length * eb
-        s1 = int(self.rng.choice([seg, 0, self.r(0, 3 * seg + 5), seg + self.r(1, 9)]))
-        row = (n1 - 1) * s1 + seg
-        s2 = int(self.rng.choice([row, 0, self.r(0, 2 * row + 7), row + self.r(1, 40)]))
-        span = (n2 - 1) * s2 + row
-        return {"ddr_addr": self.r(0, CONST_BYTES - span), "length": length, "n1": n1,
-                "stride1": s1, "n2": n2, "stride2": s2}
+        for _ in range(4):
+            length, n1, n2 = self._factor(n)
+            seg = length * eb
+            s1 = int(self.rng.choice([seg, 0, self.r(0, 3 * seg + 5), seg + self.r(1, 9)]))
+            row = (n1 - 1) * s1 + seg
+            s2 = int(self.rng.choice([row, 0, self.r(0, 2 * row + 7), row + self.r(1, 40)]))
+            span = (n2 - 1) * s2 + row
+            if span <= CONST_BYTES:
+                return {"ddr_addr": self.r(0, CONST_BYTES - span), "length": length, "n1": n1,
+                        "stride1": s1, "n2": n2, "stride2": s2}
+        return {"ddr_addr": self.r(0, CONST_BYTES - n * eb), "length": n}    # one run
 
     def _arena_geom(self, n: int, eb: int, shape: tuple[int, int, int] | None
                     ) -> tuple[str, dict[str, int]] | None:
@@ -238,28 +242,39 @@ class _Gen:
                                "finalize": self.r(0, 1), "out_addr": self.r(0, 1 << 19)})
 
     # --- groups ---------------------------------------------------------------------------
-    def conv(self, k: int, name: str) -> None:
+    def conv(self, k: int, name: str, variant: str = "conv") -> None:
+        """variant "conv": small tiles; "big": tiles up to a buffer half and many output
+        channels (long bursts, several channel groups); "deep": more input channels than the
+        grid's weight staging holds (the one-accumulator MAC loop), weights in all of WEIGHT."""
         cfg, h = self.cfg, k % 2
         (i0, i_n), (w0, w_n) = (self.half(cfg.input_buffer_entries, h),
                                 self.half(cfg.weight_buffer_entries, h))
         (acc0, acc_n), staging = self.out_halves(h)
         # sub-kernels: a K×K kernel cut at koff 0/3/6, or one 3×3 at a random offset
         ny, nx = self.r(1, 3), self.r(1, 3)
-        if self.p(0.7):
+        if self.p(0.7) or variant == "deep":
             ny = nx = 1
         subs = [(3 * y, 3 * x) for y in range(ny) for x in range(nx)]
         if len(subs) == 1 and self.p(0.3):
             subs = [(self.r(0, 15), self.r(0, 15))]
         nsub = len(subs)
-        ti, to = self.r(1, 4), self.r(1, 5)
+        if variant == "deep":
+            w0, w_n = 0, cfg.weight_buffer_entries
+            ti, to = min(staging_depth(cfg) // 9 + self.r(1, 12), w_n // 9), 1
+            rows, cols = self.r(1, 3), self.r(1, 4)
+        elif variant == "big":
+            ti, to = self.r(1, 8), self.r(1, 12)
+            rows, cols = self.r(4, 16), self.r(8, cfg.max_row_width)
+        else:
+            ti, to = self.r(1, 4), self.r(1, 5)
+            rows, cols = self.r(1, 9), self.r(1, min(12, cfg.max_row_width))
+        to = min(to, cfg.bias_buffer_entries // 2)       # the biases fit a BIAS half
         while to * ti * 9 * nsub > w_n:
             ti, to = max(1, ti - 1), max(1, to - 1)
             if ti == to == 1 and 9 * nsub > w_n:
                 subs, nsub = subs[:1], 1
-        rows = self.r(1, 9)
-        cols = self.r(1, min(12, cfg.max_row_width))
         while ti * rows * cols > i_n:
-            rows = max(1, rows - 1)
+            rows, cols = max(1, rows - 1), max(1, cols - (rows == 1))
         s = self.r(1, cfg.max_stride)
         pt, pl = self.r(0, cfg.max_pad), self.r(0, cfg.max_pad)
         kh, kw = 3 * ny, 3 * nx
@@ -311,7 +326,7 @@ class _Gen:
         w0, w_n = self.half(cfg.weight_buffer_entries, h)
         (acc0, acc_n), staging = self.out_halves(h)
         nblk = self.r(1, 3)
-        to = self.r(1, 8)
+        to = min(self.r(1, 8), cfg.bias_buffer_entries // 2)
         blocks = [self.r(1, 24) for _ in range(nblk)]
         while to * max(blocks) > f_n or sum(blocks) > w_n:
             blocks = [max(1, b // 2) for b in blocks]
@@ -345,27 +360,39 @@ class _Gen:
         self.saves(name, k, fin["out_addr"], to, 1, pitch)
 
 
-def random_program(cfg: AcceleratorConfig, groups: list[tuple[str, int]]) -> RandomProgram:
-    """A program of one group per (kind, seed), kind "conv" or "fc", then END."""
-    rng0 = np.random.default_rng([len(groups), *(s for _, s in groups)])
+def random_program(cfg: AcceleratorConfig, groups: list[tuple[str, int, bool]]
+                   ) -> RandomProgram:
+    """A program of one group per (kind, seed, end_after): kind "conv", "big", "deep" or "fc";
+    `end_after` closes an accelerator segment with an END after the group (the driver restarts
+    the accelerator there, as between host layers); the last group is always followed by END."""
+    rng0 = np.random.default_rng([len(groups), *(s for _, s, _ in groups)])
     gen = _Gen(cfg, rng0)
     out: list[Group] = []
-    for k, (kind, seed) in enumerate(groups):
+    segments: list[tuple[int, int, list[str]]] = []
+    seg_first, seg_names = 0, []
+    for k, (kind, seed, end_after) in enumerate(groups):
         gen.rng = np.random.default_rng([seed, k])
         first = len(gen.bld)
         name = f"g{k}"
-        (gen.conv if kind == "conv" else gen.fc)(k, name)
+        if kind == "fc":
+            gen.fc(k, name)
+        else:
+            gen.conv(k, name, kind)
         _, s, e = gen.areas[-1]
         out.append(Group(name, kind, first, len(gen.bld), (s, e)))
-    gen.bld.end(max(0, len(groups) - 1))
+        seg_names.append(name)
+        if end_after or k == len(groups) - 1:
+            gen.bld.end(k)
+            segments.append((seg_first, len(gen.bld), seg_names))
+            seg_first, seg_names = len(gen.bld), []
     ins = tuple(gen.bld.instructions())
     image = np.concatenate([rng0.integers(0, 256, CONST_BYTES, dtype=np.uint8),
                             rng0.integers(0, 256, ARENA_BYTES, dtype=np.uint8)]).tobytes()
-    return RandomProgram(cfg, ins, image, _manifest(cfg, gen, out, len(ins)), tuple(out))
+    return RandomProgram(cfg, ins, image, _manifest(cfg, gen, out, segments), tuple(out))
 
 
-def _manifest(cfg: AcceleratorConfig, gen: _Gen, groups: list[Group], n: int
-              ) -> dict[str, Any]:
+def _manifest(cfg: AcceleratorConfig, gen: _Gen, groups: list[Group],
+              segments: list[tuple[int, int, list[str]]]) -> dict[str, Any]:
     db = cfg.data_bytes
     tensors: dict[str, Any] = {"input": {"on_ddr": True, "start": gen.a0,
                                          "shape": [INPUT_ELEMENTS]}}
@@ -383,7 +410,7 @@ def _manifest(cfg: AcceleratorConfig, gen: _Gen, groups: list[Group], n: int
                      "writable": True}],
         "input": {"shape": [INPUT_ELEMENTS], "format": {"bw": cfg.data_bits}},
         "tensors": tensors, "layers": layers,
-        "schedule": [{"kind": "accel", "segment": 0, "instructions": [0, n],
-                      "stages": [g.name for g in groups]}],
+        "schedule": [{"kind": "accel", "segment": j, "instructions": [a, b], "stages": names}
+                     for j, (a, b, names) in enumerate(segments)],
         "outputs": [{"name": "y", "tensor": groups[-1].name}],
     }

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.rtl.accel.random_programs import RandomProgram, random_program
 
-from deepfpga.compiler.isa import Calc, Load, Program, Save, encode_program
+from deepfpga.compiler.isa import Calc, End, Load, Program, Save, encode_program
 from deepfpga.hw.config import AcceleratorConfig, load_config
 from deepfpga.rtl.accel.spec import ErrorCode
 from deepfpga.sim.functional import SimulationError, simulate_program
@@ -34,8 +34,10 @@ MIXED = TINY.replace(name="mixed", input_buffer_bytes=1024, weight_buffer_bytes=
                      max_burst_bytes=4096)
 CONFIGS = {"tiny": TINY, "mixed": MIXED}
 
-GROUPS = st.lists(st.tuples(st.sampled_from(["conv", "conv", "fc"]),
-                            st.integers(0, 2**32 - 1)), min_size=1, max_size=6)
+# (kind, seed, END after it): mostly small CONV and FC groups, some big and deep ones
+GROUPS = st.lists(st.tuples(st.sampled_from(["conv", "conv", "conv", "fc", "fc", "big", "deep"]),
+                            st.integers(0, 2**32 - 1), st.sampled_from([False, False, True])),
+                  min_size=1, max_size=6)
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 EXAMPLES = 100
@@ -49,7 +51,8 @@ def _run(accel_build, cfg: AcceleratorConfig, prog: RandomProgram, program: byte
         return r.run(x)
 
 
-def check_program(accel_build, cfg: AcceleratorConfig, groups: list[tuple[str, int]]) -> int:
+def check_program(accel_build, cfg: AcceleratorConfig, groups: list[tuple[str, int, bool]]
+                  ) -> int:
     prog = random_program(cfg, groups)
     x = prog.random_input(np.random.default_rng(groups[0][1]))
     want = simulate_program(prog.program_bytes(), prog.ddr_image, prog.manifest, cfg, x)
@@ -73,10 +76,13 @@ def check_program(accel_build, cfg: AcceleratorConfig, groups: list[tuple[str, i
     image = np.frombuffer(prog.ddr_image, dtype=np.uint8)
     assert np.array_equal(ddr[keep], image[keep]), "the RTL wrote DDR outside every SAVE"
     n = len(prog.instructions)
-    (seg,) = res.segments
-    assert seg.end == n - 1 and seg.error == ErrorCode.NONE
-    assert seg.sat_count == int(res.trace["sat"].sum()) == sum(want.saturations.values())
-    st_, en = res.trace["start"][:n - 1], res.trace["end"][:n - 1]
+    accel = prog.manifest["schedule"]
+    assert [(s.first, s.end, s.error) for s in res.segments] == \
+        [(a["instructions"][0], a["instructions"][1] - 1, ErrorCode.NONE) for a in accel]
+    assert sum(s.sat_count for s in res.segments) == int(res.trace["sat"].sum()) \
+        == sum(want.saturations.values())
+    body = np.array([not isinstance(i, End) for i in prog.instructions])
+    st_, en = res.trace["start"][body], res.trace["end"][body]
     assert (st_ >= 0).all() and (en >= st_).all(), "an instruction without its trace"
     return n
 
@@ -112,7 +118,7 @@ def _mutate(prog: RandomProgram, seed: int) -> tuple[bytes, int, ErrorCode]:
     return encode_program(Program(cfg.hash(), tuple(ins))), k, code
 
 
-def check_error(accel_build, cfg: AcceleratorConfig, groups: list[tuple[str, int]],
+def check_error(accel_build, cfg: AcceleratorConfig, groups: list[tuple[str, int, bool]],
                 seed: int) -> None:
     prog = random_program(cfg, groups)
     program, k, code = _mutate(prog, seed)
