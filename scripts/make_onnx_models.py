@@ -3,17 +3,25 @@
 5×5, 7×7 stride 2, 1×1 and 11×11 stride 4 convolutions, odd map sizes (57×57) and FC layers.
 
     .venv/bin/python scripts/make_onnx_models.py [--out DIR] [--seed S] [--list]
+    .venv/bin/python scripts/make_onnx_models.py --rtl tiny      # and run each on the RTL
 
 Each model is a torch module with seeded random weights (torch's default initialisation),
 exported with `torch.onnx.export(..., dynamo=False)` (torch 2.13's legacy exporter) to
 DIR/<name>.onnx. The models are for running the toolchain end to end on shapes it must
 support, not for accuracy. `make_models(out_dir, seed)` is what tests call.
+
+With `--rtl TARGET` each model is also imported, quantized (16 bits if the target's data is
+16 bits wide, else 8; calibrated on 8 uniform random inputs), compiled for TARGET and run on
+its accelerator RTL under Verilator for 2 random inputs (`rtl.accel.driver.run_compiled`);
+every tensor the accelerator writes is compared with the reference executor and the functional
+simulator, and the instructions and cycles per image are printed. Exit 1 on a mismatch.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -90,19 +98,70 @@ def make_models(out_dir: str | Path, seed: int = 0,
     return paths
 
 
+def check_on_rtl(path: Path, target: str, seed: int = 0, build: object = None
+                 ) -> dict[str, object]:
+    """One model file through import, quantize, compile and the RTL (see the module doc);
+    `build`: the target's Verilator model when the caller has it."""
+    import numpy as np
+
+    from deepfpga.compiler import compile_model
+    from deepfpga.frontends.onnx_import import import_onnx
+    from deepfpga.hw.config import load_config
+    from deepfpga.quant.flow import quantize
+    from deepfpga.quant.reference import execute, quantize_input
+    from deepfpga.rtl.accel.driver import run_compiled
+    from deepfpga.sim.functional import simulate
+
+    cfg = load_config(target)
+    g = import_onnx(path)
+    rng = np.random.default_rng(seed)
+    q = quantize(g, rng.random((8, *g.input_shape), dtype=np.float32),
+                 bits="16" if cfg.data_bits == 16 else "8")
+    c = compile_model(q, cfg)
+    x, _ = quantize_input(q, rng.random((2, *g.input_shape), dtype=np.float32))
+    res = run_compiled(c, cfg, x, build)  # type: ignore[arg-type]
+    ref, fsim = execute(q, x, keep="all"), simulate(c, x)
+    bad = [t for t, v in res.layers.items()
+           if not (np.array_equal(v, ref.layers[t]) and np.array_equal(v, fsim.layers[t]))]
+    ok = res.ok and not bad and res.saturations == fsim.saturations
+    return {"instructions": len(c.program.instructions), "cycles": res.cycles[0] if res.ok else 0,
+            "ok": ok, "why": res.error_message or (f"mismatch in {bad}" if bad else "")}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="build/onnx-models", help="output directory")
     ap.add_argument("--seed", type=int, default=0, help="torch seed of the weights")
     ap.add_argument("--list", action="store_true", help="list the models and exit")
+    ap.add_argument("--rtl", metavar="TARGET", help="also run each model on TARGET's RTL")
     args = ap.parse_args(argv)
     if args.list:
         for name, (factory, shape) in MODELS.items():
             print(f"{name:10s} input {shape}: {(factory.__doc__ or '').strip()}")
         return 0
+    failed = 0
+    build = None
+    if args.rtl:
+        from deepfpga.errors import InputError
+        from deepfpga.hw.config import load_config
+        from deepfpga.rtl.accel.driver import build_accelerator
+
+        try:
+            cfg = load_config(args.rtl)
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        build = build_accelerator(cfg)      # once: its Verilog takes a while
     for name, path in make_models(args.out, args.seed).items():
-        print(f"{name}: {path}")
-    return 0
+        if not args.rtl:
+            print(f"{name}: {path}")
+            continue
+        r = check_on_rtl(path, args.rtl, args.seed, build)
+        failed += not r["ok"]
+        print(f"{name:10s} {args.rtl}: {r['instructions']:6,} instructions,"
+              f" {r['cycles']:10,} cycles/image, {'bit-exact' if r['ok'] else 'FAILED'}"
+              f" {r['why']}", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

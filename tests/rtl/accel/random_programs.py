@@ -327,7 +327,7 @@ class _Gen:
         (acc0, acc_n), staging = self.out_halves(h)
         nblk = self.r(1, 3)
         to = min(self.r(1, 8), cfg.bias_buffer_entries // 2)
-        blocks = [self.r(1, 24) for _ in range(nblk)]
+        blocks = [self.r(1, 24 if self.p(0.7) else 300) for _ in range(nblk)]
         while to * max(blocks) > f_n or sum(blocks) > w_n:
             blocks = [max(1, b // 2) for b in blocks]
             to = max(1, to - 1)

@@ -27,11 +27,11 @@ from deepfpga.sim.functional import SimulationError, simulate_program
 
 TINY = load_config("tiny")
 # 8-bit data, 16-bit weights, 32-bit biases on a 64-bit bus: every element width differs, so
-# the FC role swap and the LOAD's width conversion show; small buffers
+# the FC role swap and the LOAD's width conversion show; small buffers; every ISA stride 1..7
 MIXED = TINY.replace(name="mixed", input_buffer_bytes=1024, weight_buffer_bytes=512,
                      bias_buffer_bytes=64, output_buffer_bytes=1536, fc_buffer_bytes=512,
                      axi_data_bits=64, data_bits=8, weight_bits=16, bias_bits=32, acc_bits=40,
-                     max_burst_bytes=4096)
+                     max_burst_bytes=4096, max_stride=7)     # max_stride: not in the hash
 CONFIGS = {"tiny": TINY, "mixed": MIXED}
 
 # (kind, seed, END after it): mostly small CONV and FC groups, some big and deep ones
