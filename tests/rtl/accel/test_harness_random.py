@@ -8,7 +8,8 @@ simulator's at the group's end, in program order, so a failure names the first b
 lists its instructions; each group's saturation count; no byte written outside the groups'
 areas; the error register clear, the run ended at the END with SAT_COUNT equal to the traced
 counts, and every instruction traced (start ≤ end). A second property mutates one instruction
-into an out-of-range one: the RTL's error code and index are the simulator's."""
+into an out-of-range one (or makes the first LOAD pop a token never pushed): the RTL's error
+code and index are the simulator's."""
 
 from __future__ import annotations
 
@@ -88,10 +89,16 @@ def check_program(accel_build, cfg: AcceleratorConfig, groups: list[tuple[str, i
 
 
 def _mutate(prog: RandomProgram, seed: int) -> tuple[bytes, int, ErrorCode]:
-    """One LOAD, CALC or SAVE made to reach past its buffer; the rest unchanged."""
+    """One LOAD, CALC or SAVE made to reach past its buffer, or the first LOAD made to wait
+    for a token no CALC gave yet; the rest unchanged."""
     cfg = prog.cfg
     rng = np.random.default_rng(seed)
     ins = list(prog.instructions)
+    if rng.random() < 0.2:
+        k = next(k for k, i in enumerate(ins) if isinstance(i, Load))
+        assert not ins[k].pop_next
+        ins[k] = dataclasses.replace(ins[k], pop_next=1)
+        return encode_program(Program(cfg.hash(), tuple(ins))), k, ErrorCode.TOKEN_UNDERFLOW
     cands = [k for k, i in enumerate(ins) if isinstance(i, Load | Save)
              or (isinstance(i, Calc) and i.to and i.ti)]
     k = int(rng.choice(cands))
