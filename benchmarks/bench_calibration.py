@@ -33,7 +33,7 @@ def measure(model: str, target: str) -> Calibration:
     st = flow.run_flow(run, steps=flow.STEPS[:5])      # target, model, data, quantize, compile
     c, hw = st.compiled, st.hw
     x_int, _ = quantize_input(st.qmodel, st.test.x[:1])
-    with RtlRunner(c.program_bytes(), c.ddr_image, c.manifest, hw, build_accelerator(hw)) as r:
+    with RtlRunner(c, build_accelerator(hw)) as r:
         res = r.run(x_int[:1])
     if not res.ok:
         raise SystemExit(f"{model} on {target}: the RTL failed: {res.error_message}")

@@ -332,7 +332,7 @@ def test_consecutive_saves_overlap_and_complete_in_order():
 @pytest.mark.slow
 @pytest.mark.parametrize("name,lanes", [("dw32", 2), ("dw64-mixed", 8), ("dw64-mixed", 3)])
 def test_wide_load_port_matches_functional(name, lanes):
-    """A Datapath with a wide LOAD port (`ld_lanes`): up to `lanes` elements per cycle."""
+    """A Datapath whose `ldw_*` port has `lanes` lanes: up to `lanes` elements per cycle."""
     cfg = CONFIGS[name]
     for seed in range(2):
         rng = np.random.default_rng(500 + seed)

@@ -36,7 +36,7 @@ def test_model_within_5_percent_per_layer_and_3_per_frame(accel_build) -> None:
     c = compile_model(q, TINY)
     x = rng.integers(q.input_format.qmin, q.input_format.qmax, size=(1, *graph.input_shape),
                      endpoint=True)
-    with RtlRunner(c.program_bytes(), c.ddr_image, c.manifest, TINY, accel_build(TINY)) as r:
+    with RtlRunner(c, accel_build(TINY)) as r:
         res = r.run(x)
     assert res.ok, res.error_message
     cal = compare(c, res.trace, res.cycles[0], simulate_timing(c))

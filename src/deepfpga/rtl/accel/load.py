@@ -1,7 +1,7 @@
-"""The LOAD engine: DDR -> INPUT/WEIGHT/BIAS, one sign-extended element per cycle.
+"""The LOAD engine: DDR -> INPUT/WEIGHT/BIAS, up to `lanes` sign-extended elements per cycle.
 
 Pipeline: `DmaFront` (strided segments -> legal bursts on AR, and a cursor over the valid
-bytes of each returning beat) ... R beats -> `ByteQueue` -> element register (`ld_*`). The
+bytes of each returning beat) ... R beats -> `ByteQueue` -> element registers (`ld_*`). The
 element size follows the buffer and the §7.3 FC role swap exactly as the functional simulator's
 `load` (`element_bytes`); the decoder has range-checked the instruction.
 
@@ -60,19 +60,17 @@ def _axi_read_signature(cfg: AcceleratorConfig) -> dict[str, object]:
 
 
 class LoadEngine(wiring.Component):
-    """`lanes` > 1: up to `lanes` consecutive entries per cycle (`ld_count` of them, in
-    `ld_wide`, from `ld_addr`) for a Datapath that declares such a write port (`ld_lanes`);
-    `ld_data` is always lane 0."""
+    """Up to `lanes` consecutive entries per cycle: `ld_count` of them, lane j in `ld_wide[j]`
+    for entry `ld_addr + j` (the top level turns them into the Datapath's `ldw_*` mask and
+    data)."""
 
     def __init__(self, cfg: AcceleratorConfig, lanes: int = 1) -> None:
         self.cfg, self.lanes = cfg, lanes
         ew = element_bits(cfg)
-        wide = {"ld_count": Out(range(lanes + 1)),
-                "ld_wide": Out(data.ArrayLayout(signed(ew), lanes))} if lanes > 1 else {}
         super().__init__({
             **engine_port_signature(), **_axi_read_signature(cfg),
             "ld_valid": Out(1), "ld_ready": In(1), "ld_buf": Out(2), "ld_addr": Out(24),
-            "ld_data": Out(signed(ew)), **wide,
+            "ld_count": Out(range(lanes + 1)), "ld_wide": Out(data.ArrayLayout(signed(ew), lanes)),
         })
 
     def elaborate(self, platform: object) -> Module:
@@ -151,11 +149,9 @@ class LoadEngine(wiring.Component):
         with m.If(self.ld_valid & self.ld_ready):
             m.d.sync += self.ld_valid.eq(0)
         with m.If(emit):
-            m.d.sync += [self.ld_valid.eq(1), self.ld_data.eq(ext[0]), self.ld_buf.eq(rec.buffer),
-                         self.ld_addr.eq(rec.buf_addr + k), k.eq(k + c)]
-            if lanes > 1:
-                m.d.sync += [self.ld_count.eq(c), *(self.ld_wide[j].eq(ext[j])
-                                                    for j in range(lanes))]
+            m.d.sync += [self.ld_valid.eq(1), self.ld_buf.eq(rec.buffer),
+                         self.ld_addr.eq(rec.buf_addr + k), k.eq(k + c), self.ld_count.eq(c),
+                         *(self.ld_wide[j].eq(ext[j]) for j in range(lanes))]
         with m.If(finish):
             m.d.sync += k.eq(0)
 

@@ -50,7 +50,8 @@ def _default_datapath(cfg: AcceleratorConfig) -> wiring.Component:
 
 class Accelerator(wiring.Component):
     """The whole accelerator. `datapath(cfg)` builds the buffers + CALC engine (default: the
-    project's `Datapath`); tests may pass a stand-in with the same signature."""
+    project's `Datapath`); tests may pass a stand-in with the same port convention (LOADs
+    arrive on the masked wide `ldw_*` port, whose lane count is `len(ldw_mask)`)."""
 
     def __init__(self, cfg: AcceleratorConfig,
                  datapath: Callable[[AcceleratorConfig], wiring.Component] | None = None):
@@ -68,12 +69,9 @@ class Accelerator(wiring.Component):
         m.submodules.fetch = fetch = Fetch(cfg)
         m.submodules.arb = arb = ReadArbiter(cfg.axi_data_bits, 2)
         m.submodules.tokens = tok = TokenUnit()
-        # A Datapath may take several consecutive LOAD elements per cycle: the real one through
-        # its masked wide port (ldw_*, one lane per bank), a test double through ld_count/ld_wide
-        from deepfpga.rtl.accel.datapath import Datapath
-
-        masked = isinstance(dp, Datapath)   # stand-ins share the signature, not the wide port
-        lanes = len(dp.ldw_mask) if masked else getattr(dp, "ld_lanes", 1)
+        # LOAD elements reach the Datapath through its masked wide port (ldw_*): up to
+        # len(ldw_mask) consecutive entries per cycle (one lane per bank of the real Datapath)
+        lanes = len(dp.ldw_mask)
         dec, calc, save = Decoder(cfg), CalcIssue(), SaveEngine(cfg)
         load = LoadEngine(cfg, lanes)
         run_start = Signal()
@@ -202,21 +200,12 @@ class Accelerator(wiring.Component):
         ]
 
         # --- Datapath ----------------------------------------------------------------------
-        if masked and lanes > 1:
-            m.d.comb += [
-                dp.ldw_valid.eq(load.ld_valid), load.ld_ready.eq(dp.ldw_ready),
-                dp.ldw_buf.eq(load.ld_buf), dp.ldw_addr.eq(load.ld_addr),
-                dp.ldw_mask.eq((Const(1, lanes + 1) << load.ld_count) - 1),
-                dp.ldw_data.eq(Cat(*(load.ld_wide[j] for j in range(lanes)))),
-            ]
-        else:
-            m.d.comb += [
-                dp.ld_valid.eq(load.ld_valid), load.ld_ready.eq(dp.ld_ready),
-                dp.ld_buf.eq(load.ld_buf), dp.ld_addr.eq(load.ld_addr),
-                dp.ld_data.eq(load.ld_data),
-                *([dp.ld_count.eq(load.ld_count), dp.ld_wide.eq(load.ld_wide)]
-                  if lanes > 1 else []),
-            ]
+        m.d.comb += [
+            dp.ldw_valid.eq(load.ld_valid), load.ld_ready.eq(dp.ldw_ready),
+            dp.ldw_buf.eq(load.ld_buf), dp.ldw_addr.eq(load.ld_addr),
+            dp.ldw_mask.eq((Const(1, lanes + 1) << load.ld_count) - 1),
+            dp.ldw_data.eq(Cat(*(load.ld_wide[j] for j in range(lanes)))),
+        ]
         m.d.comb += [
             dp.sv_req_valid.eq(save.sv_req_valid), save.sv_req_ready.eq(dp.sv_req_ready),
             dp.sv_req_addr.eq(save.sv_req_addr),
