@@ -15,20 +15,34 @@ accesses), so every program is race-free and token-balanced by construction.
 The program comes with a manifest in which each group is a stage whose output tensor is its
 DDR area: `sim.functional.simulate_program` snapshots it at the group's end and the RTL driver
 (`rtl.accel.driver.RtlRunner`) at the group's last SAVE, so the two are compared group by group.
+`RandomProgram.compiled()` gives program, image and manifest as the `Compiled` the driver runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from deepfpga.compiler.alloc import Region
+from deepfpga.compiler.artifact import (
+    AccelStep,
+    Compiled,
+    ConfigRef,
+    Manifest,
+    Partition,
+    ProgramStats,
+    StageEntry,
+    StageFormats,
+    TensorEntry,
+)
 from deepfpga.compiler.builder import Builder
 from deepfpga.compiler.layout import align
+from deepfpga.compiler.tiling import Tiling
 from deepfpga.hw import arch
 from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.hw.isa import Buffer, CalcKind, Instruction, Program, encode_program
+from deepfpga.hw.isa import Buffer, CalcKind, Instruction, Program, encode_program, program_stats
+from deepfpga.quant.fixedpoint import FixedFormat
 from deepfpga.rtl.accel.finalize import pool_width
 from deepfpga.rtl.accel.lanes import staging_depth
 
@@ -52,11 +66,17 @@ class RandomProgram:
     cfg: AcceleratorConfig
     instructions: tuple[Instruction, ...]
     ddr_image: bytes
-    manifest: dict[str, Any]
+    manifest: Manifest
     groups: tuple[Group, ...]
 
+    def program(self) -> Program:
+        return Program(self.cfg.hash(), self.instructions)
+
     def program_bytes(self) -> bytes:
-        return encode_program(Program(self.cfg.hash(), self.instructions))
+        return encode_program(self.program())
+
+    def compiled(self) -> Compiled:
+        return Compiled(self.cfg, self.program(), self.ddr_image, self.manifest)
 
     def random_input(self, rng: np.random.Generator, batch: int = 1) -> np.ndarray:
         d = self.cfg.data_bits
@@ -392,25 +412,42 @@ def random_program(cfg: AcceleratorConfig, groups: list[tuple[str, int, bool]]
 
 
 def _manifest(cfg: AcceleratorConfig, gen: _Gen, groups: list[Group],
-              segments: list[tuple[int, int, list[str]]]) -> dict[str, Any]:
-    db = cfg.data_bytes
-    tensors: dict[str, Any] = {"input": {"on_ddr": True, "start": gen.a0,
-                                         "shape": [INPUT_ELEMENTS]}}
-    layers = []
+              segments: list[tuple[int, int, list[str]]]) -> Manifest:
+    """Each group a stage at its own schedule position whose output tensor is its DDR area.
+    Placeholders where the simulator and the driver read nothing: the stages' input ("input"
+    — a group reads constants and any earlier area), readers, computation shapes, weight
+    formats, tiling, costs."""
+    fmt = FixedFormat(cfg.data_bits, 0)
+    db, n = cfg.data_bytes, len(groups)
+    regions = (Region("const", "weights", 0, gen.a0, 0, n - 1, False),
+               Region("arena", "fmap", gen.a0, gen.a1 - gen.a0, 0, n - 1, True))
+
+    def tensor(name: str, start: int, size: int, producer: int) -> TensorEntry:
+        return TensorEntry(name, (size,), fmt, True, "arena", start, producer, (),
+                           producer == n - 1)
+
+    tensors = {"input": tensor("input", gen.a0, INPUT_ELEMENTS, -1)}
+    stages = []
     for k, g in enumerate(groups):
-        tensors[g.name] = {"on_ddr": True, "start": g.area[0],
-                           "shape": [(g.area[1] - g.area[0]) // db]}
-        layers.append({"name": g.name, "index": k, "position": 0, "output": g.name,
-                       "instructions": [g.first, g.stop]})
-    return {
-        "config": {"hash": cfg.hash().hex()}, "ddr_size": gen.a1,
-        "arena": [gen.a0, gen.a1],
-        "regions": [{"start": 0, "size": gen.a0, "live": [0, 0], "writable": False},
-                    {"start": gen.a0, "size": gen.a1 - gen.a0, "live": [0, 0],
-                     "writable": True}],
-        "input": {"shape": [INPUT_ELEMENTS], "format": {"bw": cfg.data_bits}},
-        "tensors": tensors, "layers": layers,
-        "schedule": [{"kind": "accel", "segment": j, "instructions": [a, b], "stages": names}
-                     for j, (a, b, names) in enumerate(segments)],
-        "outputs": [{"name": "y", "tensor": groups[-1].name}],
-    }
+        size = (g.area[1] - g.area[0]) // db
+        tensors[g.name] = tensor(g.name, g.area[0], size, k)
+        stages.append(StageEntry(
+            k, g.name, "fc" if g.kind == "fc" else "conv", (g.name,), "input", g.name,
+            (INPUT_ELEMENTS,), (size,), (1, 1), (3, 3), 1, (0, 0), False, False, False,
+            StageFormats(fmt, fmt, None, fmt), 0, 0, 0, Tiling(1, 1, 1, 1, "spatial"),
+            (g.first, g.stop), 0.0, {}, k))
+    ins = gen.bld.instructions()
+    stats = program_stats(ins)
+    return Manifest(
+        model="random-program", weights="random",
+        config=ConfigRef(cfg.name, cfg.device, cfg.hash().hex()),
+        element_bytes={"data": cfg.data_bytes, "weight": cfg.weight_bytes,
+                       "bias": cfg.bias_bytes},
+        ddr_size=gen.a1, arena=(gen.a0, gen.a1), regions=regions, tensors=tensors,
+        alias={"y": groups[-1].name}, input="input", outputs=(("y", groups[-1].name),),
+        layers=tuple(stages),
+        schedule=tuple(AccelStep(j, (a, b), tuple(names))
+                       for j, (a, b, names) in enumerate(segments)),
+        partition=Partition(tuple(g.name for g in groups), (), ()),
+        program=ProgramStats(len(ins), gen.bld.nops, stats["LOAD"], stats["CALC"],
+                             stats["SAVE"], stats["END"]))

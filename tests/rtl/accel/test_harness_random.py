@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.rtl.accel.random_programs import RandomProgram, random_program
 
+from deepfpga.compiler.artifact import Compiled
 from deepfpga.hw.config import AcceleratorConfig, load_config
-from deepfpga.hw.isa import Calc, End, Load, Program, Save, encode_program
+from deepfpga.hw.isa import Calc, End, Load, Program, Save
 from deepfpga.rtl.accel.spec import ErrorCode
 from deepfpga.sim.functional import SimulationError, simulate_program
 
@@ -44,11 +45,10 @@ SETTINGS = dict(deadline=None, derandomize=True, database=None,
 EXAMPLES = 100
 
 
-def _run(accel_build, cfg: AcceleratorConfig, prog: RandomProgram, program: bytes,
-         x: np.ndarray):
+def _run(accel_build, compiled: Compiled, x: np.ndarray):
     from deepfpga.rtl.accel.driver import RtlRunner
 
-    with RtlRunner(program, prog.ddr_image, prog.manifest, cfg, accel_build(cfg)) as r:
+    with RtlRunner(compiled, accel_build(compiled.config)) as r:
         return r.run(x)
 
 
@@ -57,7 +57,7 @@ def check_program(accel_build, cfg: AcceleratorConfig, groups: list[tuple[str, i
     prog = random_program(cfg, groups)
     x = prog.random_input(np.random.default_rng(groups[0][1]))
     want = simulate_program(prog.program_bytes(), prog.ddr_image, prog.manifest, cfg, x)
-    res = _run(accel_build, cfg, prog, prog.program_bytes(), x)
+    res = _run(accel_build, prog.compiled(), x)
     assert res.ok, f"{res.error_message}\n{prog.listing(prog.groups[-1])}"
     for g in prog.groups:                   # program order: the first bad group is named
         got, ref = res.layers[g.name][0], want.layers[g.name][0]
@@ -72,14 +72,14 @@ def check_program(accel_build, cfg: AcceleratorConfig, groups: list[tuple[str, i
     keep = np.ones(len(ddr), dtype=bool)
     for g in prog.groups:
         keep[g.area[0]:g.area[1]] = False
-    inp = prog.manifest["tensors"]["input"]
-    keep[inp["start"]:inp["start"] + inp["shape"][0] * cfg.data_bytes] = False
+    inp = prog.manifest.tensors[prog.manifest.input]
+    keep[inp.address:inp.address + inp.shape[0] * cfg.data_bytes] = False
     image = np.frombuffer(prog.ddr_image, dtype=np.uint8)
     assert np.array_equal(ddr[keep], image[keep]), "the RTL wrote DDR outside every SAVE"
     n = len(prog.instructions)
-    accel = prog.manifest["schedule"]
     assert [(s.first, s.end, s.error) for s in res.segments] == \
-        [(a["instructions"][0], a["instructions"][1] - 1, ErrorCode.NONE) for a in accel]
+        [(a.instructions[0], a.instructions[1] - 1, ErrorCode.NONE)
+         for a in prog.manifest.segments]
     assert sum(s.sat_count for s in res.segments) == int(res.trace["sat"].sum()) \
         == sum(want.saturations.values())
     body = np.array([not isinstance(i, End) for i in prog.instructions])
@@ -88,7 +88,7 @@ def check_program(accel_build, cfg: AcceleratorConfig, groups: list[tuple[str, i
     return n
 
 
-def _mutate(prog: RandomProgram, seed: int) -> tuple[bytes, int, ErrorCode]:
+def _mutate(prog: RandomProgram, seed: int) -> tuple[Program, int, ErrorCode]:
     """One LOAD, CALC or SAVE made to reach past its buffer, or the first LOAD made to wait
     for a token no CALC gave yet; the rest unchanged."""
     cfg = prog.cfg
@@ -98,7 +98,7 @@ def _mutate(prog: RandomProgram, seed: int) -> tuple[bytes, int, ErrorCode]:
         k = next(k for k, i in enumerate(ins) if isinstance(i, Load))
         assert not ins[k].pop_next
         ins[k] = dataclasses.replace(ins[k], pop_next=1)
-        return encode_program(Program(cfg.hash(), tuple(ins))), k, ErrorCode.TOKEN_UNDERFLOW
+        return Program(cfg.hash(), tuple(ins)), k, ErrorCode.TOKEN_UNDERFLOW
     cands = [k for k, i in enumerate(ins) if isinstance(i, Load | Save)
              or (isinstance(i, Calc) and i.to and i.ti)]
     k = int(rng.choice(cands))
@@ -122,7 +122,7 @@ def _mutate(prog: RandomProgram, seed: int) -> tuple[bytes, int, ErrorCode]:
         n = i.to * i.out_rows * i.out_cols
         ins[k] = dataclasses.replace(i, ob_addr=past(cfg.output_buffer_entries, n))
         code = ErrorCode.CALC_RANGE
-    return encode_program(Program(cfg.hash(), tuple(ins))), k, code
+    return Program(cfg.hash(), tuple(ins)), k, code
 
 
 def check_error(accel_build, cfg: AcceleratorConfig, groups: list[tuple[str, int, bool]],
@@ -133,7 +133,7 @@ def check_error(accel_build, cfg: AcceleratorConfig, groups: list[tuple[str, int
     with pytest.raises(SimulationError) as e:
         simulate_program(program, prog.ddr_image, prog.manifest, cfg, x)
     assert e.value.index == k
-    res = _run(accel_build, cfg, prog, program, x)
+    res = _run(accel_build, dataclasses.replace(prog.compiled(), program=program), x)
     assert not res.ok
     assert (res.error, res.error_index) == (code, k), res.error_message
 
