@@ -10,6 +10,7 @@ import pytest
 from deepfpga.errors import InputError
 from deepfpga.hw.config import PRESETS, AcceleratorConfig, load_config
 from deepfpga.hw.devices import DEVICES, get_device
+from deepfpga.hw.engines import bank_count, grid_channels
 from deepfpga.hw.resources import (
     check_fits,
     dsps_per_multiplier,
@@ -49,9 +50,6 @@ def test_zc706_paper_values() -> None:
 
 
 def test_estimate_counts_what_the_rtl_builds() -> None:
-    from deepfpga.rtl.accel.buffers import bank_count
-    from deepfpga.rtl.accel.lanes import grid_channels
-
     for preset in ("zedboard", "zc706", "tiny"):
         cfg = load_config(preset)
         est = estimate(cfg)

@@ -28,6 +28,14 @@ from dataclasses import dataclass
 from deepfpga.errors import InputError
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.devices import Device, get_device
+from deepfpga.hw.engines import (
+    bank_count,
+    grid_channels,
+    operand_bits,
+    pool_width,
+    staging_depth,
+    sum_bits,
+)
 
 # Fractions of the device a buildable design may use, leaving room for the shell (the PS-PL
 # interconnect, DMA of a board design, debug): issue 13.
@@ -39,18 +47,17 @@ _LABELS = {"dsps": "DSP", "bram36": "BRAM36-equivalent", "luts": "LUT", "ffs": "
 # synthesis of the designs in benchmarks/synth_results.json (docs/rtl.md, "Resource model");
 # UltraScale+ takes the 7-series costs (LUT6 as well; not synthesized).
 _LUT_COSTS = {
-    # fitted: fixed, rotation_bits, bank_bits; by construction: a k-deep cascade's read mux is
-    # (k − 1)/3 LUT6 per bit, a fabric lane bit one LUT
-    "7series": {"fixed": 7787.0, "rotation_bits": 0.6725, "bank_bits": 0.4561,
-                "cascade_bits": 1 / 3, "lane_lut_bits": 1.0},
-    # ECP5 (LUT4 + 2 per CCU2C): only `tiny` was synthesized, which fits the fixed part; the
-    # per-unit costs are the 7-series ones (unverified on ECP5 for larger designs)
-    "ecp5": {"fixed": 12735.0, "rotation_bits": 0.6725, "bank_bits": 0.4561,
-             "cascade_bits": 1 / 3, "lane_lut_bits": 1.0},
+    # fitted: all but cascade_bits (a k-deep column's read mux: (k − 1)/3 LUT6 per bit)
+    "7series": {"fixed": 7841.0, "rotation_bits": 0.756, "bank_bits": 0.7283,
+                "cascade_bits": 1 / 3, "lane_lut_bits": 0.3961},
+    # ECP5 (LUT4 + 2 per CCU2C): only `tiny` is fitted, for the fixed part; the per-unit costs
+    # are the 7-series ones (`small8` on ECP5 checks them: within 5 %)
+    "ecp5": {"fixed": 12789.0, "rotation_bits": 0.756, "bank_bits": 0.7283,
+             "cascade_bits": 1 / 3, "lane_lut_bits": 0.3961},
 }
 _FF_COSTS = {
-    "7series": {"fixed": 6527.0, "bank_bits": 0.5437, "lane_ff_bits": 1.0},
-    "ecp5": {"fixed": 7197.0, "bank_bits": 0.5437, "lane_ff_bits": 1.0},
+    "7series": {"fixed": 6473.0, "bank_bits": 1.0314, "lane_ff_bits": 0.7301},
+    "ecp5": {"fixed": 7133.0, "bank_bits": 1.0314, "lane_ff_bits": 0.7301},
 }
 # The DSP's accumulator (P register) width: a grid lane's exact sum up to it stays in the DSP.
 # ECP5: Yosys uses MULT18X18D alone (no ALU54B), so every sum is fabric.
@@ -166,19 +173,8 @@ def dsps_per_multiplier(a_bits: int, b_bits: int, dev: Device) -> int:
     return math.ceil(hi / (dev.dsp_a_bits - 1)) * math.ceil(lo / (dev.dsp_b_bits - 1))
 
 
-def _rtl_rules():
-    """The accelerator RTL's structural rules (moving to deepfpga.hw.arch; imported late so
-    that loading a config does not import Amaranth before it needs to)."""
-    from deepfpga.rtl.accel.buffers import bank_count, operand_bits
-    from deepfpga.rtl.accel.finalize import pool_width
-    from deepfpga.rtl.accel.lanes import grid_channels, staging_depth, sum_bits
-
-    return bank_count, operand_bits, grid_channels, staging_depth, sum_bits, pool_width
-
-
 def grid_multipliers(cfg: AcceleratorConfig) -> int:
     """Products of the CALC grid per cycle: grid_channels × B pixel lanes."""
-    bank_count, _, grid_channels, _, _, _ = _rtl_rules()
     return grid_channels(cfg) * bank_count(cfg)
 
 
@@ -259,7 +255,6 @@ def _memory(name: str, nbytes: int, banks: int, depth: int, width: int,
 
 def memories(cfg: AcceleratorConfig, dev: Device) -> tuple[BufferEstimate, ...]:
     """The Datapath's memories (rtl/accel/buffers.py, lanes.py) as Yosys maps them."""
-    bank_count, operand_bits, grid_channels, staging_depth, _, pool_width = _rtl_rules()
     b, ob = bank_count(cfg), operand_bits(cfg)
 
     def rows(entries: int) -> int:
@@ -284,18 +279,17 @@ def memories(cfg: AcceleratorConfig, dev: Device) -> tuple[BufferEstimate, ...]:
 
 def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     """What the LUT and FF counts scale with (their costs per family are fitted, `_LUT_COSTS`,
-    `_FF_COSTS`, except where a bit is one LUT or one FF by construction):
+    `_FF_COSTS`):
     fixed — the controller, DMA engines, AXI, the CALC sequencing and finalize (1 each);
     rotation_bits — B² × the bits of the banked memories' wide ports (each lane of a wide read
     or write chooses among B banks: INPUT, WEIGHT, BIAS, OUTPUT ×2 reads, the same four writes);
     bank_bits — B × those bits (per-lane registers and selection of the wide ports, the
     one-accumulator loop's products and sums);
     cascade_bits — the block-RAM read multiplexers of memories stacked in depth;
-    lane_lut_bits, lane_ff_bits — per grid lane: the old accumulator (acc_bits FFs) and the
-    first-term select in front of the adder (one LUT per sum bit); the product and the exact
-    sum sit in the DSP (MREG, post-adder and PREG) when the sum fits its accumulator (48 bits on
-    a DSP48E1), else the adder (a LUT per bit) and both registers are fabric too."""
-    bank_count, operand_bits, grid_channels, _, sum_bits, _ = _rtl_rules()
+    lane_lut_bits, lane_ff_bits — per grid lane: the old accumulator (acc_bits register bits)
+    and the first-term select in front of the adder (sum bits); the product and the exact sum
+    sit in the DSP (MREG, post-adder and PREG) when the sum fits its accumulator (48 bits on a
+    DSP48E1), else the adder (sum bits more) and both registers are fabric too."""
     b, ob, n, sb = bank_count(cfg), operand_bits(cfg), grid_channels(cfg), sum_bits(cfg)
     ew = max(cfg.data_bits, cfg.weight_bits, cfg.bias_bits)
     port_bits = (2 * ob + cfg.bias_bits + cfg.acc_bits + cfg.data_bits      # reads
@@ -313,7 +307,6 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
 
 def estimate(cfg: AcceleratorConfig) -> ResourceEstimate:
     dev = get_device(cfg.device)
-    bank_count, operand_bits, grid_channels, _, _, _ = _rtl_rules()
     b, ob, n = bank_count(cfg), operand_bits(cfg), grid_channels(cfg)
     notes: list[str] = []
 

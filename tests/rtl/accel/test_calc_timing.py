@@ -7,8 +7,8 @@ import pytest
 
 from deepfpga.compiler.isa import Calc
 from deepfpga.hw.config import load_config
+from deepfpga.hw.engines import staging_depth
 from deepfpga.rtl.accel import calc_check as cc
-from deepfpga.rtl.accel.lanes import staging_depth
 from deepfpga.rtl.accel.timing import calc_cycles
 
 

@@ -23,11 +23,6 @@ def element_bits(cfg: AcceleratorConfig) -> int:
     return max(cfg.data_bits, cfg.weight_bits, cfg.bias_bits)
 
 
-def operand_bits(cfg: AcceleratorConfig) -> int:
-    """Entry width of INPUT and WEIGHT."""
-    return max(cfg.data_bits, cfg.weight_bits)
-
-
 @dataclass(frozen=True)
 class BufferGeometry:
     """Entries of each buffer and the address widths the CALC engine uses."""
@@ -46,14 +41,6 @@ class BufferGeometry:
 
     def addr_bits(self, entries: int) -> int:
         return bits_for(max(1, entries - 1))
-
-
-def bank_count(cfg: AcceleratorConfig) -> int:
-    """B: banks of INPUT, WEIGHT and OUTPUT — the values one CALC read or write moves: the
-    largest power of two ≤ convolvers_per_pe / 2. (A trade-off measured on fmnist-vgg and
-    fmnist-alex on `zedboard`: B = 8 against 16 costs 13 % more CALC cycles on fmnist-vgg, saves
-    18 % on fmnist-alex's narrow maps, and simulates 1.5× faster under Verilator.)"""
-    return 1 << (max(1, cfg.convolvers_per_pe // 2).bit_length() - 1)
 
 
 class BankedMemory:

@@ -17,23 +17,7 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed, unsigne
 from amaranth.lib.memory import Memory
 
 from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.rtl.accel.buffers import BufferGeometry, bank_count, operand_bits
-
-
-def sum_bits(cfg: AcceleratorConfig) -> int:
-    """Width at which an accumulator's sum is exact: |old| < 2^(acc_bits−1) plus at most
-    9·4095 < 2^15.2 products of magnitude ≤ 2^(2·ob−2) stays below 2^max(acc_bits−1, 2·ob+14)+1,
-    so overflow past acc_bits is always seen, never wrapped."""
-    return max(cfg.acc_bits + 1, 2 * operand_bits(cfg) + 16)
-
-
-def grid_channels(cfg: AcceleratorConfig) -> int:
-    """Output channels of the grid: the PEs' lanes (num_pe · convolvers_per_pe) over B."""
-    return max(1, cfg.num_pe * cfg.convolvers_per_pe // bank_count(cfg))
-
-
-def staging_depth(cfg: AcceleratorConfig) -> int:
-    return max(9, BufferGeometry.of(cfg).weight_entries // grid_channels(cfg))
+from deepfpga.hw.engines import bank_count, grid_channels, operand_bits, staging_depth, sum_bits
 
 
 @dataclass(frozen=True)

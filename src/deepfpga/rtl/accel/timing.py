@@ -25,8 +25,7 @@ def block_width(banks: int, stride: int) -> int:
 def calc_cycles(cfg: AcceleratorConfig, ins: Calc, error: int = 0) -> int:
     """Cycles of `ins` from the cycle after calc_valid was accepted to calc_done (inclusive).
     `error`: the ErrorCode the CALC ends with (a refused CALC stops after its checks)."""
-    from deepfpga.rtl.accel.buffers import bank_count
-    from deepfpga.rtl.accel.lanes import grid_channels, staging_depth
+    from deepfpga.hw.engines import bank_count, grid_channels, staging_depth
 
     if ins.to == 0 or ins.ti == 0:
         return 2
