@@ -10,16 +10,24 @@ import pytest
 from deepfpga.errors import InputError
 from deepfpga.hw.config import PRESETS, AcceleratorConfig, load_config
 from deepfpga.hw.devices import DEVICES, get_device
-from deepfpga.hw.resources import check_fits, dsps_per_multiplier, estimate, ram_blocks
+from deepfpga.hw.engines import bank_count, grid_channels
+from deepfpga.hw.resources import (
+    check_fits,
+    dsps_per_multiplier,
+    estimate,
+    lutram_luts,
+    memory_bram36,
+    not_buildable_reason,
+    ram_blocks,
+)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_presets_load_and_fit(preset: str) -> None:
     cfg = load_config(preset)
     est = estimate(cfg)
-    dev = get_device(cfg.device)
-    assert est.dsps <= dev.dsps and est.bram36 <= dev.bram36_equivalent
-    assert est.luts <= dev.luts and est.ffs <= dev.ffs
+    if not_buildable_reason(cfg) is None:       # zc706-paper is a reference, not a design
+        assert est.buildable, [line.to_dict() for line in est.fit_report()]
     # every AcceleratorConfig key is written out in the preset file (no silent defaults)
     text = resources.files("deepfpga.hw.presets").joinpath(f"{preset}.toml").read_text()
     assert set(tomllib.loads(text)) == set(cfg.to_dict())
@@ -29,17 +37,29 @@ def test_zc706_paper_values() -> None:
     cfg = load_config("zc706-paper")
     assert (cfg.device, cfg.clock_mhz, cfg.data_bits, cfg.weight_bits) == ("XC7Z045", 150.0, 16, 16)
     assert (cfg.num_pe, cfg.convolvers_per_pe, cfg.ddr_bandwidth_gbps) == (2, 64, 4.2)
-    est = estimate(cfg)
-    # 1152 multipliers at 16 bits: all 900 DSPs used, the rest built from LUTs
-    assert est.multipliers == 1152 and est.dsps == 900 and est.fabric_multipliers == 252
     assert {"paper", "secondary", "assumed"} <= set(cfg.notes)
-
-
-def test_zedboard_uses_int8_packing() -> None:
-    cfg = load_config("zedboard")
+    # not buildable: the paper's 1152 multipliers exceed the 900 DSP48E1, and what the RTL would
+    # build from these keys needs more block RAM than the device has
+    assert cfg.multipliers == 1152 > get_device("XC7Z045").dsps
     est = estimate(cfg)
-    assert est.dsps == cfg.multipliers // 2 <= 220
-    assert est.bram36 <= 140
+    assert est.bram36 > get_device("XC7Z045").bram36_equivalent and not est.buildable
+    assert not_buildable_reason(cfg) is not None
+    check_fits(cfg)                                  # a reference: not refused
+    with pytest.raises(InputError, match="does not fit device XC7Z045: BRAM36"):
+        check_fits(cfg.replace(notes={}))
+
+
+def test_estimate_counts_what_the_rtl_builds() -> None:
+    for preset in ("zedboard", "zc706", "tiny"):
+        cfg = load_config(preset)
+        est = estimate(cfg)
+        b = bank_count(cfg)
+        # the grid (channels × B lanes) and the one-accumulator loop's B lanes, not 9 per convolver
+        assert est.multipliers == grid_channels(cfg) * b + b
+        assert est.dsps == est.multipliers + (9 if cfg.device == "LFE5U-85F" else 8)
+        names = [m.name for m in est.buffers]
+        assert names == ["input", "weight", "bias", "output", "staging", "pool row"]
+        assert est.bram36 == sum(m.bram36 for m in est.buffers)
 
 
 def test_device_table() -> None:
@@ -65,8 +85,16 @@ def test_ram_blocks_port_and_depth() -> None:
     dev = get_device("XC7Z045")
     assert ram_blocks(4096, 64, dev) == 1               # 512 × 64: one block
     assert ram_blocks(4096, 128, dev) == 2              # width-bound
-    assert ram_blocks(65536, 8, dev) == 16              # depth-bound: 32 Kbit each
+    assert ram_blocks(65536, 8, dev) == 16              # depth-bound: 4K × 9 each
     assert ram_blocks(100, 8, dev) == 1
+    # parity bits are data bits to Yosys: 2K × 18 holds a 16-bit bank of 2048 in one block
+    assert memory_bram36(2048, (16,), dev) == 1.0
+    assert memory_bram36(1024, (16,), dev) == 0.5      # a RAMB18
+    # a second read port is a second copy, of only the bits it reads
+    assert memory_bram36(4096, (32, 8), dev) == 4 + 1
+    ecp5 = get_device("LFE5U-85F")
+    assert memory_bram36(4096, (16,), ecp5) == 2.0      # 4 DP16KD of 1K × 18
+    assert lutram_luts(128, 16, get_device("XC7Z020")) == 48     # 2 × 6 RAM64M
 
 
 def test_check_fits_refuses_with_margin() -> None:
@@ -75,8 +103,8 @@ def test_check_fits_refuses_with_margin() -> None:
     with pytest.raises(InputError, match=r"does not fit device XC7Z020: BRAM36-equivalent"
                                          r" [\d,]+ > 140 by [\d,]+"):
         check_fits(big)
-    many = cfg.replace(convolvers_per_pe=400)
-    with pytest.raises(InputError, match="LUT"):
+    many = cfg.replace(convolvers_per_pe=400)       # 768 grid products, 128 banks
+    with pytest.raises(InputError, match=r"DSP [\d,]+ > 220 .*; LUT [\d,]+ > 53,200"):
         check_fits(many)
     with pytest.raises(InputError, match="unknown device"):
         check_fits(cfg.replace(device="nope"))

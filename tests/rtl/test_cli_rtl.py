@@ -32,3 +32,12 @@ def test_rtl_bad_input_exits_2(tmp_path, capsys):
     assert "convolvers" in err and "Traceback" not in err
     assert main(["rtl", "pe", "--target", "no-such-preset", "-o", str(tmp_path)]) == 2
     assert "no-such-preset" in capsys.readouterr().err
+
+
+def test_rtl_synth_pe_flags_need_top_pe(capsys):
+    # the whole accelerator is the default top; the PE flags apply to --top pe only
+    assert main(["rtl", "synth", "--target", "tiny", "--convolvers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--convolvers applies to --top pe only" in err and "Traceback" not in err
+    assert main(["rtl", "synth", "--top", "pe", "--timeout", "-1"]) == 2
+    assert "--timeout" in capsys.readouterr().err

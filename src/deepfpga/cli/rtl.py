@@ -1,5 +1,6 @@
-"""`deepfpga rtl`: the PE's Verilog or its synthesis (resources / Fmax); the whole
-accelerator's Verilog + Verilator model (`build`) and a compiled program on it (`run`)."""
+"""`deepfpga rtl`: the PE's Verilog; synthesis of the whole accelerator (default) or of the PE
+(resources, Fmax on ECP5, and whether it fits the device); the whole accelerator's Verilog +
+Verilator model (`build`) and a compiled program on it (`run`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from deepfpga.errors import InputError
 def _add_pe_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("PE parameters (a target, optionally overridden by the flags)")
     g.add_argument("--target", metavar="PRESET_OR_TOML",
-                   help="accelerator config: preset (zc706-paper, zedboard, tiny) or TOML file;"
-                   " default tiny")
+                   help="accelerator config: preset (zc706-paper, zc706, zedboard, tiny) or"
+                   " TOML file; default tiny")
     g.add_argument("--convolvers", type=int,
                    help="3×3 convolvers in the PE (default: the target's)")
     g.add_argument("--bits", type=int, help="data width in bits (default: the target's)")
@@ -57,13 +58,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     pe.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     add_json_flag(pe)
 
-    sy = rsub.add_parser("synth", help="synthesize the PE with Yosys (ECP5: also nextpnr Fmax)")
+    sy = rsub.add_parser("synth", help="synthesize the whole accelerator (or --top pe) with Yosys"
+                         " (ECP5: also nextpnr Fmax) and judge whether it fits the device")
     _add_pe_args(sy)
     from deepfpga.hw.devices import device_names
 
-    sy.add_argument("--device", required=True, choices=device_names(),
-                    help="a device of deepfpga.hw.devices: Xilinx parts synth_xilinx;"
-                         " ECP5 (ecp5-85f) synth_ecp5 + nextpnr")
+    sy.add_argument("--top", choices=("accel", "pe"), default="accel",
+                    help="accel: the whole accelerator deepfpga_accel (default); pe: one PE"
+                         " (the PE flags above apply only to it)")
+    sy.add_argument("--device", choices=device_names(),
+                    help="a device of deepfpga.hw.devices (default: the target's): Xilinx parts"
+                         " synth_xilinx; ECP5 (ecp5-85f) synth_ecp5 + nextpnr")
     sy.add_argument("--workdir", metavar="DIR",
                     help="keep Verilog, logs and netlists here (default: a temporary directory)")
     sy.add_argument("--timeout", type=float, default=None, metavar="S",
@@ -74,8 +79,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     bd = rsub.add_parser("build", help="the accelerator's Verilog and its Verilator model")
     bd.add_argument("--target", required=True, metavar="PRESET_OR_TOML",
-                    help="accelerator config: preset (zc706-paper, zedboard, tiny) or TOML file;"
-                   " default tiny")
+                    help="accelerator config: preset (zc706-paper, zc706, zedboard, tiny) or"
+                   " TOML file; default tiny")
     bd.add_argument("-o", "--output", metavar="DIR",
                     help="also write the Verilog and a copy of the model library here")
     add_json_flag(bd)
@@ -115,33 +120,55 @@ def _run_pe(args: argparse.Namespace) -> int:
     return 0
 
 
+_PE_FLAGS = ("convolvers", "bits", "weight_bits", "bias_bits", "acc_bits", "max_row_width",
+             "max_pad")
+
+
 def _run_synth(args: argparse.Namespace) -> int:
     from deepfpga.fileio import check_output
-    from deepfpga.rtl.synth import synthesize
+    from deepfpga.hw.resources import fit_report
 
     if args.workdir is not None:
         check_output(args.workdir, "--workdir", directory=True)
     if args.timeout is not None and not 0 < args.timeout < float("inf"):
         raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")
-    params = params_from_args(args)
+    given = [f for f in _PE_FLAGS if getattr(args, f) is not None]
+    if args.top == "accel" and given:
+        raise InputError(f"--{given[0].replace('_', '-')} applies to --top pe only (the"
+                         " accelerator is the target's; edit the TOML to change it)")
+    from deepfpga.hw.config import load_config
+    from deepfpga.hw.devices import get_device
+
+    cfg = load_config(args.target or "tiny")
+    dev = get_device(args.device or cfg.device)
+    what = (f"accelerator {cfg.name}" if args.top == "accel"
+            else params_from_args(args).tag())
     if not args.json:
-        print(f"synthesizing {params.tag()} for {args.device} ...", file=sys.stderr)
+        print(f"synthesizing {what} for {dev.name} ...", file=sys.stderr)
     try:
-        r = synthesize(params, args.device, workdir=args.workdir, pnr=not args.no_pnr,
-                       timeout_s=args.timeout, seed=args.seed)
+        if args.top == "accel":
+            from deepfpga.rtl.synth import synthesize_accel
+
+            r = synthesize_accel(cfg, dev.name, workdir=args.workdir, pnr=not args.no_pnr,
+                                 timeout_s=args.timeout, seed=args.seed)
+        else:
+            from deepfpga.rtl.synth import synthesize
+
+            r = synthesize(params_from_args(args), dev.name, workdir=args.workdir,
+                           pnr=not args.no_pnr, timeout_s=args.timeout, seed=args.seed)
     except RuntimeError as e:             # a tool failed or timed out: not bad input
         print(f"deepfpga rtl synth: error: {e}", file=sys.stderr)
         return 1
+    report = fit_report(r.used(), dev)
+    fits = all(line.fits for line in report)
     if args.json:
-        print_json(r.to_dict())
+        print_json({**r.to_dict(), "fit": [line.to_dict() for line in report], "fits": fits})
         return 0
-    from deepfpga.hw.devices import get_device
-
-    dev = get_device(r.device)
     dsp = dev.dsp_cell
     bram = f"{dev.bram18_cell} / {dev.bram36_cell}" if dev.bram36_cell else dev.bram18_cell
+    mult = ("multipliers (CALC grid)" if r.top == "accel" else "multipliers (9 per convolver)")
     rows: list[list[Any]] = [
-        ["multipliers (9 per convolver)", r.multipliers],
+        [mult, r.multipliers],
         [dsp, r.dsps],
         ["LUT (logic)", r.luts],
         ["LUT as memory", r.lutram_luts],
@@ -152,7 +179,11 @@ def _run_synth(args: argparse.Namespace) -> int:
         ["synthesis time (s)", r.synth_seconds],
         ["place & route time (s)", r.pnr_seconds],
     ]
-    print(table([f"{params.tag()} on {r.device}", "value"], rows))
+    print(table([f"{r.design} on {dev.name}", "value"], rows))
+    print(table(["resource", "used", "device", "used %", "limit %", "fits"],
+                [[x.resource, x.used, x.available, 100 * x.fraction, 100 * x.limit,
+                  "yes" if x.fits else "NO"] for x in report], digits=1))
+    print(f"{'fits' if fits else 'does NOT fit'} {dev.name} (limits leave room for the shell)")
     print(f"logs: {r.log_dir}")
     return 0
 

@@ -17,7 +17,7 @@ from deepfpga.hw.resources import check_fits
 
 __all__ = ["PRESETS", "AcceleratorConfig", "config_from_dict", "load_config"]
 
-PRESETS = ("zc706-paper", "zedboard", "tiny")
+PRESETS = ("zc706-paper", "zc706", "zedboard", "tiny")
 
 
 def config_from_dict(d: dict[str, Any], source: str) -> AcceleratorConfig:

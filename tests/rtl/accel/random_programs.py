@@ -41,10 +41,9 @@ from deepfpga.compiler.layout import align
 from deepfpga.compiler.tiling import Tiling
 from deepfpga.hw import arch
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.engines import pool_width, staging_depth
 from deepfpga.hw.isa import Buffer, CalcKind, Instruction, Program, encode_program, program_stats
 from deepfpga.quant.fixedpoint import FixedFormat
-from deepfpga.rtl.accel.finalize import pool_width
-from deepfpga.rtl.accel.lanes import staging_depth
 
 CONST_BYTES = 24 << 10          # random constants (weights, biases, anything a LOAD reads)
 INPUT_ELEMENTS = 768            # the host-written input tensor, at the start of the arena

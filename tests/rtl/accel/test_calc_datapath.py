@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from deepfpga.hw.config import load_config
+from deepfpga.hw.engines import pool_width, staging_depth
 from deepfpga.hw.isa import Calc, CalcKind
 from deepfpga.rtl.accel import calc_check as cc
-from deepfpga.rtl.accel.finalize import pool_width
-from deepfpga.rtl.accel.lanes import staging_depth
 from deepfpga.rtl.accel.spec import ErrorCode
 
 
@@ -240,8 +239,9 @@ def test_wide_load_port():
     SAVE response sv_rsp_lanes."""
     from amaranth.sim import Simulator
 
+    from deepfpga.hw.engines import bank_count
     from deepfpga.hw.isa import Buffer
-    from deepfpga.rtl.accel.buffers import bank_count, element_bits
+    from deepfpga.rtl.accel.buffers import element_bits
     from deepfpga.rtl.accel.datapath import Datapath
 
     cfg = CFG8B8

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from deepfpga.hw.config import load_config
+from deepfpga.hw.engines import staging_depth
 from deepfpga.hw.isa import Calc
 from deepfpga.rtl.accel import calc_check as cc
-from deepfpga.rtl.accel.lanes import staging_depth
 from deepfpga.rtl.accel.timing import calc_cycles
 
 

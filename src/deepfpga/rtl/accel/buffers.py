@@ -15,21 +15,12 @@ from amaranth.hdl import Array, Module, Mux, Signal, Value
 from amaranth.lib.memory import Memory
 
 from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.hw.engines import bank_count
 from deepfpga.rtl.params import bits_for
-
-__all__ = ["BankedMemory", "BufferGeometry", "WideRead", "WideWrite", "bank_count",
-           "element_bits", "operand_bits"]
 
 
 def element_bits(cfg: AcceleratorConfig) -> int:
     """EW: the width of `ld_data` (any element the LOAD engine delivers)."""
     return max(cfg.data_bits, cfg.weight_bits, cfg.bias_bits)
-
-
-def operand_bits(cfg: AcceleratorConfig) -> int:
-    """Entry width of INPUT and WEIGHT."""
-    return max(cfg.data_bits, cfg.weight_bits)
 
 
 @dataclass(frozen=True)

@@ -28,23 +28,19 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.hw.isa import CalcKind
-from deepfpga.rtl.accel.buffers import (
-    BufferGeometry,
-    WideRead,
-    WideWrite,
+from deepfpga.hw.engines import (
     bank_count,
-    operand_bits,
-)
-from deepfpga.rtl.accel.decode import Setup, calc_fields
-from deepfpga.rtl.accel.finalize import build_finalize, pool_width
-from deepfpga.rtl.accel.lanes import (
-    build_grid,
-    channel_lanes,
     grid_channels,
+    operand_bits,
+    pool_width,
     staging_depth,
     sum_bits,
 )
+from deepfpga.hw.isa import CalcKind
+from deepfpga.rtl.accel.buffers import BufferGeometry, WideRead, WideWrite
+from deepfpga.rtl.accel.decode import Setup, calc_fields
+from deepfpga.rtl.accel.finalize import build_finalize
+from deepfpga.rtl.accel.lanes import build_grid, channel_lanes
 from deepfpga.rtl.accel.spec import WORD_BITS, ErrorCode
 from deepfpga.rtl.accel.timing import block_width
 

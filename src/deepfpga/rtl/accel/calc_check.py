@@ -99,7 +99,7 @@ def random_state(rng: np.random.Generator, cfg: AcceleratorConfig) -> BufferStat
 
 def random_calc(rng: np.random.Generator, cfg: AcceleratorConfig, **fixed: int) -> Calc:
     """A legal CALC on small sizes; `fixed` overrides fields (after the draw)."""
-    from deepfpga.rtl.accel.finalize import pool_width
+    from deepfpga.hw.engines import pool_width
 
     kind = int(rng.random() < 0.2) if "kind" not in fixed else fixed["kind"]
     f: dict[str, int] = {"kind": kind}

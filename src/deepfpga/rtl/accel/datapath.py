@@ -20,14 +20,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.engines import bank_count, operand_bits
 from deepfpga.hw.isa import Buffer
-from deepfpga.rtl.accel.buffers import (
-    BankedMemory,
-    BufferGeometry,
-    bank_count,
-    element_bits,
-    operand_bits,
-)
+from deepfpga.rtl.accel.buffers import BankedMemory, BufferGeometry, element_bits
 from deepfpga.rtl.accel.calc import SAT_BITS, CalcEngine, EnginePorts
 from deepfpga.rtl.accel.spec import WORD_BITS
 

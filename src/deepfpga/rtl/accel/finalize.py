@@ -15,15 +15,11 @@ from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import wiring
 
 from deepfpga.hw.config import AcceleratorConfig
+from deepfpga.hw.engines import pool_width
 from deepfpga.rtl.maxpool import MaxPool
 from deepfpga.rtl.shift import DataShift, Relu
 
 FIN_BITS = 64          # finalize width: the functional simulator's int64 (bias << 63 wraps there)
-
-
-def pool_width(cfg: AcceleratorConfig) -> int:
-    """Widest accumulator row the finalize max-pool holds (the PE's padded row)."""
-    return cfg.max_row_width + 2 * cfg.max_pad
 
 
 @dataclass(frozen=True)

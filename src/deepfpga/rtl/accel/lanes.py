@@ -17,17 +17,7 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed, unsigne
 from amaranth.lib.memory import Memory
 
 from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.hw.engines import bank_count, grid_channels, staging_depth
-from deepfpga.rtl.accel.buffers import operand_bits
-
-__all__ = ["Grid", "build_grid", "channel_lanes", "grid_channels", "staging_depth", "sum_bits"]
-
-
-def sum_bits(cfg: AcceleratorConfig) -> int:
-    """Width at which an accumulator's sum is exact: |old| < 2^(acc_bits−1) plus at most
-    9·4095 < 2^15.2 products of magnitude ≤ 2^(2·ob−2) stays below 2^max(acc_bits−1, 2·ob+14)+1,
-    so overflow past acc_bits is always seen, never wrapped."""
-    return max(cfg.acc_bits + 1, 2 * operand_bits(cfg) + 16)
+from deepfpga.hw.engines import bank_count, grid_channels, operand_bits, staging_depth, sum_bits
 
 
 @dataclass(frozen=True)
