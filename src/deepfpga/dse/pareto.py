@@ -68,15 +68,16 @@ def crowding(objs: Sequence[Objectives], front: Sequence[int]) -> dict[int, floa
 
 
 def pareto_front(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The non-dominated records (status ok), fastest first (ties: by key). Points with equal
-    objectives are all kept."""
+    """The non-dominated records (status ok), fastest first. Of points with equal objectives
+    (they differ only in what no objective sees, e.g. the FC share of a buffer that FC layers
+    do not fill) the first by key stands for all."""
     # In best-first (lexicographic) order a point's dominators all come before it, and if any
     # point dominates it, a front member does: comparing with the front so far is enough.
     front: list[Mapping[str, Any]] = []
     kept: list[Objectives] = []
     for r in sorted((r for r in records if r.get("status") == "ok"), key=rank_key):
         o = objectives(r)
-        if not any(dominates(f, o) for f in kept):
+        if not any(f == o or dominates(f, o) for f in kept):
             front.append(r)
             kept.append(o)
     return front
