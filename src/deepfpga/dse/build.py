@@ -36,6 +36,7 @@ _BUFFERS = (("input", "input_buffer_bytes"), ("weight", "weight_buffer_bytes"),
 OK, INVALID, NO_FIT, NO_COMPILE, TIMING_ERROR = "ok", "invalid", "no-fit", "no-compile", \
     "timing-error"
 REJECTED = (INVALID, NO_FIT)          # refused before compilation (free: not in the budget)
+PRESET_KEY = "preset="                # keys of the presets evaluated for comparison
 
 
 def device_preset(device: str) -> str | None:
@@ -189,7 +190,7 @@ def resources_of(est: Any) -> dict[str, Any]:
 def preset_built(spec: str) -> Built:
     """A hand-made target as a point of no space (for comparison beside the front)."""
     cfg = load_config(spec)
-    return Built(f"preset={spec}", {"preset": spec}, OK, "", cfg, resources_of(estimate(cfg)))
+    return Built(f"{PRESET_KEY}{spec}", {"preset": spec}, OK, "", cfg, resources_of(estimate(cfg)))
 
 
 def variant_built(spec: str, base: AcceleratorConfig) -> Built:
@@ -199,7 +200,7 @@ def variant_built(spec: str, base: AcceleratorConfig) -> Built:
     d.update({k: getattr(base, k) for k in ("clock_mhz", "data_bits", "weight_bits",
                                              "bias_bits", "acc_bits")})
     d["name"] = f"{spec}@{base.data_bits}bit"
-    key = f"preset={d['name']}"
+    key = f"{PRESET_KEY}{d['name']}"
     try:
         v = config_from_dict(d, d["name"])
         check_fits(v)

@@ -71,7 +71,8 @@ class Sweep:
     records: list[dict[str, Any]] = field(default_factory=list)   # evaluated, proposal order
     rejected: Counter[str] = field(default_factory=Counter)       # refused, by status
     reasons: dict[str, str] = field(default_factory=dict)         # a first reason per status
-    cached: int = 0
+    cached: int = 0                   # points of the sweep taken from the results file
+    fresh: int = 0                    # points of the sweep evaluated now
     generations: int = 0
     exhausted: bool = False
     _built: dict[str, Built] = field(default_factory=dict)
@@ -116,6 +117,7 @@ class Sweep:
         for i, result in self.pool.map_unordered(evaluate_config, items):
             rec = make_record(fresh[i], result)
             self.store.append(rec)
+            self.fresh += count
             out[rec["key"]] = self.store.done[rec["key"]]
             if self.on_record and count:
                 self.on_record(out[rec["key"]], False)

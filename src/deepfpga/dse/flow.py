@@ -22,6 +22,7 @@ from typing import Any
 from deepfpga.dse.build import (
     DEFAULT_MARGIN,
     OK,
+    PRESET_KEY,
     Builder,
     Built,
     make_base,
@@ -144,15 +145,17 @@ def run(req: Request, executor: Executor,
         seconds = time.perf_counter() - t0
     finally:
         pool.close()
-    fresh = len(sweep.records) - sweep.cached
+    records = sweep.records
+    if interrupted:     # every point finished, also those of the generation cut short
+        records = [r for k, r in store.done.items() if not k.startswith(PRESET_KEY)]
     summary = build_summary(
-        request=request, records=sweep.records, rejected=sweep.rejected,
+        request=request, records=records, rejected=sweep.rejected,
         reasons=sweep.reasons, presets=presets,
         search={"strategy": prep.strategy, "seed": req.seed, "population": req.population,
                 "budget": req.budget, "generations": sweep.generations,
                 "exhausted": sweep.exhausted, "resumed_points": store.resumed},
         executor={"kind": executor.kind, "workers": executor.workers},
-        space=prep.builder.space.to_dict(), seconds=seconds, fresh=fresh, paper=req.paper,
+        space=prep.builder.space.to_dict(), seconds=seconds, fresh=sweep.fresh, paper=req.paper,
         interrupted=interrupted, files={"points": str(store.path)})
     top = summary["best"]
     toml = None if top is None or interrupted else best_toml(top, summary)
