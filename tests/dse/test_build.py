@@ -94,3 +94,13 @@ def test_presets_for_comparison() -> None:
     assert v.status == OK and (v.config.data_bits, v.config.acc_bits) == (8, 32)
     assert v.config.num_pe == 2 and v.config.convolvers_per_pe == 64
     assert v.resources["dsps"] < p.resources["dsps"]      # two 8-bit products per DSP
+
+
+def test_shares_may_all_be_fixed() -> None:
+    base = make_base("XC7Z020", 8, 150.0)
+    space = Space((("num_pe", (2,)),), (("bram_share", 0.5), ("input_share", 0.4),
+                                        ("weight_share", 0.2), ("fc_share", 0.5)))
+    assert space.uses_shares
+    cfg = Builder(base, space).build({"num_pe": 2}).config
+    assert cfg.input_buffer_bytes < base.input_buffer_bytes      # half the block RAM, resized
+    assert estimate(cfg).bram36 <= 0.5 * 0.95 * 140 + 2

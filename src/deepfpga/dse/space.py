@@ -74,7 +74,7 @@ class Space:
 
     @property
     def uses_shares(self) -> bool:
-        return any(name in SHARES for name in self.names)
+        return any(name in SHARES for name in (*self.names, *(k for k, _ in self.fixed)))
 
     def point(self, genes: Sequence[int]) -> dict[str, Any]:
         """The values of the point with value indices `genes` (one per axis)."""
