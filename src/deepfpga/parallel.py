@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -92,6 +93,21 @@ def _import_ray() -> Any:
     return ray
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse an unreachable HOST:PORT at once (Ray itself keeps retrying for minutes)."""
+    if address.startswith("ray://") or address == "auto":
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--ray-address {address!r}: expected HOST:PORT (the head node's GCS"
+                         " port, 6379 by default), ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise InputError(f"--ray-address {address}: cannot reach a Ray cluster there"
+                         f" ({e.strerror or type(e).__name__})") from None
+
+
 class RayCluster:
     """A local Ray started here (`address=None`) or an existing cluster."""
 
@@ -100,6 +116,8 @@ class RayCluster:
     def __init__(self, address: str | None = None, workers: int | None = None) -> None:
         if workers is not None and workers < 1:
             raise InputError(f"--workers must be at least 1, got {workers}")
+        if address:
+            _check_reachable(address)
         ray = _import_ray()
         self._ray = ray
         self._owns = False

@@ -16,6 +16,8 @@ SPACE = "[axes]\nnum_pe = [1, 2]\n"
     (["--device", "xc9"], "invalid choice"),
     (["--search", "random"], "invalid choice"),
     (["--workers", "2"], "--workers needs --ray"),
+    (["--ray-address", "nowhere"], "expected HOST:PORT"),
+    (["--ray-address", "127.0.0.1:1"], "cannot reach a Ray cluster there"),
     (["--ddr-gbps", "nan"], "ddr_bandwidth_gbps"),
     (["--base", "nowhere.toml"], "nowhere.toml"),
 ])

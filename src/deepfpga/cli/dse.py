@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                   population=args.population, margin=args.margin, base=args.base,
                   ddr_gbps=args.ddr_gbps, out=Path(args.out), resume=args.resume,
                   paper=_paper(args.model), argv=tuple(sys.argv[1:]))
-    executor = make_executor(args.ray, args.ray_address, args.workers)
+    if args.workers is not None and not (args.ray or args.ray_address):
+        make_executor(workers=args.workers)         # refuses --workers without Ray
     bar = progress(total=args.budget, desc="dse (points)", quiet=args.json)
 
     def on_record(record: dict[str, Any], from_file: bool) -> None:
@@ -96,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix_str(f"last {m['fps']:.2f} fps", refresh=False)
 
     try:
-        summary, files = run_dse(req, executor, on_record)
+        summary, files = run_dse(
+            req, lambda: make_executor(args.ray, args.ray_address, args.workers), on_record)
     finally:
         bar.close()
-        executor.close()
     if args.json:
         print_json(summary)
         return 0

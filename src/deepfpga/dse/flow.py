@@ -118,14 +118,29 @@ def _comparison(builder: Builder) -> list[Built]:
     return out
 
 
-def run(req: Request, executor: Executor,
+def run(req: Request, executor: Executor | Callable[[], Executor],
         on_record: Callable[[dict[str, Any], bool], None] | None = None
         ) -> tuple[dict[str, Any], dict[str, Path]]:
-    from deepfpga.dse.evaluate import graph_setup
+    """The sweep of `req` on `executor`; given as a factory, the executor is made (a Ray
+    started) only after every input has been checked, and closed at the end."""
     from deepfpga.fileio import check_output
 
     check_output(req.out, "--out", directory=True)
     prep = prepare(req)
+    if not callable(executor):
+        return _run(req, prep, executor, on_record)
+    made = executor()
+    try:
+        return _run(req, prep, made, on_record)
+    finally:
+        made.close()
+
+
+def _run(req: Request, prep: Prepared, executor: Executor,
+         on_record: Callable[[dict[str, Any], bool], None] | None
+         ) -> tuple[dict[str, Any], dict[str, Path]]:
+    from deepfpga.dse.evaluate import graph_setup
+
     store = PointStore(req.out, prep.header, resume=req.resume)
     request = {"model": req.model, "device": prep.builder.base.device, "bits": req.bits,
                "clock_mhz": req.clock_mhz, "margin": req.margin,
