@@ -2,12 +2,16 @@
 
     .venv/bin/python benchmarks/bench_dse.py --rate [--points 48]
     .venv/bin/python benchmarks/bench_dse.py --fronts [--budget 200]
+    .venv/bin/python benchmarks/bench_dse.py --check dse-out/best.toml [--images 1]
 
 `--rate`: points per second of a genetic sweep (seed 0, the default space) on XC7Z045 at 8
 bits, in-process and on a local Ray of 2 workers (Ray's start-up timed apart); the two fronts
 must be equal. `--fronts`: the sweep on XC7Z045 and XC7Z020 at 8 and 16 bits, the best point of
 each beside the hand-made presets of that chip (as they are and at the sweep's widths) and the
-paper's 4.45 fps (ZC706, 16-bit). Outputs go to a temporary directory unless `--out` is given.
+paper's 4.45 fps (ZC706, 16-bit). `--check TOML`: VGG16-SVD with random weights at the
+target's widths, compiled for a target (a `best.toml`) and run on the functional simulator,
+every tensor compared with the reference executor. Outputs go to a temporary directory unless
+`--out` is given.
 """
 
 from __future__ import annotations
@@ -76,12 +80,40 @@ def fronts(out: Path, budget: int) -> None:
     print(f"paper ({PAPER['source']}): {PAPER['fps']} fps")
 
 
+def check(target: Path, images: int) -> None:
+    import numpy as np
+
+    from deepfpga.compiler import compile_model
+    from deepfpga.hw.config import load_config
+    from deepfpga.quant.random_model import random_qmodel
+    from deepfpga.sim.check import check_bit_exact
+    from deepfpga.zoo import get
+
+    cfg = load_config(target)
+    rng = np.random.default_rng(0)
+    graph = get(MODEL)
+    t0 = time.perf_counter()
+    q = random_qmodel(graph, rng, cfg.data_bits, cfg.weight_bits)
+    compiled = compile_model(q, cfg)
+    t1 = time.perf_counter()
+    x = rng.random((images, *graph.input_shape), dtype=np.float32)
+    r = check_bit_exact(q, compiled, x, np.zeros(images, np.int64), images)
+    t2 = time.perf_counter()
+    print(f"{MODEL} (random {cfg.data_bits}-bit weights) on {cfg.name} ({target}):"
+          f" {len(compiled.program.instructions)} instructions, model + compile {t1 - t0:.1f} s;"
+          f" {images} image(s) on the functional simulator in {t2 - t1:.1f} s:"
+          f" {r.values_compared:,} values compared, {r.mismatches} mismatches,"
+          f" bit-exact: {r.bit_exact}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", action="store_true")
     ap.add_argument("--fronts", action="store_true")
     ap.add_argument("--points", type=int, default=48)
     ap.add_argument("--budget", type=int, default=200)
+    ap.add_argument("--check", type=Path, metavar="TOML")
+    ap.add_argument("--images", type=int, default=1)
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-dse-") as tmp:
@@ -90,6 +122,8 @@ def main() -> None:
             rate(out / "rate", a.points)
         if a.fronts:
             fronts(out / "fronts", a.budget)
+        if a.check:
+            check(a.check, a.images)
 
 
 if __name__ == "__main__":
