@@ -38,12 +38,12 @@ def front_png(summary: Mapping[str, Any]) -> bytes:
         if best:
             ax.scatter(*_xy([best], res), s=160, marker="*", color="#d62728",
                        label="best (most fps)", zorder=4)
-        for p in presets:
+        for k, p in enumerate(presets):       # labels one line apart: presets often overlap
             x, y = _xy([p], res)
             ax.scatter(x, y, s=60, marker="D", color="#2ca02c", zorder=3,
-                       label="hand-made preset" if p is presets[0] else None)
-            ax.annotate(p["name"], (x[0], y[0]), textcoords="offset points", xytext=(5, -10),
-                        fontsize="x-small", color="#2ca02c")
+                       label="hand-made preset" if k == 0 else None)
+            ax.annotate(p["name"], (x[0], y[0]), textcoords="offset points",
+                        xytext=(5, -10 - 9 * k), fontsize="x-small", color="#2ca02c")
         if paper:
             ax.axhline(paper["fps"], color="#7f7f7f", ls="--", lw=1,
                        label=f"paper: {paper['fps']} fps, {paper['source']}")
