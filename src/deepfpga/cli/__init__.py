@@ -30,6 +30,7 @@ COMMANDS: tuple[str, ...] = (
     "compile",
     "disasm",
     "simulate",
+    "dse",
     "run",
     "rtl",
 )

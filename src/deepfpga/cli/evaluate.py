@@ -32,6 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images only")
     p.add_argument("--batch-size", type=int, default=250, metavar="B",
                    help="images per batch (default 250)")
+    from deepfpga.cli.dse import add_ray_flags
+
+    add_ray_flags(p, "evaluate shards of the images")
     add_json_flag(p)
     return p
 
@@ -67,11 +70,29 @@ def run(args: argparse.Namespace) -> int:
     shape = graph.input_shape
     kw = {"channels": shape[0], "size": (shape[1], shape[2])} if len(shape) == 3 else {}
     data = load_dataset(args.data, split=args.split, limit=args.limit, **kw)
+    executor_info = None
     t0 = time.perf_counter()
-    res = evaluate(model, data.x, data.y, batch_size=args.batch_size, progress=not args.json)
+    if args.ray or args.ray_address:
+        from deepfpga.parallel import make_executor
+        from deepfpga.quant.shard import evaluate_sharded
+
+        executor = make_executor(args.ray, args.ray_address, args.workers)
+        try:
+            res, shards = evaluate_sharded(model, data.x, data.y, executor,
+                                           batch_size=args.batch_size, progress=not args.json)
+        finally:
+            executor.close()
+        executor_info = {"kind": executor.kind, "workers": executor.workers, "shards": shards}
+    else:
+        if args.workers is not None:
+            raise InputError("--workers needs --ray or --ray-address")
+        res = evaluate(model, data.x, data.y, batch_size=args.batch_size,
+                       progress=not args.json)
     seconds = time.perf_counter() - t0
     d = {"model": args.model, "name": graph.name, "data": args.data, "split": args.split,
          "seconds": seconds, **res.to_dict()}
+    if executor_info:
+        d["executor"] = executor_info
     if isinstance(model, QuantizedModel):
         d["quantizer"] = model.meta.get("quantizer")
     if args.json:
@@ -80,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
     how = "bit-exact fixed point" if res.kind == "fixed" else "float32"
     print(f"{graph.name} ({how}) on {res.n:,} images of {args.data}"
           f"{' (' + args.split + ')' if args.data.lower() in ('fmnist', 'fashion-mnist') else ''}"
-          f" [{seconds:.1f} s]")
+          f" [{seconds:.1f} s"
+          + (f", {executor_info['shards']} shards on {executor_info['workers']} Ray workers"
+             if executor_info else "") + "]")
     rows = [["top-1", res.correct1, 100.0 * res.top1],
             [f"top-{res.k5}", res.correct5, 100.0 * res.top5]]
     print(table(["metric", "correct", "accuracy %"], rows, digits=2))

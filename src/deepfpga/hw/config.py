@@ -6,6 +6,7 @@ here: `from deepfpga.hw.config import AcceleratorConfig, load_config`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -15,7 +16,7 @@ from deepfpga.errors import InputError
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.resources import check_fits
 
-__all__ = ["PRESETS", "AcceleratorConfig", "config_from_dict", "load_config"]
+__all__ = ["PRESETS", "AcceleratorConfig", "config_from_dict", "config_to_toml", "load_config"]
 
 PRESETS = ("zc706-paper", "zc706", "zedboard", "tiny")
 
@@ -73,3 +74,25 @@ def load_config(spec: str | Path) -> AcceleratorConfig:
     cfg = config_from_dict(d, source)
     check_fits(cfg)
     return cfg
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    # a TOML basic string: JSON's escapes are TOML's (\" \\ \n \uXXXX)
+    return json.dumps(str(v), ensure_ascii=False)
+
+
+def config_to_toml(cfg: AcceleratorConfig, comment: str = "") -> str:
+    """`cfg` as a target file that `load_config` reads back to an equal config (every key, in
+    the class's order; `notes` as a table). `comment` lines go first, as TOML comments."""
+    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+    d = cfg.to_dict()
+    notes = d.pop("notes")
+    lines += [f"{k} = {_toml_value(v)}" for k, v in d.items()]
+    if notes:
+        lines += ["", "[notes]"]
+        lines += [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in notes.items()]
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ class index (a stable sort), deterministically.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,20 @@ class EvalResult:
     @property
     def top5(self) -> float:
         return self.correct5 / self.n
+
+    @staticmethod
+    def combine(parts: Sequence[EvalResult]) -> EvalResult:
+        """The result over the union of disjoint image sets (shards of one evaluation)."""
+        if not parts:
+            raise InputError("no results to combine")
+        kinds = {p.kind for p in parts}
+        if len(kinds) != 1 or len({p.k5 for p in parts}) != 1:
+            raise InputError("results of different models or class counts cannot be combined")
+        sat = [p.saturated for p in parts]
+        return EvalResult(sum(p.n for p in parts), sum(p.correct1 for p in parts),
+                          sum(p.correct5 for p in parts), parts[0].k5, parts[0].kind,
+                          None if any(s is None for s in sat) else sum(s for s in sat
+                                                                      if s is not None))
 
     def to_dict(self) -> dict[str, Any]:
         return {"n": self.n, "top1": self.top1, "top5": self.top5, "correct1": self.correct1,

@@ -1,0 +1,106 @@
+"""dse.build: the base target, buffers sized from shares by the resource model, refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepfpga.dse.build import (
+    INVALID,
+    NO_FIT,
+    OK,
+    Builder,
+    device_preset,
+    make_base,
+    preset_built,
+    variant_built,
+)
+from deepfpga.dse.space import Space
+from deepfpga.errors import InputError
+from deepfpga.hw.devices import get_device
+from deepfpga.hw.resources import estimate
+
+SHARES = (("bram_share", (1.0,)), ("input_share", (0.4,)), ("weight_share", (0.2,)),
+          ("fc_share", (0.5,)))
+
+
+def test_base_takes_the_device_preset_and_the_command_line() -> None:
+    assert device_preset("xc7z045") == "zc706-paper" and device_preset("XCZU9EG") is None
+    b = make_base("XC7Z045", 8, 200.0)
+    assert (b.device, b.data_bits, b.weight_bits, b.bias_bits, b.acc_bits, b.clock_mhz) == (
+        "XC7Z045", 8, 8, 8, 32, 200.0)
+    assert b.ddr_bandwidth_gbps == 4.2            # the ZC706's, from zc706-paper
+    assert make_base("XC7Z020", 16, 150.0, ddr_gbps=3.0).acc_bits == 48
+    assert make_base("XC7Z020", 16, 150.0, ddr_gbps=3.0).ddr_bandwidth_gbps == 3.0
+    with pytest.raises(InputError, match="no preset targets XCZU9EG: give --base"):
+        make_base("XCZU9EG", 8, 150.0)
+    assert make_base("XCZU9EG", 8, 150.0, base="zc706-paper").device == "XCZU9EG"
+    with pytest.raises(InputError, match="--bits must be one of 8, 16"):
+        make_base("XC7Z020", 4, 150.0)
+
+
+def test_buffers_take_their_share_of_block_ram() -> None:
+    base = make_base("XC7Z045", 8, 150.0)
+    b = Builder(base, Space((("num_pe", (2,)), ("convolvers_per_pe", (32,)), *SHARES)))
+    built = b.build({"num_pe": 2, "convolvers_per_pe": 32, "bram_share": 1.0,
+                     "input_share": 0.4, "weight_share": 0.2, "fc_share": 0.5})
+    assert built.status == OK, built.reason
+    cfg = built.config
+    est = {x.name: x.blocks for x in estimate(cfg).buffers}
+    dev = get_device("XC7Z045")
+    budget = int(0.95 * dev.bram_blocks) - est["bias"]
+    for name, share in (("input", 0.4), ("weight", 0.2), ("output", 0.4)):
+        assert est[name] <= int(share * budget)
+    # the largest whole KiB: one more KiB would need more blocks than the share
+    bigger = cfg.replace(input_buffer_bytes=cfg.input_buffer_bytes + 1024)
+    assert {x.name: x.blocks for x in estimate(bigger).buffers}["input"] > int(0.4 * budget)
+    assert cfg.fc_buffer_bytes == cfg.input_buffer_bytes // 2 // 1024 * 1024
+    assert built.resources["share"]["bram36"] <= 0.95
+
+
+def test_refusals_are_counted_not_raised() -> None:
+    base = make_base("XC7Z020", 8, 150.0)
+    space = Space((("num_pe", (1, 8)), ("convolvers_per_pe", (4, 128)), ("acc_bits", (32, 12)),
+                   ("bram_share", (1.0,)), ("input_share", (0.4, 0.9)),
+                   ("weight_share", (0.2,)), ("fc_share", (0.5,))))
+    b = Builder(base, space)
+    pt = {"num_pe": 1, "convolvers_per_pe": 4, "acc_bits": 32, "bram_share": 1.0,
+          "input_share": 0.4, "weight_share": 0.2, "fc_share": 0.5}
+    assert b.build(pt).status == OK
+    # AcceleratorConfig's own validation: acc_bits below data + weight bits
+    r = b.build({**pt, "acc_bits": 12})
+    assert r.status == INVALID and "acc_bits" in r.reason
+    r = b.build({**pt, "input_share": 0.9})
+    assert r.status == INVALID and "nothing for the output buffer" in r.reason
+    # 8 x 128 convolvers: a weight port far wider than its share of block RAM
+    r = b.build({**pt, "num_pe": 8, "convolvers_per_pe": 128})
+    assert r.status == NO_FIT and "weight buffer" in r.reason
+
+
+def test_shell_margin_refuses_what_check_fits_would_take() -> None:
+    base = make_base("XC7Z020", 8, 150.0)
+    space = Space((("num_pe", (2,)),))
+    # the zedboard buffers (90 % of the BRAM) fit a 5 % margin but not a 20 % one
+    assert Builder(base, space, 0.05).build({"num_pe": 2}).status == OK
+    r = Builder(base, space, 0.2).build({"num_pe": 2})
+    assert r.status == NO_FIT and "20 % shell margin" in r.reason
+    with pytest.raises(InputError, match="--margin"):
+        Builder(base, space, 1.0)
+
+
+def test_presets_for_comparison() -> None:
+    p = preset_built("zc706-paper")
+    assert p.status == OK and p.config.name == "zc706-paper"
+    v = variant_built("zc706-paper", make_base("XC7Z045", 8, 150.0))
+    assert v.status == OK and (v.config.data_bits, v.config.acc_bits) == (8, 32)
+    assert v.config.num_pe == 2 and v.config.convolvers_per_pe == 64
+    assert v.resources["dsps"] < p.resources["dsps"]      # two 8-bit products per DSP
+
+
+def test_shares_may_all_be_fixed() -> None:
+    base = make_base("XC7Z020", 8, 150.0)
+    space = Space((("num_pe", (2,)),), (("bram_share", 0.5), ("input_share", 0.4),
+                                        ("weight_share", 0.2), ("fc_share", 0.5)))
+    assert space.uses_shares
+    cfg = Builder(base, space).build({"num_pe": 2}).config
+    assert cfg.input_buffer_bytes < base.input_buffer_bytes      # half the block RAM, resized
+    assert estimate(cfg).bram36 <= 0.5 * 0.95 * 140 + 2
