@@ -126,32 +126,35 @@ class Builder:
                                  "point")
         dev = get_device(trial.device)
         est = estimate(trial)
-        bias = next(b.blocks for b in est.buffers if b.name == "bias")
-        budget = math.floor(s["bram_share"] * (1 - self.margin) * dev.bram_blocks) - bias
+        # BRAM36-equivalents: the resource model counts 18- and 36-Kbit halves as Yosys maps them
+        shared = {m for name, _ in _BUFFERS for m in _GROWS_WITH[name]}
+        fixed = sum(b.bram36 for b in est.buffers if b.name not in shared)
+        budget = s["bram_share"] * (1 - self.margin) * dev.bram36_equivalent - fixed
         shares = {"input": s["input_share"], "weight": s["weight_share"], "output": out_share}
         sizes = {}
         for name, key in _BUFFERS:
-            blocks = math.floor(shares[name] * budget)
-            size = self._largest(trial, name, key, blocks, dev.bram_data_bits // 8)
+            blocks = shares[name] * budget
+            size = self._largest(trial, name, key, blocks)
             if size is None:
                 port = next(b.port_bits for b in est.buffers if b.name == name)
                 raise _NoRoom(f"the {name} buffer ({port}-bit port) does not fit in its"
-                              f" {max(blocks, 0)} block(s) of RAM")
+                              f" {max(blocks, 0):.1f} BRAM36-equivalent(s)")
             sizes[key] = size
         fc = max(KIB, math.floor(s["fc_share"] * sizes["input_buffer_bytes"] / KIB) * KIB)
         return {**sizes, "fc_buffer_bytes": fc}
 
-    def _largest(self, trial: AcceleratorConfig, name: str, key: str, blocks: int,
-                 block_bytes: int) -> int | None:
-        """The most whole KiB for buffer `name` within `blocks` native blocks (None: not even
-        one KiB). Block counts grow with the size, so a bisection finds it."""
+    def _largest(self, trial: AcceleratorConfig, name: str, key: str,
+                 blocks: float) -> int | None:
+        """The most whole KiB for buffer `name` within `blocks` BRAM36-equivalents (None: not
+        even one KiB). Block counts grow with the size, so a bisection finds it."""
         memo = (trial, name, blocks)
         if memo not in self._sizes:
             def fits(kib: int) -> bool:
                 est = estimate(trial.replace(**{key: kib * KIB}))
-                return next(b.blocks for b in est.buffers if b.name == name) <= blocks
+                used = sum(b.bram36 for b in est.buffers if b.name in _GROWS_WITH[name])
+                return used <= blocks + 1e-9
 
-            hi = blocks * block_bytes // KIB          # no more than the blocks hold
+            hi = math.floor(blocks * _BRAM36_DATA_BYTES / KIB)   # no more than the blocks hold
             if hi < 1 or not fits(1):
                 self._sizes[memo] = None
             else:
@@ -174,6 +177,12 @@ class Builder:
                 raise InputError(f"{label} {used:,.0f} > {keep * have:,.0f} ({have:,.0f} less"
                                  f" the {100 * self.margin:g} % shell margin)")
         return est
+
+
+_BRAM36_DATA_BYTES = 4096      # data bytes of one 36-Kbit block (the rest is parity)
+# the memories a buffer's size decides: the weight staging is as deep as the WEIGHT buffer holds
+# weights per grid channel
+_GROWS_WITH = {"input": ("input",), "weight": ("weight", "staging"), "output": ("output",)}
 
 
 class _NoRoom(InputError):
