@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tempfile
+import tomllib
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping
@@ -97,6 +98,25 @@ def parse_json(text: str, where: str) -> Any:
         raise InputError(f"{where} holds invalid JSON ({e})") from None
     except RecursionError:
         raise InputError(f"{where} holds JSON nested too deeply") from None
+
+
+def read_toml(path: Path, where: str) -> dict[str, Any]:
+    """The TOML table of file `path`; a file that is not UTF-8 or not TOML is an InputError
+    naming `where` (and the bad byte)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{where}: not a TOML text file (byte {e.start} is not UTF-8)") from None
+    except OSError as e:
+        raise InputError(f"{where}: cannot be read ({e.strerror})") from None
+    return parse_toml(text, where)
+
+
+def parse_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{where}: invalid TOML: {e}") from None
 
 
 def check_output(path: str | os.PathLike[str], flag: str, *, directory: bool = False,

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deepfpga.errors import InputError
+from deepfpga.fileio import read_toml
 from deepfpga.hw.accelerator import AcceleratorConfig
 
 SHARES = ("bram_share", "input_share", "weight_share", "fc_share")
@@ -128,15 +128,7 @@ def load_space(path: str | Path) -> Space:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"--space {p}: no such file")
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{p}: not a TOML text file (byte {e.start} is not UTF-8)") from None
-    try:
-        d = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{p}: invalid TOML: {e}") from None
-    return space_from_dict(d, str(p))
+    return space_from_dict(read_toml(p, str(p)), str(p))
 
 
 # --- validation ----------------------------------------------------------------------------------

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from deepfpga.errors import InputError
+from deepfpga.fileio import parse_toml, read_toml
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.resources import check_fits
 
@@ -52,25 +52,16 @@ def load_config(spec: str | Path) -> AcceleratorConfig:
     """A preset name (`zc706-paper`, `zedboard`, `tiny`) or the path of a TOML file."""
     spec_s = str(spec)
     if spec_s in PRESETS:
-        text = resources.files("deepfpga.hw.presets").joinpath(f"{spec_s}.toml").read_text()
         source = f"preset {spec_s}"
+        text = resources.files("deepfpga.hw.presets").joinpath(f"{spec_s}.toml").read_text()
+        d = parse_toml(text, source)
     else:
         path = Path(spec_s)
         if not path.is_file():
             raise InputError(f"target {spec_s!r} is neither a preset ({', '.join(PRESETS)})"
                              " nor a TOML file")
         source = str(path)
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InputError(f"{source}: not a TOML text file (byte {e.start} is not UTF-8)"
-                             ) from None
-        except OSError as e:
-            raise InputError(f"{source}: cannot be read ({e.strerror})") from None
-    try:
-        d = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{source}: invalid TOML: {e}") from None
+        d = read_toml(path, source)
     cfg = config_from_dict(d, source)
     check_fits(cfg)
     return cfg

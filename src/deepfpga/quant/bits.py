@@ -32,13 +32,13 @@ no `data_bits`; layers without weights take no `weight_bits`/`bias_bits`.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepfpga.errors import InputError
+from deepfpga.fileio import parse_toml
 from deepfpga.ir import INPUT, Graph
 from deepfpga.ir.passes import prepare_for_quantization
 from deepfpga.quant.fixedpoint import MAX_BW, MIN_BW
@@ -120,10 +120,7 @@ def check_overrides(overrides: Any, source: str = "overrides") -> dict[str, dict
 
 def parse_bits_toml(text: str, source: str = "bits file") -> dict[str, dict[str, int]]:
     """Parse override TOML text: only a `[layers.<name>]` table per layer is allowed."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{source}: invalid TOML: {e}") from None
+    doc = parse_toml(text, source)
     unknown = sorted(set(doc) - {"layers"})
     if unknown:
         raise InputError(

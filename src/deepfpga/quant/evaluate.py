@@ -98,11 +98,10 @@ def _check_scores(scores: np.ndarray, y: np.ndarray, name: str) -> None:
                          f" {scores.shape[1]} classes")
 
 
-def evaluate(model: Graph | QuantizedModel, x: np.ndarray, y: np.ndarray, *,
-             batch_size: int = DEFAULT_BATCH, progress: bool = False) -> EvalResult:
-    """Top-1/top-5 of `model` on images `x` (N, C, H, W) float in [0, 1] and labels `y` (N,)."""
-    from deepfpga.progress import progress as bar
-
+def check_inputs(model: Graph | QuantizedModel, x: np.ndarray, y: np.ndarray,
+                 batch_size: int) -> tuple[np.ndarray, np.ndarray, Graph]:
+    """(images, int64 labels, the model's graph), or the InputError/ShapeError `evaluate` gives
+    before running anything."""
     x = np.asarray(x)
     y = np.asarray(y, dtype=np.int64)
     if x.shape[0] != y.shape[0]:
@@ -112,10 +111,19 @@ def evaluate(model: Graph | QuantizedModel, x: np.ndarray, y: np.ndarray, *,
     if batch_size <= 0:
         raise InputError(f"batch size must be positive, got {batch_size}")
     graph = model.graph if isinstance(model, QuantizedModel) else model
-    name = score_layer(graph)
     if tuple(x.shape[1:]) != graph.input_shape:
         raise ShapeError(f"images of shape {tuple(x.shape[1:])} do not fit model"
                          f" {graph.name!r} (input {graph.input_shape})")
+    return x, y, graph
+
+
+def evaluate(model: Graph | QuantizedModel, x: np.ndarray, y: np.ndarray, *,
+             batch_size: int = DEFAULT_BATCH, progress: bool = False) -> EvalResult:
+    """Top-1/top-5 of `model` on images `x` (N, C, H, W) float in [0, 1] and labels `y` (N,)."""
+    from deepfpga.progress import progress as bar
+
+    x, y, graph = check_inputs(model, x, y, batch_size)
+    name = score_layer(graph)
     c1 = c5 = 0
     k5 = 5
     saturated = 0

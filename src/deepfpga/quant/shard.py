@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deepfpga.ir import Graph
-from deepfpga.quant.evaluate import DEFAULT_BATCH, EvalResult, evaluate
+from deepfpga.quant.evaluate import DEFAULT_BATCH, EvalResult, check_inputs, evaluate
 from deepfpga.quant.qmodel import QuantizedModel
 
 if TYPE_CHECKING:
@@ -78,21 +78,10 @@ def evaluate_sharded(model: Graph | QuantizedModel, x: np.ndarray, y: np.ndarray
                      executor: Executor, *, batch_size: int = DEFAULT_BATCH,
                      progress: bool = False) -> tuple[EvalResult, int]:
     """(the result `evaluate` gives in-process, the number of shards)."""
-    from deepfpga.errors import InputError, ShapeError
     from deepfpga.progress import progress as bar
 
-    x, y = np.asarray(x), np.asarray(y, dtype=np.int64)
     # what `evaluate` refuses before running, refused here before anything is shipped
-    if x.shape[0] != y.shape[0]:
-        raise InputError(f"{x.shape[0]} images but {y.shape[0]} labels")
-    if x.shape[0] == 0:
-        raise InputError("no images to evaluate")
-    if batch_size <= 0:
-        raise InputError(f"batch size must be positive, got {batch_size}")
-    graph = model.graph if isinstance(model, QuantizedModel) else model
-    if tuple(x.shape[1:]) != graph.input_shape:
-        raise ShapeError(f"images of shape {tuple(x.shape[1:])} do not fit model"
-                         f" {graph.name!r} (input {graph.input_shape})")
+    x, y, _ = check_inputs(model, x, y, batch_size)
     spans = shard_spans(x.shape[0], batch_size, executor.workers)
     kind, data = model_payload(model)
     pool = executor.pool(shard_setup, (kind, data, x, y, batch_size))
