@@ -118,7 +118,9 @@ def _calc_body(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArra
     groups = _cdiv(to, grid_channels(cfg))
     blocks = rows * _cdiv(cols, block_width(b, stride))
     pre = np.where(np.asarray(accumulate).astype(bool), to, groups)
-    grid = to * terms + blocks * (pre + groups * (terms + PIXEL_DRAIN_CYCLES) + to)
+    staging = to * terms
+    block_io = blocks * (pre + groups * PIXEL_DRAIN_CYCLES + to)
+    grid = staging + block_io + blocks * groups * terms
     on_grid = ~fc & (terms <= staging_depth(cfg))
     fc_reads = _cdiv(ti, b)
     body = np.where(fc, to * fc_reads, np.where(on_grid, grid, to * pixels * terms))
@@ -126,7 +128,8 @@ def _calc_body(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArra
     mac = np.where(on_grid, blocks * groups * terms, body)
     return {"body": body, "mac": mac, "fc": fc, "on_grid": on_grid, "ti": ti, "to": to,
             "pixels": pixels, "terms": terms, "groups": groups, "blocks": blocks,
-            "fc_reads": fc_reads}
+            "fc_reads": fc_reads, "staging": np.where(on_grid, staging, 0),
+            "block_io": np.where(on_grid, block_io, 0)}
 
 
 def datapath_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,
@@ -158,9 +161,12 @@ def products_per_cycle(cfg: AcceleratorConfig) -> int:
 # Where the product slots of a CALC's cycles go (calc_slots); the keys after "products" are
 # losses: channels of the last group beyond `to`, pixel lanes a block leaves empty (stride,
 # the row's edge), the one-product loop's idle slots, FC's slots beyond its B lanes and its
-# last read beyond ti, and the cycles around the products (setup, staging, drains, finalize).
+# last read beyond ti, and the cycles around the products: the grid's weight staging, its
+# per-block accumulator reads, pixel drains and writes, and the rest (setup, MAC drain,
+# finalize, issue).
 CALC_SLOT_PARTS = ("products", "idle_channels", "idle_pixel_lanes", "loop_path",
-                   "fc_idle_convolvers", "fc_lane_remainder", "pass_overhead")
+                   "fc_idle_convolvers", "fc_lane_remainder", "pass_staging", "pass_block_io",
+                   "pass_fixed")
 
 
 def calc_slots(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,
@@ -175,6 +181,7 @@ def calc_slots(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArra
                                 accumulate, finalize)
     live = (ti > 0) & (to > 0) & (c["pixels"] > 0)
     mac = np.where(live, c["mac"], 0)
+    staging, block_io = np.where(live, c["staging"], 0), np.where(live, c["block_io"], 0)
     products = np.where(fc, ti * to, to * c["pixels"] * c["terms"])
     lanes = c["blocks"] * c["terms"]
     parts = {
@@ -186,7 +193,9 @@ def calc_slots(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArra
         "loop_path": np.where(live & ~fc & ~grid, (p - 1) * products, 0),
         "fc_idle_convolvers": np.where(live & fc, (p - b) * mac, 0),
         "fc_lane_remainder": np.where(live & fc, to * (b * c["fc_reads"] - ti), 0),
-        "pass_overhead": p * (cycles - mac),
+        "pass_staging": p * staging,
+        "pass_block_io": p * block_io,
+        "pass_fixed": p * (cycles - mac - staging - block_io),
     }
     return parts
 

@@ -10,8 +10,9 @@ cycle rules attribute exactly (engines.calc_slots per CALC), so the parts add up
 - window: pixel lanes a grid block leaves empty (stride > 1, the row's edge), the one-product
   loop (9·ti beyond the staging depth), taps formed but not useful (padding, the zeros of a
   kernel other than 3×3 cut into 3×3 sub-kernels);
-- pass overhead: the cycles of each CALC around its products (setup, staging, drains,
-  finalize, issue);
+- pass overhead: the cycles of each CALC around its products: the grid's weight staging
+  (9·ti per output channel), its per-block accumulator reads, pixel drains and one write per
+  output channel, and the rest (setup, MAC drain, finalize, issue);
 - bandwidth: the layer's cycles with its CALC engine idle (DMA exposed beyond CALC).
 
 Host layers run on the CPU outside the timing model: they have no accelerator cycles and are
@@ -37,7 +38,8 @@ CAUSE_OF = {
     "idle_channels": "idle_convolvers", "fc_idle_convolvers": "idle_convolvers",
     "fc_lane_remainder": "idle_convolvers",
     "idle_pixel_lanes": "window", "loop_path": "window", "unused_taps": "window",
-    "pass_overhead": "pass_overhead", "dma_exposed": "bandwidth",
+        "pass_staging": "pass_overhead", "pass_block_io": "pass_overhead",
+    "pass_fixed": "pass_overhead", "dma_exposed": "bandwidth",
 }
 CAUSES = ("idle_convolvers", "window", "bandwidth", "pass_overhead")
 _CALC_FIELDS = attrgetter("kind", "ti", "to", "out_rows", "out_cols", "stride", "pool",
