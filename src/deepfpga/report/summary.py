@@ -69,6 +69,7 @@ def layer_rows(timing: Timing, splits: Sequence[TimeSplit], manifest: Manifest,
             "slot_utilisation": None if u is None else u.utilisation,
             "why_not_100": None if u is None else u.note(),
             "lost_causes": None if u is None else u.causes,
+            "lost_slots": None if u is None else dict(u.lost),
         })
     return rows
 

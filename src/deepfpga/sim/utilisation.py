@@ -12,7 +12,8 @@ cycle rules attribute exactly (engines.calc_slots per CALC), so the parts add up
   kernel other than 3×3 cut into 3×3 sub-kernels);
 - pass overhead: the cycles of each CALC around its products: the grid's weight staging
   (9·ti per output channel), its per-block accumulator reads, pixel drains and one write per
-  output channel, and the rest (setup, MAC drain, finalize, issue);
+  output channel, the finalize (bias, ReLU, shift, pool: one value per cycle), and the rest
+  (setup, MAC drain, issue);
 - bandwidth: the layer's cycles with its CALC engine idle (DMA exposed beyond CALC).
 
 Host layers run on the CPU outside the timing model: they have no accelerator cycles and are
@@ -39,6 +40,7 @@ CAUSE_OF = {
     "fc_lane_remainder": "idle_convolvers",
     "idle_pixel_lanes": "window", "loop_path": "window", "unused_taps": "window",
         "pass_staging": "pass_overhead", "pass_block_io": "pass_overhead",
+    "pass_finalize": "pass_overhead",
     "pass_fixed": "pass_overhead", "dma_exposed": "bandwidth",
 }
 CAUSES = ("idle_convolvers", "window", "bandwidth", "pass_overhead")
