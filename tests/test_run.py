@@ -103,6 +103,9 @@ def test_summary_layer_rows_are_consistent(state):
         assert r["bit_exact"] is True
         assert r["tiling"]
         assert 0 <= r["utilisation"] <= 1
+        assert 0 < r["slot_utilisation"] <= 1
+        assert r["slot_utilisation"] + sum(r["lost_causes"].values()) == pytest.approx(1.0)
+        assert r["why_not_100"]
     assert sum(r["latency_ms"] for r in s["layers"]) <= s["performance"]["frame_ms"] + 1e-9
     assert s["performance"]["fps"] == pytest.approx(1e3 / s["performance"]["frame_ms"])
 

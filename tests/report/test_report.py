@@ -58,7 +58,10 @@ def _row(name, kind, ms, gops, oi, exact=True):
                      "waiting": 0.0},
         "ops": int(gops * ms * 1e6), "gops": gops, "bound": "compute", "utilisation": 0.5,
         "bytes": int(gops * ms * 1e6 / oi), "op_intensity": oi, "bit_exact": exact,
-        "mismatches": 0 if exact else 3,
+        "mismatches": 0 if exact else 3, "slot_utilisation": 0.25,
+        "why_not_100": "window 40 %",
+        "lost_causes": {"idle_convolvers": 0.2, "window": 0.4, "bandwidth": 0.0,
+                        "pass_overhead": 0.15},
     }
 
 
@@ -117,6 +120,10 @@ def test_html_holds_the_table_images_and_escapes():
     rows = re.findall(r"<tr>.*?</tr>", body)
     assert len(rows) == 2
     assert "Q8.7" in page and "softmax" in page
+    # the slots used and every cause that loses some, largest first
+    assert "25.00 %" in rows[0]
+    assert "window 40.0 %, idle convolvers 20.0 %, pass overhead 15.0 %" in rows[0]
+    assert "bandwidth 0.0" not in rows[0]
 
 
 def test_write_report_writes_both_files(tmp_path):

@@ -85,16 +85,20 @@ def load_compiled_spec(spec: str, cfg: AcceleratorConfig) -> tuple[Compiled, str
 def run(args: argparse.Namespace) -> int:
     from deepfpga.sim.host import host_costs
     from deepfpga.sim.timing import simulate_timing
+    from deepfpga.sim.utilisation import host_notes, layer_utilisation
 
     cfg = target_config(args.target, args.overrides)
     compiled, what = load_compiled_spec(args.model, cfg)
     timing = simulate_timing(compiled)
     host = host_costs(compiled)
+    util = layer_utilisation(timing, compiled.program.instructions, cfg)
     paper = PAPER if Path(args.model).name == PAPER["model"] else None
     if args.json:
         print_json({"model": args.model, "source": what, "target": cfg.name,
                     "peak_gops": cfg.peak_gops, "timing": timing.to_dict(),
-                    "host_layers": [h.to_dict() for h in host], "paper": paper})
+                    "host_layers": [h.to_dict() for h in host], "paper": paper,
+                    "utilisation": [u.to_dict() for u in util]
+                    + host_notes([h.layer for h in host])})
         return 0
     print(f"{args.model} ({what}) on {cfg.name}: {cfg.clock_mhz:g} MHz, {cfg.num_pe} PE ×"
           f" {cfg.convolvers_per_pe} convolvers, peak {cfg.peak_gops:.1f} GOP/s,"
@@ -114,12 +118,16 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(table(
         ["layer", "kind", "time ms", "GOP", "GOP/s", "util %", "MB in", "MB out", "bursts",
-         "mean burst B", "limit", "§8.1 bound ms"],
+         "mean burst B", "limit", "§8.1 bound ms", "slots %", "why not 100 %"],
         [(lt.name, lt.kind, lt.time_s * 1e3, lt.ops / 1e9, lt.gops, 100 * lt.mult_util,
           lt.bytes_loaded / 1e6, lt.bytes_saved / 1e6, lt.transactions,
           round(lt.mean_burst_bytes),
-          lt.limit, lt.bound_s * 1e3) for lt in timing.layers],
+          lt.limit, lt.bound_s * 1e3, 100 * u.utilisation, u.note())
+         for lt, u in zip(timing.layers, util, strict=True)],
     ))
+    print(f"slots %: useful MACs over the {util[0].products_per_cycle if util else 0} product"
+          " slots per cycle × the layer's cycles; why not 100 %: the cause losing most"
+          " (--json: all causes)")
     busy = timing.engine_busy_cycles
     print()
     print(f"{timing.cycles:,} cycles; busy: LOAD {busy['LOAD']:,}, CALC {busy['CALC']:,},"

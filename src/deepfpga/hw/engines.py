@@ -104,6 +104,36 @@ def pool_tail(pool: IntArray, out_rows: IntArray, out_cols: IntArray) -> np.ndar
     return np.where(np.asarray(pool).astype(bool), tail, 0)
 
 
+def _calc_body(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,
+               out_rows: IntArray, out_cols: IntArray, stride: IntArray, pool: IntArray,
+               accumulate: IntArray, finalize: IntArray) -> dict[str, np.ndarray]:
+    """The body of a CALC on the Datapath (between setup and MAC drain) and its finalize: their
+    cycles, the cycles in which products are formed, and the geometry they come from."""
+    ti, to = np.asarray(ti, np.int64), np.asarray(to, np.int64)
+    rows, cols = np.asarray(out_rows, np.int64), np.asarray(out_cols, np.int64)
+    pixels = rows * cols
+    fc = np.asarray(kind) == CalcKind.FC
+    b = bank_count(cfg)
+    terms = 9 * ti
+    groups = _cdiv(to, grid_channels(cfg))
+    blocks = rows * _cdiv(cols, block_width(b, stride))
+    pre = np.where(np.asarray(accumulate).astype(bool), to, groups)
+    staging = to * terms
+    block_io = blocks * (pre + groups * PIXEL_DRAIN_CYCLES + to)
+    grid = staging + block_io + blocks * groups * terms
+    on_grid = ~fc & (terms <= staging_depth(cfg))
+    fc_reads = _cdiv(ti, b)
+    body = np.where(fc, to * fc_reads, np.where(on_grid, grid, to * pixels * terms))
+    # grid: the 9·ti terms of each block and channel group; FC and the loop: every body cycle
+    mac = np.where(on_grid, blocks * groups * terms, body)
+    fin = np.where(np.asarray(finalize).astype(bool),
+                   to * pixels + FIN_DRAIN_CYCLES - pool_tail(pool, rows, cols), 0)
+    return {"fin": fin, "body": body, "mac": mac, "fc": fc, "on_grid": on_grid, "ti": ti, "to": to,
+            "pixels": pixels, "terms": terms, "groups": groups, "blocks": blocks,
+            "fc_reads": fc_reads, "staging": np.where(on_grid, staging, 0),
+            "block_io": np.where(on_grid, block_io, 0)}
+
+
 def datapath_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,
                     out_rows: IntArray, out_cols: IntArray, stride: IntArray, pool: IntArray,
                     accumulate: IntArray, finalize: IntArray) -> np.ndarray:
@@ -115,23 +145,60 @@ def datapath_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: In
     the old accumulators (one per channel, or one cycle when not accumulating), the drain and
     one write per channel. FC: one wide read of B inputs per cycle per output. Other CONVs:
     one product per cycle. Then the MAC drain and, when finalizing, one value per cycle."""
-    ti, to = np.asarray(ti, np.int64), np.asarray(to, np.int64)
-    rows, cols = np.asarray(out_rows, np.int64), np.asarray(out_cols, np.int64)
-    pixels = rows * cols
-    fc = np.asarray(kind) == CalcKind.FC
-    b = bank_count(cfg)
-    terms = 9 * ti
-    groups = _cdiv(to, grid_channels(cfg))
-    blocks = rows * _cdiv(cols, block_width(b, stride))
-    pre = np.where(np.asarray(accumulate).astype(bool), to, groups)
-    grid = to * terms + blocks * (pre + groups * (terms + PIXEL_DRAIN_CYCLES) + to)
-    body = np.where(fc, to * _cdiv(ti, b),
-                    np.where(terms <= staging_depth(cfg), grid, to * pixels * terms))
-    fin = np.where(np.asarray(finalize).astype(bool),
-                   to * pixels + FIN_DRAIN_CYCLES - pool_tail(pool, rows, cols), 0)
-    t = SETUP_CYCLES + body + MAC_DRAIN_CYCLES + fin + 1
+    c = _calc_body(cfg, kind, ti, to, out_rows, out_cols, stride, pool, accumulate, finalize)
+    ti, to, pixels = c["ti"], c["to"], c["pixels"]
+    t = SETUP_CYCLES + c["body"] + MAC_DRAIN_CYCLES + c["fin"] + 1
     t = np.where(pixels == 0, SETUP_CYCLES + 1, t)
     return np.where((ti == 0) | (to == 0), NOP_CYCLES, t)
+
+
+def products_per_cycle(cfg: AcceleratorConfig) -> int:
+    """Product slots of the CALC engine per cycle: the grid's channels × its B pixel lanes."""
+    return grid_channels(cfg) * bank_count(cfg)
+
+
+# Where the product slots of a CALC's cycles go (calc_slots); the keys after "products" are
+# losses: channels of the last group beyond `to`, pixel lanes a block leaves empty (stride,
+# the row's edge), the one-product loop's idle slots, FC's slots beyond its B lanes and its
+# last read beyond ti, and the cycles around the products: the grid's weight staging, its
+# per-block accumulator reads, pixel drains and writes, the finalize (one value per cycle),
+# and the rest (setup, MAC drain, issue).
+CALC_SLOT_PARTS = ("products", "idle_channels", "idle_pixel_lanes", "loop_path",
+                   "fc_idle_convolvers", "fc_lane_remainder", "pass_staging", "pass_block_io",
+                   "pass_finalize", "pass_fixed")
+
+
+def calc_slots(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,
+               out_rows: IntArray, out_cols: IntArray, stride: IntArray, pool: IntArray,
+               accumulate: IntArray, finalize: IntArray) -> dict[str, np.ndarray]:
+    """The products_per_cycle × calc_engine_cycles slots of each CALC, split by CALC_SLOT_PARTS
+    (they add up exactly); "products" are the products formed (CONV: all 9 taps of ti inputs)."""
+    p, b = products_per_cycle(cfg), bank_count(cfg)
+    c = _calc_body(cfg, kind, ti, to, out_rows, out_cols, stride, pool, accumulate, finalize)
+    ti, to, fc, grid = c["ti"], c["to"], c["fc"], c["on_grid"]
+    cycles = calc_engine_cycles(cfg, kind, ti, to, out_rows, out_cols, stride, pool,
+                                accumulate, finalize)
+    live = (ti > 0) & (to > 0) & (c["pixels"] > 0)
+    mac = np.where(live, c["mac"], 0)
+    staging, block_io = np.where(live, c["staging"], 0), np.where(live, c["block_io"], 0)
+    fin = np.where(live, c["fin"], 0)
+    products = np.where(fc, ti * to, to * c["pixels"] * c["terms"])
+    lanes = c["blocks"] * c["terms"]
+    parts = {
+        "products": np.where(live, products, 0),
+        "idle_channels": np.where(live & grid, (c["groups"] * grid_channels(cfg) - to) * b
+                                  * lanes, 0),
+        "idle_pixel_lanes": np.where(live & grid, to * (b * c["blocks"] - c["pixels"])
+                                     * c["terms"], 0),
+        "loop_path": np.where(live & ~fc & ~grid, (p - 1) * products, 0),
+        "fc_idle_convolvers": np.where(live & fc, (p - b) * mac, 0),
+        "fc_lane_remainder": np.where(live & fc, to * (b * c["fc_reads"] - ti), 0),
+        "pass_staging": p * staging,
+        "pass_block_io": p * block_io,
+        "pass_finalize": p * fin,
+        "pass_fixed": p * (cycles - mac - staging - block_io - fin),
+    }
+    return parts
 
 
 def calc_engine_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,

@@ -93,15 +93,25 @@ def _yes_no(v: bool | None) -> str:
 
 def layer_table(layers: Sequence[Mapping[str, Any]]) -> str:
     headers = ["layer", "kind", "fused", "tiling Tr×Tc×Ti×To", "latency ms", "compute ms",
-               "transfer ms", "MOP", "GOP/s", "bound", "utilisation", "bytes", "op/B", "bit-exact"]
+               "transfer ms", "MOP", "GOP/s", "bound", "utilisation", "slots used",
+               "why not 100 %", "bytes", "op/B", "bit-exact"]
     rows = [
         [r["name"], r["kind"], " + ".join(r.get("fused") or [r["name"]]), r.get("tiling") or "–",
          r["latency_ms"], r["compute_ms"], r["transfer_ms"], r["ops"] / 1e6, r["gops"],
-         r["bound"], pct(r["utilisation"]), int(r["bytes"]), r["op_intensity"],
+         r["bound"], pct(r["utilisation"]), pct(r.get("slot_utilisation")),
+         _lost_text(r.get("lost_causes")), int(r["bytes"]), r["op_intensity"],
          _yes_no(r.get("bit_exact"))]
         for r in layers
     ]
-    return _table(headers, rows, raw=(13,), css_id="layers")
+    return _table(headers, rows, raw=(15,), css_id="layers")
+
+
+def _lost_text(causes: Mapping[str, float] | None) -> str:
+    """Every cause that loses product slots, largest first ("–" when none is known)."""
+    if not causes:
+        return "–"
+    lost = sorted(((v, k) for k, v in causes.items() if v > 0), reverse=True)
+    return ", ".join(f"{k.replace('_', ' ')} {100 * v:.1f} %" for v, k in lost) or "none"
 
 
 def _fmt_format(f: Mapping[str, Any] | None) -> str:
@@ -160,7 +170,11 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         f" GOP/s, FC {_e(fmt(perf['fc_gops']))} GOP/s. <em>latency</em>: the layer's exclusive"
         " time; <em>compute/transfer</em>: time in that window with the PEs busy / the DDR port"
         " busy (they overlap); <em>bound</em>: the busier side; <em>utilisation</em>: GOP/s ÷"
-        " peak; <em>bytes</em>: DDR traffic; <em>op/B</em>: operations per DDR byte.</p>"
+        " peak; <em>slots used</em>: useful MACs ÷ (the grid's products per cycle × the layer's"
+        " cycles); <em>why not 100 %</em>: the slots lost, by cause (idle convolvers: channels"
+        " not filling the grid; window: empty pixel lanes, the one-product loop, padding and"
+        " zero taps; bandwidth: cycles without CALC; pass overhead: setup, staging and drains);"
+        " <em>bytes</em>: DDR traffic; <em>op/B</em>: operations per DDR byte.</p>"
     )
     parts.append(layer_table(s["layers"]))
     host = s.get("host_costs") or []

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from deepfpga.report.breakdown import TimeSplit
     from deepfpga.sim.check import LayerCheck, SimResult
     from deepfpga.sim.timing import Timing
+    from deepfpga.sim.utilisation import LayerUtilisation
 
 
 def _tiling_text(t: Tiling | None) -> str:
@@ -29,8 +30,11 @@ def _tiling_text(t: Tiling | None) -> str:
 
 
 def layer_rows(timing: Timing, splits: Sequence[TimeSplit], manifest: Manifest,
-               checks: Mapping[str, LayerCheck]) -> list[dict[str, Any]]:
-    """The per-layer table: timing joined with the manifest's stages and the bit-exact check."""
+               checks: Mapping[str, LayerCheck], util: Sequence[LayerUtilisation] = ()
+               ) -> list[dict[str, Any]]:
+    """The per-layer table: timing joined with the manifest's stages, the bit-exact check and
+    the product-slot utilisation (`util`, per layer of `timing`)."""
+    slot_use = {u.name: u for u in util}
     stages = {s.index: s for s in manifest.layers}
     by_layer = {s.layer: s for s in splits}
     hz = timing.clock_mhz * 1e6
@@ -45,6 +49,7 @@ def layer_rows(timing: Timing, splits: Sequence[TimeSplit], manifest: Manifest,
         sp = by_layer.get(lt.index)
         moved = lt.bytes_loaded + lt.bytes_saved
         chk = checks.get(st.output) if st else None
+        u = slot_use.get(lt.name)
         rows.append({
             "name": lt.name, "kind": lt.kind, "fused": list(st.fused) if st else [lt.name],
             "tiling": _tiling_text(tiling), "tiling_raw": tiling.to_dict() if tiling else None,
@@ -61,6 +66,10 @@ def layer_rows(timing: Timing, splits: Sequence[TimeSplit], manifest: Manifest,
             "bound_ms": lt.bound_s * 1e3,
             "bit_exact": None if chk is None else chk.mismatches == 0,
             "mismatches": None if chk is None else chk.mismatches,
+            "slot_utilisation": None if u is None else u.utilisation,
+            "why_not_100": None if u is None else u.note(),
+            "lost_causes": None if u is None else u.causes,
+            "lost_slots": None if u is None else dict(u.lost),
         })
     return rows
 
@@ -80,6 +89,7 @@ def build_summary(*, request: Mapping[str, Any], command: str, hw: AcceleratorCo
     batch_size); `calib`/`test`: the data sets (deepfpga.data.Dataset)."""
     from deepfpga import __version__
     from deepfpga.sim.host import host_costs
+    from deepfpga.sim.utilisation import layer_utilisation
 
     manifest = compiled.manifest
     checks = {c.tensor: c for c in sim.checks}
@@ -125,7 +135,8 @@ def build_summary(*, request: Mapping[str, Any], command: str, hw: AcceleratorCo
                         "conv_gops": timing.conv_gops, "fc_gops": timing.fc_gops,
                         "peak_gops": hw.peak_gops,
                         "source": "timing simulator (model, not a board measurement)"},
-        "layers": layer_rows(timing, splits, manifest, checks),
+        "layers": layer_rows(timing, splits, manifest, checks,
+                             layer_utilisation(timing, compiled.program.instructions, hw)),
         "host_layers": [h.layer for h in manifest.host_steps],
         "host_costs": [h.to_dict() for h in host_costs(compiled)],
         "compiled": {"stages": len(manifest.layers),
