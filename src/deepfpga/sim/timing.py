@@ -48,7 +48,8 @@ class DeadlockError(InputError):
 _LOAD_FIELDS = attrgetter("buffer", "fc_weights", "ddr_addr", "length", "n1", "stride1", "n2",
                           "stride2")
 _SAVE_FIELDS = attrgetter("ddr_addr", "length", "n1", "stride1", "n2", "stride2")
-_CALC_FIELDS = attrgetter("kind", "ti", "to", "out_rows", "out_cols", "stride", "pool",
+# the fields of a Calc that the CALC cycle rules take, in their order
+CALC_FIELDS = attrgetter("kind", "ti", "to", "out_rows", "out_cols", "stride", "pool",
                           "accumulate", "finalize")
 _FLAGS = attrgetter(*arch.FLAGS)
 _ENGINE_OF = {**arch.ENGINE_OF, End: 3}
@@ -105,7 +106,7 @@ def _program_costs(ins: Sequence[Instruction], cfg: AcceleratorConfig) -> _Costs
         cycles[saves] = arch.save_dma_cycles(cfg, trans[saves], beats, length * n1 * n2)
     if len(calcs):
         kind, ti, to, orows, ocols, stride, pool, acc, fin = np.array(
-            [_CALC_FIELDS(ins[k]) for k in calcs], np.int64).T
+            [CALC_FIELDS(ins[k]) for k in calcs], np.int64).T
         for k in np.flatnonzero((kind != CalcKind.FC) & (kind != CalcKind.CONV)):
             raise InputError(f"instruction {calcs[k]}: CALC kind {kind[k]} is not CONV or FC")
         fc = kind == CalcKind.FC

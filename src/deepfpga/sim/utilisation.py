@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -32,20 +31,18 @@ import numpy as np
 from deepfpga.hw import engines
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.isa import Calc, Instruction
-from deepfpga.sim.timing import Timing
+from deepfpga.sim.timing import CALC_FIELDS, Timing
 
 # fine part → the cause it is reported under
 CAUSE_OF = {
     "idle_channels": "idle_convolvers", "fc_idle_convolvers": "idle_convolvers",
     "fc_lane_remainder": "idle_convolvers",
     "idle_pixel_lanes": "window", "loop_path": "window", "unused_taps": "window",
-        "pass_staging": "pass_overhead", "pass_block_io": "pass_overhead",
+    "pass_staging": "pass_overhead", "pass_block_io": "pass_overhead",
     "pass_finalize": "pass_overhead",
     "pass_fixed": "pass_overhead", "dma_exposed": "bandwidth",
 }
 CAUSES = ("idle_convolvers", "window", "bandwidth", "pass_overhead")
-_CALC_FIELDS = attrgetter("kind", "ti", "to", "out_rows", "out_cols", "stride", "pool",
-                          "accumulate", "finalize")
 
 
 @dataclass(frozen=True)
@@ -99,7 +96,7 @@ def _calc_parts(instructions: Sequence[Instruction], cfg: AcceleratorConfig
     calcs = [i for i in instructions if isinstance(i, Calc)]
     if not calcs:
         return {}
-    f = np.array([_CALC_FIELDS(i) for i in calcs], np.int64).T
+    f = np.array([CALC_FIELDS(i) for i in calcs], np.int64).T
     lid = np.array([i.layer for i in calcs], np.int64)
     parts = engines.calc_slots(cfg, *f)
     parts["calc_cycles"] = engines.calc_engine_cycles(cfg, *f)
