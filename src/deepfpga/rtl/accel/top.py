@@ -138,28 +138,48 @@ class Accelerator(wiring.Component):
         m.d.comb += [stuck.eq(st), some.eq(so), dl_index.eq(idx)]
         deadlock = busy & ~halt & stuck & some & dec.blocked
 
-        # sticky error: the earliest instruction in program order wins
+        # sticky error: the earliest instruction in program order wins (ties: the earlier
+        # source). Each source's (valid, code, index) is registered first and the five are
+        # merged in a tree of pairwise picks (a min over (index, source), so the order of the
+        # picks does not change the result): the decoder's checks no longer feed a chain of
+        # five index comparisons in one cycle. The halt and the run's end see the registered
+        # stage at once, so no instruction starts later and no cycle is added.
         sources = [(dec.err_valid, dec.err_code, dec.err_index, False),
                    (load.err_valid, load.err_code, load.err_index, True),
                    (calc.err_valid, calc.err_code, calc.err_index, True),
                    (save.err_valid, save.err_code, save.err_index, True),
                    (deadlock, E.TOKEN_UNDERFLOW, dl_index, True)]
-        h, c, i = err_have, err_code, err_index
+        staged = []
         runtime = 0
-        for valid, code, index, halting in sources:
-            take = valid & (~h | (index < i))
-            h, c, i = h | valid, Mux(take, code, c), Mux(take, index, i)
+        for k, (valid, code, index, halting) in enumerate(sources):
+            sv, sc, si = Signal(name=f"err{k}_v"), Signal(8, name=f"err{k}_c"), \
+                Signal(INDEX_BITS, name=f"err{k}_i")
+            m.d.sync += [sv.eq(busy & valid), sc.eq(code), si.eq(index)]
+            staged.append((sv, sc, si))
             if halting:
                 runtime = runtime | valid
+        pending = Signal()
+        m.d.comb += pending.eq(Cat(*(v for v, _, _ in staged)).any())
+
+        def pick(a: tuple, b: tuple) -> tuple:
+            take = b[0] & (~a[0] | (b[2] < a[2]))
+            return a[0] | b[0], Mux(take, b[1], a[1]), Mux(take, b[2], a[2])
+
+        cands = [(err_have, err_code, err_index), *staged]
+        while len(cands) > 1:
+            cands = [pick(cands[j], cands[j + 1]) if j + 1 < len(cands) else cands[j]
+                     for j in range(0, len(cands), 2)]
+        h, c, i = cands[0]
+        with m.If(pending & ~run_start & ~(regs.clear & ~busy)):
+            m.d.sync += [err_have.eq(h), err_code.eq(c), err_index.eq(i)]
         with m.If(busy):
-            m.d.sync += [err_have.eq(h), err_code.eq(c), err_index.eq(i),
-                         halt.eq(halt | runtime)]
+            m.d.sync += halt.eq(halt | runtime)
         with m.If(calc.tr_end):
             m.d.sync += sat.eq(sat + calc.sat)
         quiet = ~load.active & ~calc.active & ~save.active & fetch.idle & ~go
         with m.If(busy & dec.finished & quiet):
-            m.d.sync += [busy.eq(0), done.eq(~err_have), failed.eq(err_have)]
-            with m.If(dec.end_ok & ~err_have):
+            m.d.sync += [busy.eq(0), done.eq(~(err_have | pending)), failed.eq(err_have | pending)]
+            with m.If(dec.end_ok & ~err_have & ~pending):
                 m.d.sync += end_index.eq(dec.end_index)
         m.d.comb += [
             regs.status.eq(Cat(done, busy, failed)), regs.error_code.eq(err_code),
