@@ -29,7 +29,7 @@ from deepfpga.zoo.fmnist import NAMES, WEIGHTS_DIR, build
 DEFAULTS = {
     "fmnist-vgg": {"epochs": 10, "lr": 2e-3, "batch": 128},
     "fmnist-alex": {"epochs": 8, "lr": 2e-3, "batch": 128},
-    "fmnist-resnet": {"epochs": 10, "lr": 4e-3, "batch": 128},
+    "fmnist-resnet": {"epochs": 20, "lr": 4e-3, "batch": 128},
 }
 MAX_BYTES = 5 * 1024 * 1024
 

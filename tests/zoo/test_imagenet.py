@@ -12,7 +12,7 @@ from deepfpga.ir import Graph
 
 def test_names():
     assert zoo.names() == ["alexnet", "zf", "vgg11", "vgg13", "vgg16", "vgg19", "vgg16-svd",
-                           "resnet18", "fmnist-vgg", "fmnist-alex"]
+                           "resnet18", "fmnist-vgg", "fmnist-alex", "fmnist-resnet"]
 
 
 @pytest.mark.parametrize("name", ["alexnet", "zf", "vgg11", "vgg13", "vgg16", "vgg19",

@@ -11,7 +11,7 @@ from deepfpga.errors import InputError
 from deepfpga.ir.graph import Graph
 
 # Trained models whose weights ship with the package (built by deepfpga.zoo.fmnist).
-FMNIST_NAMES = ("fmnist-vgg", "fmnist-alex")
+FMNIST_NAMES = ("fmnist-vgg", "fmnist-alex", "fmnist-resnet")
 
 
 def names() -> list[str]:
