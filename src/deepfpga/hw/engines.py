@@ -51,6 +51,14 @@ def grid_channels(cfg: AcceleratorConfig) -> int:
     return max(1, cfg.num_pe * cfg.convolvers_per_pe // bank_count(cfg))
 
 
+def grid_multipliers(cfg: AcceleratorConfig) -> int:
+    """Products the CALC grid computes per cycle: grid_channels × B pixel lanes, one product per
+    lane (≈ num_pe · convolvers_per_pe; not 9 per convolver: the grid takes a 3×3 window's taps
+    one per cycle). The peak (AcceleratorConfig.peak_gops) and the resource model's DSPs count
+    it."""
+    return grid_channels(cfg) * bank_count(cfg)
+
+
 def staging_depth(cfg: AcceleratorConfig) -> int:
     """Words of the grid's weight staging memory (WEIGHT entries / channels); a CONV with
     9·ti ≤ depth runs on the grid, others on the one-accumulator loop."""
