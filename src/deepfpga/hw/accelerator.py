@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepfpga.errors import InputError
-from deepfpga.hw.engines import grid_multipliers
+from deepfpga.hw.geometry import products as grid_products
 from deepfpga.hw.isa import Calc
 
 CONVOLVER_KERNEL = 3   # the convolver's window, 3×3 (paper §6.2); deepfpga.hw.arch.KERNEL
@@ -120,7 +120,7 @@ class AcceleratorConfig:
     def multipliers(self) -> int:
         """Products the RTL's CALC grid computes per cycle (deepfpga.hw.engines.grid_multipliers:
         one per convolver lane, ≈ num_pe · convolvers_per_pe)."""
-        return grid_multipliers(self)
+        return grid_products(self.num_pe, self.convolvers_per_pe)
 
     @property
     def convolver_taps(self) -> int:
