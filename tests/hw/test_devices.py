@@ -40,7 +40,8 @@ def test_zc706_paper_values() -> None:
     assert {"paper", "secondary", "assumed"} <= set(cfg.notes)
     # not buildable: the paper's 1152 multipliers exceed the 900 DSP48E1, and what the RTL would
     # build from these keys needs more block RAM than the device has
-    assert cfg.multipliers == 1152 > get_device("XC7Z045").dsps
+    assert cfg.convolver_taps == 1152 > get_device("XC7Z045").dsps
+    assert cfg.multipliers == 128 and cfg.peak_gops == pytest.approx(38.4)
     est = estimate(cfg)
     assert est.bram36 > get_device("XC7Z045").bram36_equivalent and not est.buildable
     assert not_buildable_reason(cfg) is not None
@@ -50,12 +51,12 @@ def test_zc706_paper_values() -> None:
 
 
 def test_estimate_counts_what_the_rtl_builds() -> None:
-    for preset in ("zedboard", "zc706", "tiny"):
+    for preset in ("zedboard", "zc706", "zc706-8", "tiny"):
         cfg = load_config(preset)
         est = estimate(cfg)
         b = bank_count(cfg)
         # the grid (channels × B lanes) and the one-accumulator loop's B lanes, not 9 per convolver
-        assert est.multipliers == grid_channels(cfg) * b + b
+        assert est.multipliers == grid_channels(cfg) * b + b == cfg.multipliers + b
         assert est.dsps == est.multipliers + (9 if cfg.device == "LFE5U-85F" else 8)
         names = [m.name for m in est.buffers]
         assert names == ["input", "weight", "bias", "output", "staging", "pool row"]

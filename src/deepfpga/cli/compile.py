@@ -22,7 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("model", metavar="QMODEL", help="quantized model file or zoo name")
     p.add_argument("--target", required=True, metavar="PRESET_OR_TOML",
-                   help="accelerator preset (zc706-paper, zc706, zedboard, tiny) or a TOML file")
+                   help="accelerator preset (zc706-paper, zc706, zc706-8, zedboard, tiny)"
+                   " or a TOML file")
     p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR",
                    help="directory for program.bin, ddr.bin and manifest.json")
     p.add_argument("--explain", action="store_true",

@@ -16,7 +16,8 @@ from deepfpga.errors import InputError
 def _add_pe_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("PE parameters (a target, optionally overridden by the flags)")
     g.add_argument("--target", metavar="PRESET_OR_TOML",
-                   help="accelerator config: preset (zc706-paper, zc706, zedboard, tiny) or"
+                   help="accelerator config: preset (zc706-paper, zc706, zc706-8, zedboard,"
+                   " tiny) or"
                    " TOML file; default tiny")
     g.add_argument("--convolvers", type=int,
                    help="3×3 convolvers in the PE (default: the target's)")
@@ -79,7 +80,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     bd = rsub.add_parser("build", help="the accelerator's Verilog and its Verilator model")
     bd.add_argument("--target", required=True, metavar="PRESET_OR_TOML",
-                    help="accelerator config: preset (zc706-paper, zc706, zedboard, tiny) or"
+                    help="accelerator config: preset (zc706-paper, zc706, zc706-8, zedboard,"
+                   " tiny) or"
                    " TOML file; default tiny")
     bd.add_argument("-o", "--output", metavar="DIR",
                     help="also write the Verilog and a copy of the model library here")

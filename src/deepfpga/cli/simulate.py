@@ -30,7 +30,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL",
                    help="compiled OUTDIR, QMODEL file, or architecture (zoo name, .onnx)")
     p.add_argument("--target", required=True, metavar="PRESET_OR_TOML",
-                   help="accelerator config: zc706-paper, zc706, zedboard, tiny, or a TOML file")
+                   help="accelerator config: zc706-paper, zc706, zc706-8, zedboard, tiny,"
+                   " or a TOML file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="change one config key for a what-if run (repeatable), e.g."
                         " --set burst_overhead_cycles=50; the result must still fit the device")

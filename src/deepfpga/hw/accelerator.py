@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepfpga.errors import InputError
+from deepfpga.hw.geometry import products as grid_products
 from deepfpga.hw.isa import Calc
 
 CONVOLVER_KERNEL = 3   # the convolver's window, 3×3 (paper §6.2); deepfpga.hw.arch.KERNEL
@@ -117,11 +118,19 @@ class AcceleratorConfig:
     # --- derived figures --------------------------------------------------------------------
     @property
     def multipliers(self) -> int:
+        """Products the RTL's CALC grid computes per cycle (deepfpga.hw.engines.grid_multipliers:
+        one per convolver lane, ≈ num_pe · convolvers_per_pe)."""
+        return grid_products(self.num_pe, self.convolvers_per_pe)
+
+    @property
+    def convolver_taps(self) -> int:
+        """num_pe · convolvers_per_pe · 9: the multipliers of the paper's 3×3 convolvers (one per
+        tap). Not what the RTL builds; only the reading of the paper (zc706-paper) needs it."""
         return self.num_pe * self.convolvers_per_pe * self.kernel * self.kernel
 
     @property
     def peak_gops(self) -> float:
-        """2 operations per multiplier per cycle."""
+        """2 operations (multiply, add) per grid product per cycle: what the RTL can reach."""
         return 2 * self.multipliers * self.clock_mhz * 1e6 / 1e9
 
     @property

@@ -18,7 +18,7 @@ from deepfpga.hw.resources import check_fits
 
 __all__ = ["PRESETS", "AcceleratorConfig", "config_from_dict", "config_to_toml", "load_config"]
 
-PRESETS = ("zc706-paper", "zc706", "zedboard", "tiny")
+PRESETS = ("zc706-paper", "zc706", "zedboard", "tiny", "zc706-8")
 
 
 def config_from_dict(d: dict[str, Any], source: str) -> AcceleratorConfig:

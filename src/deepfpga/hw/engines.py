@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from deepfpga.hw import geometry
 from deepfpga.hw.isa import INSTRUCTION_BYTES, CalcKind
 
 if TYPE_CHECKING:
@@ -43,12 +44,20 @@ def bank_count(cfg: AcceleratorConfig) -> int:
     largest power of two ≤ convolvers_per_pe / 2. (A trade-off measured on fmnist-vgg and
     fmnist-alex on `zedboard`: B = 8 against 16 costs 13 % more CALC cycles on fmnist-vgg, saves
     18 % on fmnist-alex's narrow maps, and simulates 1.5× faster under Verilator.)"""
-    return 1 << (max(1, cfg.convolvers_per_pe // 2).bit_length() - 1)
+    return geometry.banks(cfg.num_pe, cfg.convolvers_per_pe)
 
 
 def grid_channels(cfg: AcceleratorConfig) -> int:
     """Output channels of the grid: the PEs' lanes (num_pe · convolvers_per_pe) over B."""
-    return max(1, cfg.num_pe * cfg.convolvers_per_pe // bank_count(cfg))
+    return geometry.channels(cfg.num_pe, cfg.convolvers_per_pe)
+
+
+def grid_multipliers(cfg: AcceleratorConfig) -> int:
+    """Products the CALC grid computes per cycle: grid_channels × B pixel lanes, one product per
+    lane (≈ num_pe · convolvers_per_pe; not 9 per convolver: the grid takes a 3×3 window's taps
+    one per cycle). The peak (AcceleratorConfig.peak_gops) and the resource model's DSPs count
+    it."""
+    return geometry.products(cfg.num_pe, cfg.convolvers_per_pe)
 
 
 def staging_depth(cfg: AcceleratorConfig) -> int:

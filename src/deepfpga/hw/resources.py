@@ -31,6 +31,7 @@ from deepfpga.hw.devices import Device, get_device
 from deepfpga.hw.engines import (
     bank_count,
     grid_channels,
+    grid_multipliers,
     operand_bits,
     pool_width,
     staging_depth,
@@ -173,11 +174,6 @@ def dsps_per_multiplier(a_bits: int, b_bits: int, dev: Device) -> int:
     return math.ceil(hi / (dev.dsp_a_bits - 1)) * math.ceil(lo / (dev.dsp_b_bits - 1))
 
 
-def grid_multipliers(cfg: AcceleratorConfig) -> int:
-    """Products of the CALC grid per cycle: grid_channels × B pixel lanes."""
-    return grid_channels(cfg) * bank_count(cfg)
-
-
 def ram_blocks(capacity_bytes: int, port_bits: int, dev: Device) -> int:
     """Native blocks for `capacity_bytes` read `port_bits` wide per cycle (one read port)."""
     if capacity_bytes <= 0:
@@ -290,12 +286,12 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     and the first-term select in front of the adder (sum bits); the product and the exact sum
     sit in the DSP (MREG, post-adder and PREG) when the sum fits its accumulator (48 bits on a
     DSP48E1), else the adder (sum bits more) and both registers are fabric too."""
-    b, ob, n, sb = bank_count(cfg), operand_bits(cfg), grid_channels(cfg), sum_bits(cfg)
+    b, ob, sb = bank_count(cfg), operand_bits(cfg), sum_bits(cfg)
     ew = max(cfg.data_bits, cfg.weight_bits, cfg.bias_bits)
     port_bits = (2 * ob + cfg.bias_bits + cfg.acc_bits + cfg.data_bits      # reads
                  + 3 * ew + cfg.acc_bits)                                    # writes
     in_dsp = sb <= _DSP_ACC_BITS.get(dev.family, 0)
-    lanes = n * b
+    lanes = grid_multipliers(cfg)
     cascade = sum(m.cascade_bits for m in memories(cfg, dev))
     return {"fixed": 1.0, "rotation_bits": float(b * b * port_bits),
             "cascade_bits": float(cascade),
@@ -310,7 +306,7 @@ def estimate(cfg: AcceleratorConfig) -> ResourceEstimate:
     b, ob, n = bank_count(cfg), operand_bits(cfg), grid_channels(cfg)
     notes: list[str] = []
 
-    lanes = n * b
+    lanes = grid_multipliers(cfg)
     per = dsps_per_multiplier(ob, ob, dev)
     control = _CONTROL_DSPS[dev.family]
     dsps = per * (lanes + b) + control

@@ -278,7 +278,7 @@ def synthesize_accel(cfg: AcceleratorConfig, device: str | None = None, *,
     """Export the whole accelerator of `cfg` (`deepfpga_accel`), synthesize it for `device`
     (default: the config's) and (ECP5, if `pnr`) place and route it at `target_mhz` (default:
     the config's clock)."""
-    from deepfpga.hw.resources import grid_multipliers
+    from deepfpga.hw.engines import grid_multipliers
     from deepfpga.rtl.accel import spec
     from deepfpga.rtl.accel.top import verilog_text as accel_verilog
 
