@@ -64,7 +64,7 @@ def test_calc_slots_are_the_engine_cycles(target):
     assert tuple(parts) == engines.CALC_SLOT_PARTS
     assert all((v >= 0).all() for v in parts.values())
     np.testing.assert_array_equal(sum(parts.values()),
-                                  engines.products_per_cycle(cfg)
+                                  engines.grid_multipliers(cfg)
                                   * engines.calc_engine_cycles(*args))
     # the loop path and the grid's empty lanes both show up
     assert parts["loop_path"].any() and parts["idle_pixel_lanes"].any()
@@ -72,7 +72,7 @@ def test_calc_slots_are_the_engine_cycles(target):
 
 def test_fc_on_the_grid_loses_the_other_lanes():
     cfg = load_config("zedboard")
-    b, p = engines.bank_count(cfg), engines.products_per_cycle(cfg)
+    b, p = engines.bank_count(cfg), engines.grid_multipliers(cfg)
     parts = engines.calc_slots(cfg, CalcKind.FC, 4 * b, 10, 1, 1, 1, 0, 0, 0)
     assert parts["products"] == 40 * b
     assert parts["fc_idle_convolvers"] == (p - b) * 10 * 4

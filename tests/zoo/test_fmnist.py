@@ -14,7 +14,8 @@ from deepfpga.data import load_dataset
 from deepfpga.errors import InputError
 from deepfpga.zoo import fmnist
 
-MIN_ACC = {"fmnist-vgg": 0.90, "fmnist-alex": 0.88, "fmnist-resnet": 0.91}  # on the first 2,000 test images
+# on the first 2,000 test images
+MIN_ACC = {"fmnist-vgg": 0.90, "fmnist-alex": 0.88, "fmnist-resnet": 0.91}
 ALLOWED = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Linear, nn.Dropout)
 CHAINS = ("fmnist-vgg", "fmnist-alex")
 SHIPPED = (*CHAINS, "fmnist-resnet")  # the models whose weights ship in deepfpga/zoo/weights

@@ -7,7 +7,8 @@ import argparse
 from deepfpga.cli.output import add_json_flag, print_json, table
 
 MODEL_HELP = (
-    "a zoo name (alexnet, zf, vgg11, vgg13, vgg16, vgg19, vgg16-svd, fmnist-vgg, fmnist-alex, fmnist-resnet),"
+    "a zoo name (alexnet, zf, vgg11, vgg13, vgg16, vgg19, vgg16-svd, resnet18, fmnist-vgg,"
+    " fmnist-alex, fmnist-resnet),"
     " a .onnx file, a float-model .npz, or package.module:factory returning a torch.nn.Module"
     " (needs --input-shape)"
 )

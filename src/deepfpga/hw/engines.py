@@ -161,11 +161,6 @@ def datapath_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: In
     return np.where((ti == 0) | (to == 0), NOP_CYCLES, t)
 
 
-def products_per_cycle(cfg: AcceleratorConfig) -> int:
-    """Product slots of the CALC engine per cycle: the grid's channels × its B pixel lanes."""
-    return grid_channels(cfg) * bank_count(cfg)
-
-
 # Where the product slots of a CALC's cycles go (calc_slots); the keys after "products" are
 # losses: channels of the last group beyond `to`, pixel lanes a block leaves empty (stride,
 # the row's edge), the one-product loop's idle slots, FC's slots beyond its B lanes and its
@@ -180,9 +175,9 @@ CALC_SLOT_PARTS = ("products", "idle_channels", "idle_pixel_lanes", "loop_path",
 def calc_slots(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,
                out_rows: IntArray, out_cols: IntArray, stride: IntArray, pool: IntArray,
                accumulate: IntArray, finalize: IntArray) -> dict[str, np.ndarray]:
-    """The products_per_cycle × calc_engine_cycles slots of each CALC, split by CALC_SLOT_PARTS
+    """The grid_multipliers × calc_engine_cycles slots of each CALC, split by CALC_SLOT_PARTS
     (they add up exactly); "products" are the products formed (CONV: all 9 taps of ti inputs)."""
-    p, b = products_per_cycle(cfg), bank_count(cfg)
+    p, b = grid_multipliers(cfg), bank_count(cfg)
     c = _calc_body(cfg, kind, ti, to, out_rows, out_cols, stride, pool, accumulate, finalize)
     ti, to, fc, grid = c["ti"], c["to"], c["fc"], c["on_grid"]
     cycles = calc_engine_cycles(cfg, kind, ti, to, out_rows, out_cols, stride, pool,

@@ -1,7 +1,7 @@
 """Per-layer utilisation of the accelerator's product slots, and where the rest goes.
 
 A layer's utilisation is its useful MACs (the model's, from the manifest) over the product slots
-of its exclusive cycles: products_per_cycle (grid_channels × bank_count, deepfpga.hw.engines) ×
+of its exclusive cycles: products_per_cycle (engines.grid_multipliers: grid_channels × bank_count) ×
 the layer's cycles in the timing model. The lost slots are split into causes that the engines'
 cycle rules attribute exactly (engines.calc_slots per CALC), so the parts add up to the slots:
 
@@ -109,7 +109,7 @@ def layer_utilisation(timing: Timing, instructions: Sequence[Instruction],
                       cfg: AcceleratorConfig) -> tuple[LayerUtilisation, ...]:
     """The utilisation and its lost slots, for every layer of `timing` (timed from
     `instructions` on `cfg`)."""
-    p = engines.products_per_cycle(cfg)
+    p = engines.grid_multipliers(cfg)
     hz = timing.clock_mhz * 1e6
     calc = _calc_parts(instructions, cfg)
     out = []
