@@ -177,3 +177,20 @@ def test_accelerator_error_in_a_later_segment(accel_build):
     assert res.error == ErrorCode.LOAD_RANGE and res.error_index == k
     assert f"instruction {k} (LOAD): LOAD_RANGE" in res.error_message
     assert len(res.segments) == 2 and res.segments[0].end == seg.instructions[0] - 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+def test_random_residual_networks_on_the_rtl(accel_build, seed):
+    """Random residual networks (tests/sim/test_residual_random.py): the accelerator's
+    convolutions and projections between the host's adds, bit-exact on the RTL."""
+    from tests.sim.test_residual_random import random_residual
+
+    rng = np.random.default_rng(700 + seed)
+    g = random_residual(rng)
+    q = random_qmodel(g, rng, bw_d=TINY.data_bits, bw_w=TINY.weight_bits, jitter=1)
+    c = compile_model(q, TINY)
+    x = rng.integers(q.input_format.qmin, q.input_format.qmax, size=(1, *g.input_shape),
+                     endpoint=True)
+    res = check_bit_exact(accel_build, q, c, x)
+    assert len(res.segments) >= 2        # host adds split the program into segments
