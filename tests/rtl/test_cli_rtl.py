@@ -41,3 +41,10 @@ def test_rtl_synth_pe_flags_need_top_pe(capsys):
     assert "--convolvers applies to --top pe only" in err and "Traceback" not in err
     assert main(["rtl", "synth", "--top", "pe", "--timeout", "-1"]) == 2
     assert "--timeout" in capsys.readouterr().err
+
+
+def test_synth_device_in_any_case() -> None:
+    from deepfpga.cli import build_parser
+
+    args = build_parser().parse_args(["rtl", "synth", "--target", "zc706", "--device", "XC7Z045"])
+    assert args.device == "xc7z045"

@@ -67,7 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sy.add_argument("--top", choices=("accel", "pe"), default="accel",
                     help="accel: the whole accelerator deepfpga_accel (default); pe: one PE"
                          " (the PE flags above apply only to it)")
-    sy.add_argument("--device", choices=device_names(),
+    # any case: the presets spell their device XC7Z045, the choices are lower case
+    sy.add_argument("--device", type=str.lower, choices=device_names(),
                     help="a device of deepfpga.hw.devices (default: the target's): Xilinx parts"
                          " synth_xilinx; ECP5 (ecp5-85f) synth_ecp5 + nextpnr")
     sy.add_argument("--workdir", metavar="DIR",
