@@ -44,7 +44,7 @@ def bank_count(cfg: AcceleratorConfig) -> int:
     largest power of two ≤ convolvers_per_pe / 2. (A trade-off measured on fmnist-vgg and
     fmnist-alex on `zedboard`: B = 8 against 16 costs 13 % more CALC cycles on fmnist-vgg, saves
     18 % on fmnist-alex's narrow maps, and simulates 1.5× faster under Verilator.)"""
-    return geometry.banks(cfg.num_pe, cfg.convolvers_per_pe)
+    return geometry.banks(cfg.convolvers_per_pe)
 
 
 def grid_channels(cfg: AcceleratorConfig) -> int:
