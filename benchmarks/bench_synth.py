@@ -35,6 +35,14 @@ DESIGNS: dict[str, tuple[str, dict[str, object], bool]] = {
     "small8-xc7": ("tiny", {**_SMALL8, "device": "XC7Z020"}, False),
     "zedboard": ("zedboard", {}, False),
     "zc706": ("zc706", {}, False),
+    # the DSE's best 8-bit point on XC7Z045 (BENCHMARKS.md, issue 17): B = 32, far from the
+    # presets' B = 2..16, so it tests the LUT/FF model's form, not only its coefficients
+    "dse-8x96": ("zc706", {"num_pe": 8, "convolvers_per_pe": 96, "data_bits": 8,
+                           "weight_bits": 8, "bias_bits": 8, "acc_bits": 32,
+                           "input_buffer_bytes": 786432, "output_buffer_bytes": 524288,
+                           "weight_buffer_bytes": 86016, "fc_buffer_bytes": 393216,
+                           "datain_port_num": 16, "weightin_port_num": 16,
+                           "dataout_port_num": 8}, False),
 }
 
 

@@ -70,3 +70,15 @@ def test_small_design_synthesized_by_yosys_matches_the_estimate(tmp_path) -> Non
     for resource, measured in r.used().items():
         assert abs(est[resource] - measured) <= TOLERANCE * measured, (resource, measured,
                                                                       est[resource])
+
+
+def test_lut_and_ff_costs_are_the_fit_of_the_recorded_syntheses() -> None:
+    spec = importlib.util.spec_from_file_location("fit_resources", BENCH / "fit_resources.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from deepfpga.hw import resources
+    fitted = mod.fit(RECORDED)
+    for kind, table in (("lut", resources._LUT_COSTS), ("ff", resources._FF_COSTS)):
+        for family, coef in fitted[kind].items():
+            for term, value in coef.items():
+                assert table[family][term] == pytest.approx(value, rel=1e-3), (kind, family, term)

@@ -44,21 +44,21 @@ BUILD_LIMITS = {"dsps": 0.90, "bram36": 0.90, "luts": 0.80, "ffs": 1.0}
 _LABELS = {"dsps": "DSP", "bram36": "BRAM36-equivalent", "luts": "LUT", "ffs": "FF"}
 
 
-# LUT and FF per unit (`fabric_units`), per device family, fitted by least squares to the Yosys
-# synthesis of the designs in benchmarks/synth_results.json (docs/rtl.md, "Resource model");
-# UltraScale+ takes the 7-series costs (LUT6 as well; not synthesized).
+# LUT and FF per unit (`fabric_units`), per device family: least-squares fits to the Yosys
+# synthesis of the 7-series designs in benchmarks/synth_results.json, made and checked by
+# benchmarks/fit_resources.py (docs/rtl.md, "Resource model"); ECP5 takes the 7-series per-unit
+# costs with its own fixed part (fitted to `tiny`); UltraScale+ the 7-series costs (LUT6 as
+# well; not synthesized).
+LUT_TERMS = ("fixed", "rotation_bits", "lane_lut_bits")
+FF_TERMS = ("fixed", "bank_bits", "lane_ff_bits")
+_CASCADE_LUTS_PER_BIT = 1 / 3      # a k-deep column's read mux: (k − 1)/3 LUT6 per bit
 _LUT_COSTS = {
-    # fitted: all but cascade_bits (a k-deep column's read mux: (k − 1)/3 LUT6 per bit)
-    "7series": {"fixed": 7841.0, "rotation_bits": 0.756, "bank_bits": 0.7283,
-                "cascade_bits": 1 / 3, "lane_lut_bits": 0.3961},
-    # ECP5 (LUT4 + 2 per CCU2C): only `tiny` is fitted, for the fixed part; the per-unit costs
-    # are the 7-series ones (`small8` on ECP5 checks them: within 5 %)
-    "ecp5": {"fixed": 12789.0, "rotation_bits": 0.756, "bank_bits": 0.7283,
-             "cascade_bits": 1 / 3, "lane_lut_bits": 0.3961},
+    "7series": {"fixed": 7592.68, "rotation_bits": 2.3999, "lane_lut_bits": 0.5422},
+    "ecp5": {"fixed": 12659.1, "rotation_bits": 2.3999, "lane_lut_bits": 0.5422},
 }
 _FF_COSTS = {
-    "7series": {"fixed": 6473.0, "bank_bits": 1.0314, "lane_ff_bits": 0.7301},
-    "ecp5": {"fixed": 7133.0, "bank_bits": 1.0314, "lane_ff_bits": 0.7301},
+    "7series": {"fixed": 5738.74, "bank_bits": 2.5018, "lane_ff_bits": 0.6884},
+    "ecp5": {"fixed": 6543.02, "bank_bits": 2.5018, "lane_ff_bits": 0.6884},
 }
 # The DSP's accumulator (P register) width: a grid lane's exact sum up to it stays in the DSP.
 # ECP5: Yosys uses MULT18X18D alone (no ALU54B), so every sum is fabric.
@@ -277,11 +277,13 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     """What the LUT and FF counts scale with (their costs per family are fitted, `_LUT_COSTS`,
     `_FF_COSTS`):
     fixed — the controller, DMA engines, AXI, the CALC sequencing and finalize (1 each);
-    rotation_bits — B² × the bits of the banked memories' wide ports (each lane of a wide read
-    or write chooses among B banks: INPUT, WEIGHT, BIAS, OUTPUT ×2 reads, the same four writes);
-    bank_bits — B × those bits (per-lane registers and selection of the wide ports, the
-    one-accumulator loop's products and sums);
-    cascade_bits — the block-RAM read multiplexers of memories stacked in depth;
+    rotation_bits — B·log2(B) × the bits of the banked memories' wide ports (each lane of a
+    wide read or write picks one of B banks; Yosys builds the B lanes' selections as log2(B)
+    levels of 2:1 multiplexers: the form B² of an earlier fit overestimated a B = 32 design by
+    66 %, this one predicts it within 5 % from the others, benchmarks/fit_resources.py);
+    bank_bits — B × those bits (per-lane registers of the wide ports, the one-accumulator
+    loop's products and sums);
+    cascade_bits — the block-RAM read multiplexers of memories stacked in depth (structural);
     lane_lut_bits, lane_ff_bits — per grid lane: the old accumulator (acc_bits register bits)
     and the first-term select in front of the adder (sum bits); the product and the exact sum
     sit in the DSP (MREG, post-adder and PREG) when the sum fits its accumulator (48 bits on a
@@ -293,12 +295,17 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     in_dsp = sb <= _DSP_ACC_BITS.get(dev.family, 0)
     lanes = grid_multipliers(cfg)
     cascade = sum(m.cascade_bits for m in memories(cfg, dev))
-    return {"fixed": 1.0, "rotation_bits": float(b * b * port_bits),
+    return {"fixed": 1.0, "rotation_bits": float(b * math.log2(b) * port_bits),
             "cascade_bits": float(cascade),
             "bank_bits": float(b * port_bits),
             "lane_lut_bits": float(lanes * (sb if in_dsp else 2 * sb)),
             "lane_ff_bits": float(lanes * (cfg.acc_bits if in_dsp
                                            else cfg.acc_bits + sb + 2 * ob))}
+
+
+def fixed_lut_units(units: dict[str, float]) -> float:
+    """The LUTs of `fabric_units` that are structural, not fitted: the cascade multiplexers."""
+    return units["cascade_bits"] * _CASCADE_LUTS_PER_BIT
 
 
 def estimate(cfg: AcceleratorConfig) -> ResourceEstimate:
@@ -321,8 +328,9 @@ def estimate(cfg: AcceleratorConfig) -> ResourceEstimate:
     units = fabric_units(cfg, dev)
     family = dev.family
     lutram += _CONTROL_LUTRAM[family]
-    luts = lutram + sum(_LUT_COSTS[family][k] * units[k] for k in _LUT_COSTS[family])
-    ffs = sum(_FF_COSTS[family][k] * units[k] for k in _FF_COSTS[family])
+    luts = (lutram + fixed_lut_units(units)
+            + sum(_LUT_COSTS[family][k] * units[k] for k in LUT_TERMS))
+    ffs = sum(_FF_COSTS[family][k] * units[k] for k in FF_TERMS)
     notes.append("LUT/FF: per-unit costs fitted to Yosys synthesis (docs/rtl.md)")
     return ResourceEstimate(
         device=dev.name, multipliers=lanes + b, dsps=dsps, fabric_multipliers=0,
