@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PRESETS = ("zc706-paper", "zedboard", "tiny")
 IMAGENET = ("alexnet", "zf", "vgg11", "vgg13", "vgg16", "vgg19", "vgg16-svd")
-FMNIST = ("fmnist-vgg", "fmnist-alex")
+FMNIST = ("fmnist-vgg", "fmnist-alex", "fmnist-resnet")
 TINY_AFFORDABLE = ("alexnet", "zf")     # ImageNet models compiled for `tiny` by default
 CALIB_IMAGES = 100
 

@@ -5,7 +5,7 @@ top-1/top-5 per model on the test images, through the bit-exact reference execut
 benchmarks/quant_accuracy.md (and a .json next to it) with the command, date and calibration
 settings.
 
-    .venv/bin/python scripts/quant_accuracy.py [--models fmnist-vgg fmnist-alex]
+    .venv/bin/python scripts/quant_accuracy.py [--models fmnist-vgg fmnist-alex fmnist-resnet]
         [--calib-size 1000] [--limit N] [--metric l1] [--out benchmarks/quant_accuracy.md]
 """
 
@@ -141,7 +141,7 @@ def render(results: dict[str, Any], info: dict[str, Any],
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["fmnist-vgg", "fmnist-alex"])
+    ap.add_argument("--models", nargs="+", default=["fmnist-vgg", "fmnist-alex", "fmnist-resnet"])
     ap.add_argument("--calib-size", type=int, default=1000)
     ap.add_argument("--limit", type=int, default=None, help="test images (default all 10000)")
     ap.add_argument("--metric", default="l1", choices=("l1", "l2", "kl"))
