@@ -54,3 +54,8 @@ def test_compiled_for_another_target(files, refused):
 
 def test_unknown_model(refused):
     refused(["simulate", "nope-net", "--target", "tiny"], "unknown model")
+
+
+def test_set_on_a_compiled_dir_says_why(files, refused):
+    refused(["simulate", files.compiled, "--target", "tiny", "--set", "clock_mhz=50"],
+            "pass the model")

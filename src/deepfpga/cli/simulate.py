@@ -88,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
     from deepfpga.sim.timing import simulate_timing
     from deepfpga.sim.utilisation import host_notes, layer_utilisation
 
+    if args.overrides and Path(args.model).is_dir():
+        # a compiled program holds its config's hash: any --set makes it another config
+        raise InputError(f"--set changes the accelerator configuration, but {args.model} is a"
+                         " program compiled for one; pass the model (zoo name, .onnx, .npz)"
+                         " instead of the compiled directory to compile it for the new one")
     cfg = target_config(args.target, args.overrides)
     compiled, what = load_compiled_spec(args.model, cfg)
     timing = simulate_timing(compiled)
