@@ -138,9 +138,6 @@ def test_program_bytes(files, edits, cut):
     assert got.config_hash == original.config_hash
 
 
-@pytest.mark.xfail(strict=True, reason="hw/isa.py: the CRC covers the body only, so a"
-                   " damaged config hash in the header decodes as another config when no"
-                   " expected hash is given (found by test_program_bytes)")
 def test_program_header_damage_is_detected_without_an_expected_hash(files):
     from deepfpga.hw.isa import decode_program
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-import zlib
 
 import pytest
 from hypothesis import given, settings
@@ -26,6 +25,7 @@ from deepfpga.hw.isa import (
     decode_program,
     encode_instruction,
     encode_program,
+    program_crc,
 )
 
 
@@ -131,7 +131,7 @@ def test_bad_opcode_and_stray_bits_refused(program_bytes: tuple[bytes, bytes]) -
     def with_body(body: bytes) -> bytes:
         head = bytearray(data[:HEADER_BYTES])
         struct.pack_into("<I", head, 8, len(body) // INSTRUCTION_BYTES)
-        struct.pack_into("<I", head, 12, zlib.crc32(body))
+        struct.pack_into("<I", head, 12, program_crc(bytes(head), body))
         return bytes(head) + body
 
     word = bytearray(encode_instruction(End()))

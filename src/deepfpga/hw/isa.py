@@ -29,8 +29,10 @@ from deepfpga.errors import InputError
 
 INSTRUCTION_BYTES = 32
 MAGIC = b"DFPG"
-VERSION = 1
-# magic, version, flags, instruction count, body CRC32, config SHA-256
+VERSION = 2
+# magic, version, flags, instruction count, CRC32, config SHA-256; the CRC covers the header's
+# other fields and the body (version 1 covered only the body, so a damaged config hash decoded
+# as another config's program)
 _HEADER = struct.Struct("<4sHHII32s")
 HEADER_BYTES = _HEADER.size
 
@@ -324,10 +326,16 @@ def decode_instruction(data: bytes, index: int = 0) -> Instruction:
     return ins
 
 
+def program_crc(header: bytes, body: bytes) -> int:
+    """CRC32 of the header with its CRC field zeroed, then the body."""
+    return zlib.crc32(body, zlib.crc32(header[:12] + bytes(4) + header[16:]))
+
+
 def encode_program(program: Program) -> bytes:
     body = b"".join(encode_instruction(i) for i in program.instructions)
-    header = _HEADER.pack(MAGIC, VERSION, 0, len(program.instructions), zlib.crc32(body),
-                          program.config_hash)
+    header = _HEADER.pack(MAGIC, VERSION, 0, len(program.instructions), 0, program.config_hash)
+    header = _HEADER.pack(MAGIC, VERSION, 0, len(program.instructions),
+                          program_crc(header, body), program.config_hash)
     return header + body
 
 
@@ -345,9 +353,10 @@ def decode_program(data: bytes, expected_config_hash: bytes | None = None) -> Pr
     if len(body) != count * INSTRUCTION_BYTES:
         raise InputError(f"program body is {len(body)} bytes, header says {count} instructions"
                          f" ({count * INSTRUCTION_BYTES} bytes): truncated or padded")
-    if zlib.crc32(body) != crc:
-        raise InputError(f"program CRC32 mismatch (header {crc:#010x}, body"
-                         f" {zlib.crc32(body):#010x}): the file is corrupted")
+    actual = program_crc(data[:HEADER_BYTES], body)
+    if actual != crc:
+        raise InputError(f"program CRC32 mismatch (recorded {crc:#010x}, header and body give"
+                         f" {actual:#010x}): the file is corrupted")
     if expected_config_hash is not None and chash != expected_config_hash:
         raise InputError("program was compiled for a different accelerator configuration"
                          " (config hash mismatch)")
