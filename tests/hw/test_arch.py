@@ -77,8 +77,9 @@ def test_dma_cycles_by_hand() -> None:
 def test_calc_cycles_by_hand() -> None:
     # tiny: B = 2 banks, a grid of 2 channels × 2 pixels, deep staging
     assert (engines.bank_count(CFG), engines.grid_channels(CFG)) == (2, 2)
-    # CONV ti 2, to 3, 4×4 outputs, stride 1, finalizing: 2 channel groups, 8 blocks of 2 pixels
-    grid = 3 * 18 + 8 * (2 + 2 * (18 + 3) + 3)
+    # CONV ti 2, to 3, 4×4 outputs, stride 1, finalizing: 2 channel groups, 8 blocks of 2 pixels;
+    # staging: 18 terms per channel, B = 2 per cycle
+    grid = 3 * 9 + 8 * (2 + 2 * (18 + 3) + 3)
     conv = engines.SETUP_CYCLES + grid + engines.MAC_DRAIN_CYCLES + 3 * 16 + 9 + 1
     fc = engines.SETUP_CYCLES + 3 * 3 + engines.MAC_DRAIN_CYCLES + 1     # ⌈5 / B⌉ per output
     got = arch.calc_cycles(CFG, [CalcKind.CONV, CalcKind.FC, CalcKind.CONV], [2, 5, 0],
