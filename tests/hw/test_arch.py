@@ -92,6 +92,15 @@ def test_calc_cycles_by_hand() -> None:
     assert int(acc) == conv + issue + 8 * (3 - 2)
 
 
+def test_staging_takes_one_wide_weight_read_per_cycle() -> None:
+    # zc706: B = 16; the 1,365-word staging in 16 banks of 86 rows (term t: bank t mod 16)
+    cfg = load_config("zc706")
+    assert engines.staging_banks(cfg) == engines.bank_count(cfg) == 16
+    assert (engines.staging_depth(cfg), engines.staging_rows(cfg)) == (1365, 86)
+    # a channel's 9·ti terms: full reads of 16, the last one partial
+    assert engines.staging_cycles(cfg, [9, 16, 17, 576, 4608]).tolist() == [1, 1, 2, 36, 288]
+
+
 def test_token_channels_are_one_table() -> None:
     assert arch.CHANNELS == ("LOAD→CALC", "CALC→LOAD", "CALC→SAVE", "SAVE→CALC")
     assert arch.flag_channels(arch.LOAD) == {"push_next": (0, False), "pop_next": (1, True)}
