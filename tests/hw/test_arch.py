@@ -77,8 +77,9 @@ def test_dma_cycles_by_hand() -> None:
 def test_calc_cycles_by_hand() -> None:
     # tiny: B = 2 banks, a grid of 2 channels × 2 pixels, deep staging
     assert (engines.bank_count(CFG), engines.grid_channels(CFG)) == (2, 2)
-    # CONV ti 2, to 3, 4×4 outputs, stride 1, finalizing: 2 channel groups, 8 blocks of 2 pixels
-    grid = 3 * 18 + 8 * (2 + 2 * (18 + 3) + 3)
+    # CONV ti 2, to 3, 4×4 outputs, stride 1, finalizing: 2 channel groups, 8 blocks of 2 pixels;
+    # staging: 18 terms per channel, B = 2 per cycle
+    grid = 3 * 9 + 8 * (2 + 2 * (18 + 3) + 3)
     conv = engines.SETUP_CYCLES + grid + engines.MAC_DRAIN_CYCLES + 3 * 16 + 9 + 1
     fc = engines.SETUP_CYCLES + 3 * 3 + engines.MAC_DRAIN_CYCLES + 1     # ⌈5 / B⌉ per output
     got = arch.calc_cycles(CFG, [CalcKind.CONV, CalcKind.FC, CalcKind.CONV], [2, 5, 0],
@@ -89,6 +90,15 @@ def test_calc_cycles_by_hand() -> None:
     # accumulating: the old sums cost one cycle per channel and block instead of one per group
     acc = arch.calc_cycles(CFG, CalcKind.CONV, 2, 3, 4, 4, 1, 0, 1, 1)
     assert int(acc) == conv + issue + 8 * (3 - 2)
+
+
+def test_staging_takes_one_wide_weight_read_per_cycle() -> None:
+    # zc706: B = 16; the 1,365-word staging in 16 banks of 86 rows (term t: bank t mod 16)
+    cfg = load_config("zc706")
+    assert engines.staging_banks(cfg) == engines.bank_count(cfg) == 16
+    assert (engines.staging_depth(cfg), engines.staging_rows(cfg)) == (1365, 86)
+    # a channel's 9·ti terms: full reads of 16, the last one partial
+    assert engines.staging_cycles(cfg, [9, 16, 17, 576, 4608]).tolist() == [1, 1, 2, 36, 288]
 
 
 def test_token_channels_are_one_table() -> None:

@@ -4,7 +4,7 @@ written once: the RTL's modules take their geometry from here, and the timing mo
 through deepfpga.hw.arch; the resource model (deepfpga.hw.resources) its widths and geometry.
 
 - the CALC engine's geometry: B banks, the product grid of `grid_channels` output channels × B
-  pixel lanes, the weight staging depth, the pixels of one grid block;
+  pixel lanes, the weight staging depth and banks, the pixels of one grid block;
 - the CALC cycles of an instruction on the Datapath (calc_valid accepted → calc_done), exact:
   `tests/rtl/accel/test_calc_timing.py` checks them against amaranth.sim cycle for cycle;
 - the AXI4 bursts of a DMA run (beats, 4 KiB boundaries, the burst limit) and the per-burst
@@ -64,6 +64,23 @@ def staging_depth(cfg: AcceleratorConfig) -> int:
     """Words of the grid's weight staging memory (WEIGHT entries / channels); a CONV with
     9·ti ≤ depth runs on the grid, others on the one-accumulator loop."""
     return max(9, cfg.weight_buffer_entries // grid_channels(cfg))
+
+
+def staging_banks(cfg: AcceleratorConfig) -> int:
+    """Banks of the staging memory (term t in bank t mod S): S = B, what one wide WEIGHT read
+    moves, so PSTAGE stages B consecutive terms of a channel per cycle."""
+    return bank_count(cfg)
+
+
+def staging_rows(cfg: AcceleratorConfig) -> int:
+    """Rows of each staging bank: the staging depth over the banks."""
+    return -(-staging_depth(cfg) // staging_banks(cfg))
+
+
+def staging_cycles(cfg: AcceleratorConfig, terms: IntArray) -> np.ndarray:
+    """PSTAGE cycles per output channel of `terms` (9·ti) weights: one wide WEIGHT read of
+    staging_banks consecutive terms per cycle (a channel's last read may be partial)."""
+    return _cdiv(terms, staging_banks(cfg))
 
 
 def block_width(banks: IntArray, stride: IntArray) -> np.ndarray:
@@ -127,7 +144,7 @@ def _calc_body(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArra
     groups = _cdiv(to, grid_channels(cfg))
     blocks = rows * _cdiv(cols, block_width(b, stride))
     pre = np.where(np.asarray(accumulate).astype(bool), to, groups)
-    staging = to * terms
+    staging = to * staging_cycles(cfg, terms)
     block_io = blocks * (pre + groups * PIXEL_DRAIN_CYCLES + to)
     grid = staging + block_io + blocks * groups * terms
     on_grid = ~fc & (terms <= staging_depth(cfg))
@@ -150,10 +167,11 @@ def datapath_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: In
     to calc_done (inclusive), for CALCs that pass their checks.
 
     GRID (CONV with 9·ti ≤ staging depth): per group of `grid_channels` output channels, stage
-    its 9·ti weights per channel, then per block of B pixels (one output row) 9·ti terms plus
-    the old accumulators (one per channel, or one cycle when not accumulating), the drain and
-    one write per channel. FC: one wide read of B inputs per cycle per output. Other CONVs:
-    one product per cycle. Then the MAC drain and, when finalizing, one value per cycle."""
+    its 9·ti weights per channel, B per cycle (`staging_cycles`), then per block of B pixels
+    (one output row) 9·ti terms plus the old accumulators (one per channel, or one cycle when
+    not accumulating), the drain and one write per channel. FC: one wide read of B inputs per
+    cycle per output. Other CONVs: one product per cycle. Then the MAC drain and, when
+    finalizing, one value per cycle."""
     c = _calc_body(cfg, kind, ti, to, out_rows, out_cols, stride, pool, accumulate, finalize)
     ti, to, pixels = c["ti"], c["to"], c["pixels"]
     t = SETUP_CYCLES + c["body"] + MAC_DRAIN_CYCLES + c["fin"] + 1

@@ -9,11 +9,11 @@ What is modelled, and how sure it is:
   one product per DSP48E1 at any width ≤ 25×18 (no two-per-DSP packing), and it maps every
   product to a DSP whatever the device has: a design with more is refused, not built from LUTs.
 - Block RAM (structural): every memory of the Datapath — INPUT, WEIGHT, BIAS and OUTPUT each in
-  B banks of entries/B, the weight staging memory (staging_depth × grid_channels weights) — on
-  the cheapest block shape of the device (parity bits used as data), a block per read port (the
-  OUTPUT banks have two: the CALC engine's, full width, and SAVE's, data_bits wide); the
-  finalize's pooling row. Memories no deeper than the device's `lutram_max_depth` go to
-  distributed RAM, as Yosys puts them.
+  B banks of entries/B, the weight staging memory (staging_banks banks of staging_rows ×
+  grid_channels weights) — on the cheapest block shape of the device (parity bits used as
+  data), a block per read port (the OUTPUT banks have two: the CALC engine's, full width, and
+  SAVE's, data_bits wide); the finalize's pooling row. Memories no deeper than the device's
+  `lutram_max_depth` go to distributed RAM, as Yosys puts them.
 - LUT / FF: per-unit costs fitted to Yosys synthesis of the designs in docs/rtl.md (`_FABRIC`):
   a fixed part (controller, DMA engines, AXI, the CALC engine's sequencing and finalize), a part
   per grid lane (product, exact sum, old accumulator), per lane of the channel selection that
@@ -34,7 +34,8 @@ from deepfpga.hw.engines import (
     grid_multipliers,
     operand_bits,
     pool_width,
-    staging_depth,
+    staging_banks,
+    staging_rows,
     sum_bits,
 )
 
@@ -267,7 +268,7 @@ def memories(cfg: AcceleratorConfig, dev: Device) -> tuple[BufferEstimate, ...]:
         # the CALC engine reads whole accumulators, SAVE only their data_bits
         _memory("output", cfg.output_buffer_bytes, b, rows(cfg.output_buffer_entries),
                 cfg.acc_bits, (cfg.acc_bits, min(cfg.data_bits, cfg.acc_bits)), dev),
-        _memory("staging", 0, 1, staging_depth(cfg), n * ob, (n * ob,), dev),
+        _memory("staging", 0, staging_banks(cfg), staging_rows(cfg), n * ob, (n * ob,), dev),
         _memory("pool row", 0, 1, max(1, pool_width(cfg) // 2), cfg.data_bits,
                 (cfg.data_bits,), dev),
     )
@@ -283,7 +284,8 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     66 %, this one predicts it within 5 % from the others, benchmarks/fit_resources.py);
     bank_bits — B × those bits (per-lane registers of the wide ports, the one-accumulator
     loop's products and sums);
-    cascade_bits — the block-RAM read multiplexers of memories stacked in depth (structural);
+    cascade_bits — the block-RAM read multiplexers of memories stacked in depth, and the
+    staging banks' term select (structural);
     lane_lut_bits, lane_ff_bits — per grid lane: the old accumulator (acc_bits register bits)
     and the first-term select in front of the adder (sum bits); the product and the exact sum
     sit in the DSP (MREG, post-adder and PREG) when the sum fits its accumulator (48 bits on a
@@ -294,7 +296,11 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
                  + 3 * ew + cfg.acc_bits)                                    # writes
     in_dsp = sb <= _DSP_ACC_BITS.get(dev.family, 0)
     lanes = grid_multipliers(cfg)
-    cascade = sum(m.cascade_bits for m in memories(cfg, dev))
+    # the staging banks' term select (staging.py): an S:1 multiplexer per bit of the staged
+    # word, the same structure as a column S blocks deep
+    n_bits = grid_channels(cfg) * ob
+    cascade = (sum(m.cascade_bits for m in memories(cfg, dev))
+               + (staging_banks(cfg) - 1) * n_bits)
     return {"fixed": 1.0, "rotation_bits": float(b * math.log2(b) * port_bits),
             "cascade_bits": float(cascade),
             "bank_bits": float(b * port_bits),

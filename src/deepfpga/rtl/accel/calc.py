@@ -10,8 +10,9 @@ A CALC runs in phases:
    (koff) and every stride 1..7 are the same loop.
    - GRID (CONV with 9·ti ≤ staging depth): `lanes.grid_channels` output channels × B pixels
      (stride 1; one pixel otherwise) per cycle: PSTAGE copies a channel group's weights into the
-     staging memory, then per block of B pixels of a row PPRE reads the old accumulators (if
-     `accumulate`), PTERMS runs the 9·ti terms, PDRAIN, PPOST writes the sums.
+     staging memory (staging.py), B terms per cycle, then per block of B pixels of a row PPRE
+     reads the old accumulators (if `accumulate`), PTERMS runs the 9·ti terms, PDRAIN, PPOST
+     writes the sums.
    - ONE (FC, and deeper CONVs): one accumulator at a time, in OUTPUT order; FC takes B terms
      per cycle (INPUT holds the weight block, WEIGHT the vector), CONV one.
    Sums are exact and must fit acc_bits (else ACC_OVERFLOW, the simulator's check).
@@ -179,12 +180,16 @@ class CalcEngine(wiring.Component):
             m.d.sync += ovf.eq(1)
 
         # --- the grid ------------------------------------------------------------------------
+        # PSTAGE reads B consecutive terms sk.. of channel su (sk a multiple of B): term sk + r
+        # goes to staging bank r, row sk / B, the cycle after (the WEIGHT read's latency)
         st_v1, pre_v1 = Signal(), Signal()
         st_u1, st_k1, pre_j1 = Signal.like(su), Signal.like(sk), Signal.like(j)
+        st_m1 = Signal(nb_)
         m.d.sync += [st_v1.eq(0), pre_v1.eq(pre_issue), pre_j1.eq(j), st_u1.eq(su),
-                     st_k1.eq(sk)]
-        grid = build_grid(m, cfg, st_we=st_v1, st_addr=st_k1, st_lane=st_u1,
-                          st_data=w_lanes[0], t_addr=t, pix=pix, v2=v2, first2=first2,
+                     st_k1.eq(sk), st_m1.eq(Cat(sk + r < setup.ti9 for r in range(nb_)))]
+        staging = {"st_we": st_v1, "st_row": st_k1 >> (nb_.bit_length() - 1),
+                   "st_lane": st_u1, "st_mask": st_m1, "st_data": w_lanes}
+        grid = build_grid(m, cfg, staging=staging, t_addr=t, pix=pix, v2=v2, first2=first2,
                           old_we=pre_v1, old_chan=pre_j1, old_lanes=o_lanes,
                           keep_old=f["accumulate"])
         post = channel_lanes(grid, j)
@@ -289,15 +294,15 @@ class CalcEngine(wiring.Component):
                         with m.If(last_o):
                             m.next = "MAC_DRAIN"
             with m.State("PSTAGE"):
-                # the group's weights, WEIGHT[wb + o·9ti ...] → staging word k, lane u
-                m.d.sync += [wa.eq(wa + 1), st_v1.eq(1)]
-                with m.If(sk == setup.ti9 - 1):
-                    m.d.sync += [sk.eq(0), su.eq(su + 1)]
+                # the group's weights, WEIGHT[wb + o·9ti ...] → staging words k.., lane u
+                m.d.sync += [wa.eq(wa + nb_), st_v1.eq(1)]
+                with m.If(sk + nb_ >= setup.ti9):
+                    m.d.sync += [sk.eq(0), su.eq(su + 1), wa.eq(wa + setup.ti9 - sk)]
                     with m.If(su == grp - 1):
                         m.d.sync += [j.eq(0), jptr.eq(accp)]
                         m.next = "PPRE"
                 with m.Else():
-                    m.d.sync += sk.eq(sk + 1)
+                    m.d.sync += sk.eq(sk + nb_)
             with m.State("PPRE"):
                 with m.If(f["accumulate"]):
                     m.d.comb += pre_issue.eq(1)

@@ -1,23 +1,24 @@
 """The CALC engine's product grid: `channels` output channels × B pixels (B = the buffers'
 banks) at once.
 
-A wide weight staging memory holds, per term t = i·9 + ky·3 + kx, the weights of the group's
-channels side by side (word t, lane u = w[o0+u, i, ky, kx]); it is filled from WEIGHT once per
-channel group (the group's weights are contiguous there). Each cycle one wide INPUT read (B
-consecutive tile values of one row: B output pixels at stride 1, one pixel otherwise) meets one
-staged word: channels × B products and as many exact sums. Staging depth: WEIGHT entries /
-channels, so any CONV with 9·ti ≤ depth runs here (others run on the one-accumulator loop).
+A wide weight staging memory (staging.py) holds, per term t = i·9 + ky·3 + kx, the weights of
+the group's channels side by side (word t, lane u = w[o0+u, i, ky, kx]); it is filled from
+WEIGHT once per channel group (the group's weights are contiguous there), B terms per cycle.
+Each cycle one wide INPUT read (B consecutive tile values of one row: B output pixels at stride
+1, one pixel otherwise) meets one staged word: channels × B products and as many exact sums.
+Staging depth: WEIGHT entries / channels, so any CONV with 9·ti ≤ depth runs here (others run
+on the one-accumulator loop).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib.memory import Memory
+from amaranth.hdl import Array, Module, Mux, Signal, Value, signed
 
 from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.hw.engines import bank_count, grid_channels, operand_bits, staging_depth, sum_bits
+from deepfpga.hw.engines import bank_count, grid_channels, operand_bits, sum_bits
+from deepfpga.rtl.accel.staging import build_staging
 
 
 @dataclass(frozen=True)
@@ -25,24 +26,18 @@ class Grid:
     sums: list[list[Signal]]     # [channel][pixel lane], exact, ready 1 cycle after stage 2
 
 
-def build_grid(m: Module, cfg: AcceleratorConfig, *, st_we: Value, st_addr: Value,
-               st_lane: Value, st_data: Value, t_addr: Value, pix: list[Value], v2: Value,
-               first2: Value, old_we: Value, old_chan: Value, old_lanes: list[Value],
-               keep_old: Value) -> Grid:
-    """st_*: write one staged weight (lane `st_lane` of word `st_addr`); t_addr: the staged word
-    of the term issued this cycle (stage 0); pix: that term's B tile values (stage 1, zero
+def build_grid(m: Module, cfg: AcceleratorConfig, *, staging: dict[str, Value | list[Value]],
+               t_addr: Value, pix: list[Value], v2: Value, first2: Value, old_we: Value,
+               old_chan: Value, old_lanes: list[Value], keep_old: Value) -> Grid:
+    """staging: the staging memory's write (build_staging's st_* arguments); t_addr: the staged
+    word of the term issued this cycle (stage 0); pix: that term's B tile values (stage 1, zero
     outside the tile); v2/first2: stage 2 valid / first-term flags; old_*: set one channel's B
     old accumulators (used only if `keep_old`, else the sums start at 0)."""
     n = grid_channels(cfg)
     b = bank_count(cfg)
     ob = operand_bits(cfg)
     a = cfg.acc_bits
-    mem = Memory(shape=unsigned(n * ob), depth=staging_depth(cfg), init=[])
-    m.submodules.wstage = mem
-    wr = mem.write_port(granularity=ob)
-    rd = mem.read_port()
-    m.d.comb += [wr.addr.eq(st_addr), wr.data.eq(Cat(*([st_data[:ob]] * n))),
-                 wr.en.eq(Mux(st_we, 1 << st_lane, 0)), rd.addr.eq(t_addr)]
+    word = build_staging(m, cfg, t_addr=t_addr, **staging)
     old = [[Signal(signed(a), name=f"old{u}_{j}") for j in range(b)] for u in range(n)]
     sums = [[Signal(signed(sum_bits(cfg)), name=f"gsum{u}_{j}") for j in range(b)]
             for u in range(n)]
@@ -51,7 +46,7 @@ def build_grid(m: Module, cfg: AcceleratorConfig, *, st_we: Value, st_addr: Valu
             with m.Case(u):
                 m.d.sync += [old[u][j].eq(old_lanes[j]) for j in range(b)]
     for u in range(n):
-        w = rd.data[u * ob:(u + 1) * ob].as_signed()
+        w = word[u * ob:(u + 1) * ob].as_signed()
         for j in range(b):
             prod = Signal(signed(2 * ob), name=f"gprod{u}_{j}")
             m.d.sync += prod.eq(pix[j] * w)
