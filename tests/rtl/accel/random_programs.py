@@ -286,12 +286,17 @@ class _Gen:
             kind, taps = CalcKind.CONV1, 1
             if self.p(0.75):
                 subs = [(0, 0)]
-            deep = self.p(0.25)
+            # ti ≤ the field, and the input tile within the constants it is loaded from
+            ti_max = min(arch.CALC_DIM_MAX, CONST_BYTES // cfg.data_bytes // 4)
+            deep = staging_depth(cfg) + 8 <= ti_max and self.p(0.25)
             if deep:
                 w0, w_n = 0, cfg.weight_buffer_entries
-            ti = staging_depth(cfg) + self.r(1, 8) if deep else self.r(1, staging_depth(cfg))
+            ti = staging_depth(cfg) + self.r(1, 8) if deep else \
+                self.r(1, min(staging_depth(cfg), 256))
             to = 1 if deep else self.r(1, 12)
             rows, cols = self.r(1, 6), self.r(1, min(12, cfg.max_row_width))
+            while ti * rows * cols > 4 * ti_max:
+                rows, cols = max(1, rows - 1), max(1, cols - 1)
         elif variant == "deep":
             w0, w_n = 0, cfg.weight_buffer_entries
             ti, to = min(staging_depth(cfg) // 9 + self.r(1, 12), w_n // 9), 1
