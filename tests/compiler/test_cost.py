@@ -11,7 +11,8 @@ from deepfpga.compiler.mapping import map_network
 from deepfpga.compiler.tiling import Tiling, _conv_candidates, check_tiling, costs
 from deepfpga.hw import arch
 from deepfpga.hw.config import load_config
-from deepfpga.hw.isa import Buffer, Calc, Load, Save
+from deepfpga.hw.isa import Buffer, Calc, CalcKind, Load, Save
+from deepfpga.ir import Conv2d, Flatten, Linear, MaxPool2d, ReLU, chain
 from deepfpga.quant.random_model import random_qmodel
 
 TINY = load_config("tiny")
@@ -55,12 +56,20 @@ def test_vectorised_costs_equal_one_at_a_time(small_net) -> None:
         assert {n: int(v[k]) for n, v in d.items()} == {n: one[n] for n in d}
 
 
+POINTWISE = chain("pw", (8, 10, 10), [
+    Conv2d("a", (), in_channels=8, out_channels=12, kernel=(1, 1)), ReLU("ra", ()),
+    Conv2d("b", (), in_channels=12, out_channels=6, kernel=(1, 1), stride=(2, 2)),
+    MaxPool2d("pb", ()), Flatten("f", ()), Linear("l", (), in_features=24, out_features=5)])
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_cost_model_counts_match_the_program(seed: int, small_net) -> None:
+@pytest.mark.parametrize("net", ["small", "pointwise"])
+def test_cost_model_counts_match_the_program(seed: int, net: str, small_net) -> None:
     """The closed-form model and the generated code agree on bytes and CALCs, and the compute
-    cycles agree with the timing simulator's per-instruction formulas."""
+    cycles agree with the timing simulator's per-instruction formulas (also for 1×1 layers:
+    CONV1 CALCs, dense (to, ti) weight blocks)."""
     rng = np.random.default_rng(seed)
-    q = random_qmodel(small_net, rng, bw_d=16, bw_w=16)
+    q = random_qmodel(small_net if net == "small" else POINTWISE, rng, bw_d=16, bw_w=16)
     model = architecture_model(q.graph, TINY)
     stages = plan(model, TINY).mapping.stages
     force = {}
@@ -105,5 +114,7 @@ def test_cost_model_counts_match_the_program(seed: int, small_net) -> None:
                     i.accumulate, i.finalize))
         want = {k: d.cost[k] for k in got}
         assert got == want, (d.name, d.tiling)
+        if net == "pointwise" and not fc:
+            assert {i.kind for i in ins if isinstance(i, Calc) and i.to} == {CalcKind.CONV1}
 
 

@@ -16,7 +16,7 @@ from deepfpga.compiler.tiling import check_tiling
 from deepfpga.errors import InputError
 from deepfpga.hw.arch import CALC_DIM_MAX
 from deepfpga.hw.config import PRESETS, load_config
-from deepfpga.hw.isa import Calc, End, Load, Program, Save, encode_program
+from deepfpga.hw.isa import Calc, CalcKind, End, Load, Program, Save, encode_program
 from deepfpga.ir import LRN, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Softmax, chain
 from deepfpga.quant.random_model import random_qmodel
 from deepfpga.quant.reference import execute
@@ -151,6 +151,57 @@ def test_random_networks_with_chosen_tilings(preset: str) -> None:
         compiled = compile_model(q, cfg)
         x = rng.integers(q.input_format.qmin, q.input_format.qmax, size=g.input_shape,
                          endpoint=True)
+        _compare(q, compiled, cfg, x)
+
+
+def random_pointwise_network(rng: np.random.Generator):
+    """A chain of 1×1 convolutions (stride 1 or 2, padding 0; up to 40 channels; ReLU and fused
+    pools sometimes), flatten and an FC layer."""
+    c = int(rng.integers(1, 41))
+    h, w = int(rng.integers(3, 15)), int(rng.integers(3, 15))
+    shape = (c, h, w)
+    layers = []
+    for k in range(int(rng.integers(1, 4))):
+        s = int(rng.choice([1, 2]))
+        n = int(rng.integers(1, 41))
+        layers.append(Conv2d(f"c{k}", (), in_channels=c, out_channels=n, kernel=(1, 1),
+                             stride=(s, s), bias=bool(rng.random() < 0.7)))
+        c, h, w = n, (h - 1) // s + 1, (w - 1) // s + 1
+        if rng.random() < 0.6:
+            layers.append(ReLU(f"r{k}", ()))
+        if h >= 2 and w >= 2 and rng.random() < 0.3:
+            layers.append(MaxPool2d(f"p{k}", ()))
+            h, w = h // 2, w // 2
+    layers += [Flatten("flat", ()), Linear("f", (), in_features=c * h * w, out_features=7)]
+    return chain("pw", shape, layers)
+
+
+@pytest.mark.parametrize(("preset", "seed"), [(p, s) for p in PRESETS for s in range(3)])
+def test_random_pointwise_networks_bit_exact(preset: str, seed: int) -> None:
+    """1×1 convolutions run as CONV1 CALCs (one term per input channel, weights dense (to, ti)
+    in DDR), under random and chosen tilings, bit-exact against the reference."""
+    cfg = load_config(preset)
+    rng = np.random.default_rng(500 + 10 * PRESETS.index(preset) + seed)
+    g = random_pointwise_network(rng)
+    q = random_qmodel(g, rng, bw_d=cfg.data_bits, bw_w=cfg.weight_bits, jitter=1)
+    model = ModelInput(q.graph, q.input_format, q.formats, q.weights)
+    stages = plan(model, cfg).mapping.stages
+    force = {st.name: t for st in stages if (t := random_tiling(st, cfg, rng)) is not None}
+    x = rng.integers(q.input_format.qmin, q.input_format.qmax, size=g.input_shape,
+                     endpoint=True)
+    for forced in (force, {}):
+        compiled = compile_model(q, cfg, force=forced)
+        calcs = [i for i in compiled.program.instructions if isinstance(i, Calc) and i.to]
+        convs = {st.name for st in stages if st.kind == "conv"}
+        kinds = {int(i.kind) for i in calcs if compiled.manifest.layers[i.layer].name in convs}
+        assert kinds == {CalcKind.CONV1}
+        regions = {r.name: r for r in compiled.manifest.regions}
+        for st in stages:
+            if st.kind == "conv":      # dense (N, C): no zero-padded taps
+                assert regions[f"w:{st.name}"].size >= st.out_channels * st.in_channels \
+                    * cfg.weight_bytes
+                assert regions[f"w:{st.name}"].size < (st.out_channels * st.in_channels
+                                                       * cfg.weight_bytes) + 64
         _compare(q, compiled, cfg, x)
 
 

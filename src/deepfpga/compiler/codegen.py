@@ -17,7 +17,7 @@ from deepfpga.compiler.layout import block_offsets, splits
 from deepfpga.compiler.mapping import Stage
 from deepfpga.compiler.tiling import Banks, Tiling, acc_entries, staging_entries
 from deepfpga.hw.accelerator import AcceleratorConfig
-from deepfpga.hw.arch import DMA_COUNT_MAX, KERNEL, TAPS
+from deepfpga.hw.arch import DMA_COUNT_MAX, KERNEL
 from deepfpga.hw.isa import Buffer, CalcKind
 
 
@@ -159,16 +159,16 @@ def emit_conv(bld: Builder, st: Stage, t: Tiling, cfg: AcceleratorConfig, pl: Pl
                     "ddr_addr": ddr, **seg})
             bank, hit = w_lru.get((og, ig))
             wbase = bank * bk.weight
-            blk = on * inn * TAPS
+            blk = on * inn * st.taps
             if not hit:
                 bld.load("WEIGHT", wbase, blk * st.nsub, pl.w_region, {
                     "layer": st.index, "buffer": Buffer.WEIGHT, "buf_addr": wbase,
-                    "ddr_addr": pl.w_base + offs[og, ig], "length": inn * TAPS,
-                    "n1": on * st.nsub, "stride1": inn * TAPS * wb})
+                    "ddr_addr": pl.w_base + offs[og, ig], "length": inn * st.taps,
+                    "n1": on * st.nsub, "stride1": inn * st.taps * wb})
             for j in range(st.nsub):
                 last = ig == len(igs) - 1 and j == st.nsub - 1
                 f: dict[str, int] = {
-                    "layer": st.index, "kind": CalcKind.CONV, "ib_addr": ib,
+                    "layer": st.index, "kind": st.calc_kind, "ib_addr": ib,
                     "wb_addr": wbase + j * blk, "ob_addr": 0, "ti": inn, "to": on,
                     "in_rows": in_rows, "in_cols": in_cols, "out_rows": trk, "out_cols": tck,
                     "stride": s, "pad_top": rs - r_start, "pad_left": cs - c_start,

@@ -88,7 +88,8 @@ def _conv_unit_cycles(cfg: AcceleratorConfig, stage: Stage, rows: np.ndarray, co
     s, pool, nsub = stage.stride, int(stage.pool), stage.nsub
 
     def cc(ti: np.ndarray, acc: int, fin: int) -> np.ndarray:
-        return arch.calc_cycles(cfg, CalcKind.CONV, ti, to, rows, cols, s, pool * fin, acc, fin)
+        return arch.calc_cycles(cfg, stage.calc_kind, ti, to, rows, cols, s, pool * fin, acc,
+                                fin)
 
     single = (c_if == 0) & (nsub == 1)
     i_first = np.where(c_if > 0, i_full, i_last)
@@ -171,7 +172,7 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
     first_w = None
     for isz, icnt in ((i_full, c_if), (i_last, 1)):
         for osz, ocnt in ((o_full, c_of), (o_last, 1)):
-            b = osz * isz * arch.TAPS * stage.nsub * wb
+            b = osz * isz * stage.taps * stage.nsub * wb
             cyc = run_cycles(b, e_w, cfg)
             cnt = icnt * ocnt * w_reload
             w_bytes += cnt * b

@@ -51,7 +51,7 @@ def format_instruction(ins: Instruction) -> str:
         return f"CALC  nop{_flags(ins)}"
     kind = CalcKind(ins.kind).name if ins.kind in CalcKind._value2member_map_ else str(ins.kind)
     s = f"CALC  {kind:<4} ti={ins.ti} to={ins.to} in@{ins.ib_addr} w@{ins.wb_addr}"
-    if ins.kind == CalcKind.CONV:
+    if ins.kind in (CalcKind.CONV, CalcKind.CONV1):
         s += (f" {ins.in_rows}x{ins.in_cols}→{ins.out_rows}x{ins.out_cols} s{ins.stride}"
               f" pad={ins.pad_top},{ins.pad_left}")
         if ins.koff_y or ins.koff_x:

@@ -6,7 +6,8 @@
   Flattening (C, H, W) gives the FC input vector in the same order as torch's flatten.
 - CONV weights are stored per (output group, input group) block in the order the program loads
   them; a block is dense (sub-kernel, to, ti, 3, 3), each kernel zero-padded to a multiple of 3
-  and cut into 3×3 sub-kernels (row-major), so one block is one DMA run.
+  and cut into 3×3 sub-kernels (row-major), so one block is one DMA run. A 1×1 kernel (CONV1)
+  is stored as it is: a block is dense (to, ti).
 - FC weights are stored as dense (to, ti) blocks in load order, one DMA run each.
 - Biases are one vector per layer.
 """
@@ -91,8 +92,9 @@ def block_offsets(stage: Stage, t: Tiling, weight_bytes: int) -> dict[tuple[int,
 
 
 def _per_weight(stage: Stage) -> int:
-    """Stored values per (output, input) channel pair: every tap of every 3×3 sub-kernel."""
-    return TAPS * stage.nsub if stage.kind == "conv" else 1
+    """Stored values per (output, input) channel pair: every tap of every 3×3 sub-kernel, the
+    one weight of a 1×1 kernel (CONV1) or of an FC layer."""
+    return stage.taps * stage.nsub
 
 
 def weight_region_bytes(stage: Stage, weight_bytes: int) -> int:
@@ -101,13 +103,14 @@ def weight_region_bytes(stage: Stage, weight_bytes: int) -> int:
 
 
 def sub_kernels(w: np.ndarray, stage: Stage) -> np.ndarray:
-    """(N, C, kh, kw) → (nsub, N, C, 9): zero-padded to 3A×3B and cut into 3×3 sub-kernels."""
+    """(N, C, kh, kw) → (nsub, N, C, taps): zero-padded to 3A×3B and cut into 3×3 sub-kernels;
+    a 1×1 kernel (CONV1) → (1, N, C, 1), unpadded."""
     n, c, kh, kw = w.shape
     a, b = stage.sub_kernels
-    k = KERNEL
+    k = KERNEL if stage.taps == TAPS else 1
     pad = np.zeros((n, c, k * a, k * b), dtype=np.int64)
     pad[:, :, :kh, :kw] = w
-    return pad.reshape(n, c, a, k, b, k).transpose(2, 4, 0, 1, 3, 5).reshape(a * b, n, c, TAPS)
+    return pad.reshape(n, c, a, k, b, k).transpose(2, 4, 0, 1, 3, 5).reshape(a * b, n, c, k * k)
 
 
 def weight_blocks(stage: Stage, t: Tiling, w: np.ndarray

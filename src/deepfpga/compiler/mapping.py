@@ -19,6 +19,7 @@ import numpy as np
 from deepfpga.errors import InputError
 from deepfpga.hw import arch
 from deepfpga.hw.accelerator import AcceleratorConfig
+from deepfpga.hw.isa import CALC_TAPS, CalcKind
 from deepfpga.ir import INPUT, Conv2d, Graph, Linear, MaxPool2d
 from deepfpga.ir.layers import BatchNorm2d, Dropout, Flatten, Layer, ReLU
 from deepfpga.quant.fixedpoint import FixedFormat, align_bias
@@ -75,6 +76,19 @@ class Stage:
     def nsub(self) -> int:
         a, b = self.sub_kernels
         return a * b
+
+    @property
+    def calc_kind(self) -> CalcKind:
+        """The CALC kind the stage runs as: a 1×1 convolution is a CONV1 (one term per input
+        channel, weights dense (to, ti)), other kernels CONVs of 3×3 sub-kernels."""
+        if self.kind == "fc":
+            return CalcKind.FC
+        return CalcKind.CONV1 if self.kernel == (1, 1) else CalcKind.CONV
+
+    @property
+    def taps(self) -> int:
+        """Weights per (output, input) channel pair of one CALC (one sub-kernel)."""
+        return CALC_TAPS[self.calc_kind]
 
     @property
     def fl_acc(self) -> int:

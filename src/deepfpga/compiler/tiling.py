@@ -159,9 +159,9 @@ def check_tiling(stage: Stage, t: Tiling, cfg: AcceleratorConfig) -> list[str]:
             bad.append(f"tile rows/cols > {CALC_DIM_MAX}")
         if t.ti * rows * cols > b.inp:
             bad.append(f"input tile {t.ti}×{rows}×{cols} > {b.inp} entries of an input bank")
-        if t.to * t.ti * arch.TAPS * stage.nsub > b.weight:
-            bad.append(f"weights {stage.nsub}×{t.to}×{t.ti}×9 > {b.weight} entries of a weight"
-                       " bank")
+        if t.to * t.ti * stage.taps * stage.nsub > b.weight:
+            bad.append(f"weights {stage.nsub}×{t.to}×{t.ti}×{stage.taps} > {b.weight} entries"
+                       " of a weight bank")
         full_w = t.tc >= wo
         if t.group > 0 and not full_w:
             bad.append("SAVE groups need full-width tiles")
@@ -270,7 +270,7 @@ def _conv_feasible(stage: Stage, cfg: AcceleratorConfig, a: dict[str, np.ndarray
     stage_e = np.where(group == 0, to * trp * tcp, chans * group * trp * wp)
     ok = (tr >= 1) & (tr <= ho) & (tc >= 1) & (tc <= wo)
     ok &= (ti * rows * cols <= b.inp) & (cols <= cfg.max_row_width)
-    ok &= to * ti * arch.TAPS * stage.nsub <= b.weight
+    ok &= to * ti * stage.taps * stage.nsub <= b.weight
     ok &= to * tr * tc + 2 * stage_e <= min(b.out, OUTPUT_ENTRIES_MAX)
     ok &= (group == 0) | ((tc >= wo) & (group * trp * wp <= OUT_PITCH_MAX))
     ok &= (np.maximum(rows, cols) <= CALC_DIM_MAX) & (tr <= CALC_DIM_MAX) & (tc <= CALC_DIM_MAX)
@@ -323,7 +323,7 @@ def minimum_requirement(stage: Stage, cfg: AcceleratorConfig) -> str:
             return (f"layer {stage.name!r} needs input rows of at least {cols} values;"
                     f" max_row_width of {cfg.name} is {cfg.max_row_width}")
         needs = [("input buffer", 2 * rows * cols, 2 * b.inp, cfg.data_bytes),
-                 ("weight buffer", 2 * arch.TAPS * stage.nsub, 2 * b.weight, cfg.weight_bytes)]
+                 ("weight buffer", 2 * stage.taps * stage.nsub, 2 * b.weight, cfg.weight_bytes)]
     need_out = acc_entries(stage, t) + 2 * staging_entries(stage, t)
     needs.append(("output buffer", need_out, b.out, cfg.acc_bytes))
     short = [f"at least {n * eb:,} bytes of {what} (has {have * eb:,})"

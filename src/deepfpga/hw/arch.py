@@ -26,7 +26,7 @@ import numpy as np
 from deepfpga.errors import InputError
 from deepfpga.hw import engines
 from deepfpga.hw.accelerator import CONVOLVER_KERNEL
-from deepfpga.hw.isa import Buffer, Calc, CalcKind, Load, Save
+from deepfpga.hw.isa import CALC_TAPS, Buffer, Calc, CalcKind, Load, Save
 
 if TYPE_CHECKING:
     from deepfpga.hw.accelerator import AcceleratorConfig
@@ -56,6 +56,8 @@ LAYER_MAX = Calc.max("layer")             # layer index of every instruction (ti
 # The PE's convolver window (paper §6.2); AcceleratorConfig refuses any other kernel.
 KERNEL = CONVOLVER_KERNEL
 TAPS = KERNEL * KERNEL
+assert CALC_TAPS[CalcKind.CONV] == TAPS
+calc_taps = engines.calc_taps             # terms per input channel of a CALC kind
 # Sub-kernel offsets koff = 0, 3, 6, …: a kernel of k > 3 is decomposed into ⌈k/3⌉ per axis, and
 # the largest offset 3·(⌈k/3⌉ − 1) must fit the koff field.
 MAX_SUB_KERNELS = KOFF_MAX // KERNEL + 1
@@ -249,10 +251,10 @@ def calc_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArr
 
 def calc_macs(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,
               out_rows: IntArray, out_cols: IntArray) -> np.ndarray:
-    """Multiply-accumulates a CALC performs (CONV: all 9 taps, padding included)."""
+    """Multiply-accumulates a CALC performs (CONV: all 9 taps, padding included; CONV1: one;
+    FC: out_rows = out_cols = 1)."""
     ti, to = np.asarray(ti, np.int64), np.asarray(to, np.int64)
-    return np.where(np.asarray(kind) == CalcKind.FC, ti * to,
-                    ti * to * np.asarray(out_rows) * out_cols * cfg.kernel * cfg.kernel)
+    return ti * to * np.asarray(out_rows) * out_cols * calc_taps(kind)
 
 
 # --- engines and token channels ------------------------------------------------------------------

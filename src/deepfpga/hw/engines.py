@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deepfpga.hw import geometry
-from deepfpga.hw.isa import INSTRUCTION_BYTES, CalcKind
+from deepfpga.hw.isa import CALC_TAPS, INSTRUCTION_BYTES, CalcKind
 
 if TYPE_CHECKING:
     from deepfpga.hw.accelerator import AcceleratorConfig
@@ -61,8 +61,9 @@ def grid_multipliers(cfg: AcceleratorConfig) -> int:
 
 
 def staging_depth(cfg: AcceleratorConfig) -> int:
-    """Words of the grid's weight staging memory (WEIGHT entries / channels); a CONV with
-    9·ti ≤ depth runs on the grid, others on the one-accumulator loop."""
+    """Words of the grid's weight staging memory (WEIGHT entries / channels); a CONV whose
+    terms (9·ti, a CONV1's ti) fit the depth runs on the grid, others on the one-accumulator
+    loop."""
     return max(9, cfg.weight_buffer_entries // grid_channels(cfg))
 
 
@@ -111,6 +112,16 @@ def pool_width(cfg: AcceleratorConfig) -> int:
 
 # --- CALC cycles ---------------------------------------------------------------------------------
 
+def calc_taps(kind: IntArray) -> np.ndarray:
+    """Terms per input channel of each CALC (isa.CALC_TAPS): 9 for a CONV's 3×3 window, 1 for a
+    CONV1 (its one tap) and an FC weight; 0 for an invalid kind."""
+    k = np.asarray(kind)
+    taps = np.zeros(k.shape, np.int64)
+    for kk, n in CALC_TAPS.items():
+        taps = np.where(k == kk, n, taps)
+    return taps
+
+
 SETUP_CYCLES = 11 + 1       # Setup.STEPS products, then the checks
 MAC_DRAIN_CYCLES = 4        # the MAC pipeline empties before FIN reads the accumulators
 FIN_DRAIN_CYCLES = 9        # read → bias → ReLU → 4-stage shift → 2-stage pool → write
@@ -140,7 +151,7 @@ def _calc_body(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArra
     pixels = rows * cols
     fc = np.asarray(kind) == CalcKind.FC
     b = bank_count(cfg)
-    terms = 9 * ti
+    terms = calc_taps(kind) * ti          # CONV: t = i·9 + ky·3 + kx; CONV1: t = i
     groups = _cdiv(to, grid_channels(cfg))
     blocks = rows * _cdiv(cols, block_width(b, stride))
     pre = np.where(np.asarray(accumulate).astype(bool), to, groups)
@@ -150,7 +161,7 @@ def _calc_body(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArra
     on_grid = ~fc & (terms <= staging_depth(cfg))
     fc_reads = _cdiv(ti, b)
     body = np.where(fc, to * fc_reads, np.where(on_grid, grid, to * pixels * terms))
-    # grid: the 9·ti terms of each block and channel group; FC and the loop: every body cycle
+    # grid: the terms of each block and channel group; FC and the loop: every body cycle
     mac = np.where(on_grid, blocks * groups * terms, body)
     fin = np.where(np.asarray(finalize).astype(bool),
                    to * pixels + FIN_DRAIN_CYCLES - pool_tail(pool, rows, cols), 0)
@@ -166,12 +177,12 @@ def datapath_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: In
     """Cycles of CALC instructions on the Datapath, from the cycle after calc_valid was accepted
     to calc_done (inclusive), for CALCs that pass their checks.
 
-    GRID (CONV with 9·ti ≤ staging depth): per group of `grid_channels` output channels, stage
-    its 9·ti weights per channel, B per cycle (`staging_cycles`), then per block of B pixels
-    (one output row) 9·ti terms plus the old accumulators (one per channel, or one cycle when
-    not accumulating), the drain and one write per channel. FC: one wide read of B inputs per
-    cycle per output. Other CONVs: one product per cycle. Then the MAC drain and, when
-    finalizing, one value per cycle."""
+    GRID (CONV whose terms, 9·ti or a CONV1's ti, fit the staging depth): per group of
+    `grid_channels` output channels, stage its terms' weights per channel, B per cycle
+    (`staging_cycles`), then per block of B pixels (one output row) its terms plus the old
+    accumulators (one per channel, or one cycle when not accumulating), the drain and one write
+    per channel. FC: one wide read of B inputs per cycle per output. Other CONVs: one product
+    per cycle. Then the MAC drain and, when finalizing, one value per cycle."""
     c = _calc_body(cfg, kind, ti, to, out_rows, out_cols, stride, pool, accumulate, finalize)
     ti, to, pixels = c["ti"], c["to"], c["pixels"]
     t = SETUP_CYCLES + c["body"] + MAC_DRAIN_CYCLES + c["fin"] + 1
@@ -194,7 +205,8 @@ def calc_slots(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArra
                out_rows: IntArray, out_cols: IntArray, stride: IntArray, pool: IntArray,
                accumulate: IntArray, finalize: IntArray) -> dict[str, np.ndarray]:
     """The grid_multipliers × calc_engine_cycles slots of each CALC, split by CALC_SLOT_PARTS
-    (they add up exactly); "products" are the products formed (CONV: all 9 taps of ti inputs)."""
+    (they add up exactly); "products" are the products formed (CONV: all 9 taps of ti inputs,
+    CONV1: one)."""
     p, b = grid_multipliers(cfg), bank_count(cfg)
     c = _calc_body(cfg, kind, ti, to, out_rows, out_cols, stride, pool, accumulate, finalize)
     ti, to, fc, grid = c["ti"], c["to"], c["fc"], c["on_grid"]

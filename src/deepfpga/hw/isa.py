@@ -29,10 +29,14 @@ from deepfpga.errors import InputError
 
 INSTRUCTION_BYTES = 32
 MAGIC = b"DFPG"
-VERSION = 2
-# magic, version, flags, instruction count, CRC32, config SHA-256; the CRC covers the header's
-# other fields and the body (version 1 covered only the body, so a damaged config hash decoded
-# as another config's program)
+# 2: CALC kind CONV1 (a 1×1 convolution, one term per input channel). 3: the CRC covers the
+# header's other fields too (1 and 2 covered only the body, so a damaged config hash decoded as
+# another config's program). Older programs are still read (their CRC checked as they wrote
+# it); a tool that knows only an older version refuses a newer file by its header.
+VERSION = 3
+READ_VERSIONS = (1, 2, 3)
+_BODY_CRC_VERSIONS = (1, 2)
+# magic, version, flags, instruction count, CRC32, config SHA-256
 _HEADER = struct.Struct("<4sHHII32s")
 HEADER_BYTES = _HEADER.size
 
@@ -53,6 +57,12 @@ class Buffer(enum.IntEnum):
 class CalcKind(enum.IntEnum):
     CONV = 0
     FC = 1
+    CONV1 = 2     # 1×1 convolution: weights dense (to, ti), one term per input channel
+
+
+# Weight values (= terms) per (output, input) channel pair of each CALC kind: the 3×3 window of
+# a CONV, the single tap of a CONV1 or an FC weight. The one table of the ISA's weight shapes.
+CALC_TAPS: dict[CalcKind, int] = {CalcKind.CONV: 9, CalcKind.FC: 1, CalcKind.CONV1: 1}
 
 
 # (name, bits, signed). Common header of every instruction comes first.
@@ -143,6 +153,7 @@ class Calc(Instruction):
     Σ_{i,ky,kx<3} w[o,i,ky,kx] · tile[i, y·stride + koff_y + ky − pad_top,
     x·stride + koff_x + kx − pad_left], positions outside the tile reading 0 (zero padding).
     koff_y/koff_x select the 3×3 sub-kernel of a decomposed larger kernel.
+    CONV1: the same with one tap: weights dense (to, ti), ky = kx = 0 only.
     FC: the vector (ti) at wb_addr, the weight block dense (to, ti) at ib_addr; out_rows =
     out_cols = in_rows = in_cols = 1.
     accumulate=0 initialises the accumulators, 1 adds to them. finalize=1 then applies the
@@ -184,7 +195,7 @@ class Calc(Instruction):
 
     OPCODE: ClassVar[Opcode] = Opcode.CALC
     FIELDS: ClassVar[tuple[tuple[str, int, bool], ...]] = (
-        ("kind", 2, False),
+        ("kind", 2, False),           # CalcKind: 0 CONV, 1 FC, 2 CONV1 (3 invalid)
         ("ib_addr", 24, False),
         ("wb_addr", 24, False),
         ("ob_addr", 20, False),
@@ -347,13 +358,15 @@ def decode_program(data: bytes, expected_config_hash: bytes | None = None) -> Pr
     magic, version, _flags, count, crc, chash = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise InputError(f"not a deepfpga program: magic {magic!r}, expected {MAGIC!r}")
-    if version != VERSION:
-        raise InputError(f"program format version {version} is not supported (this is {VERSION})")
+    if version not in READ_VERSIONS:
+        raise InputError(f"program format version {version} is not supported (this reads"
+                         f" {', '.join(map(str, READ_VERSIONS))})")
     body = data[HEADER_BYTES:]
     if len(body) != count * INSTRUCTION_BYTES:
         raise InputError(f"program body is {len(body)} bytes, header says {count} instructions"
                          f" ({count * INSTRUCTION_BYTES} bytes): truncated or padded")
-    actual = program_crc(data[:HEADER_BYTES], body)
+    actual = (zlib.crc32(body) if version in _BODY_CRC_VERSIONS
+              else program_crc(data[:HEADER_BYTES], body))
     if actual != crc:
         raise InputError(f"program CRC32 mismatch (recorded {crc:#010x}, header and body give"
                          f" {actual:#010x}): the file is corrupted")

@@ -13,6 +13,7 @@ from deepfpga.compiler.layout import pack_array, unpack
 from deepfpga.hw import arch
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.isa import (
+    CALC_TAPS,
     Buffer,
     Calc,
     CalcKind,
@@ -245,8 +246,8 @@ class Machine:
         if ins.to == 0 or ins.ti == 0:
             self.nops += 1
             return
-        if ins.kind not in (CalcKind.CONV, CalcKind.FC):
-            self.fail(f"CALC kind {ins.kind} is neither CONV nor FC")
+        if ins.kind not in CALC_TAPS:
+            self.fail(f"CALC kind {ins.kind} is not CONV, FC or CONV1")
         if ins.stride < 1:
             self.fail("stride 0")
         inp, wgt, out = self.bufs[Buffer.INPUT], self.bufs[Buffer.WEIGHT], self.out
@@ -269,13 +270,13 @@ class Machine:
                           f" {cfg.max_row_width}")
             tile = inp.span(self, ins.ib_addr, ins.ti * ins.in_rows * ins.in_cols)
             inp.read(self, tile, "input tile")
-            ws = wgt.span(self, ins.wb_addr, ins.to * ins.ti * 9)
+            terms = ins.ti * CALC_TAPS[CalcKind(ins.kind)]
+            ws = wgt.span(self, ins.wb_addr, ins.to * terms)
             wgt.read(self, ws, "weights")
             w = wgt.get(ws).copy()
-            w = w.reshape(ins.to, ins.ti * 9) if w.ndim == 1 else \
-                w.reshape(-1, ins.to, ins.ti * 9)
-            key = (ins.ib_addr, ins.ti, ins.in_rows, ins.in_cols, ins.out_rows, ins.out_cols,
-                   ins.stride, ins.pad_top, ins.pad_left, ins.koff_y, ins.koff_x)
+            w = w.reshape(ins.to, terms) if w.ndim == 1 else w.reshape(-1, ins.to, terms)
+            key = (ins.kind, ins.ib_addr, ins.ti, ins.in_rows, ins.in_cols, ins.out_rows,
+                   ins.out_cols, ins.stride, ins.pad_top, ins.pad_left, ins.koff_y, ins.koff_x)
         acc_idx = out.span(self, ins.ob_addr, ins.to * ins.out_rows * ins.out_cols)
         if ins.accumulate:
             out.read(self, acc_idx, "accumulators")
@@ -302,7 +303,7 @@ class Machine:
             out.write(self, out_idx, None)
         # |acc| ≤ (previous bound) + terms · max|product|: when that stays inside the
         # accumulator, the overflow check is unnecessary
-        terms = ins.ti * (1 if ins.kind == CalcKind.FC else 9)
+        terms = ins.ti * CALC_TAPS[CalcKind(ins.kind)]
         rng = (acc_idx.start, acc_idx.stop)
         prev = self.acc_bound.get(rng) if ins.accumulate else 0
         bound = None if prev is None else prev + terms * self.term_bound
@@ -379,7 +380,7 @@ class Machine:
             ws = [np.broadcast_to(w, (self.batch, *w.shape[-2:])) for w in ws]
         w_all = np.concatenate(ws, axis=-2) if len(ws) > 1 else ws[0]
         pat = _patches(t, i, np.float64)  # exact: data values have at most 32 bits
-        prod = exact_matmul(w_all, pat, 9 * i.ti, self.term_bound)  # (batch, Σto, rows·cols)
+        prod = exact_matmul(w_all, pat, pat.shape[-2], self.term_bound)  # (batch, Σto, R·C)
         prod = np.broadcast_to(prod, (self.batch, *prod.shape[-2:]))
         prod = prod.reshape(self.batch, -1, i.out_rows, i.out_cols)
         return np.split(prod, np.cumsum([p.ins.to for p in calcs])[:-1], axis=1)

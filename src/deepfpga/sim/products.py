@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-from deepfpga.hw.isa import Calc
+from deepfpga.hw.isa import CALC_TAPS, Calc, CalcKind
 from deepfpga.quant.gemm import F32_EXACT, F64_EXACT
 from deepfpga.quant.kernels import f32_gemm_exact
 
@@ -37,18 +39,19 @@ def exact_matmul(a: np.ndarray, b: np.ndarray, terms: int, term_bound: int) -> n
 
 
 def _patches(tile: np.ndarray, ins: Calc, dtype: type = np.int64) -> np.ndarray:
-    """The (n, ti·9, out_rows·out_cols) matrices of the tile values each output reads (n
-    samples): tile[i, y·s + koff_y + ky − pad_top, x·s + koff_x + kx − pad_left], zero outside
-    the tile."""
+    """The (n, ti·taps, out_rows·out_cols) matrices of the tile values each output reads (n
+    samples): tile[i, y·s + koff_y + ky − pad_top, x·s + koff_x + kx − pad_left] over the
+    k×k window of the CALC's kind (3×3, a CONV1's 1×1), zero outside the tile."""
     s = ins.stride
+    k = math.isqrt(CALC_TAPS[CalcKind(ins.kind)])
     n, ti, rows, cols = tile.shape
     r0, c0 = ins.koff_y - ins.pad_top, ins.koff_x - ins.pad_left
-    nr, nc = (ins.out_rows - 1) * s + 3, (ins.out_cols - 1) * s + 3
+    nr, nc = (ins.out_rows - 1) * s + k, (ins.out_cols - 1) * s + k
     z = np.zeros((n, ti, nr, nc), dtype=dtype)
     ra, rb = max(0, r0), min(rows, r0 + nr)
     ca, cb = max(0, c0), min(cols, c0 + nc)
     if ra < rb and ca < cb:
         z[:, :, ra - r0:rb - r0, ca - c0:cb - c0] = tile[:, :, ra:rb, ca:cb]
-    win = np.lib.stride_tricks.sliding_window_view(z, (3, 3), axis=(2, 3))[:, :, ::s, ::s]
-    win = win[:, :, :ins.out_rows, :ins.out_cols]          # (n, ti, R, C, 3, 3)
-    return win.transpose(0, 1, 4, 5, 2, 3).reshape(n, ti * 9, ins.out_rows * ins.out_cols)
+    win = np.lib.stride_tricks.sliding_window_view(z, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+    win = win[:, :, :ins.out_rows, :ins.out_cols]          # (n, ti, R, C, k, k)
+    return win.transpose(0, 1, 4, 5, 2, 3).reshape(n, ti * k * k, ins.out_rows * ins.out_cols)

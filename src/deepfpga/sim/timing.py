@@ -107,8 +107,9 @@ def _program_costs(ins: Sequence[Instruction], cfg: AcceleratorConfig) -> _Costs
     if len(calcs):
         kind, ti, to, orows, ocols, stride, pool, acc, fin = np.array(
             [CALC_FIELDS(ins[k]) for k in calcs], np.int64).T
-        for k in np.flatnonzero((kind != CalcKind.FC) & (kind != CalcKind.CONV)):
-            raise InputError(f"instruction {calcs[k]}: CALC kind {kind[k]} is not CONV or FC")
+        for k in np.flatnonzero(arch.calc_taps(kind) == 0):
+            raise InputError(f"instruction {calcs[k]}: CALC kind {kind[k]} is not CONV, FC or"
+                             " CONV1")
         fc = kind == CalcKind.FC
         nop = (ti == 0) | (to == 0)    # synchronisation only
         cycles[calcs] = arch.calc_cycles(cfg, kind, ti, to, orows, ocols, stride, pool, acc,

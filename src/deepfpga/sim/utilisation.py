@@ -8,12 +8,12 @@ cycle rules attribute exactly (engines.calc_slots per CALC), so the parts add up
 - idle convolvers: output channels of the last grid group beyond `to`; FC using B of the
   grid's lanes, and its last wide read beyond ti;
 - window: pixel lanes a grid block leaves empty (stride > 1, the row's edge), the one-product
-  loop (9·ti beyond the staging depth), taps formed but not useful (padding, the zeros of a
-  kernel other than 3×3 cut into 3×3 sub-kernels);
+  loop (terms beyond the staging depth), taps formed but not useful (padding, the zeros of a
+  kernel other than 1×1 or 3×3 cut into 3×3 sub-kernels);
 - pass overhead: the cycles of each CALC around its products: the grid's weight staging
-  (9·ti per output channel), its per-block accumulator reads, pixel drains and one write per
-  output channel, the finalize (bias, ReLU, shift, pool: one value per cycle), and the rest
-  (setup, MAC drain, issue);
+  (9·ti, a 1×1 layer's ti, per output channel), its per-block accumulator reads, pixel drains
+  and one write per output channel, the finalize (bias, ReLU, shift, pool: one value per
+  cycle), and the rest (setup, MAC drain, issue);
 - bandwidth: the layer's cycles with its CALC engine idle (DMA exposed beyond CALC).
 
 Host layers run on the CPU outside the timing model: they have no accelerator cycles and are

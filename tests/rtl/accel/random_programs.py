@@ -4,7 +4,8 @@ A group is what the compiler emits for one tile, with every field drawn at rando
 input tile (CONV) or an FC vector and weight block (the §7.3 role swap) from random DDR
 geometries — constants, the host-written input or an earlier group's saved output — with random
 lengths, strides (0, overlapping, gapped) and offsets; LOADs of the weights of one or more 3×3
-sub-kernels and of the biases; a chain of CALCs (CONV: random tile, stride 1..max_stride,
+sub-kernels (or of a 1×1 kernel, CONV1) and of the biases; a chain of CALCs (CONV and CONV1:
+random tile, stride 1..max_stride,
 paddings ≤ max_pad, sub-kernels at koff 0/3/6 or a random koff, accumulate then finalize with
 random bias, shifts, ReLU, out_bits, pool, pitch; FC: input blocks accumulated); SAVEs of the
 finalized values into the group's own DDR area with random segment geometry. Groups alternate
@@ -264,20 +265,39 @@ class _Gen:
     def conv(self, k: int, name: str, variant: str = "conv") -> None:
         """variant "conv": small tiles; "big": tiles up to a buffer half and many output
         channels (long bursts, several channel groups); "deep": more input channels than the
-        grid's weight staging holds (the one-accumulator MAC loop), weights in all of WEIGHT."""
+        grid's weight staging holds (the one-accumulator MAC loop), weights in all of WEIGHT;
+        "conv1": a 1×1 kernel (CALC kind CONV1, ti terms, weights dense (to, ti)) with up to
+        the staging depth's input channels, sometimes beyond it (the loop), padding 0 as the
+        compiler emits it (or at random)."""
         cfg, h = self.cfg, k % 2
         (i0, i_n), (w0, w_n) = (self.half(cfg.input_buffer_entries, h),
                                 self.half(cfg.weight_buffer_entries, h))
         (acc0, acc_n), staging = self.out_halves(h)
         # sub-kernels: a K×K kernel cut at koff 0/3/6, or one 3×3 at a random offset
         ny, nx = self.r(1, 3), self.r(1, 3)
-        if self.p(0.7) or variant == "deep":
+        if self.p(0.7) or variant in ("deep", "conv1"):
             ny = nx = 1
         subs = [(3 * y, 3 * x) for y in range(ny) for x in range(nx)]
         if len(subs) == 1 and self.p(0.3):
             subs = [(self.r(0, 15), self.r(0, 15))]
         nsub = len(subs)
-        if variant == "deep":
+        kind, taps = CalcKind.CONV, 9
+        if variant == "conv1":
+            kind, taps = CalcKind.CONV1, 1
+            if self.p(0.75):
+                subs = [(0, 0)]
+            # ti ≤ the field, and the input tile within the constants it is loaded from
+            ti_max = min(arch.CALC_DIM_MAX, CONST_BYTES // cfg.data_bytes // 4)
+            deep = staging_depth(cfg) + 8 <= ti_max and self.p(0.25)
+            if deep:
+                w0, w_n = 0, cfg.weight_buffer_entries
+            ti = staging_depth(cfg) + self.r(1, 8) if deep else \
+                self.r(1, min(staging_depth(cfg), 256))
+            to = 1 if deep else self.r(1, 12)
+            rows, cols = self.r(1, 6), self.r(1, min(12, cfg.max_row_width))
+            while ti * rows * cols > 4 * ti_max:
+                rows, cols = max(1, rows - 1), max(1, cols - 1)
+        elif variant == "deep":
             w0, w_n = 0, cfg.weight_buffer_entries
             ti, to = min(staging_depth(cfg) // 9 + self.r(1, 12), w_n // 9), 1
             rows, cols = self.r(1, 3), self.r(1, 4)
@@ -288,15 +308,18 @@ class _Gen:
             ti, to = self.r(1, 4), self.r(1, 5)
             rows, cols = self.r(1, 9), self.r(1, min(12, cfg.max_row_width))
         to = min(to, cfg.bias_buffer_entries // 2)       # the biases fit a BIAS half
-        while to * ti * 9 * nsub > w_n:
+        while to * ti * taps * nsub > w_n:
             ti, to = max(1, ti - 1), max(1, to - 1)
-            if ti == to == 1 and 9 * nsub > w_n:
+            if ti == to == 1 and taps * nsub > w_n:
                 subs, nsub = subs[:1], 1
         while ti * rows * cols > i_n:
             rows, cols = max(1, rows - 1), max(1, cols - (rows == 1))
         s = self.r(1, cfg.max_stride)
         pt, pl = self.r(0, cfg.max_pad), self.r(0, cfg.max_pad)
         kh, kw = 3 * ny, 3 * nx
+        if variant == "conv1":
+            kh = kw = 1
+            pt, pl = (pt, pl) if subs != [(0, 0)] else (0, 0)
 
         def natural(n: int, p: int, kk: int) -> int:
             return max(1, (n + 2 * p - kk) // s + 1)
@@ -311,17 +334,17 @@ class _Gen:
         npc = (orows // 2) * (ocols // 2) if pool else orows * ocols
         n_acc = to * orows * ocols
         ib = self.r(i0, i0 + i_n - ti * rows * cols)
-        blk = to * ti * 9
+        blk = to * ti * taps
         wb = self.r(w0, w0 + w_n - blk * nsub)
         ob = self.r(acc0, acc0 + acc_n - n_acc)
         self.load(Buffer.INPUT, ib, ti * rows * cols, k, shape=(ti, rows, cols))
         self.load(Buffer.WEIGHT, wb, blk * nsub, k)
         if self.p(0.15):
             self.junk_nop(k)
-        fin, pitch = self.finalize_fields(to, npc, staging, h, k, 9 * ti * nsub)
+        fin, pitch = self.finalize_fields(to, npc, staging, h, k, taps * ti * nsub)
         acc_first = int(self.out_written[ob:ob + n_acc].all() and self.p(0.3))
         for j, (ky, kx) in enumerate(subs):
-            f = {"layer": k, "kind": int(CalcKind.CONV), "ib_addr": ib, "wb_addr": wb + j * blk,
+            f = {"layer": k, "kind": int(kind), "ib_addr": ib, "wb_addr": wb + j * blk,
                  "ob_addr": ob, "ti": ti, "to": to, "in_rows": rows, "in_cols": cols,
                  "out_rows": orows, "out_cols": ocols, "stride": s, "pad_top": pt,
                  "pad_left": pl, "koff_y": ky, "koff_x": kx,
@@ -381,7 +404,8 @@ class _Gen:
 
 def random_program(cfg: AcceleratorConfig, groups: list[tuple[str, int, bool]]
                    ) -> RandomProgram:
-    """A program of one group per (kind, seed, end_after): kind "conv", "big", "deep" or "fc";
+    """A program of one group per (kind, seed, end_after): kind "conv", "big", "deep", "conv1"
+    or "fc";
     `end_after` closes an accelerator segment with an END after the group (the driver restarts
     the accelerator there, as between host layers); the last group is always followed by END."""
     rng0 = np.random.default_rng([len(groups), *(s for _, s, _ in groups)])

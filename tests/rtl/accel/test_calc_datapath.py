@@ -74,6 +74,33 @@ def test_random_calcs_match_functional_simulator(cfg, seed):
     assert sum(sats) > 0
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("cfg,seed", [(CFG8, 11), (CFG8B8, 12)])
+def test_random_conv1_calcs_match_functional_simulator(cfg, seed):
+    """1×1 CALCs (CONV1: ti terms, weights dense (to, ti)) on the grid, strides 1..7 with
+    window offsets, on the one-product loop when ti exceeds the staging depth, and at the end
+    of the weight buffer (to·ti weights fit, one more does not)."""
+    rng = np.random.default_rng(seed)
+    k1 = int(CalcKind.CONV1)
+    cases = [(cc.random_state(rng, cfg), cc.random_calc(rng, cfg, kind=k1,
+                                                         ti=int(rng.integers(1, 5))))
+             for _ in range(24)]
+    deep = staging_depth(cfg) + 1
+    cases += [(cc.random_state(rng, cfg), cc.random_calc(rng, cfg, kind=k1, ti=deep, to=1,
+                                                         in_rows=2, in_cols=3))]
+    we = cfg.weight_buffer_entries
+    edge = dict(kind=k1, ti=3, to=2, in_rows=2, in_cols=4, out_rows=2, out_cols=2, stride=2)
+    cases += [(cc.random_state(rng, cfg), Calc(wb_addr=we - 6, finalize=1, out_bits=8, out_addr=100,
+                                               **edge)),
+              (cc.random_state(rng, cfg), Calc(wb_addr=we - 5, **edge))]
+    got = check(cfg, cases)
+    assert [r.error for r in got[-3:]] == [0, 0, int(ErrorCode.CALC_RANGE)]
+    calcs = [ins for _, ins in cases[:24]]
+    assert {1, 2}.issubset({c.stride for c in calcs})
+    assert any(c.pad_top or c.koff_y for c in calcs) and any(c.pool for c in calcs)
+    assert sum(r.error == 0 for r in got) >= 20
+
+
 def test_bounds_at_the_edges():
     """Tiles at the very ends of the buffers, out_bits 2, extreme shifts, FC at the FC limit."""
     cfg = CFG8
@@ -107,7 +134,7 @@ def test_errors_and_nops():
     cases = [
         (Calc(to=0, kind=3), ErrorCode.NONE),                  # no-ops before any check
         (Calc(ti=0, stride=0), ErrorCode.NONE),
-        (Calc(kind=2, **ok), ErrorCode.BAD_FIELD),
+        (Calc(kind=3, **ok), ErrorCode.BAD_FIELD),
         (Calc(stride=0, **ok), ErrorCode.BAD_FIELD),
         (Calc(kind=CalcKind.FC, pool=1, finalize=1), ErrorCode.BAD_FIELD),
         (Calc(kind=CalcKind.FC, in_cols=2), ErrorCode.BAD_FIELD),

@@ -7,7 +7,7 @@ import pytest
 
 from deepfpga.hw.config import load_config
 from deepfpga.hw.engines import staging_depth
-from deepfpga.hw.isa import Calc
+from deepfpga.hw.isa import Calc, CalcKind
 from deepfpga.rtl.accel import calc_check as cc
 from deepfpga.rtl.accel.timing import calc_cycles
 
@@ -28,6 +28,13 @@ def test_cycle_formula_matches_simulation():
     cases += [(cc.random_state(rng, cfg), cc.random_calc(rng, cfg, kind=0, ti=1, to=t,
                                                          out_rows=2, out_cols=r))
               for t, r in ((5, 2), (9, 3))]
+    # 1×1 CALCs (CONV1): ti terms on the grid, and past the staging depth on the loop
+    cases += [(cc.random_state(rng, cfg), cc.random_calc(rng, cfg, kind=CalcKind.CONV1,
+                                                         ti=int(rng.integers(1, 5))))
+              for _ in range(10)]
+    cases += [(cc.random_state(rng, cfg), cc.random_calc(rng, cfg, kind=CalcKind.CONV1,
+                                                         ti=staging_depth(cfg) + 1, to=1,
+                                                         in_rows=2, in_cols=3))]
     cases += [(cc.random_state(rng, cfg), Calc(to=0)),
               (cc.random_state(rng, cfg), Calc(stride=0))]
     got = cc.simulate(cfg, cases)

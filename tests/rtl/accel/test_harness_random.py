@@ -37,7 +37,8 @@ MIXED = TINY.replace(name="mixed", input_buffer_bytes=1024, weight_buffer_bytes=
 CONFIGS = {"tiny": TINY, "mixed": MIXED}
 
 # (kind, seed, END after it): mostly small CONV and FC groups, some big and deep ones
-GROUPS = st.lists(st.tuples(st.sampled_from(["conv", "conv", "conv", "fc", "fc", "big", "deep"]),
+GROUPS = st.lists(st.tuples(st.sampled_from(["conv", "conv", "conv", "fc", "fc", "big", "deep",
+                                             "conv1"]),
                             st.integers(0, 2**32 - 1), st.sampled_from([False, False, True])),
                   min_size=1, max_size=6)
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
@@ -153,6 +154,28 @@ def test_random_programs_match_functional(accel_build, name):
     prop()
     print(f"{name}: {len(counts)} random programs, {sum(counts)} instructions")   # pytest -s
     assert len(counts) >= EXAMPLES // 2 and sum(counts) > 10 * len(counts)
+
+
+# programs of 1×1 CONV1 groups (ti terms, dense (to, ti) weights) among CONV and FC groups
+GROUPS_1X1 = st.lists(st.tuples(st.sampled_from(["conv1", "conv1", "conv1", "conv", "fc"]),
+                                st.integers(0, 2**32 - 1), st.sampled_from([False, True])),
+                      min_size=1, max_size=4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny", "zedboard"])
+def test_random_conv1_programs_match_functional(accel_build, name):
+    cfg = load_config("zedboard") if name == "zedboard" else TINY
+    accel_build(cfg)
+    counts: list[int] = []
+
+    @settings(max_examples=12, **SETTINGS)
+    @given(groups=GROUPS_1X1)
+    def prop(groups):
+        counts.append(check_program(accel_build, cfg, groups))
+
+    prop()
+    assert len(counts) >= 6
 
 
 @pytest.mark.slow

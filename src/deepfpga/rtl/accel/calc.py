@@ -1,5 +1,5 @@
-"""The CALC engine: runs one CALC instruction (CONV or FC, every field of docs/isa.md) against
-the buffers' CALC ports (wide: B consecutive entries per access, see buffers.BankedMemory).
+"""The CALC engine: runs one CALC instruction (CONV, CONV1 or FC, every field of docs/isa.md)
+against the buffers' CALC ports (wide: B consecutive entries per access, see buffers.BankedMemory).
 
 A CALC runs in phases:
 1. SETUP (`decode.Setup.STEPS` cycles): operand and result sizes by one shared multiplier;
@@ -8,11 +8,12 @@ A CALC runs in phases:
    window position (y·stride + koff_y + ky − pad_top, x·stride + koff_x + kx − pad_left) is
    tracked by adders and a position outside the tile reads 0, so padding, decomposed kernels
    (koff) and every stride 1..7 are the same loop.
-   - GRID (CONV with 9·ti ≤ staging depth): `lanes.grid_channels` output channels × B pixels
+   - GRID (CONV with 9·ti ≤ staging depth; a CONV1, 1×1, has ti terms: t = i, ky = kx = 0):
+     `lanes.grid_channels` output channels × B pixels
      (stride 1; one pixel otherwise) per cycle: PSTAGE copies a channel group's weights into the
      staging memory (staging.py), B terms per cycle, then per block of B pixels of a row PPRE
-     reads the old accumulators (if `accumulate`), PTERMS runs the 9·ti terms, PDRAIN, PPOST
-     writes the sums.
+     reads the old accumulators (if `accumulate`), PTERMS runs the 9·ti (ti) terms, PDRAIN,
+     PPOST writes the sums.
    - ONE (FC, and deeper CONVs): one accumulator at a time, in OUTPUT order; FC takes B terms
      per cycle (INPUT holds the weight block, WEIGHT the vector), CONV one.
    Sums are exact and must fit acc_bits (else ACC_OVERFLOW, the simulator's check).
@@ -122,7 +123,8 @@ class CalcEngine(wiring.Component):
             col_ok = (col >= 0) & (col < f["in_cols"])
             m.d.comb += lane_ok[j].eq(Mux(fc, i + j < f["ti"],
                                           row_ok & col_ok & (j < bw)))
-        last_tap = fc | ((ky == 2) & (kx == 2))
+        # FC and CONV1 (a 1×1 kernel): one tap, t = i; CONV: t = i·9 + ky·3 + kx
+        last_tap = fc | (f["kind"] == CalcKind.CONV1) | ((ky == 2) & (kx == 2))
         last_i = Mux(fc, i + nb_ >= f["ti"], i == f["ti"] - 1)
         first = (i == 0) & (ky == 0) & (kx == 0)
         last = last_tap & last_i

@@ -6,7 +6,7 @@
   `ErrorCode` matching its refusal (0 if it ran).
 - `random_state`, `random_calc`: random buffer contents and random legal CALCs covering every
   field (strides 1..7, pads, koff, accumulate, finalize, bias, ReLU, shifts of both signs,
-  out_bits < data_bits, pool, pitch, FC).
+  out_bits < data_bits, pool, pitch, FC; CONV1 when asked for with `kind`).
 - `simulate(cfg, cases)`: runs the cases on `Datapath(cfg)` in amaranth.sim (one simulation,
   buffers set directly between CALCs) and returns the same three things plus cycles.
 """
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.hw.isa import Buffer, Calc, CalcKind, encode_instruction
+from deepfpga.hw.isa import CALC_TAPS, Buffer, Calc, CalcKind, encode_instruction
 from deepfpga.rtl.accel.spec import ErrorCode
 from deepfpga.sim import functional
 from deepfpga.sim.hazards import DdrMap
@@ -50,7 +50,7 @@ _ERRORS = (
     ("accumulator overflow", ErrorCode.ACC_OVERFLOW),
     ("finalized output reaches", ErrorCode.CALC_RANGE),
     ("outside its", ErrorCode.CALC_RANGE),
-    ("is neither CONV nor FC", ErrorCode.BAD_FIELD),
+    ("is not CONV, FC or CONV1", ErrorCode.BAD_FIELD),
     ("stride 0", ErrorCode.BAD_FIELD),
     ("FC CALC must", ErrorCode.BAD_FIELD),
     ("exceeds max_row_width", ErrorCode.BAD_FIELD),
@@ -123,7 +123,8 @@ def random_calc(rng: np.random.Generator, cfg: AcceleratorConfig, **fixed: int) 
         pool = int(rng.random() < 0.3)
         n_acc = to * orows * ocols
         f.update(ib_addr=int(rng.integers(0, cfg.input_buffer_entries - ti * rows * cols + 1)),
-                 wb_addr=int(rng.integers(0, cfg.weight_buffer_entries - to * ti * 9 + 1)),
+                 wb_addr=int(rng.integers(0, cfg.weight_buffer_entries
+                                          - to * ti * CALC_TAPS[CalcKind(kind)] + 1)),
                  stride=stride, pad_top=int(rng.integers(0, 4)),
                  pad_left=int(rng.integers(0, 4)),
                  koff_y=int(rng.choice([0, 0, 3, 6, int(rng.integers(0, 16))])),

@@ -22,11 +22,12 @@ def calc_fields(word: Value) -> dict[str, Value]:
 class Setup:
     """Registered sizes of one CALC, computed over `STEPS` cycles by one 14×26-bit multiplier.
 
-    rc_in = in_rows·in_cols (INPUT entries per channel), tile_n = ti·rc_in, ti9 = 9·ti,
-    w_n = to·ti9, rc = out_rows·out_cols, acc_n = to·rc, npc = finalized values per channel,
-    pitch, out_span = (to−1)·pitch, fc_n = to·ti, yoff0 = (koff_y−pad_top)·in_cols,
-    ystep = stride·in_cols, grp_skip = (group − 1)·rc (the output-channel-parallel MAC's
-    step from the last pixel of a channel group to the first of the next).
+    rc_in = in_rows·in_cols (INPUT entries per channel), tile_n = ti·rc_in, ti9 = the terms
+    of one output (CONV: 9·ti; CONV1, a 1×1 kernel: ti), w_n = to·ti9, rc = out_rows·out_cols,
+    acc_n = to·rc, npc = finalized values per channel, pitch, out_span = (to−1)·pitch,
+    fc_n = to·ti, yoff0 = (koff_y−pad_top)·in_cols, ystep = stride·in_cols,
+    grp_skip = (group − 1)·rc (the output-channel-parallel MAC's step from the last pixel of a
+    channel group to the first of the next).
     """
 
     STEPS = 11
@@ -52,7 +53,8 @@ class Setup:
         cp = Mux(f["pool"], f["out_cols"] >> 1, f["out_cols"])
         m.d.comb += [self.y0.eq(f["koff_y"] - f["pad_top"]),
                      self.x0.eq(f["koff_x"] - f["pad_left"]),
-                     self.ti9.eq((f["ti"] << 3) + f["ti"]),
+                     self.ti9.eq(Mux(f["kind"] == CalcKind.CONV1, f["ti"],
+                                     (f["ti"] << 3) + f["ti"])),
                      self.pitch.eq(Mux(f["out_pitch"] != 0, f["out_pitch"], self.npc))]
         steps = [
             (self.rc_in, f["in_rows"], f["in_cols"]),
@@ -84,7 +86,7 @@ class Setup:
         fc = f["kind"] == CalcKind.FC
         fin = f["finalize"]
         checks = [
-            (f["kind"] > CalcKind.FC, ErrorCode.BAD_FIELD),
+            (f["kind"] > max(CalcKind), ErrorCode.BAD_FIELD),
             (f["stride"] == 0, ErrorCode.BAD_FIELD),
             (fc & (f["pool"] | (f["in_rows"] != 1) | (f["in_cols"] != 1)
                    | (f["out_rows"] != 1) | (f["out_cols"] != 1)), ErrorCode.BAD_FIELD),
