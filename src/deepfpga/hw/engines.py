@@ -162,10 +162,10 @@ def datapath_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: In
 
     GRID (CONV whose terms, 9·ti or a CONV1's ti, fit the staging depth): per group of
     `grid_channels` output channels, stage its terms' weights per channel, then per block of B
-    pixels (one output row) its terms plus
-    the old accumulators (one per channel, or one cycle when not accumulating), the drain and
-    one write per channel. FC: one wide read of B inputs per cycle per output. Other CONVs:
-    one product per cycle. Then the MAC drain and, when finalizing, one value per cycle."""
+    pixels (one output row) its terms plus the old accumulators (one per channel, or one cycle
+    when not accumulating), the drain and one write per channel. FC: one wide read of B inputs
+    per cycle per output. Other CONVs: one product per cycle. Then the MAC drain and, when
+    finalizing, one value per cycle."""
     c = _calc_body(cfg, kind, ti, to, out_rows, out_cols, stride, pool, accumulate, finalize)
     ti, to, pixels = c["ti"], c["to"], c["pixels"]
     t = SETUP_CYCLES + c["body"] + MAC_DRAIN_CYCLES + c["fin"] + 1

@@ -9,10 +9,10 @@ A CALC runs in phases:
    tracked by adders and a position outside the tile reads 0, so padding, decomposed kernels
    (koff) and every stride 1..7 are the same loop.
    - GRID (CONV with 9·ti ≤ staging depth; a CONV1, 1×1, has ti terms: t = i, ky = kx = 0):
-     `lanes.grid_channels` output channels × B pixels
-     (stride 1; one pixel otherwise) per cycle: PSTAGE copies a channel group's weights into the
-     staging memory, then per block of B pixels of a row PPRE reads the old accumulators (if
-     `accumulate`), PTERMS runs the 9·ti (ti) terms, PDRAIN, PPOST writes the sums.
+     `lanes.grid_channels` output channels × B pixels (stride 1; one pixel otherwise) per
+     cycle: PSTAGE copies a channel group's weights into the staging memory, then per block of
+     B pixels of a row PPRE reads the old accumulators (if `accumulate`), PTERMS runs the 9·ti
+     (ti) terms, PDRAIN, PPOST writes the sums.
    - ONE (FC, and deeper CONVs): one accumulator at a time, in OUTPUT order; FC takes B terms
      per cycle (INPUT holds the weight block, WEIGHT the vector), CONV one.
    Sums are exact and must fit acc_bits (else ACC_OVERFLOW, the simulator's check).
