@@ -15,7 +15,9 @@ from deepfpga.hw.config import load_config
 from deepfpga.hw.isa import (
     HEADER_BYTES,
     INSTRUCTION_BYTES,
+    VERSION,
     Calc,
+    CalcKind,
     End,
     Instruction,
     Load,
@@ -123,6 +125,17 @@ def test_wrong_version_magic_and_config_refused(program_bytes: tuple[bytes, byte
         decode_program(b"XXXX" + data[4:], chash)
     with pytest.raises(InputError, match="different accelerator configuration"):
         decode_program(data, load_config("zedboard").hash())
+
+
+def test_version_1_files_still_read(program_bytes: tuple[bytes, bytes]) -> None:
+    """Version 2 added the CALC kind CONV1; a version-1 file is a valid version-2 program."""
+    data, chash = program_bytes
+    assert struct.unpack_from("<H", data, 4) == (VERSION,) and VERSION == 2
+    old = bytearray(data)
+    struct.pack_into("<H", old, 4, 1)
+    assert decode_program(bytes(old), chash) == decode_program(data, chash)
+    conv1 = Program(chash, (Calc(kind=CalcKind.CONV1, ti=7, to=3), End()))
+    assert decode_program(encode_program(conv1), chash) == conv1
 
 
 def test_bad_opcode_and_stray_bits_refused(program_bytes: tuple[bytes, bytes]) -> None:
