@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import zlib
 
 import pytest
 from hypothesis import given, settings
@@ -127,13 +128,19 @@ def test_wrong_version_magic_and_config_refused(program_bytes: tuple[bytes, byte
         decode_program(data, load_config("zedboard").hash())
 
 
-def test_version_1_files_still_read(program_bytes: tuple[bytes, bytes]) -> None:
-    """Version 2 added the CALC kind CONV1; a version-1 file is a valid version-2 program."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_versions_still_read(program_bytes: tuple[bytes, bytes], version: int) -> None:
+    """Version 2 added the CALC kind CONV1, version 3 the header in the CRC; a version-1 or -2
+    file (CRC of the body only) is still read."""
     data, chash = program_bytes
-    assert struct.unpack_from("<H", data, 4) == (VERSION,) and VERSION == 2
+    assert struct.unpack_from("<H", data, 4) == (VERSION,) and VERSION == 3
     old = bytearray(data)
-    struct.pack_into("<H", old, 4, 1)
+    struct.pack_into("<H", old, 4, version)
+    struct.pack_into("<I", old, 12, zlib.crc32(data[HEADER_BYTES:]))
     assert decode_program(bytes(old), chash) == decode_program(data, chash)
+    old[20] ^= 1       # their CRC does not cover the config hash: only the expected hash sees it
+    with pytest.raises(InputError, match="config hash mismatch"):
+        decode_program(bytes(old), chash)
     conv1 = Program(chash, (Calc(kind=CalcKind.CONV1, ti=7, to=3), End()))
     assert decode_program(encode_program(conv1), chash) == conv1
 
