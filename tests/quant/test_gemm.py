@@ -93,7 +93,7 @@ def test_f32_chunk_search_is_sound():
     for _ in range(20):
         k = int(rng.integers(1, 3000))
         w = _ints(rng, (5, k), 8)
-        wa = torch.from_numpy(np.abs(w))
+        wa = np.abs(w).astype(np.int64)
         bounds = G._f32_bounds(wa, k, 128, int(np.abs(w).max()), int(np.abs(w).sum(1).max()))
         assert bounds is not None and bounds[0] == 0 and bounds[-1] == k
         assert all(a < b for a, b in zip(bounds[:-1], bounds[1:], strict=True))

@@ -22,6 +22,7 @@ from deepfpga.hw.isa import (
     Save,
 )
 from deepfpga.quant.fixedpoint import FixedFormat, requantize
+from deepfpga.quant.gemm import Method
 from deepfpga.sim.dma import Geom
 from deepfpga.sim.hazards import (
     CALC,
@@ -34,7 +35,7 @@ from deepfpga.sim.hazards import (
     EntryHazards,
     SimulationError,
 )
-from deepfpga.sim.products import _patches, exact_matmul
+from deepfpga.sim.products import _patches, conv_products, exact_matmul
 
 # Deferred work (weights, snapshots, products) held before it is computed, at most.
 _PENDING_LIMIT = 256 << 20
@@ -102,8 +103,9 @@ class _Buf:
 
 class Machine:
     def __init__(self, cfg: AcceleratorConfig, ddr_map: DdrMap, ddr: np.ndarray,
-                 batch: int, check_races: bool):
+                 batch: int, check_races: bool, method: Method = "auto"):
         self.cfg = cfg
+        self.method = method      # of the CONV products (quant.gemm); never changes results
         self.batch = batch
         self.check_races = check_races
         f64 = np.float64
@@ -375,12 +377,15 @@ class Machine:
             t = buf.val[:1, ref.span] if buf.uniform[ref.span].all() else buf.val[:, ref.span]
         t = t.reshape(-1, i.ti, i.in_rows, i.in_cols)
         ws = [p.w for p in calcs]
-        if any(w.ndim == 3 for w in ws):
+        if any(w.ndim == 3 for w in ws):     # weights differing per sample (from the arena)
             ws = [np.broadcast_to(w, (self.batch, *w.shape[-2:])) for w in ws]
-        w_all = np.concatenate(ws, axis=-2) if len(ws) > 1 else ws[0]
-        pat = _patches(t, i, np.float64)  # exact: data values have at most 32 bits
-        prod = exact_matmul(w_all, pat, 9 * i.ti, self.term_bound)  # (batch, Σto, rows·cols)
-        prod = np.broadcast_to(prod, (self.batch, *prod.shape[-2:]))
+            w_all = np.concatenate(ws, axis=-2) if len(ws) > 1 else ws[0]
+            pat = _patches(t, i, np.float64)  # exact: data values have at most 32 bits
+            prod = exact_matmul(w_all, pat, 9 * i.ti, self.term_bound)  # (batch, Σto, R·C)
+        else:                                # one weight matrix: the reference's engine
+            w_all = np.concatenate(ws, axis=0) if len(ws) > 1 else ws[0]
+            prod = conv_products(t, w_all, i, self.method)
+        prod = np.broadcast_to(prod, (self.batch, *prod.shape[1:]))
         prod = prod.reshape(self.batch, -1, i.out_rows, i.out_cols)
         return np.split(prod, np.cumsum([p.ins.to for p in calcs])[:-1], axis=1)
 
