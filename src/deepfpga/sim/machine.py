@@ -79,7 +79,7 @@ class _Buf:
 
     def written(self) -> np.ndarray:
         """Per entry: whether anything ever wrote it (a copy)."""
-        return self.h.valid.copy()
+        return self.h.written()
 
     def preset(self, values: np.ndarray) -> None:
         """Fill the first len(values) entries as if loaded, the same for every sample (for
@@ -87,10 +87,10 @@ class _Buf:
         n = len(values)
         self.val[:, :n] = values
         self.uniform[:n] = True
-        self.h.valid[:n] = True
+        self.h.preset(n)
 
-    def write(self, m: Machine, idx: slice | np.ndarray, values: np.ndarray | None,
-              shared: bool = False) -> None:
+    def write(self, m: Machine, idx: slice | np.ndarray | list[tuple[int, int]],
+              values: np.ndarray | None, shared: bool = False) -> None:
         """Record a write (race check, valid bits); store `values` ((n,) shared by every
         sample, or (batch, n)) unless None: a deferred CALC stores its values later."""
         self.h.write(m, idx)
@@ -293,15 +293,21 @@ class Machine:
                 bias = bb.get(bsl).astype(np.int64)
             r, c = (ins.out_rows // 2, ins.out_cols // 2) if ins.pool else \
                 (ins.out_rows, ins.out_cols)
-            pitch = ins.out_pitch or r * c
-            out_idx = (ins.out_addr + np.arange(ins.to, dtype=np.int64)[:, None] * pitch
-                       + np.arange(r * c, dtype=np.int64)[None, :]).reshape(-1)
-            if len(out_idx) and (out_idx.max() >= out.entries or out_idx.min() < 0):
-                self.fail(f"finalized output reaches OUTPUT entry {int(out_idx.max())}, beyond"
+            rc = r * c
+            pitch = ins.out_pitch or rc
+            top = ins.out_addr + (ins.to - 1) * pitch + rc - 1      # the last entry written
+            if rc and (top >= out.entries or ins.out_addr < 0):
+                self.fail(f"finalized output reaches OUTPUT entry {top}, beyond"
                           f" its {out.entries} entries")
+            if pitch == rc:                # output channels back to back: one range
+                out_idx = out_runs = slice(ins.out_addr, ins.out_addr + ins.to * rc)
+            else:
+                out_idx = (ins.out_addr + np.arange(ins.to, dtype=np.int64)[:, None] * pitch
+                           + np.arange(rc, dtype=np.int64)[None, :]).reshape(-1)
+                out_runs = [(a, a + rc) for a in range(ins.out_addr, top + 1, pitch)]
         out.write(self, acc_idx, None)
         if out_idx is not None:
-            out.write(self, out_idx, None)
+            out.write(self, out_runs, None)
         # |acc| ≤ (previous bound) + terms · max|product|: when that stays inside the
         # accumulator, the overflow check is unnecessary
         terms = ins.ti * (1 if ins.kind == CalcKind.FC else 9)
@@ -477,7 +483,7 @@ class _Pending:
     vec: np.ndarray | None        # FC input vector, (ti,) or (batch, ti)
     bias: np.ndarray | None       # (to,) or (batch, to)
     acc: slice
-    out: np.ndarray | None        # OUTPUT entries of its finalized values
+    out: slice | np.ndarray | None   # OUTPUT entries of its finalized values
     check: bool = True            # overflow possible (no static bound): check the sums
 
 
