@@ -94,6 +94,12 @@ def _digits(a: np.ndarray, n: int, b: int, balanced: bool = False
     """
     if n == 1:
         return [a], 0
+    if (not balanced and n == 2 and b == 8 and a.dtype == np.int16
+            and a.dtype.byteorder in "=<" and np.little_endian):
+        # 16-bit values are their two bytes: the top digit is the high byte (a >> 8) and the
+        # offset digit (a & 255) - 128 is the low byte with its top bit flipped
+        by = np.ascontiguousarray(a).view(np.uint8).reshape(*a.shape, 2)
+        return [(by[..., 0] ^ np.uint8(0x80)).view(np.int8), by[..., 1].view(np.int8)], 128
     # room for the digit arithmetic (a + 2^(b-1) must not wrap): int32 only for 16-bit inputs
     narrow = a.dtype in (np.int8, np.int16) and b <= 8
     rest = a.astype(np.int32 if narrow else np.int64)
@@ -116,6 +122,12 @@ def _digit_offset(n: int, b: int) -> int:
     return (1 << (b - 1)) * sum(1 << (b * i) for i in range(n - 1)) if n > 1 else 0
 
 
+def _balanced_fits(lo: int, hi: int, n: int, b: int) -> bool:
+    """Whether the balanced top digit of every value in [lo, hi] lies in [-2^(b-1), 2^(b-1)):
+    that digit is (a + c) >> (b·(n-1)) with c the offset constant, monotone in a."""
+    half, top = 1 << (b - 1), b * (n - 1)
+    c = _digit_offset(n, b)
+    return -half <= (lo + c) >> top and (hi + c) >> top < half
 
 
 def _n_digits(method: str, bits: int) -> tuple[int, int]:
@@ -302,10 +314,7 @@ def prepare_matrix(w2d: np.ndarray | torch.Tensor, *, x_bits: int, x_absmax: int
     # Balanced digits need no per-row correction; their top digit can overflow for weights
     # near the top of the range, and then offset digits (whose correction needs Σ_k X[l, k])
     # are used instead.
-    ds, c = _digits(wn, n, digit_bits, balanced=True)
-    half = 1 << (digit_bits - 1)
-    if n > 1 and not (-half <= int(ds[-1].min()) and int(ds[-1].max()) < half):
-        ds, c = _digits(wn, n, digit_bits)
+    ds, c = _digits(wn, n, digit_bits, balanced=_balanced_fits(lo, hi, n, digit_bits))
     # torch._int_mm returns wrong sums for K = 1 (torch 2.13, found by these tests): int8
     # operands get zero columns up to a multiple of 4; zeros add nothing to any product.
     kp = -(-k // 4) * 4 if method == "i8" else k

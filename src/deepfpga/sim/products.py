@@ -58,16 +58,27 @@ def conv_products(tile: np.ndarray, w: np.ndarray, ins: Calc, method: Method = "
     range (float32 in chunks, int8 digits, float64, 16-bit digits; from measured kernel speeds)
     unless `method` forces one; the method changes the speed, never the result. The patch
     matrix is built here in numpy (one copy per digit), the product is one library GEMM."""
-    win = _window(tile, ins, np.int64)       # zero outside the tile: a plain 3×3 convolution
-    lo, hi = (int(win.min()), int(win.max())) if win.size else (0, 0)
+    lo, hi = _int_range(tile)
+    # zero outside the tile: a plain 3×3 convolution (0 is inside every range)
+    win = _window(tile, ins, _narrowest(min(lo, 0), max(hi, 0)))
+    lo, hi = min(lo, 0), max(hi, 0)
     try:
-        pw = prepare_matrix(np.ascontiguousarray(w, dtype=np.int64), x_bits=_bits_of_range(lo, hi),
+        pw = prepare_matrix(w.astype(_narrowest(*_int_range(w))), x_bits=_bits_of_range(lo, hi),
                             x_absmax=max(-lo, hi), method=method)
     except InputError as e:
         raise InputError(f"CALC products: {e}") from None
     n, r, c = win.shape[0], ins.out_rows, ins.out_cols
     acc = _gemm(_tile_patches(win, pw, ins.stride, r, c), pw).numpy()   # (n·R·C, O)
     return acc.reshape(n, r, c, pw.o).transpose(0, 3, 1, 2)
+
+
+def _int_range(a: np.ndarray) -> tuple[int, int]:
+    return (int(a.min()), int(a.max())) if a.size else (0, 0)
+
+
+def _narrowest(lo: int, hi: int) -> type:
+    """int16 for values that fit it (their digits are bytes: `quant.gemm._digits`), else int64."""
+    return np.int16 if lo >= -(1 << 15) and hi < 1 << 15 else np.int64
 
 
 def _tile_patches(win: np.ndarray, pw: PreparedMatrix, s: int, r: int, c: int) -> _Patches:
@@ -90,7 +101,8 @@ def _tile_patches(win: np.ndarray, pw: PreparedMatrix, s: int, r: int, c: int) -
     def row_sums(b: int) -> torch.Tensor:
         del b
         if not sums:          # Σ_k X[l, k]: window sums of the channel sums
-            cs = np.lib.stride_tricks.sliding_window_view(win.sum(axis=1), (3, 3), axis=(1, 2))
+            chs = win.sum(axis=1, dtype=np.int64)
+            cs = np.lib.stride_tricks.sliding_window_view(chs, (3, 3), axis=(1, 2))
             sums.append(torch.from_numpy(cs[:, ::s, ::s][:, :r, :c].sum(axis=(3, 4)).reshape(-1)))
         return sums[0]
 
