@@ -115,6 +115,9 @@ class Machine:
             Buffer.BIAS: _Buf("BIAS", cfg.bias_buffer_entries, LOAD, CALC, batch, f64)}
         self.out = _Buf("OUTPUT", cfg.output_buffer_entries, CALC, SAVE, batch, np.int64)
         self.fc_entries = min(cfg.fc_buffer_entries, cfg.input_buffer_entries)
+        # bytes per element of each kind of LOAD (the accelerator's rule, looked up once)
+        self.load_bytes = {(b, fc): int(arch.load_element_bytes(cfg, b, int(fc)))
+                           for b in self.bufs for fc in (False, True)}
         self.vc = np.full(3, -1, dtype=np.int64)
         self.deps = Dependencies()
         self.index = -1
@@ -181,12 +184,11 @@ class Machine:
         self.deps.end(self, self.ins)
 
     def load(self, ins: Load) -> None:
-        cfg = self.cfg
         if ins.buffer not in (Buffer.INPUT, Buffer.WEIGHT, Buffer.BIAS):
             self.fail(f"LOAD into buffer {ins.buffer}, which does not exist")
         if ins.fc_weights and ins.buffer == Buffer.BIAS:
             self.fail("fc_weights=1 on a BIAS load")
-        eb = int(arch.load_element_bytes(cfg, ins.buffer, ins.fc_weights))
+        eb = self.load_bytes[(Buffer(ins.buffer), bool(ins.fc_weights))]
         buf = self.bufs[Buffer(ins.buffer)]
         n = ins.n1 * ins.n2 * ins.length
         limit = self.fc_entries if ins.buffer == Buffer.INPUT and ins.fc_weights else None

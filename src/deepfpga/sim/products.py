@@ -89,7 +89,9 @@ def _tile_patches(win: np.ndarray, pw: PreparedMatrix, s: int, r: int, c: int) -
     ds, c_x = _digits(win, nx, digit_bits) if nx > 1 else ([win], 0)
     n, ti = win.shape[:2]
     rows = n * r * c
-    out = np.zeros((nx, n, r, c, pw.kp), dtype=_NP_DTYPE[pw.method])
+    # zero columns only where K is padded (to a multiple of 4 for int8)
+    alloc = np.empty if pw.kp == pw.k else np.zeros
+    out = alloc((nx, n, r, c, pw.kp), dtype=_NP_DTYPE[pw.method])
     for j, d in enumerate(ds):
         view = np.lib.stride_tricks.sliding_window_view(d, (3, 3), axis=(2, 3))
         view = view[:, :, ::s, ::s][:, :, :r, :c].transpose(0, 2, 3, 1, 4, 5)
