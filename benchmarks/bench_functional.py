@@ -2,7 +2,7 @@
 for one image, side by side with float32 torch on the same network; goal ≤ 3× float32.
 
     .venv/bin/python benchmarks/bench_functional.py [--model vgg16] [--target zc706-paper]
-        [--repeat 3] [--check] [--profile]
+        [--repeat 3] [--check] [--profile] [--method auto|f32|i8|f64|split|int64]
 
 The model is `random_qmodel` on the zoo architecture (16-bit data, weights and biases); the float
 network has the same weights dequantized (q·2^-fl) as float32 and runs through
@@ -10,7 +10,8 @@ network has the same weights dequantized (q·2^-fl) as float32 and runs through
 sides get one warm-up run, then `--repeat` timed runs in one process, alternating; best and
 median are printed. `--check` also runs the bit-exact reference executor and asserts the
 simulator's output equals it; `--profile` prints where the simulator's time goes, per
-instruction kind (LOAD / CALC / SAVE) and per function.
+instruction kind (LOAD / CALC / SAVE) and per function. `--method` forces the exact product
+method of the CONV CALCs (default: the fastest measured here, per CALC group).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check", action="store_true", help="compare with the reference executor")
     ap.add_argument("--profile", action="store_true", help="profile one simulation")
+    ap.add_argument("--method", default="auto", help="exact product method of CONV CALCs")
     args = ap.parse_args()
 
     import torch
@@ -79,7 +81,7 @@ def main() -> None:
           f" compiled in {t_compile:.1f} s; torch threads {torch.get_num_threads()}")
 
     def sim():
-        return simulate(compiled, x_int)
+        return simulate(compiled, x_int, method=args.method)
 
     def flt():
         return run_float(fg, x_float)

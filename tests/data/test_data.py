@@ -302,3 +302,22 @@ def test_npz_already_normalised_floats_are_accepted(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1]))
     ds = load_dataset(tmp_path / "d.npz")
     np.testing.assert_array_equal(ds.x, x)
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+def test_idx_limit_reads_only_the_first_entries(tmp_path: Path, zipped: bool) -> None:
+    a = (np.arange(5 * 3 * 4) % 251).astype(np.uint8).reshape(5, 3, 4)
+    raw = idx_bytes(a)
+    path = tmp_path / ("a.idx.gz" if zipped else "a.idx")
+    path.write_bytes(gzip.compress(raw) if zipped else raw)
+    for limit in (0, 1, 3, 5, 9):
+        np.testing.assert_array_equal(read_idx(path, limit), a[:limit])
+    short = tmp_path / "short.idx"
+    short.write_bytes(raw[:-13])          # entry 3 (the fourth) is incomplete
+    np.testing.assert_array_equal(read_idx(short, 3), a[:3])
+    with pytest.raises(InputError, match="size mismatch"):
+        read_idx(short, 4)
+    bad = tmp_path / "bad.idx"
+    bad.write_bytes(b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"\x00")
+    with pytest.raises(InputError, match="unknown type code"):
+        read_idx(bad, 1)

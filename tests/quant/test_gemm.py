@@ -93,7 +93,7 @@ def test_f32_chunk_search_is_sound():
     for _ in range(20):
         k = int(rng.integers(1, 3000))
         w = _ints(rng, (5, k), 8)
-        wa = torch.from_numpy(np.abs(w))
+        wa = np.abs(w).astype(np.int64)
         bounds = G._f32_bounds(wa, k, 128, int(np.abs(w).max()), int(np.abs(w).sum(1).max()))
         assert bounds is not None and bounds[0] == 0 and bounds[-1] == k
         assert all(a < b for a, b in zip(bounds[:-1], bounds[1:], strict=True))
@@ -150,3 +150,21 @@ def test_probe_is_short_cached_and_complete():
     assert a.mac == b.mac and a.elem > 0
     assert (a.mac["i8"] is not None) == I8 and (a.mac["f32"] is not None) == F32
     assert a.mac["f64"] is not None and a.mac["f64"] > 0
+
+
+def test_digit_fast_paths_match_the_general_split():
+    """16-bit offset digits as bytes, and the balanced-fit test from the range alone."""
+    a16 = np.arange(-(1 << 15), 1 << 15, dtype=np.int16).reshape(256, 256)
+    fast, c = G._digits(a16, 2, 8)
+    slow, c2 = G._digits(a16.astype(np.int64), 2, 8)
+    assert c == c2 == 128 and all(np.array_equal(f, s) for f, s in zip(fast, slow, strict=True))
+    assert np.array_equal(fast[0].astype(np.int64) + 256 * fast[1].astype(np.int64) + c,
+                          a16.astype(np.int64))
+    rng = np.random.default_rng(8)
+    for n, b in ((2, 8), (3, 8), (2, 16)):
+        for _ in range(50):
+            lo, hi = sorted(int(v) for v in rng.integers(-(1 << (n * b - 1)), 1 << (n * b - 1),
+                                                         2))
+            ds, _ = G._digits(np.array([lo, hi], dtype=np.int64), n, b, balanced=True)
+            fits = all(-(1 << (b - 1)) <= int(d) < 1 << (b - 1) for d in ds[-1])
+            assert G._balanced_fits(lo, hi, n, b) == fits

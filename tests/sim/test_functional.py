@@ -238,6 +238,46 @@ def test_batch_input_runs_each_sample() -> None:
     assert sim.saturations["c"] == ref.saturations["c"]
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_every_product_method_bit_exact(bits: int) -> None:
+    """Each exact method the CONV products can take (the one the probe picks, and every one
+    forced) gives the reference executor's result, on data and weights filling their range
+    (batch of 2, odd channel counts: K not a multiple of 4)."""
+    from deepfpga.quant.kernels import int8_gemm_available, kernel_speeds
+
+    cfg = load_config("tiny")
+    rng = np.random.default_rng(21 + bits)
+    g = chain("m", (3, 10, 10), [
+        Conv2d("c1", (), in_channels=3, out_channels=5, kernel=(3, 3), padding=(1, 1)),
+        ReLU("r", ()),
+        Conv2d("c2", (), in_channels=5, out_channels=7, kernel=(3, 3), stride=(2, 2)),
+        Flatten("f", ()), Linear("l", (), in_features=7 * 4 * 4, out_features=6)])
+    q = random_qmodel(g, rng, bw_d=bits, bw_w=bits)
+    weights = {k: dict(v) for k, v in q.weights.items()}
+    for name in ("c1", "c2"):    # weights at the ends of the range (offset-digit corrections)
+        w = np.array(weights[name]["weight"])
+        w.flat[::3] = -(1 << (bits - 1))
+        w.flat[1::3] = (1 << (bits - 1)) - 1
+        weights[name]["weight"] = w
+    q = dataclasses.replace(q, weights=weights)
+    compiled = compile_model(q, cfg, force={"c1": Tiling(5, 10, 2, 3, "spatial", 0)})
+    fmt = q.input_format
+    x = rng.integers(fmt.qmin, fmt.qmax, size=(2, *g.input_shape), endpoint=True)
+    x[0, 0, 0, :] = fmt.qmin
+    ref = execute(q, x, keep="all")
+    methods = ["auto", "f64", "split", "int64"] + (["f32"] if bits == 8 else [])
+    if int8_gemm_available():
+        methods.append("i8")
+    assert kernel_speeds().mac["f64"] is not None
+    for method in methods:
+        sim = simulate(compiled, x, method=method)
+        for name, got in sim.layers.items():
+            np.testing.assert_array_equal(got, ref.layers[name], err_msg=f"{method} {name}")
+    if bits == 16:      # float32 cannot be exact for 16-bit products: refused, never rounded
+        with pytest.raises(InputError, match="float32 path is not exact"):
+            simulate(compiled, x, method="f32")
+
+
 # --- error paths ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

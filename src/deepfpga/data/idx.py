@@ -38,8 +38,10 @@ def _read_bytes(path: Path) -> bytes:
     return raw
 
 
-def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
-    """Decode IDX bytes into a native-endian array; refuse bad magic numbers and sizes."""
+def parse_idx(data: bytes, source: str = "<bytes>", items: int | None = None) -> np.ndarray:
+    """Decode IDX bytes into a native-endian array; refuse bad magic numbers and sizes.
+    `items`: `data` holds only the header and the first `items` entries of the first axis
+    (fewer if the file has fewer), as `read_idx` reads them; those must all be there."""
     if len(data) < 4:
         raise InputError(f"{source}: too short for an IDX header ({len(data)} bytes)")
     if data[0] != 0 or data[1] != 0:
@@ -58,6 +60,8 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
         raise InputError(f"{source}: truncated IDX header ({len(data)} of {header} bytes)")
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = _TYPES[code]
+    if items is not None:
+        dims = (min(items, dims[0]), *dims[1:])
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     got = len(data) - header
     if got != expected:
@@ -69,7 +73,31 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="))
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an IDX file, gzip-compressed or not."""
+def read_idx(path: str | os.PathLike[str], limit: int | None = None) -> np.ndarray:
+    """Read an IDX file, gzip-compressed or not. `limit`: only the first `limit` entries of
+    the first axis are read (and decompressed), the rest of the file is left unread."""
     p = Path(path)
-    return parse_idx(_read_bytes(p), str(p))
+    if limit is None:
+        return parse_idx(_read_bytes(p), str(p))
+    return parse_idx(_read_head(p, limit), str(p), limit)
+
+
+def _read_head(path: Path, limit: int) -> bytes:
+    """The header and the bytes of the first `limit` entries (all there are, if fewer)."""
+    if not path.is_file():
+        raise InputError(f"IDX file not found: {path}")
+    with path.open("rb") as f:
+        zipped = f.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open(path, "rb") if zipped else path.open("rb")) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[2] not in _TYPES:
+                return head                     # parse_idx names what is wrong
+            head += f.read(4 * head[3])
+            if len(head) < 4 + 4 * head[3] or not head[3]:
+                return head
+            dims = np.frombuffer(head, dtype=">u4", count=head[3], offset=4).tolist()
+            n = min(limit, dims[0]) * int(np.prod(dims[1:], dtype=np.int64))
+            return head + f.read(n * _TYPES[head[2]].itemsize)
+    except (OSError, EOFError, zlib.error) as e:
+        raise InputError(f"{path}: corrupt gzip stream ({e})") from None

@@ -77,8 +77,9 @@ def load_fashion_mnist(
     _check_limit(limit)
     root = Path(root)
     prefix = _SPLIT_PREFIX[split]
-    images = read_idx(_find(root, f"{prefix}-images-idx3-ubyte"))
-    labels = read_idx(_find(root, f"{prefix}-labels-idx1-ubyte"))
+    # with a limit only the first images are decompressed (the training set is 47 MB)
+    images = read_idx(_find(root, f"{prefix}-images-idx3-ubyte"), limit)
+    labels = read_idx(_find(root, f"{prefix}-labels-idx1-ubyte"), limit)
     src = f"Fashion-MNIST {split} in {root}"
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise InputError(

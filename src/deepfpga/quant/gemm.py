@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from deepfpga.errors import InputError, ShapeError
-from deepfpga.quant.intarrays import _bits_of_range, _int_tensor, _np, _range_of
+from deepfpga.quant.intarrays import _bits_of_range, _int_tensor, _np
 from deepfpga.quant.kernels import (
     KERNEL_OF,
     _mm,
@@ -94,6 +94,12 @@ def _digits(a: np.ndarray, n: int, b: int, balanced: bool = False
     """
     if n == 1:
         return [a], 0
+    if (not balanced and n == 2 and b == 8 and a.dtype == np.int16
+            and a.dtype.byteorder in "=<" and np.little_endian):
+        # 16-bit values are their two bytes: the top digit is the high byte (a >> 8) and the
+        # offset digit (a & 255) - 128 is the low byte with its top bit flipped
+        by = np.ascontiguousarray(a).view(np.uint8).reshape(*a.shape, 2)
+        return [(by[..., 0] ^ np.uint8(0x80)).view(np.int8), by[..., 1].view(np.int8)], 128
     # room for the digit arithmetic (a + 2^(b-1) must not wrap): int32 only for 16-bit inputs
     narrow = a.dtype in (np.int8, np.int16) and b <= 8
     rest = a.astype(np.int32 if narrow else np.int64)
@@ -116,6 +122,12 @@ def _digit_offset(n: int, b: int) -> int:
     return (1 << (b - 1)) * sum(1 << (b * i) for i in range(n - 1)) if n > 1 else 0
 
 
+def _balanced_fits(lo: int, hi: int, n: int, b: int) -> bool:
+    """Whether the balanced top digit of every value in [lo, hi] lies in [-2^(b-1), 2^(b-1)):
+    that digit is (a + c) >> (b·(n-1)) with c the offset constant, monotone in a."""
+    half, top = 1 << (b - 1), b * (n - 1)
+    c = _digit_offset(n, b)
+    return -half <= (lo + c) >> top and (hi + c) >> top < half
 
 
 def _n_digits(method: str, bits: int) -> tuple[int, int]:
@@ -125,12 +137,6 @@ def _n_digits(method: str, bits: int) -> tuple[int, int]:
     if method == "split":
         return _SPLIT_DIGIT_BITS, max(1, math.ceil(bits / _SPLIT_DIGIT_BITS))
     return 64, 1
-
-
-def _wide(t: torch.Tensor) -> torch.Tensor:
-    """A dtype in which |t| cannot overflow (abs(-128) does in int8)."""
-    nxt = {torch.int8: torch.int16, torch.int16: torch.int32, torch.int32: torch.int64}
-    return t.to(nxt.get(t.dtype, torch.int64))
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,23 +197,27 @@ def _uniform_bounds(k: int, step: int) -> tuple[int, ...]:
     return (*range(0, k, step), k) if k else (0,)
 
 
-def _f32_bounds(w_abs: torch.Tensor | None, k: int, x_absmax: int, w_absmax: int,
+def _f32_bounds(w_abs: np.ndarray | None, k: int, x_absmax: int, w_absmax: int,
                 row_abs_max: int) -> tuple[int, ...] | None:
     """Chunk bounds of K for the float32 method, or None where one product can exceed 2^24.
 
     A chunk is exact when x_absmax·Σ_{k in chunk}|W[o, k]| <= 2^24 for every output o. Equal
     splits are tried from the fewest the row sums allow; chunks of 2^24 // (x_absmax·max|W|)
-    columns satisfy it for any weights and end the search."""
+    columns satisfy it for any weights and end the search. `w_abs`: |W| (O, K), int64."""
     if k == 0:
         return (0,)
     if x_absmax * w_absmax > F32_EXACT or max(x_absmax, w_absmax) > F32_EXACT:
         return None
     worst = F32_EXACT // max(1, x_absmax * w_absmax)
     n_min = max(1, -(-x_absmax * row_abs_max // F32_EXACT))
-    if w_abs is not None:
-        for n in range(n_min, min(n_min + _F32_SPLIT_TRIES, -(-k // worst))):
+    tries = range(n_min, min(n_min + _F32_SPLIT_TRIES, -(-k // worst)))
+    if w_abs is not None and len(tries):
+        # prefix sums along K: a chunk's row sums are two columns' difference
+        cs = np.zeros((w_abs.shape[0], k + 1), dtype=np.int64)
+        np.cumsum(w_abs, axis=1, out=cs[:, 1:])
+        for n in tries:
             bounds = tuple(k * i // n for i in range(n + 1))
-            if all(x_absmax * int(w_abs[:, a:b].sum(dim=1).max()) <= F32_EXACT
+            if all(x_absmax * int((cs[:, b] - cs[:, a]).max()) <= F32_EXACT
                    for a, b in zip(bounds[:-1], bounds[1:], strict=True)):
                 return bounds
     return _uniform_bounds(k, worst)
@@ -280,16 +290,19 @@ def prepare_matrix(w2d: np.ndarray | torch.Tensor, *, x_bits: int, x_absmax: int
         raise ShapeError(f"weight matrix must be 2-D, got shape {tuple(w.shape)}")
     o, k = int(w.shape[0]), int(w.shape[1])
     x_absmax = (1 << (x_bits - 1)) if x_absmax is None else int(x_absmax)
-    w_abs = _wide(w).abs() if k else None
+    # numpy, single-threaded: for the small matrices of the functional simulator's CALCs,
+    # torch's threaded reductions cost more in hand-overs than in work on a loaded machine
+    wn = _np(w)
+    w_abs = np.abs(wn.astype(np.int64)) if k else None
     if w_abs is not None:
-        row_abs = w_abs.sum(dim=1, dtype=torch.int64)
-        rowsum = w.sum(dim=1, dtype=torch.int64)
+        row_abs = torch.from_numpy(w_abs.sum(axis=1))
+        rowsum = torch.from_numpy(wn.sum(axis=1, dtype=np.int64))
     else:
         row_abs = rowsum = torch.zeros(o, dtype=torch.int64)
     row_abs_max = int(row_abs.max()) if o else 0
     if i8_ok is None:
         i8_ok = method in ("auto", "i8") and int8_gemm_available()
-    lo, hi = _range_of(w)
+    lo, hi = (int(wn.min()), int(wn.max())) if wn.size else (0, 0)
     w_bits = _bits_of_range(lo, hi)
     f32_bounds = None
     if method in ("auto", "f32"):
@@ -301,11 +314,7 @@ def prepare_matrix(w2d: np.ndarray | torch.Tensor, *, x_bits: int, x_absmax: int
     # Balanced digits need no per-row correction; their top digit can overflow for weights
     # near the top of the range, and then offset digits (whose correction needs Σ_k X[l, k])
     # are used instead.
-    wn = _np(w)
-    ds, c = _digits(wn, n, digit_bits, balanced=True)
-    half = 1 << (digit_bits - 1)
-    if n > 1 and not (-half <= int(ds[-1].min()) and int(ds[-1].max()) < half):
-        ds, c = _digits(wn, n, digit_bits)
+    ds, c = _digits(wn, n, digit_bits, balanced=_balanced_fits(lo, hi, n, digit_bits))
     # torch._int_mm returns wrong sums for K = 1 (torch 2.13, found by these tests): int8
     # operands get zero columns up to a multiple of 4; zeros add nothing to any product.
     kp = -(-k // 4) * 4 if method == "i8" else k

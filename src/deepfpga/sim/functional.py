@@ -39,6 +39,7 @@ from deepfpga.errors import InputError
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.isa import End, Instruction, Program, decode_program
 from deepfpga.ir.layers import Add
+from deepfpga.quant.gemm import Method
 from deepfpga.sim.hazards import DdrMap, SimulationError
 from deepfpga.sim.machine import Machine
 
@@ -147,18 +148,20 @@ def check_input(manifest: Manifest, x_int: np.ndarray) -> tuple[np.ndarray, bool
     return x, single
 
 
-def simulate(compiled: Compiled, x_int: np.ndarray, *, check_races: bool = True
-             ) -> FunctionalResult:
+def simulate(compiled: Compiled, x_int: np.ndarray, *, check_races: bool = True,
+             method: Method = "auto") -> FunctionalResult:
     """Run a compiled model on `x_int`: integers in the input format, one sample of the input
     shape or a batch (N, *shape) — a batch runs in one pass over the program. The program was
-    decoded, and its config hash and DDR image checked, once, when `compiled` was built."""
+    decoded, and its config hash and DDR image checked, once, when `compiled` was built.
+    `method` forces one exact product method of the CONV CALCs (`quant.gemm`; tests), 'auto'
+    takes the fastest here."""
     return _simulate(compiled.program.instructions, compiled.ddr_image, compiled.manifest,
-                     compiled.config, x_int, check_races)
+                     compiled.config, x_int, check_races, method)
 
 
 def simulate_program(program: bytes | Program, ddr_image: bytes, manifest: Manifest,
-                     cfg: AcceleratorConfig, x_int: np.ndarray, *, check_races: bool = True
-                     ) -> FunctionalResult:
+                     cfg: AcceleratorConfig, x_int: np.ndarray, *, check_races: bool = True,
+                     method: Method = "auto") -> FunctionalResult:
     """`simulate` on loose parts (a program file's bytes or a decoded Program, a DDR image, a
     manifest) that were never checked against each other as a `Compiled` is: hand-made or
     damaged programs in tests and tools."""
@@ -168,13 +171,14 @@ def simulate_program(program: bytes | Program, ddr_image: bytes, manifest: Manif
         raise InputError("program was compiled for a different accelerator configuration"
                          " (config hash mismatch)")
     _check_image(ddr_image, manifest, cfg)
-    return _simulate(program.instructions, ddr_image, manifest, cfg, x_int, check_races)
+    return _simulate(program.instructions, ddr_image, manifest, cfg, x_int, check_races, method)
 
 
 def _simulate(ins: Sequence[Instruction], ddr_image: bytes, manifest: Manifest,
-              cfg: AcceleratorConfig, x_int: np.ndarray, check_races: bool) -> FunctionalResult:
+              cfg: AcceleratorConfig, x_int: np.ndarray, check_races: bool, method: Method
+              ) -> FunctionalResult:
     x, single = check_input(manifest, x_int)
-    res = _run(ins, ddr_image, manifest, cfg, x, check_races)
+    res = _run(ins, ddr_image, manifest, cfg, x, check_races, method)
     if not single:
         return res
     return FunctionalResult({k: v[0] for k, v in res.outputs.items()},
@@ -183,10 +187,11 @@ def _simulate(ins: Sequence[Instruction], ddr_image: bytes, manifest: Manifest,
 
 
 def _run(ins: Sequence[Instruction], ddr_image: bytes, manifest: Manifest,
-         cfg: AcceleratorConfig, x: np.ndarray, check_races: bool) -> FunctionalResult:
+         cfg: AcceleratorConfig, x: np.ndarray, check_races: bool, method: Method
+         ) -> FunctionalResult:
     n = len(x)
     m = Machine(cfg, DdrMap.of(manifest), np.frombuffer(ddr_image, dtype=np.uint8), n,
-                check_races)
+                check_races, method)
     tensors = manifest.tensors
     x = x.astype(np.int64)
     host: dict[str, np.ndarray] = {manifest.input: x}

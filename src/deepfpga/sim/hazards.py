@@ -4,14 +4,15 @@ The machine executes the program in program order — one valid interleaving of 
 engines. This module proves the program safe in *every* interleaving its dependency tokens
 allow: each engine carries a vector clock (the last instruction of each engine it provably
 follows, propagated through tokens, `Dependencies`), and an access that conflicts with an
-instruction of another engine the accessor does not provably follow is a race. Per buffer entry
-(`EntryHazards`) and per DDR byte of the feature-map arena (`DdrHazards`) it records the last
-write and read; it also checks reads of never-written data, DDR accesses outside the regions
-live at a layer, token underflow and tokens left at an END.
+instruction of another engine the accessor does not provably follow is a race. Per interval of
+buffer entries (`EntryHazards`) and per DDR byte of the feature-map arena (`DdrHazards`) it
+records the last write and read; it also checks reads of never-written data, DDR accesses
+outside the regions live at a layer, token underflow and tokens left at an END.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -103,40 +104,150 @@ class Dependencies:
             self.engine_vc[e][:] = m.index
 
 
+Entries = slice | np.ndarray | list[tuple[int, int]]
+
+
+def _runs(idx: Entries) -> list[tuple[int, int]]:
+    """Entries (a slice, an index array or [start, end) ranges) as sorted, disjoint runs."""
+    if isinstance(idx, slice):
+        return [(idx.start, idx.stop)] if idx.stop > idx.start else []
+    if isinstance(idx, list):
+        out: list[tuple[int, int]] = []
+        for a, b in sorted(r for r in idx if r[1] > r[0]):
+            if out and a <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], b))
+            else:
+                out.append((a, b))
+        return out
+    u = np.unique(idx)
+    if not len(u):
+        return []
+    brk = np.flatnonzero(np.diff(u) != 1) + 1
+    starts = u[np.r_[0, brk]].tolist()
+    ends = (u[np.r_[brk - 1, len(u) - 1]] + 1).tolist()
+    return list(zip(starts, ends, strict=True))
+
+
 class EntryHazards:
-    """Per entry of one buffer: whether it was ever written, its last write (by the writer
-    engine) and last read by the reader engine: LOAD writes INPUT/WEIGHT/BIAS and CALC reads
-    them; CALC writes OUTPUT and SAVE reads it (CALC's own accumulator reads are ordered by its
-    in-order engine)."""
+    """The access records of one buffer's entries, per interval: disjoint, sorted [start, end)
+    ranges of ever-written entries, each with its last write (by the writer engine) and last
+    read by the reader engine, split where an access starts or ends inside one and merged
+    again with equal neighbours (exact: never widened, unlike the compiler's conservative
+    records). LOAD writes INPUT/WEIGHT/BIAS and CALC reads them; CALC writes OUTPUT and SAVE
+    reads it (CALC's own accumulator reads are ordered by its in-order engine)."""
 
     def __init__(self, name: str, entries: int, writer: int, reader: int):
         self.name = name
+        self.entries = entries
         self.writer, self.reader = writer, reader
-        self.valid = np.zeros(entries, dtype=bool)
-        self.last_write = np.full(entries, -1, dtype=np.int32)   # instruction indices
-        self.last_read = np.full(entries, -1, dtype=np.int32)
+        self.starts: list[int] = []
+        self.iv: list[list[int]] = []      # [start, end, last write, last read] (indices)
 
-    def read(self, m: Checked, idx: slice | np.ndarray, what: str) -> None:
-        valid = self.valid[idx]
-        if not valid.all():
-            bad = np.flatnonzero(~valid)[0]
-            pos = (idx.start + bad) if isinstance(idx, slice) else int(idx[bad])
-            m.fail(f"reads {self.name} entry {pos} ({what}) that was never written")
-        if m.check_races and m.engine == self.reader:
-            j = int(self.last_write[idx].max(initial=-1))
-            if j > m.vc[self.writer]:
-                m.fail(f"reads {self.name} entries written by instruction {j}"
-                       f" ({ENGINES[self.writer]}) without a dependency on it (race)")
-            self.last_read[idx] = m.index          # indices only grow: no max needed
+    def _overlapping(self, a: int, b: int) -> tuple[int, int]:
+        """The index range [i0, i1) of the intervals meeting [a, b)."""
+        i0 = bisect_right(self.starts, a) - 1
+        if i0 < 0 or self.iv[i0][1] <= a:
+            i0 += 1
+        return i0, bisect_left(self.starts, b)
 
-    def write(self, m: Checked, idx: slice | np.ndarray) -> None:
+    def _split(self, a: int, b: int) -> tuple[int, int]:
+        """Split the intervals crossing a or b; the index range of those inside [a, b)."""
+        i0, i1 = self._overlapping(a, b)
+        if i0 < i1 and self.iv[i0][0] < a:
+            e = self.iv[i0]
+            self.iv.insert(i0 + 1, [a, e[1], e[2], e[3]])
+            self.starts.insert(i0 + 1, a)
+            e[1] = a
+            i0, i1 = i0 + 1, i1 + 1
+        if i0 < i1 and self.iv[i1 - 1][1] > b:
+            e = self.iv[i1 - 1]
+            self.iv.insert(i1, [b, e[1], e[2], e[3]])
+            self.starts.insert(i1, b)
+            e[1] = b
+        return i0, i1
+
+    def _merge(self, i0: int, i1: int) -> None:
+        """Merge equal touching neighbours among intervals i0 - 1 .. i1."""
+        k = max(1, i0)
+        stop = min(len(self.iv), i1 + 1)
+        while k < stop:
+            p, e = self.iv[k - 1], self.iv[k]
+            if p[1] == e[0] and p[2] == e[2] and p[3] == e[3]:
+                p[1] = e[1]
+                del self.iv[k], self.starts[k]
+                stop -= 1
+            else:
+                k += 1
+
+    def read(self, m: Checked, idx: Entries, what: str) -> None:
+        runs = _runs(idx)
+        for a, b in runs:
+            i0, i1 = self._overlapping(a, b)
+            pos = a
+            for e in self.iv[i0:i1]:
+                if e[0] > pos:
+                    break
+                pos = e[1]
+            if pos < b:
+                m.fail(f"reads {self.name} entry {pos} ({what}) that was never written")
+        if not (m.check_races and m.engine == self.reader):
+            return
+        j = self._last(runs, 2)
+        if j > m.vc[self.writer]:
+            m.fail(f"reads {self.name} entries written by instruction {j}"
+                   f" ({ENGINES[self.writer]}) without a dependency on it (race)")
+        for a, b in runs:
+            i0, i1 = self._split(a, b)
+            for e in self.iv[i0:i1]:
+                e[3] = m.index                  # indices only grow: no max needed
+            self._merge(i0, i1)
+
+    def write(self, m: Checked, idx: Entries) -> None:
+        runs = _runs(idx)
         if m.check_races:
-            j = int(self.last_read[idx].max(initial=-1))
+            j = self._last(runs, 3)
             if j > m.vc[self.reader]:
                 m.fail(f"overwrites {self.name} entries still read by instruction {j}"
                        f" ({ENGINES[self.reader]}) without a dependency on it (race)")
-            self.last_write[idx] = m.index
-        self.valid[idx] = True
+        for a, b in runs:
+            # the write's own index only matters to race checks (as before: -1 without them)
+            self._set(a, b, m.index if m.check_races else -1)
+
+    def _last(self, runs: list[tuple[int, int]], field: int) -> int:
+        """The latest write (field 2) or read (3) of any entry of the runs, -1 if none."""
+        j = -1
+        for a, b in runs:
+            i0, i1 = self._overlapping(a, b)
+            j = max(j, max((e[field] for e in self.iv[i0:i1]), default=-1))
+        return j
+
+    def _set(self, a: int, b: int, write: int) -> None:
+        """[a, b) written by instruction `write`: gaps become intervals, reads are kept."""
+        i0, i1 = self._split(a, b)
+        pieces: list[list[int]] = []
+        pos = a
+        for e in self.iv[i0:i1]:
+            if e[0] > pos:
+                pieces.append([pos, e[0], write, -1])
+            pieces.append([e[0], e[1], write, e[3]])
+            pos = e[1]
+        if pos < b:
+            pieces.append([pos, b, write, -1])
+        self.iv[i0:i1] = pieces
+        self.starts[i0:i1] = [e[0] for e in pieces]
+        self._merge(i0, i0 + len(pieces))
+
+    def preset(self, n: int) -> None:
+        """Entries [0, n) hold data written before the program (tests of one instruction)."""
+        if n > 0:
+            self._set(0, n, -1)
+
+    def written(self) -> np.ndarray:
+        """Per entry: whether anything ever wrote it."""
+        out = np.zeros(self.entries, dtype=bool)
+        for e in self.iv:
+            out[e[0]:e[1]] = True
+        return out
 
 
 @dataclass(frozen=True)

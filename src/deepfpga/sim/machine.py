@@ -23,6 +23,7 @@ from deepfpga.hw.isa import (
     Save,
 )
 from deepfpga.quant.fixedpoint import FixedFormat, requantize
+from deepfpga.quant.gemm import Method
 from deepfpga.sim.dma import Geom
 from deepfpga.sim.hazards import (
     CALC,
@@ -35,7 +36,7 @@ from deepfpga.sim.hazards import (
     EntryHazards,
     SimulationError,
 )
-from deepfpga.sim.products import _patches, exact_matmul
+from deepfpga.sim.products import _patches, conv_products, exact_matmul
 
 # Deferred work (weights, snapshots, products) held before it is computed, at most.
 _PENDING_LIMIT = 256 << 20
@@ -79,7 +80,7 @@ class _Buf:
 
     def written(self) -> np.ndarray:
         """Per entry: whether anything ever wrote it (a copy)."""
-        return self.h.valid.copy()
+        return self.h.written()
 
     def preset(self, values: np.ndarray) -> None:
         """Fill the first len(values) entries as if loaded, the same for every sample (for
@@ -87,10 +88,10 @@ class _Buf:
         n = len(values)
         self.val[:, :n] = values
         self.uniform[:n] = True
-        self.h.valid[:n] = True
+        self.h.preset(n)
 
-    def write(self, m: Machine, idx: slice | np.ndarray, values: np.ndarray | None,
-              shared: bool = False) -> None:
+    def write(self, m: Machine, idx: slice | np.ndarray | list[tuple[int, int]],
+              values: np.ndarray | None, shared: bool = False) -> None:
         """Record a write (race check, valid bits); store `values` ((n,) shared by every
         sample, or (batch, n)) unless None: a deferred CALC stores its values later."""
         self.h.write(m, idx)
@@ -103,8 +104,9 @@ class _Buf:
 
 class Machine:
     def __init__(self, cfg: AcceleratorConfig, ddr_map: DdrMap, ddr: np.ndarray,
-                 batch: int, check_races: bool):
+                 batch: int, check_races: bool, method: Method = "auto"):
         self.cfg = cfg
+        self.method = method      # of the CONV products (quant.gemm); never changes results
         self.batch = batch
         self.check_races = check_races
         f64 = np.float64
@@ -114,6 +116,9 @@ class Machine:
             Buffer.BIAS: _Buf("BIAS", cfg.bias_buffer_entries, LOAD, CALC, batch, f64)}
         self.out = _Buf("OUTPUT", cfg.output_buffer_entries, CALC, SAVE, batch, np.int64)
         self.fc_entries = min(cfg.fc_buffer_entries, cfg.input_buffer_entries)
+        # bytes per element of each kind of LOAD (the accelerator's rule, looked up once)
+        self.load_bytes = {(b, fc): int(arch.load_element_bytes(cfg, b, int(fc)))
+                           for b in self.bufs for fc in (False, True)}
         self.vc = np.full(3, -1, dtype=np.int64)
         self.deps = Dependencies()
         self.index = -1
@@ -180,12 +185,11 @@ class Machine:
         self.deps.end(self, self.ins)
 
     def load(self, ins: Load) -> None:
-        cfg = self.cfg
         if ins.buffer not in (Buffer.INPUT, Buffer.WEIGHT, Buffer.BIAS):
             self.fail(f"LOAD into buffer {ins.buffer}, which does not exist")
         if ins.fc_weights and ins.buffer == Buffer.BIAS:
             self.fail("fc_weights=1 on a BIAS load")
-        eb = int(arch.load_element_bytes(cfg, ins.buffer, ins.fc_weights))
+        eb = self.load_bytes[(Buffer(ins.buffer), bool(ins.fc_weights))]
         buf = self.bufs[Buffer(ins.buffer)]
         n = ins.n1 * ins.n2 * ins.length
         limit = self.fc_entries if ins.buffer == Buffer.INPUT and ins.fc_weights else None
@@ -292,15 +296,21 @@ class Machine:
                 bias = bb.get(bsl).astype(np.int64)
             r, c = (ins.out_rows // 2, ins.out_cols // 2) if ins.pool else \
                 (ins.out_rows, ins.out_cols)
-            pitch = ins.out_pitch or r * c
-            out_idx = (ins.out_addr + np.arange(ins.to, dtype=np.int64)[:, None] * pitch
-                       + np.arange(r * c, dtype=np.int64)[None, :]).reshape(-1)
-            if len(out_idx) and (out_idx.max() >= out.entries or out_idx.min() < 0):
-                self.fail(f"finalized output reaches OUTPUT entry {int(out_idx.max())}, beyond"
+            rc = r * c
+            pitch = ins.out_pitch or rc
+            top = ins.out_addr + (ins.to - 1) * pitch + rc - 1      # the last entry written
+            if rc and (top >= out.entries or ins.out_addr < 0):
+                self.fail(f"finalized output reaches OUTPUT entry {top}, beyond"
                           f" its {out.entries} entries")
+            if pitch == rc:                # output channels back to back: one range
+                out_idx = out_runs = slice(ins.out_addr, ins.out_addr + ins.to * rc)
+            else:
+                out_idx = (ins.out_addr + np.arange(ins.to, dtype=np.int64)[:, None] * pitch
+                           + np.arange(rc, dtype=np.int64)[None, :]).reshape(-1)
+                out_runs = [(a, a + rc) for a in range(ins.out_addr, top + 1, pitch)]
         out.write(self, acc_idx, None)
         if out_idx is not None:
-            out.write(self, out_idx, None)
+            out.write(self, out_runs, None)
         # |acc| ≤ (previous bound) + terms · max|product|: when that stays inside the
         # accumulator, the overflow check is unnecessary
         terms = ins.ti * CALC_TAPS[CalcKind(ins.kind)]
@@ -376,12 +386,15 @@ class Machine:
             t = buf.val[:1, ref.span] if buf.uniform[ref.span].all() else buf.val[:, ref.span]
         t = t.reshape(-1, i.ti, i.in_rows, i.in_cols)
         ws = [p.w for p in calcs]
-        if any(w.ndim == 3 for w in ws):
+        if any(w.ndim == 3 for w in ws):     # weights differing per sample (from the arena)
             ws = [np.broadcast_to(w, (self.batch, *w.shape[-2:])) for w in ws]
-        w_all = np.concatenate(ws, axis=-2) if len(ws) > 1 else ws[0]
-        pat = _patches(t, i, np.float64)  # exact: data values have at most 32 bits
-        prod = exact_matmul(w_all, pat, pat.shape[-2], self.term_bound)  # (batch, Σto, R·C)
-        prod = np.broadcast_to(prod, (self.batch, *prod.shape[-2:]))
+            w_all = np.concatenate(ws, axis=-2) if len(ws) > 1 else ws[0]
+            pat = _patches(t, i, np.float64)  # exact: data values have at most 32 bits
+            prod = exact_matmul(w_all, pat, pat.shape[-2], self.term_bound)  # (batch, Σto, R·C)
+        else:                                # one weight matrix: the reference's engine
+            w_all = np.concatenate(ws, axis=0) if len(ws) > 1 else ws[0]
+            prod = conv_products(t, w_all, i, self.method)
+        prod = np.broadcast_to(prod, (self.batch, *prod.shape[1:]))
         prod = prod.reshape(self.batch, -1, i.out_rows, i.out_cols)
         return np.split(prod, np.cumsum([p.ins.to for p in calcs])[:-1], axis=1)
 
@@ -473,7 +486,7 @@ class _Pending:
     vec: np.ndarray | None        # FC input vector, (ti,) or (batch, ti)
     bias: np.ndarray | None       # (to,) or (batch, to)
     acc: slice
-    out: np.ndarray | None        # OUTPUT entries of its finalized values
+    out: slice | np.ndarray | None   # OUTPUT entries of its finalized values
     check: bool = True            # overflow possible (no static bound): check the sums
 
 
