@@ -99,10 +99,7 @@ def main() -> None:
         print(markdown(old["designs"]))
         return
     designs = dict(old.get("designs", {}))
-    # runs of an older RTL of a design, kept for the record until it is synthesized again
-    superseded = dict(old.get("superseded", {}))
     for name in args.design or list(DESIGNS):
-        superseded.pop(name, None)
         cfg = design_config(name)
         _, _, pnr = DESIGNS[name]
         r = synthesize_accel(cfg, workdir=Path(args.workdir) / name, pnr=pnr,
@@ -120,8 +117,7 @@ def main() -> None:
         print(f"{name} on {cfg.device}: {line}{fmax}; synth {r.synth_seconds} s"
               + (f", pnr {r.pnr_seconds} s" if r.pnr_seconds is not None else ""))
     atomic_write_json(RESULTS, {"cpu": _cpu(), "command": "benchmarks/bench_synth.py",
-                                "designs": designs,
-                                **({"superseded": superseded} if superseded else {})})
+                                "designs": designs})
     print(f"wrote {RESULTS}")
 
 
