@@ -63,6 +63,16 @@ def test_estimate_counts_what_the_rtl_builds() -> None:
         assert est.bram36 == sum(m.bram36 for m in est.buffers)
 
 
+def test_shallow_wide_memories_go_to_block_ram_when_cheaper() -> None:
+    # what Yosys's memory_libmap did with zc706's 16 staging banks (86 × 768 bits): block RAM,
+    # 11 BRAM36 each, while a shallow narrow bank (BIAS: 128 × 16) stays in distributed RAM
+    est = {m.name: m for m in estimate(load_config("zc706")).buffers}
+    st, bias = est["staging"], est["bias"]
+    assert (st.banks, st.depth, st.width) == (16, 86, 768)
+    assert (st.bram36, st.lutram_luts) == (176.0, 0)
+    assert bias.depth == 128 and bias.bram36 == 0 and bias.lutram_luts > 0
+
+
 def test_device_table() -> None:
     assert set(DEVICES) == {"XC7Z020", "XC7Z045", "XCZU9EG", "LFE5U-85F"}
     assert get_device("zu9eg").name == "XCZU9EG" and get_device("ECP5-85F").name == "LFE5U-85F"

@@ -44,6 +44,11 @@ class Device:
     # the deepest memory Yosys puts there rather than in block RAM (measured, docs/rtl.md)
     lutram_shapes: tuple[tuple[int, int, int], ...] = ()
     lutram_max_depth: int = 0
+    # Distributed-RAM LUTs that cost as much as one BRAM36-equivalent in Yosys's memory_libmap
+    # (its library costs: 7-series 8 per 4-LUT RAM32M/RAM64M against 257 per RAMB36E1; ECP5 4
+    # per 4-LUT DPR16X4 against 128 per DP16KD); a memory within lutram_max_depth still goes to
+    # block RAM when that is cheaper (the wide staging banks of `zc706`). 0: no comparison.
+    lutram_luts_per_bram36: float = 0.0
 
     @property
     def bram36_equivalent(self) -> float:
@@ -79,7 +84,8 @@ DEVICES: dict[str, Device] = {
                yosys_synth="synth_xilinx", yosys_family="xc7", nextpnr_device=None,
                dsp_cell="DSP48E1", bram18_cell="RAMB18E1",
                bram36_cell="RAMB36E1", bram_shapes=_XC7_BRAM,
-               lutram_shapes=_XC7_LUTRAM, lutram_max_depth=256),
+               lutram_shapes=_XC7_LUTRAM, lutram_max_depth=256,
+               lutram_luts_per_bram36=128.5),
         Device("XC7Z045", "Zynq-7000 XC7Z045", "7series", luts=218_600, ffs=437_200,
                bram_blocks=545, bram_block_bits=36_864, bram_data_bits=32_768,
                bram_max_width=64, dsps=900, dsp_a_bits=25, dsp_b_bits=18,
@@ -87,7 +93,8 @@ DEVICES: dict[str, Device] = {
                yosys_synth="synth_xilinx", yosys_family="xc7", nextpnr_device=None,
                dsp_cell="DSP48E1", bram18_cell="RAMB18E1",
                bram36_cell="RAMB36E1", bram_shapes=_XC7_BRAM,
-               lutram_shapes=_XC7_LUTRAM, lutram_max_depth=256),
+               lutram_shapes=_XC7_LUTRAM, lutram_max_depth=256,
+               lutram_luts_per_bram36=128.5),
         # Zynq UltraScale+ (DS891): DSP48E2 27×18; ZU9EG has no UltraRAM. INT8 packing: WP487.
         Device("XCZU9EG", "Zynq UltraScale+ XCZU9EG", "ultrascale+", luts=274_080,
                ffs=548_160, bram_blocks=912, bram_block_bits=36_864, bram_data_bits=32_768,
@@ -96,7 +103,8 @@ DEVICES: dict[str, Device] = {
                yosys_synth="synth_xilinx", yosys_family="xcup",
                nextpnr_device=None, dsp_cell="DSP48E2", bram18_cell="RAMB18E2",
                bram36_cell="RAMB36E2", bram_shapes=_XC7_BRAM,
-               lutram_shapes=_XC7_LUTRAM, lutram_max_depth=256),
+               lutram_shapes=_XC7_LUTRAM, lutram_max_depth=256,
+               lutram_luts_per_bram36=128.5),
         # ECP5 LFE5U-85F (FPGA-DS-02012): 84K LUT4 (one FF each), 208 EBR of 18 Kbit
         # (16 Kbit at ×32 in pseudo dual port), 156 18×18 multipliers, each splittable into
         # two 9×9. Distributed RAM: 16 bits per LUT4.
@@ -106,7 +114,8 @@ DEVICES: dict[str, Device] = {
                dsp_int8_per_slice=2, lutram_bits_per_lut=16,
                yosys_synth="synth_ecp5", yosys_family=None, nextpnr_device="85k",
                dsp_cell="MULT18X18D", bram18_cell="DP16KD", bram36_cell=None,
-               bram_shapes=_ECP5_BRAM, lutram_shapes=((16, 4, 4),), lutram_max_depth=64),
+               bram_shapes=_ECP5_BRAM, lutram_shapes=((16, 4, 4),), lutram_max_depth=64,
+               lutram_luts_per_bram36=256.0),
     )
 }
 

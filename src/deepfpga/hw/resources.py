@@ -13,7 +13,8 @@ What is modelled, and how sure it is:
   grid_channels weights) — on the cheapest block shape of the device (parity bits used as
   data), a block per read port (the OUTPUT banks have two: the CALC engine's, full width, and
   SAVE's, data_bits wide); the finalize's pooling row. Memories no deeper than the device's
-  `lutram_max_depth` go to distributed RAM, as Yosys puts them.
+  `lutram_max_depth` go to distributed RAM unless block RAM costs less by Yosys's own library
+  costs (`lutram_luts_per_bram36`), as Yosys puts them.
 - LUT / FF: per-unit costs fitted to Yosys synthesis of the designs in docs/rtl.md (`_FABRIC`):
   a fixed part (controller, DMA engines, AXI, the CALC engine's sequencing and finalize), a part
   per grid lane (product, exact sum, old accumulator), per lane of the channel selection that
@@ -242,10 +243,12 @@ def lutram_luts(depth: int, width: int, dev: Device) -> int:
 
 def _memory(name: str, nbytes: int, banks: int, depth: int, width: int,
             read_widths: tuple[int, ...], dev: Device) -> BufferEstimate:
-    if depth <= dev.lutram_max_depth:
-        luts = banks * sum(lutram_luts(depth, w, dev) for w in read_widths)
-        return BufferEstimate(name, nbytes, banks, depth, width, read_widths, 0.0, luts, 0)
     bram, cascade = memory_layout(depth, read_widths, dev)
+    luts = sum(lutram_luts(depth, w, dev) for w in read_widths)
+    cheaper = not dev.lutram_luts_per_bram36 or luts <= bram * dev.lutram_luts_per_bram36
+    if depth <= dev.lutram_max_depth and cheaper:
+        return BufferEstimate(name, nbytes, banks, depth, width, read_widths, 0.0, banks * luts,
+                              0)
     return BufferEstimate(name, nbytes, banks, depth, width, read_widths, banks * bram, 0,
                           banks * cascade)
 

@@ -44,6 +44,7 @@ from deepfpga.rtl.accel.decode import Setup, calc_fields
 from deepfpga.rtl.accel.finalize import build_finalize
 from deepfpga.rtl.accel.lanes import build_grid, channel_lanes
 from deepfpga.rtl.accel.spec import WORD_BITS, ErrorCode
+from deepfpga.rtl.accel.staging import StagingWrite
 from deepfpga.rtl.accel.timing import block_width
 
 SAT_BITS = 32
@@ -189,8 +190,8 @@ class CalcEngine(wiring.Component):
         st_m1 = Signal(nb_)
         m.d.sync += [st_v1.eq(0), pre_v1.eq(pre_issue), pre_j1.eq(j), st_u1.eq(su),
                      st_k1.eq(sk), st_m1.eq(Cat(sk + r < setup.ti9 for r in range(nb_)))]
-        staging = {"st_we": st_v1, "st_row": st_k1 >> (nb_.bit_length() - 1),
-                   "st_lane": st_u1, "st_mask": st_m1, "st_data": w_lanes}
+        staging = StagingWrite(we=st_v1, row=st_k1 >> (nb_.bit_length() - 1), lane=st_u1,
+                               mask=st_m1, data=w_lanes)
         grid = build_grid(m, cfg, staging=staging, t_addr=t, pix=pix, v2=v2, first2=first2,
                           old_we=pre_v1, old_chan=pre_j1, old_lanes=o_lanes,
                           keep_old=f["accumulate"])

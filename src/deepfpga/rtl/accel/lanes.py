@@ -18,7 +18,7 @@ from amaranth.hdl import Array, Module, Mux, Signal, Value, signed
 
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.engines import bank_count, grid_channels, operand_bits, sum_bits
-from deepfpga.rtl.accel.staging import build_staging
+from deepfpga.rtl.accel.staging import StagingWrite, build_staging
 
 
 @dataclass(frozen=True)
@@ -26,18 +26,18 @@ class Grid:
     sums: list[list[Signal]]     # [channel][pixel lane], exact, ready 1 cycle after stage 2
 
 
-def build_grid(m: Module, cfg: AcceleratorConfig, *, staging: dict[str, Value | list[Value]],
-               t_addr: Value, pix: list[Value], v2: Value, first2: Value, old_we: Value,
-               old_chan: Value, old_lanes: list[Value], keep_old: Value) -> Grid:
-    """staging: the staging memory's write (build_staging's st_* arguments); t_addr: the staged
-    word of the term issued this cycle (stage 0); pix: that term's B tile values (stage 1, zero
-    outside the tile); v2/first2: stage 2 valid / first-term flags; old_*: set one channel's B
+def build_grid(m: Module, cfg: AcceleratorConfig, *, staging: StagingWrite, t_addr: Value,
+               pix: list[Value], v2: Value, first2: Value, old_we: Value, old_chan: Value,
+               old_lanes: list[Value], keep_old: Value) -> Grid:
+    """staging: the staging memory's write (staging.py); t_addr: the staged word of the term
+    issued this cycle (stage 0); pix: that term's B tile values (stage 1, zero outside the
+    tile); v2/first2: stage 2 valid / first-term flags; old_*: set one channel's B
     old accumulators (used only if `keep_old`, else the sums start at 0)."""
     n = grid_channels(cfg)
     b = bank_count(cfg)
     ob = operand_bits(cfg)
     a = cfg.acc_bits
-    word = build_staging(m, cfg, t_addr=t_addr, **staging)
+    word = build_staging(m, cfg, staging, t_addr)
     old = [[Signal(signed(a), name=f"old{u}_{j}") for j in range(b)] for u in range(n)]
     sums = [[Signal(signed(sum_bits(cfg)), name=f"gsum{u}_{j}") for j in range(b)]
             for u in range(n)]

@@ -9,6 +9,8 @@ picks bank t mod S the cycle after (the read's latency).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib.memory import Memory
 
@@ -16,12 +18,21 @@ from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.engines import grid_channels, operand_bits, staging_banks, staging_rows
 
 
-def build_staging(m: Module, cfg: AcceleratorConfig, *, st_we: Value, st_row: Value,
-                  st_lane: Value, st_mask: Value, st_data: list[Value], t_addr: Value
-                  ) -> Value:
-    """st_*: write st_data[r] into bank r (if bit r of `st_mask`) at row `st_row`, lane
-    `st_lane` (the channel); t_addr: the term read this cycle. Returns the staged word of that
-    term (all channels' weights, operand_bits each), valid the cycle after."""
+@dataclass(frozen=True)
+class StagingWrite:
+    """One PSTAGE write: data[r] into bank r (if bit r of `mask`) at `row`, lane `lane` (the
+    channel), when `we`."""
+
+    we: Value
+    row: Value
+    lane: Value
+    mask: Value
+    data: list[Value]
+
+
+def build_staging(m: Module, cfg: AcceleratorConfig, st: StagingWrite, t_addr: Value) -> Value:
+    """The staging memory written by `st`; t_addr: the term read this cycle. Returns the staged
+    word of that term (all channels' weights, operand_bits each), valid the cycle after."""
     n, ob = grid_channels(cfg), operand_bits(cfg)
     s = staging_banks(cfg)
     lb = s.bit_length() - 1
@@ -31,8 +42,8 @@ def build_staging(m: Module, cfg: AcceleratorConfig, *, st_we: Value, st_row: Va
         m.submodules[f"wstage{r}"] = mem
         wr = mem.write_port(granularity=ob)
         rd = mem.read_port()
-        m.d.comb += [wr.addr.eq(st_row), wr.data.eq(Cat(*([st_data[r][:ob]] * n))),
-                     wr.en.eq(Mux(st_we & st_mask[r], 1 << st_lane, 0)),
+        m.d.comb += [wr.addr.eq(st.row), wr.data.eq(Cat(*([st.data[r][:ob]] * n))),
+                     wr.en.eq(Mux(st.we & st.mask[r], 1 << st.lane, 0)),
                      rd.addr.eq(t_addr >> lb)]
         words.append(rd.data)
     if not lb:
