@@ -290,8 +290,9 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     and the first-term select in front of the adder (sum bits); the product and the exact sum
     sit in the DSP (MREG, post-adder and PREG) when the sum fits its accumulator (48 bits on a
     DSP48E1), else the adder (sum bits more) and both registers are fabric too. A packed pair's
-    two lanes count as fabric lanes: the DSP's P register holds the packed product, the sums
-    are outside it (synthesized: `zedboard` and `small8-xc7`, docs/rtl.md)."""
+    two lanes count as fabric lanes (the DSP's P register holds the packed product, the sums
+    are outside it), with 3 LUT sum bits each instead of 2 — fitted to the synthesized
+    `zc706-8` (+25 % LUT with 2) and `zedboard` (docs/rtl.md)."""
     b, ob, sb = bank_count(cfg), operand_bits(cfg), sum_bits(cfg)
     ew = max(cfg.data_bits, cfg.weight_bits, cfg.bias_bits)
     port_bits = (2 * ob + cfg.bias_bits + cfg.acc_bits + cfg.data_bits      # reads
@@ -305,7 +306,9 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     return {"fixed": 1.0, "rotation_bits": float(b * b * port_bits),
             "cascade_bits": float(cascade),
             "bank_bits": float(b * port_bits),
-            "lane_lut_bits": float((lanes - fabric) * sb + fabric * 2 * sb),
+            # packed lanes: 3 sum bits, one number fitted to zc706-8 and zedboard (no test)
+            "lane_lut_bits": float((lanes - fabric) * sb + (fabric - packed) * 2 * sb
+                                   + packed * 3 * sb),
             "lane_ff_bits": float((lanes - fabric) * cfg.acc_bits
                                   + fabric * (cfg.acc_bits + sb + 2 * ob))}
 
