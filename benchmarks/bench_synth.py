@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/bench_synth.py [--design NAME ...] [--workdir DIR]
 
 Runs `deepfpga.rtl.synth.synthesize_accel` (what `deepfpga rtl synth` runs) for each design —
-`tiny` on LFE5U-85F with nextpnr (Fmax), `zedboard` on XC7Z020, `zc706` on XC7Z045, and the
-small ones `tiny-xc7` (tiny on XC7Z020), `small8` (2 PEs, 8-bit, on LFE5U-85F: the slow test's
-design) and `small8-xc7` — and writes every measured figure with
+`tiny` on LFE5U-85F with nextpnr (Fmax), `zedboard` on XC7Z020, `zc706` and `zc706-8` on
+XC7Z045, and the small ones `tiny-xc7` (tiny on XC7Z020), `small8` (2 PEs, 8-bit, on
+LFE5U-85F: the slow test's design) and `small8-xc7` — and writes every measured figure with
 `deepfpga.hw.resources.estimate`'s beside it to benchmarks/synth_results.json (read by
 tests/hw/test_resources_synth.py). Each design's Verilog, logs and netlists stay in
 WORKDIR/<design>; a finished run of the same Verilog there is read, not repeated, so the
@@ -35,6 +35,7 @@ DESIGNS: dict[str, tuple[str, dict[str, object], bool]] = {
     "small8-xc7": ("tiny", {**_SMALL8, "device": "XC7Z020"}, False),
     "zedboard": ("zedboard", {}, False),
     "zc706": ("zc706", {}, False),
+    "zc706-8": ("zc706-8", {}, False),
     # the DSE's best 8-bit point on XC7Z045 (BENCHMARKS.md, issue 17): B = 32, far from the
     # presets' B = 2..16, so it tests the LUT/FF model's form, not only its coefficients
     "dse-8x96": ("zc706", {"num_pe": 8, "convolvers_per_pe": 96, "data_bits": 8,

@@ -17,6 +17,7 @@ from deepfpga.dse.build import (
 from deepfpga.dse.space import Space
 from deepfpga.errors import InputError
 from deepfpga.hw.devices import get_device
+from deepfpga.hw.engines import grid_dsps, grid_multipliers
 from deepfpga.hw.resources import estimate
 
 SHARES = (("bram_share", (1.0,)), ("input_share", (0.4,)), ("weight_share", (0.2,)),
@@ -104,8 +105,9 @@ def test_presets_for_comparison() -> None:
     v = variant_built("zc706-paper", make_base("XC7Z045", 8, 150.0))
     assert v.status == OK and (v.config.data_bits, v.config.acc_bits) == (8, 32)
     assert v.config.num_pe == 2 and v.config.convolvers_per_pe == 64
-    # one product per DSP48E1 at 8 and 16 bits: the RTL packs no two 8-bit products (WP486)
-    assert v.resources["dsps"] == p.resources["dsps"]
+    # two 8-bit products per DSP48E1 in the grid (WP486 pairs), one at 16 bits
+    assert grid_dsps(v.config) == grid_multipliers(v.config) // 2
+    assert v.resources["dsps"] == p.resources["dsps"] - grid_dsps(v.config)
 
 
 def test_shares_may_all_be_fixed() -> None:

@@ -10,7 +10,7 @@ import pytest
 from deepfpga.errors import InputError
 from deepfpga.hw.config import PRESETS, AcceleratorConfig, load_config
 from deepfpga.hw.devices import DEVICES, get_device
-from deepfpga.hw.engines import bank_count, grid_channels
+from deepfpga.hw.engines import bank_count, grid_channels, grid_dsps
 from deepfpga.hw.resources import (
     check_fits,
     dsps_per_multiplier,
@@ -57,7 +57,10 @@ def test_estimate_counts_what_the_rtl_builds() -> None:
         b = bank_count(cfg)
         # the grid (channels × B lanes) and the one-accumulator loop's B lanes, not 9 per convolver
         assert est.multipliers == grid_channels(cfg) * b + b == cfg.multipliers + b
-        assert est.dsps == est.multipliers + (9 if cfg.device == "LFE5U-85F" else 8)
+        # two products per DSP48E1 at 8 bits (channel pairs), one otherwise
+        assert est.dsps == grid_dsps(cfg) + b + (9 if cfg.device == "LFE5U-85F" else 8)
+        assert grid_dsps(cfg) == (b * -(-grid_channels(cfg) // 2) if cfg.weight_bits <= 8
+                                  else grid_channels(cfg) * b)
         names = [m.name for m in est.buffers]
         assert names == ["input", "weight", "bias", "output", "staging", "pool row"]
         assert est.bram36 == sum(m.bram36 for m in est.buffers)

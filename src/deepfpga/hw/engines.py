@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deepfpga.hw import geometry
+from deepfpga.hw.devices import get_device
 from deepfpga.hw.isa import CALC_TAPS, INSTRUCTION_BYTES, CalcKind
 
 if TYPE_CHECKING:
@@ -55,9 +56,47 @@ def grid_channels(cfg: AcceleratorConfig) -> int:
 def grid_multipliers(cfg: AcceleratorConfig) -> int:
     """Products the CALC grid computes per cycle: grid_channels × B pixel lanes, one product per
     lane (≈ num_pe · convolvers_per_pe; not 9 per convolver: the grid takes a 3×3 window's taps
-    one per cycle). The peak (AcceleratorConfig.peak_gops) and the resource model's DSPs count
-    it."""
+    one per cycle). The peak (AcceleratorConfig.peak_gops) counts it; the DSPs that compute
+    them are `grid_dsps` (two products per DSP when `packs_pairs`)."""
     return geometry.products(cfg.num_pe, cfg.convolvers_per_pe)
+
+
+# --- two products per DSP (Xilinx WP486) ---------------------------------------------------------
+# Channels u and u+1 meet the same pixel: one multiplier computes pix·(w_hi·2^16 + w_lo) + 2^15.
+# At ≤ 8 bits |pix·w_lo| ≤ 2^14, so pix·w_lo + 2^15 lies in [0, 2^16): the low 16 bits hold it
+# without a borrow from the high field, which is then pix·w_hi exactly (tests/hw/test_packing.py
+# checks every 8-bit triple). The packed operand is 25 bits (a DSP48E1's A port), the pixel 8
+# (its 18-bit B port), the sum 32 bits.
+PACK_SHIFT = 16
+PACK_BIAS = 1 << (PACK_SHIFT - 1)
+PACK_MAX_BITS = 8
+
+
+def packs_pairs(cfg: AcceleratorConfig) -> bool:
+    """Whether the grid computes two channels' products in one multiplier: operands of at most
+    8 bits and a DSP whose ports take the packed weight (PACK_SHIFT + 9 bits) and the pixel."""
+    ob, dev = operand_bits(cfg), get_device(cfg.device)
+    return (ob <= PACK_MAX_BITS and dev.dsp_a_bits >= PACK_SHIFT + ob + 1
+            and dev.dsp_b_bits >= ob)
+
+
+def grid_dsps(cfg: AcceleratorConfig) -> int:
+    """Multipliers the grid builds: one per channel pair (the last channel alone when
+    grid_channels is odd) and pixel lane when `packs_pairs`, else one per product."""
+    n = grid_channels(cfg)
+    return bank_count(cfg) * ((n + 1) // 2 if packs_pairs(cfg) else n)
+
+
+def packed_weight(w_hi: IntArray, w_lo: IntArray) -> np.ndarray:
+    """The multiplier operand of a channel pair."""
+    return np.asarray(w_hi, np.int64) * (1 << PACK_SHIFT) + np.asarray(w_lo, np.int64)
+
+
+def split_packed(p: IntArray) -> tuple[np.ndarray, np.ndarray]:
+    """(pix·w_hi, pix·w_lo) from p = pix·packed_weight(w_hi, w_lo) + PACK_BIAS: the low field
+    less the bias (its top bit inverted, read signed), and the high field as it is."""
+    p = np.asarray(p, np.int64)
+    return p >> PACK_SHIFT, (p & ((1 << PACK_SHIFT) - 1)) - PACK_BIAS
 
 
 def staging_depth(cfg: AcceleratorConfig) -> int:

@@ -5,9 +5,11 @@ What is modelled, and how sure it is:
 - DSP (structural): the CALC grid's `grid_channels · B` products (B = `bank_count`, the pixel
   lanes; num_pe · convolvers_per_pe when B divides it), the B products of the one-accumulator
   loop (FC, deep CONVs) and a few in the control (the CALC setup's and the decoder's range-check
-  multipliers), each ⌈a/(A−1)⌉·⌈b/(B−1)⌉ slices when wider than the DSP's multiplier. Yosys maps
-  one product per DSP48E1 at any width ≤ 25×18 (no two-per-DSP packing), and it maps every
-  product to a DSP whatever the device has: a design with more is refused, not built from LUTs.
+  multipliers), each ⌈a/(A−1)⌉·⌈b/(B−1)⌉ slices when wider than the DSP's multiplier. At ≤ 8
+  bits on a DSP48E1 the grid computes two channels' products in one multiplier (Xilinx WP486,
+  `engines.packs_pairs`, `engines.grid_dsps`); otherwise Yosys maps one product per DSP48E1 at
+  any width ≤ 25×18. It maps every product to a DSP whatever the device has: a design with
+  more is refused, not built from LUTs.
 - Block RAM (structural): every memory of the Datapath — INPUT, WEIGHT, BIAS and OUTPUT each in
   B banks of entries/B, the weight staging memory (staging_banks banks of staging_rows ×
   grid_channels weights) — on the cheapest block shape of the device (parity bits used as
@@ -32,8 +34,10 @@ from deepfpga.hw.devices import Device, get_device
 from deepfpga.hw.engines import (
     bank_count,
     grid_channels,
+    grid_dsps,
     grid_multipliers,
     operand_bits,
+    packs_pairs,
     pool_width,
     staging_banks,
     staging_rows,
@@ -292,7 +296,10 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     lane_lut_bits, lane_ff_bits — per grid lane: the old accumulator (acc_bits register bits)
     and the first-term select in front of the adder (sum bits); the product and the exact sum
     sit in the DSP (MREG, post-adder and PREG) when the sum fits its accumulator (48 bits on a
-    DSP48E1), else the adder (sum bits more) and both registers are fabric too."""
+    DSP48E1), else the adder (sum bits more) and both registers are fabric too. A packed pair's
+    two lanes count as fabric lanes (the DSP's P register holds the packed product, the sums
+    are outside it), with 3 LUT sum bits each instead of 2 — fitted to the synthesized
+    `zc706-8` (+25 % LUT with 2) and `zedboard` (docs/rtl.md)."""
     b, ob, sb = bank_count(cfg), operand_bits(cfg), sum_bits(cfg)
     ew = max(cfg.data_bits, cfg.weight_bits, cfg.bias_bits)
     port_bits = (2 * ob + cfg.bias_bits + cfg.acc_bits + cfg.data_bits      # reads
@@ -304,12 +311,17 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     n_bits = grid_channels(cfg) * ob
     cascade = (sum(m.cascade_bits for m in memories(cfg, dev))
                + (staging_banks(cfg) - 1) * n_bits)
+    # a packed pair's two sums are fabric (the DSP's P register holds the packed product)
+    packed = 2 * (grid_dsps(cfg) - b * (grid_channels(cfg) % 2)) if packs_pairs(cfg) else 0
+    fabric = packed if in_dsp else lanes
     return {"fixed": 1.0, "rotation_bits": float(b * math.log2(b) * port_bits),
             "cascade_bits": float(cascade),
             "bank_bits": float(b * port_bits),
-            "lane_lut_bits": float(lanes * (sb if in_dsp else 2 * sb)),
-            "lane_ff_bits": float(lanes * (cfg.acc_bits if in_dsp
-                                           else cfg.acc_bits + sb + 2 * ob))}
+            # packed lanes: 3 sum bits, one number fitted to zc706-8 and zedboard (no test)
+            "lane_lut_bits": float((lanes - fabric) * sb + (fabric - packed) * 2 * sb
+                                   + packed * 3 * sb),
+            "lane_ff_bits": float((lanes - fabric) * cfg.acc_bits
+                                  + fabric * (cfg.acc_bits + sb + 2 * ob))}
 
 
 def fixed_lut_units(units: dict[str, float]) -> float:
@@ -325,9 +337,13 @@ def estimate(cfg: AcceleratorConfig) -> ResourceEstimate:
     lanes = grid_multipliers(cfg)
     per = dsps_per_multiplier(ob, ob, dev)
     control = _CONTROL_DSPS[dev.family]
-    dsps = per * (lanes + b) + control
-    notes.append(f"{lanes} grid products ({n} channels × {b} lanes) + {b} one-accumulator"
-                 f" products, {per} DSP each at {ob}×{ob} bits; {control} DSP in the control")
+    grid = grid_dsps(cfg)
+    dsps = per * (grid + b) + control
+    pairing = (f", two per DSP ({grid} multipliers: channel pairs)" if packs_pairs(cfg)
+               else "")
+    notes.append(f"{lanes} grid products ({n} channels × {b} lanes{pairing}) + {b}"
+                 f" one-accumulator products, {per} DSP each at {ob}×{ob} bits; {control} DSP in"
+                 " the control")
 
     bufs = memories(cfg, dev)
     bram36 = sum(x.bram36 for x in bufs)

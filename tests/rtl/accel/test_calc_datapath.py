@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deepfpga.hw.config import load_config
-from deepfpga.hw.engines import pool_width, staging_depth
+from deepfpga.hw.engines import packs_pairs, pool_width, staging_depth
 from deepfpga.hw.isa import Calc, CalcKind
 from deepfpga.rtl.accel import calc_check as cc
 from deepfpga.rtl.accel.spec import ErrorCode
@@ -30,6 +30,10 @@ def small(bits: int, acc: int, **kw):
 CFG8 = small(8, 24)
 CFG16 = small(16, 48)
 CFG8B8 = small(8, 20, convolvers_per_pe=16, output_buffer_bytes=240 * 3)  # 8 banks, 4×8 grid
+# on a DSP48E1 the grid packs two channels' products per multiplier (engines.packs_pairs):
+# 4 channels × 8 lanes in pairs, and 3 channels × 2 lanes (a pair and the last one alone)
+CFG8B8X = CFG8B8.replace(name="calc8x", device="XC7Z020")
+CFG8X3 = small(8, 24, name="calc8x3", num_pe=1, convolvers_per_pe=6, device="XC7Z020")
 
 
 def check(cfg, cases):
@@ -46,7 +50,8 @@ def check(cfg, cases):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cfg,seed", [(CFG8, 1), (CFG16, 2), (CFG8B8, 3)])
+@pytest.mark.parametrize("cfg,seed", [(CFG8, 1), (CFG16, 2), (CFG8B8, 3), (CFG8B8X, 4),
+                                      (CFG8X3, 5)])
 def test_random_calcs_match_functional_simulator(cfg, seed):
     rng = np.random.default_rng(seed)
     cases = [(cc.random_state(rng, cfg), cc.random_calc(rng, cfg)) for _ in range(60)]
@@ -57,6 +62,8 @@ def test_random_calcs_match_functional_simulator(cfg, seed):
               for r in (2, 3)]
     got = check(cfg, cases)
     assert got[-1].error == got[-2].error == 0
+    if cfg.device == "XC7Z020":
+        assert packs_pairs(cfg)
     calcs = [ins for _, ins in cases]
     conv = [c for c in calcs if c.kind == CalcKind.CONV]
     # the draw covered every field

@@ -5,19 +5,28 @@ A wide weight staging memory (staging.py) holds, per term t = i·9 + ky·3 + kx,
 the group's channels side by side (word t, lane u = w[o0+u, i, ky, kx]); it is filled from
 WEIGHT once per channel group (the group's weights are contiguous there), B terms per cycle.
 Each cycle one wide INPUT read (B consecutive tile values of one row: B output pixels at stride
-1, one pixel otherwise) meets one staged word: channels × B products and as many exact sums.
-Staging depth: WEIGHT entries / channels, so any CONV with 9·ti ≤ depth runs here (others run
-on the one-accumulator loop).
+1, one pixel otherwise) meets one staged word: channels × B products and as many exact sums (at
+≤ 8 bits on a DSP48E1, two channels' products per multiplier: engines.packs_pairs). Staging
+depth: WEIGHT entries / channels, so any CONV with 9·ti ≤ depth runs here (others run on the
+one-accumulator loop).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Array, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed
 
 from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.hw.engines import bank_count, grid_channels, operand_bits, sum_bits
+from deepfpga.hw.engines import (
+    PACK_BIAS,
+    PACK_SHIFT,
+    bank_count,
+    grid_channels,
+    operand_bits,
+    packs_pairs,
+    sum_bits,
+)
 from deepfpga.rtl.accel.staging import StagingWrite, build_staging
 
 
@@ -45,15 +54,45 @@ def build_grid(m: Module, cfg: AcceleratorConfig, *, staging: StagingWrite, t_ad
         for u in range(n):
             with m.Case(u):
                 m.d.sync += [old[u][j].eq(old_lanes[j]) for j in range(b)]
+    w = [word[u * ob:(u + 1) * ob].as_signed() for u in range(n)]
+    prod = _products(m, w, pix, packed=packs_pairs(cfg))
     for u in range(n):
-        w = word[u * ob:(u + 1) * ob].as_signed()
         for j in range(b):
-            prod = Signal(signed(2 * ob), name=f"gprod{u}_{j}")
-            m.d.sync += prod.eq(pix[j] * w)
             with m.If(v2):
                 start = Mux(keep_old, old[u][j], 0)
-                m.d.sync += sums[u][j].eq(Mux(first2, start, sums[u][j]) + prod)
+                m.d.sync += sums[u][j].eq(Mux(first2, start, sums[u][j]) + prod[u][j])
     return Grid(sums)
+
+
+def _products(m: Module, w: list[Value], pix: list[Value], *, packed: bool
+              ) -> list[list[Value]]:
+    """prod[u][j] = pix[j]·w[u], registered (stage 2). Packed: channels u, u+1 share one
+    multiplier per pixel lane (engines.PACK_SHIFT: why the split is exact); the bias goes into
+    the DSP's post-adder, so the low field is its bits with the top one inverted, and the high
+    field is read as it is."""
+    ob = len(w[0])
+    prod: list[list[Value]] = []
+    for u in range(len(w)):
+        if packed and u % 2 == 1:
+            continue
+        if packed and u + 1 < len(w):
+            wp = Signal(signed(PACK_SHIFT + ob + 1), name=f"gwpk{u}")
+            m.d.comb += wp.eq((w[u + 1] << PACK_SHIFT) + w[u])
+            lo, hi = [], []
+            for j, p in enumerate(pix):
+                pk = Signal(signed(2 * PACK_SHIFT), name=f"gpk{u}_{j}")
+                m.d.sync += pk.eq(p * wp + PACK_BIAS)
+                lo.append(Cat(pk[:PACK_SHIFT - 1], ~pk[PACK_SHIFT - 1]).as_signed())
+                hi.append(pk[PACK_SHIFT:].as_signed())
+            prod += [lo, hi]
+            continue
+        row = []
+        for j, p in enumerate(pix):
+            one = Signal(signed(2 * ob), name=f"gprod{u}_{j}")
+            m.d.sync += one.eq(p * w[u])
+            row.append(one)
+        prod.append(row)
+    return prod
 
 
 def channel_lanes(grid: Grid, chan: Value) -> list[Value]:
