@@ -78,12 +78,15 @@ def markdown(designs: dict[str, dict]) -> str:
         r = d["synth"]
         fmax = f"{r['fmax_mhz']:.2f} MHz" if r.get("fmax_mhz") else "-"
         pnr = f" / {r['pnr_seconds']:,.0f}" if r.get("pnr_seconds") else ""
-        out.append(f"| `{name}` | {d['device']} | {r['dsps']} | {r['bram36_equivalent']:g} |"
+        mark = " (superseded)" if "superseded" in d else ""
+        out.append(f"| `{name}`{mark} | {d['device']} | {r['dsps']} | {r['bram36_equivalent']:g} |"
                    f" {r['total_luts']:,} ({r['luts']:,} + {r['lutram_luts']:,}) |"
                    f" {r['ffs']:,} | {fmax} | {r['synth_seconds']:,.0f}{pnr} |")
     out += ["", "| design | device | resource | synthesized | estimate | error % |",
             "|---|---|---|---|---|---|"]
     for name, d in designs.items():
+        if "superseded" in d:         # its RTL has changed since: no estimate to compare
+            continue
         cfg = design_config(name)
         est = estimate(cfg).used()
         for k, v in d["compare"].items():

@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/fit_resources.py            # coefficients, residuals, leave-one-out
 
-Reads benchmarks/synth_results.json (written by bench_synth.py) and fits, by least squares,
+Reads benchmarks/synth_results.json (written by bench_synth.py; records marked `superseded`
+are left out) and fits, by least squares,
 `deepfpga.hw.resources`' per-unit costs on the 7-series designs: LUT = fixed + rotation_bits +
 lane_lut_bits (+ the memories' LUTs and cascade multiplexers, which are structural), FF = fixed +
 bank_bits + lane_ff_bits. ECP5 takes the 7-series per-unit costs; only its fixed parts are
@@ -42,6 +43,8 @@ def _design_config(name: str):
 
 def _rows(designs: dict[str, dict]):
     for name, rec in designs.items():
+        if "superseded" in rec:       # an RTL that has changed since in what it measures
+            continue
         cfg = _design_config(name)
         dev = get_device(cfg.device)
         units = fabric_units(cfg, dev)

@@ -25,11 +25,14 @@ def _bench():
 
 
 RECORDED = json.loads((BENCH / "synth_results.json").read_text())["designs"]
+# runs of an RTL that has changed since in what they measure (the record says what): they stay
+# in the tables as history, the model is held to the others
+CURRENT = {k: v for k, v in RECORDED.items() if "superseded" not in v}
 
 
-@pytest.mark.parametrize("name", sorted(RECORDED))
+@pytest.mark.parametrize("name", sorted(CURRENT))
 def test_estimate_within_10_percent_of_recorded_synthesis(name: str) -> None:
-    rec = RECORDED[name]
+    rec = CURRENT[name]
     cfg = _bench().design_config(name)
     # the recorded run is of this very config (a changed preset needs a new run)
     assert cfg.hash().hex() == rec["config_hash"]
@@ -77,7 +80,7 @@ def test_lut_and_ff_costs_are_the_fit_of_the_recorded_syntheses() -> None:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     from deepfpga.hw import resources
-    fitted = mod.fit(RECORDED)
+    fitted = mod.fit(CURRENT)
     for kind, table in (("lut", resources._LUT_COSTS), ("ff", resources._FF_COSTS)):
         for family, coef in fitted[kind].items():
             for term, value in coef.items():
