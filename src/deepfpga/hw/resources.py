@@ -59,12 +59,12 @@ LUT_TERMS = ("fixed", "rotation_bits", "lane_lut_bits")
 FF_TERMS = ("fixed", "bank_bits", "lane_ff_bits")
 _CASCADE_LUTS_PER_BIT = 1 / 3      # a k-deep column's read mux: (k − 1)/3 LUT6 per bit
 _LUT_COSTS = {
-    "7series": {"fixed": 7592.68, "rotation_bits": 2.3999, "lane_lut_bits": 0.5422},
-    "ecp5": {"fixed": 12659.1, "rotation_bits": 2.3999, "lane_lut_bits": 0.5422},
+    "7series": {"fixed": 7829.46, "rotation_bits": 2.0863, "lane_lut_bits": 3.6759},
+    "ecp5": {"fixed": 12756.2, "rotation_bits": 2.0863, "lane_lut_bits": 3.6759},
 }
 _FF_COSTS = {
-    "7series": {"fixed": 5738.74, "bank_bits": 2.5018, "lane_ff_bits": 0.6884},
-    "ecp5": {"fixed": 6543.02, "bank_bits": 2.5018, "lane_ff_bits": 0.6884},
+    "7series": {"fixed": 6054.32, "bank_bits": 2.0348, "lane_ff_bits": 0.7033},
+    "ecp5": {"fixed": 6729.61, "bank_bits": 2.0348, "lane_ff_bits": 0.7033},
 }
 # The DSP's accumulator (P register) width: a grid lane's exact sum up to it stays in the DSP.
 # ECP5: Yosys uses MULT18X18D alone (no ALU54B), so every sum is fabric.
@@ -293,13 +293,15 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     loop's products and sums);
     cascade_bits — the block-RAM read multiplexers of memories stacked in depth, and the
     staging banks' term select (structural);
-    lane_lut_bits, lane_ff_bits — per grid lane: the old accumulator (acc_bits register bits)
-    and the first-term select in front of the adder (sum bits); the product and the exact sum
-    sit in the DSP (MREG, post-adder and PREG) when the sum fits its accumulator (48 bits on a
-    DSP48E1), else the adder (sum bits more) and both registers are fabric too. A packed pair's
-    two lanes count as fabric lanes (the DSP's P register holds the packed product, the sums
-    are outside it), with 3 LUT sum bits each instead of 2 — fitted to the synthesized
-    `zc706-8` (+25 % LUT with 2) and `zedboard` (docs/rtl.md)."""
+    lane_lut_bits — per grid product, its operand bits: the lane's adder, first-term select and
+    sum read-out scale with it. Of the forms tried on the five current records
+    (benchmarks/fit_resources.py, leave-one-out), this one predicts each design from the others
+    within 0.6 %; per lane its sum bits (2 when the sum leaves the DSP, 3 for a packed pair's
+    lane) was off by up to 57 %, the packed designs and zc706 pulling apart;
+    lane_ff_bits — per grid lane: the old accumulator (acc_bits register bits); when the sum
+    does not sit in the DSP (MREG, post-adder and PREG: it fits its 48-bit accumulator, and the
+    lane is not one of a packed pair, whose P register holds the packed product) the sum and
+    product registers too."""
     b, ob, sb = bank_count(cfg), operand_bits(cfg), sum_bits(cfg)
     ew = max(cfg.data_bits, cfg.weight_bits, cfg.bias_bits)
     port_bits = (2 * ob + cfg.bias_bits + cfg.acc_bits + cfg.data_bits      # reads
@@ -317,9 +319,8 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     return {"fixed": 1.0, "rotation_bits": float(b * math.log2(b) * port_bits),
             "cascade_bits": float(cascade),
             "bank_bits": float(b * port_bits),
-            # packed lanes: 3 sum bits, one number fitted to zc706-8 and zedboard (no test)
-            "lane_lut_bits": float((lanes - fabric) * sb + (fabric - packed) * 2 * sb
-                                   + packed * 3 * sb),
+            # LUT: the operand bits of every grid product (see the docstring)
+            "lane_lut_bits": float(lanes * ob),
             "lane_ff_bits": float((lanes - fabric) * cfg.acc_bits
                                   + fabric * (cfg.acc_bits + sb + 2 * ob))}
 
