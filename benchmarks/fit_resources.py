@@ -6,7 +6,7 @@ Reads benchmarks/synth_results.json (written by bench_synth.py; records marked `
 are left out) and fits, by least squares,
 `deepfpga.hw.resources`' per-unit costs on the 7-series designs: LUT = fixed + rotation_bits +
 lane_lut_bits (+ the memories' LUTs and cascade multiplexers, which are structural), FF = fixed +
-bank_bits + lane_ff_bits. ECP5 takes the 7-series per-unit costs; only its fixed parts are
+lane_ff_bits. ECP5 takes the 7-series per-unit costs; only its fixed parts are
 fitted (to the ECP5 designs in FIT_ECP5). tests/hw/test_resources_synth.py checks that the
 constants in resources.py are this fit. Leave-one-out shows how well each design is predicted by
 the others: the test of the model's form.

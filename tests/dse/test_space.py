@@ -13,7 +13,7 @@ from deepfpga.errors import InputError
 
 def test_default_space_is_the_documented_product() -> None:
     s = default_space()
-    assert s.size == math.prod(len(v) for v in DEFAULT_AXES.values()) == 116_640
+    assert s.size == math.prod(len(v) for v in DEFAULT_AXES.values()) == 213_840
     assert s.uses_shares and s.names == tuple(DEFAULT_AXES)
 
 

@@ -67,12 +67,14 @@ def test_estimate_counts_what_the_rtl_builds() -> None:
 
 
 def test_shallow_wide_memories_go_to_block_ram_when_cheaper() -> None:
-    # what Yosys's memory_libmap did with zc706's 16 staging banks (86 × 768 bits): block RAM,
-    # 11 BRAM36 each, while a shallow narrow bank (BIAS: 128 × 16) stays in distributed RAM
+    # what Yosys's memory_libmap did with zc706's 16 staging banks (86 × 768 bits, written a
+    # 16-bit lane at a time): block RAM, 12 BRAM36 each (a lane takes two 9-bit byte enables:
+    # 64 of a RAMB36's 72 bits), while a shallow narrow bank (BIAS: 128 × 16) stays in
+    # distributed RAM
     est = {m.name: m for m in estimate(load_config("zc706")).buffers}
     st, bias = est["staging"], est["bias"]
     assert (st.banks, st.depth, st.width) == (16, 86, 768)
-    assert (st.bram36, st.lutram_luts) == (176.0, 0)
+    assert (st.bram36, st.lutram_luts) == (192.0, 0)
     assert bias.depth == 128 and bias.bram36 == 0 and bias.lutram_luts > 0
 
 

@@ -43,8 +43,10 @@ def test_estimate_within_10_percent_of_recorded_synthesis(name: str) -> None:
             f"{name} {resource}: estimate {est[resource]:,.1f} vs synthesized {measured:,.1f}")
 
 
-@pytest.mark.parametrize("name", sorted(RECORDED))
+@pytest.mark.parametrize("name", sorted(n for n in CURRENT if n in PRESETS))
 def test_recorded_synthesis_of_every_buildable_preset_fits(name: str) -> None:
+    # the presets as they are (other records are designs for the model, or a preset's earlier
+    # size: zc706-8-512k did not fit, which is why zc706-8 changed)
     rec = RECORDED[name]
     used = {k: v["synthesized"] for k, v in rec["compare"].items()}
     report = fit_report(used, get_device(rec["device"]))

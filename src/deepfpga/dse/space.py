@@ -36,10 +36,12 @@ MAX_VALUES = 256            # per axis: a longer list is a typo (or a job for an
 
 _FIELDS = {f.name: f for f in dataclasses.fields(AcceleratorConfig)}
 
-# The default space (every device): PE shapes from 4 to 1,024 convolvers, ports of 4..16
+# The default space (every device): PE shapes from 4 to 6,144 convolvers (grids beyond the
+# DSPs are refused by the resource model; at 8 bits two products share a DSP48E1, so the
+# XC7Z045's 900 take ~1,600 lanes, zc706-8's 48 × 32), ports of 4..16
 # values per cycle, buffers from 70 % to all of the block RAM the margin leaves, split 4 ways.
 DEFAULT_AXES: dict[str, tuple[float, ...]] = {
-    "num_pe": (1, 2, 3, 4, 6, 8),
+    "num_pe": (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48),
     "convolvers_per_pe": (4, 8, 12, 16, 24, 32, 48, 64, 96, 128),
     "datain_port_num": (4, 8, 16),
     "weightin_port_num": (4, 8, 16),

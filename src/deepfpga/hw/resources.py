@@ -56,15 +56,15 @@ _LABELS = {"dsps": "DSP", "bram36": "BRAM36-equivalent", "luts": "LUT", "ffs": "
 # costs with its own fixed part (fitted to `tiny`); UltraScale+ the 7-series costs (LUT6 as
 # well; not synthesized).
 LUT_TERMS = ("fixed", "rotation_bits", "lane_lut_bits")
-FF_TERMS = ("fixed", "bank_bits", "lane_ff_bits")
+FF_TERMS = ("fixed", "lane_ff_bits")
 _CASCADE_LUTS_PER_BIT = 1 / 3      # a k-deep column's read mux: (k − 1)/3 LUT6 per bit
 _LUT_COSTS = {
-    "7series": {"fixed": 7829.46, "rotation_bits": 2.0863, "lane_lut_bits": 3.6759},
-    "ecp5": {"fixed": 12756.2, "rotation_bits": 2.0863, "lane_lut_bits": 3.6759},
+    "7series": {"fixed": 8558.80, "rotation_bits": 1.0145, "lane_lut_bits": 1.6301},
+    "ecp5": {"fixed": 13117.8, "rotation_bits": 1.0145, "lane_lut_bits": 1.6301},
 }
 _FF_COSTS = {
-    "7series": {"fixed": 6054.32, "bank_bits": 2.0348, "lane_ff_bits": 0.7033},
-    "ecp5": {"fixed": 6729.61, "bank_bits": 2.0348, "lane_ff_bits": 0.7033},
+    "7series": {"fixed": 7012.36, "lane_ff_bits": 0.7922},
+    "ecp5": {"fixed": 7530.20, "lane_ff_bits": 0.7922},
 }
 # The DSP's accumulator (P register) width: a grid lane's exact sum up to it stays in the DSP.
 # ECP5: Yosys uses MULT18X18D alone (no ALU54B), so every sum is fabric.
@@ -188,7 +188,20 @@ def ram_blocks(capacity_bytes: int, port_bits: int, dev: Device) -> int:
     return math.ceil(memory_bram36(depth, (port_bits,), dev) * 36864 / dev.bram_block_bits)
 
 
-def _columns(depth: int, width: int, dev: Device) -> list[tuple[int, float, int]]:
+def _lane_shapes(dev: Device, granularity: int) -> list[tuple[int, int, float]]:
+    """The device's block shapes as a memory written in lanes of `granularity` bits uses them:
+    a lane takes whole 9-bit byte-enable groups of a 9·k-bit wide shape (Yosys 0.70: each 8- or
+    16-bit staging lane of zc706 and zc706-8 took one or two, 64 of a RAMB36's 72 bits)."""
+    if not granularity:
+        return list(dev.bram_shapes)
+    groups = -(-granularity // 9)
+    shapes = [(d, (w // 9 // groups) * granularity if w % 9 == 0 else w, c)
+              for d, w, c in dev.bram_shapes]
+    return [sh for sh in shapes if sh[1] > 0]
+
+
+def _columns(depth: int, width: int, dev: Device, granularity: int = 0
+             ) -> list[tuple[int, float, int]]:
     """How Yosys lays a depth × width memory out in block RAM: (bits, BRAM36-equivalents,
     blocks stacked in depth) of each column of blocks from bit 0 up. Either every column in one
     shape, or whole columns of a primitive's widest shape and one more column of that primitive
@@ -204,9 +217,10 @@ def _columns(depth: int, width: int, dev: Device) -> list[tuple[int, float, int]
     def rank(cols):
         return (sum(c[1] for c in cols), sum(c[2] for c in cols), -len(cols))
 
-    candidates = [layout(width, sh) for sh in dev.bram_shapes]
-    for cost in sorted({sh[2] for sh in dev.bram_shapes}):
-        prim = [sh for sh in dev.bram_shapes if sh[2] == cost]
+    shapes = _lane_shapes(dev, granularity)
+    candidates = [layout(width, sh) for sh in shapes]
+    for cost in sorted({sh[2] for sh in shapes}):
+        prim = [sh for sh in shapes if sh[2] == cost]
         widest = max(prim, key=lambda sh: sh[1])
         whole = width // widest[1]
         rest = width - whole * widest[1]
@@ -216,13 +230,14 @@ def _columns(depth: int, width: int, dev: Device) -> list[tuple[int, float, int]
     return min(candidates, key=rank)
 
 
-def memory_layout(depth: int, read_widths: tuple[int, ...], dev: Device
+def memory_layout(depth: int, read_widths: tuple[int, ...], dev: Device, granularity: int = 0
                   ) -> tuple[float, int]:
     """(BRAM36-equivalents, cascade bits) of one depth-entry memory with a read port per entry
     of `read_widths` (the first reads every bit): a copy per read port, laid out like the
     first, keeping only the columns holding bits that port reads. Cascade bits: per column
-    stacked k blocks deep, its bits × (k − 1) — the read multiplexer Yosys builds in LUTs."""
-    layout = _columns(depth, read_widths[0], dev)
+    stacked k blocks deep, its bits × (k − 1) — the read multiplexer Yosys builds in LUTs.
+    `granularity`: the bits of a write lane with its own enable (0: whole entries)."""
+    layout = _columns(depth, read_widths[0], dev, granularity)
     total, cascade = 0.0, 0
     for used in read_widths:
         low = 0
@@ -246,10 +261,13 @@ def lutram_luts(depth: int, width: int, dev: Device) -> int:
 
 
 def _memory(name: str, nbytes: int, banks: int, depth: int, width: int,
-            read_widths: tuple[int, ...], dev: Device) -> BufferEstimate:
-    bram, cascade = memory_layout(depth, read_widths, dev)
+            read_widths: tuple[int, ...], dev: Device, granularity: int = 0) -> BufferEstimate:
+    bram, cascade = memory_layout(depth, read_widths, dev, granularity)
     luts = sum(lutram_luts(depth, w, dev) for w in read_widths)
-    cheaper = not dev.lutram_luts_per_bram36 or luts <= bram * dev.lutram_luts_per_bram36
+    # the choice against distributed RAM as the rule was fitted (zc706's staging banks): on
+    # the whole-entry block count; the write lanes' byte enables then cost the blocks counted
+    whole = memory_layout(depth, read_widths, dev)[0] if granularity else bram
+    cheaper = not dev.lutram_luts_per_bram36 or luts <= whole * dev.lutram_luts_per_bram36
     if depth <= dev.lutram_max_depth and cheaper:
         return BufferEstimate(name, nbytes, banks, depth, width, read_widths, 0.0, banks * luts,
                               0)
@@ -275,7 +293,9 @@ def memories(cfg: AcceleratorConfig, dev: Device) -> tuple[BufferEstimate, ...]:
         # the CALC engine reads whole accumulators, SAVE only their data_bits
         _memory("output", cfg.output_buffer_bytes, b, rows(cfg.output_buffer_entries),
                 cfg.acc_bits, (cfg.acc_bits, min(cfg.data_bits, cfg.acc_bits)), dev),
-        _memory("staging", 0, staging_banks(cfg), staging_rows(cfg), n * ob, (n * ob,), dev),
+        # written one channel's weight (ob bits) at a time: rtl/accel/staging.py
+        _memory("staging", 0, staging_banks(cfg), staging_rows(cfg), n * ob, (n * ob,), dev,
+                granularity=ob),
         _memory("pool row", 0, 1, max(1, pool_width(cfg) // 2), cfg.data_bits,
                 (cfg.data_bits,), dev),
     )
@@ -290,14 +310,16 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     levels of 2:1 multiplexers: the form B² of an earlier fit overestimated a B = 32 design by
     66 %, this one predicts it within 5 % from the others, benchmarks/fit_resources.py);
     bank_bits — B × those bits (per-lane registers of the wide ports, the one-accumulator
-    loop's products and sums);
+    loop's products and sums; no longer in the FF fit: with six designs its coefficient came out
+    negative, and the fit without it predicts each design within 5.6 %);
     cascade_bits — the block-RAM read multiplexers of memories stacked in depth, and the
     staging banks' term select (structural);
-    lane_lut_bits — per grid product, its operand bits: the lane's adder, first-term select and
-    sum read-out scale with it. Of the forms tried on the five current records
-    (benchmarks/fit_resources.py, leave-one-out), this one predicts each design from the others
-    within 0.6 %; per lane its sum bits (2 when the sum leaves the DSP, 3 for a packed pair's
-    lane) was off by up to 57 %, the packed designs and zc706 pulling apart;
+    lane_lut_bits — per grid lane, its sum bits: the lane's adder, first-term select and the
+    channel read-out of its sum scale with them. Of the forms tried on the six current 7-series
+    records (benchmarks/fit_resources.py, leave-one-out), this one predicts each from the others
+    within 10.7 % and fits all within 7.4 %; per product its operand bits fitted the five records
+    before `zc706-8` within 0.6 % and missed `zc706-8` by −29 %, separate terms for packed and
+    fabric lanes were off by up to 126 % on `zc706`;
     lane_ff_bits — per grid lane: the old accumulator (acc_bits register bits); when the sum
     does not sit in the DSP (MREG, post-adder and PREG: it fits its 48-bit accumulator, and the
     lane is not one of a packed pair, whose P register holds the packed product) the sum and
@@ -319,8 +341,8 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     return {"fixed": 1.0, "rotation_bits": float(b * math.log2(b) * port_bits),
             "cascade_bits": float(cascade),
             "bank_bits": float(b * port_bits),
-            # LUT: the operand bits of every grid product (see the docstring)
-            "lane_lut_bits": float(lanes * ob),
+            # LUT: the sum bits of every grid lane (see the docstring)
+            "lane_lut_bits": float(lanes * sb),
             "lane_ff_bits": float((lanes - fabric) * cfg.acc_bits
                                   + fabric * (cfg.acc_bits + sb + 2 * ob))}
 
