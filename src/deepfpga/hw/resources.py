@@ -59,12 +59,12 @@ LUT_TERMS = ("fixed", "rotation_bits", "lane_lut_bits")
 FF_TERMS = ("fixed", "lane_ff_bits")
 _CASCADE_LUTS_PER_BIT = 1 / 3      # a k-deep column's read mux: (k − 1)/3 LUT6 per bit
 _LUT_COSTS = {
-    "7series": {"fixed": 8558.80, "rotation_bits": 1.0145, "lane_lut_bits": 1.6301},
-    "ecp5": {"fixed": 13117.8, "rotation_bits": 1.0145, "lane_lut_bits": 1.6301},
+    "7series": {"fixed": 8582.55, "rotation_bits": 0.9815, "lane_lut_bits": 1.6488},
+    "ecp5": {"fixed": 13127.87, "rotation_bits": 0.9815, "lane_lut_bits": 1.6488},
 }
 _FF_COSTS = {
-    "7series": {"fixed": 7012.36, "lane_ff_bits": 0.7922},
-    "ecp5": {"fixed": 7530.20, "lane_ff_bits": 0.7922},
+    "7series": {"fixed": 6924.9, "lane_ff_bits": 0.7979},
+    "ecp5": {"fixed": 7527.26, "lane_ff_bits": 0.7979},
 }
 # The DSP's accumulator (P register) width: a grid lane's exact sum up to it stays in the DSP.
 # ECP5: Yosys uses MULT18X18D alone (no ALU54B), so every sum is fabric.
