@@ -17,10 +17,11 @@ What is modelled, and how sure it is:
   SAVE's, data_bits wide); the finalize's pooling row. Memories no deeper than the device's
   `lutram_max_depth` go to distributed RAM unless block RAM costs less by Yosys's own library
   costs (`lutram_luts_per_bram36`), as Yosys puts them.
-- LUT / FF: per-unit costs fitted to Yosys synthesis of the designs in docs/rtl.md (`_FABRIC`):
-  a fixed part (controller, DMA engines, AXI, the CALC engine's sequencing and finalize), a part
-  per grid lane (product, exact sum, old accumulator), per lane of the channel selection that
-  reads the grid out, and per bank-lane pair of the banked memories' rotation multiplexers.
+- LUT / FF: per-unit costs (`fabric_units`) fitted to the Yosys syntheses recorded in
+  benchmarks/synth_results.json (benchmarks/fit_resources.py): a fixed part (controller, DMA
+  engines, AXI, the CALC engine's sequencing and finalize), the banked memories' rotation
+  multiplexers, and a part per grid lane; plus the memories' distributed RAM and block-RAM
+  cascade multiplexers, counted structurally.
 """
 
 from __future__ import annotations
@@ -307,19 +308,12 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     fixed — the controller, DMA engines, AXI, the CALC sequencing and finalize (1 each);
     rotation_bits — B·log2(B) × the bits of the banked memories' wide ports (each lane of a
     wide read or write picks one of B banks; Yosys builds the B lanes' selections as log2(B)
-    levels of 2:1 multiplexers: the form B² of an earlier fit overestimated a B = 32 design by
-    66 %, this one predicts it within 5 % from the others, benchmarks/fit_resources.py);
-    bank_bits — B × those bits (per-lane registers of the wide ports, the one-accumulator
-    loop's products and sums; no longer in the FF fit: with six designs its coefficient came out
-    negative, and the fit without it predicts each design within 5.6 %);
+    levels of 2:1 multiplexers; the B² form overestimated a B = 32 design by 66 %);
     cascade_bits — the block-RAM read multiplexers of memories stacked in depth, and the
     staging banks' term select (structural);
     lane_lut_bits — per grid lane, its sum bits: the lane's adder, first-term select and the
-    channel read-out of its sum scale with them. Of the forms tried on the six current 7-series
-    records (benchmarks/fit_resources.py, leave-one-out), this one predicts each from the others
-    within 10.7 % and fits all within 7.4 %; per product its operand bits fitted the five records
-    before `zc706-8` within 0.6 % and missed `zc706-8` by −29 %, separate terms for packed and
-    fabric lanes were off by up to 126 % on `zc706`;
+    channel read-out of its sum scale with them (the forms tried, and how each predicted the
+    records it was not fitted to: docs/rtl.md, "The resource model against synthesis");
     lane_ff_bits — per grid lane: the old accumulator (acc_bits register bits); when the sum
     does not sit in the DSP (MREG, post-adder and PREG: it fits its 48-bit accumulator, and the
     lane is not one of a packed pair, whose P register holds the packed product) the sum and
@@ -332,15 +326,15 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     lanes = grid_multipliers(cfg)
     # the staging banks' term select (staging.py): an S:1 multiplexer per bit of the staged
     # word, the same structure as a column S blocks deep
-    n_bits = grid_channels(cfg) * ob
     cascade = (sum(m.cascade_bits for m in memories(cfg, dev))
-               + (staging_banks(cfg) - 1) * n_bits)
-    # a packed pair's two sums are fabric (the DSP's P register holds the packed product)
-    packed = 2 * (grid_dsps(cfg) - b * (grid_channels(cfg) % 2)) if packs_pairs(cfg) else 0
+               + (staging_banks(cfg) - 1) * grid_channels(cfg) * ob)
+    # lanes of channel pairs (an odd count's last channel is alone) have their sums in the
+    # fabric: the DSP's P register holds the packed product
+    n = grid_channels(cfg)
+    packed = b * (n - n % 2) if packs_pairs(cfg) else 0
     fabric = packed if in_dsp else lanes
     return {"fixed": 1.0, "rotation_bits": float(b * math.log2(b) * port_bits),
             "cascade_bits": float(cascade),
-            "bank_bits": float(b * port_bits),
             # LUT: the sum bits of every grid lane (see the docstring)
             "lane_lut_bits": float(lanes * sb),
             "lane_ff_bits": float((lanes - fabric) * cfg.acc_bits
