@@ -1,58 +1,39 @@
 """Synthesis of the whole accelerator for the presets, against the resource model.
 
     .venv/bin/python benchmarks/bench_synth.py [--design NAME ...] [--workdir DIR]
+    .venv/bin/python benchmarks/bench_synth.py --record NAME=FILE   # a `rtl synth --json` run
+    .venv/bin/python benchmarks/bench_synth.py --markdown          # docs/rtl.md's tables
 
-Runs `deepfpga.rtl.synth.synthesize_accel` (what `deepfpga rtl synth` runs) for each design —
+Runs `deepfpga.rtl.synth.synthesize_accel` (what `deepfpga rtl synth` runs) for each design of
+`deepfpga.rtl.synth_designs.DESIGNS` —
 `tiny` on LFE5U-85F with nextpnr (Fmax), `zedboard` on XC7Z020, `zc706` and `zc706-8` on
 XC7Z045, and the small ones `tiny-xc7` (tiny on XC7Z020), `small8` (2 PEs, 8-bit, on
 LFE5U-85F: the slow test's design) and `small8-xc7` — and writes every measured figure with
 `deepfpga.hw.resources.estimate`'s beside it to benchmarks/synth_results.json (read by
 tests/hw/test_resources_synth.py). Each design's Verilog, logs and netlists stay in
 WORKDIR/<design>; a finished run of the same Verilog there is read, not repeated, so the
-script can be re-run cheaply after the model changes. zc706 takes about an hour of one core.
+script can be re-run cheaply after the model changes. zc706 takes about an hour of one core;
+running designs in separate processes at once is safe (the results file is locked and merged).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import platform
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from deepfpga.errors import InputError
 from deepfpga.fileio import atomic_write_json
-from deepfpga.hw.config import AcceleratorConfig, load_config
 from deepfpga.hw.resources import estimate
 from deepfpga.rtl.synth import synthesize_accel
+from deepfpga.rtl.synth_designs import DESIGNS, design_config, make_record
 
 RESULTS = Path(__file__).with_name("synth_results.json")
-# name -> (preset, changes to it, place and route)
-_SMALL8 = {"num_pe": 2, "data_bits": 8, "weight_bits": 8, "bias_bits": 8, "acc_bits": 32}
-DESIGNS: dict[str, tuple[str, dict[str, object], bool]] = {
-    "tiny": ("tiny", {}, True),
-    "tiny-xc7": ("tiny", {"device": "XC7Z020"}, False),
-    "small8": ("tiny", _SMALL8, False),          # the slow test's design (ECP5)
-    "small8-xc7": ("tiny", {**_SMALL8, "device": "XC7Z020"}, False),
-    "zedboard": ("zedboard", {}, False),
-    "zc706": ("zc706", {}, False),
-    "zc706-8": ("zc706-8", {}, False),
-    # zc706-8 before its input buffer went 512 -> 448 KiB: this run found it at 496 BRAM36 (91 %)
-    "zc706-8-512k": ("zc706-8", {"input_buffer_bytes": 524288}, False),
-    # the DSE's best 8-bit point on XC7Z045 (BENCHMARKS.md, issue 17): B = 32, far from the
-    # presets' B = 2..16, so it tests the LUT/FF model's form, not only its coefficients
-    "dse-8x96": ("zc706", {"num_pe": 8, "convolvers_per_pe": 96, "data_bits": 8,
-                           "weight_bits": 8, "bias_bits": 8, "acc_bits": 32,
-                           "input_buffer_bytes": 786432, "output_buffer_bytes": 524288,
-                           "weight_buffer_bytes": 86016, "fc_buffer_bytes": 393216,
-                           "datain_port_num": 16, "weightin_port_num": 16,
-                           "dataout_port_num": 8}, False),
-}
-
-
-def design_config(name: str) -> AcceleratorConfig:
-    preset, changes, _ = DESIGNS[name]
-    cfg = load_config(preset)
-    return cfg.replace(name=name, **changes) if changes else cfg
 
 
 def _cpu() -> str:
@@ -62,11 +43,6 @@ def _cpu() -> str:
         return platform.processor()
     return next((ln.split(":", 1)[1].strip() for ln in out.splitlines()
                  if ln.startswith("Model name")), platform.processor())
-
-
-def compare(synth: dict[str, float], est: dict[str, float]) -> dict[str, dict[str, float]]:
-    return {k: {"synthesized": synth[k], "estimate": est[k],
-                "error_pct": 100 * (est[k] - synth[k]) / synth[k]} for k in synth}
 
 
 _NAMES = {"dsps": "DSP", "bram36": "BRAM36-eq.", "luts": "LUT", "ffs": "FF"}
@@ -98,40 +74,76 @@ def markdown(designs: dict[str, dict]) -> str:
     return "\n".join(out)
 
 
+@contextmanager
+def _locked_results() -> Iterator[dict]:
+    """The results file's designs, written back on exit; runs of other designs at the same time
+    (one process per design is how the big ones are run) wait for the lock and keep theirs."""
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"designs": {}}
+        designs = dict(old.get("designs", {}))
+        yield designs
+        atomic_write_json(RESULTS, {"cpu": _cpu(), "command": "benchmarks/bench_synth.py",
+                                    "designs": designs})
+
+
+def _summary(name: str, rec: dict) -> str:
+    line = ", ".join(f"{k} {v['synthesized']:,.1f} vs {v['estimate']:,.1f}"
+                     f" ({v['error_pct']:+.1f}%)" for k, v in rec["compare"].items())
+    r = rec["synth"]
+    fmax = f", Fmax {r['fmax_mhz']} MHz" if r.get("fmax_mhz") is not None else ""
+    pnr = f", pnr {r['pnr_seconds']} s" if r.get("pnr_seconds") is not None else ""
+    return f"{name} on {rec['device']}: {line}{fmax}; synth {r['synth_seconds']} s{pnr}"
+
+
+def _read_record(spec: str) -> tuple[str, dict]:
+    name, sep, path = spec.partition("=")
+    if not sep or name not in DESIGNS:
+        raise InputError(f"--record {spec!r}: expected DESIGN=FILE with DESIGN one of"
+                         f" {', '.join(DESIGNS)}")
+    try:
+        result = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"--record {spec!r}: cannot read {path}: {e}") from None
+    if not isinstance(result, dict):
+        raise InputError(f"--record {spec!r}: {path} is not a JSON object")
+    return name, make_record(name, result)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--design", action="append", choices=sorted(DESIGNS),
                     help="design to run (repeatable; default: all)")
+    ap.add_argument("--record", action="append", metavar="DESIGN=FILE", default=[],
+                    help="record the output of `deepfpga rtl synth --json` for DESIGN's config"
+                         " (repeatable); no synthesis")
     ap.add_argument("--workdir", default=str(Path.home() / ".cache/deepfpga/synth"),
                     help="one directory per design: Verilog, logs, netlists (reused)")
     ap.add_argument("--timeout", type=float, default=7200.0, help="seconds per tool run")
     ap.add_argument("--markdown", action="store_true",
                     help="print the docs/rtl.md tables from the recorded results; no synthesis")
     args = ap.parse_args()
-    old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"designs": {}}
     if args.markdown:
-        print(markdown(old["designs"]))
+        old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"designs": {}}
+        print(markdown(old["designs"]), flush=True)
         return
-    designs = dict(old.get("designs", {}))
-    for name in args.design or list(DESIGNS):
+    try:
+        records = [_read_record(spec) for spec in args.record]
+    except InputError as e:
+        raise SystemExit(f"bench_synth: error: {e}") from None
+    for name in [] if records else args.design or list(DESIGNS):
         cfg = design_config(name)
-        _, _, pnr = DESIGNS[name]
-        r = synthesize_accel(cfg, workdir=Path(args.workdir) / name, pnr=pnr,
+        r = synthesize_accel(cfg, workdir=Path(args.workdir) / name, pnr=DESIGNS[name][2],
                              timeout_s=args.timeout)
-        est = estimate(cfg)
-        designs[name] = {
-            "preset": DESIGNS[name][0], "device": cfg.device, "config_hash": cfg.hash().hex(),
-            "synth": {**{k: v for k, v in r.to_dict().items()
-                         if k not in ("cells", "params", "log_dir")}, "cells": r.cells},
-            "compare": compare(r.used(), est.used()),
-        }
-        line = ", ".join(f"{k} {v['synthesized']:,.1f} vs {v['estimate']:,.1f}"
-                         f" ({v['error_pct']:+.1f}%)" for k, v in designs[name]["compare"].items())
-        fmax = f", Fmax {r.fmax_mhz} MHz" if r.fmax_mhz is not None else ""
-        print(f"{name} on {cfg.device}: {line}{fmax}; synth {r.synth_seconds} s"
-              + (f", pnr {r.pnr_seconds} s" if r.pnr_seconds is not None else ""))
-    atomic_write_json(RESULTS, {"cpu": _cpu(), "command": "benchmarks/bench_synth.py",
-                                "designs": designs})
+        records.append((name, make_record(name, r.to_dict())))
+        print(_summary(name, records[-1][1]))
+        with _locked_results() as designs:     # each design as it finishes
+            designs[name] = records[-1][1]
+    if args.record:
+        with _locked_results() as designs:
+            for name, rec in records:
+                designs[name] = rec
+                print(_summary(name, rec))
     print(f"wrote {RESULTS}")
 
 
