@@ -29,7 +29,6 @@ class Device:
     dsps: int
     dsp_a_bits: int             # signed multiplier operand widths of one DSP
     dsp_b_bits: int
-    dsp_int8_per_slice: int     # 8-bit multipliers one DSP computes with operand packing
     lutram_bits_per_lut: int    # distributed RAM: bits per LUT used as memory
     yosys_synth: str            # Yosys synthesis command: "synth_xilinx" or "synth_ecp5"
     yosys_family: str | None    # synth_xilinx -family argument (None: not a Xilinx part)
@@ -76,11 +75,12 @@ _ECP5_BRAM = ((16384, 1, 0.5), (8192, 2, 0.5), (4096, 4, 0.5), (2048, 9, 0.5), (
 DEVICES: dict[str, Device] = {
     d.name: d for d in (
         # Zynq-7000 (DS190): BRAM36 = 36 Kbit (32 Kbit at ×64), 512×72 in SDP mode; DSP48E1 25×18.
-        # INT8 packing: Xilinx WP486 (two 8-bit products sharing one operand per DSP48).
+        # INT8 packing (Xilinx WP486, two 8-bit products sharing one operand per DSP48) follows
+        # from the port widths: hw.engines.packs_pairs.
         Device("XC7Z020", "Zynq-7000 XC7Z020", "7series", luts=53_200, ffs=106_400,
                bram_blocks=140, bram_block_bits=36_864, bram_data_bits=32_768,
                bram_max_width=64, dsps=220, dsp_a_bits=25, dsp_b_bits=18,
-               dsp_int8_per_slice=2, lutram_bits_per_lut=64,
+               lutram_bits_per_lut=64,
                yosys_synth="synth_xilinx", yosys_family="xc7", nextpnr_device=None,
                dsp_cell="DSP48E1", bram18_cell="RAMB18E1",
                bram36_cell="RAMB36E1", bram_shapes=_XC7_BRAM,
@@ -89,7 +89,7 @@ DEVICES: dict[str, Device] = {
         Device("XC7Z045", "Zynq-7000 XC7Z045", "7series", luts=218_600, ffs=437_200,
                bram_blocks=545, bram_block_bits=36_864, bram_data_bits=32_768,
                bram_max_width=64, dsps=900, dsp_a_bits=25, dsp_b_bits=18,
-               dsp_int8_per_slice=2, lutram_bits_per_lut=64,
+               lutram_bits_per_lut=64,
                yosys_synth="synth_xilinx", yosys_family="xc7", nextpnr_device=None,
                dsp_cell="DSP48E1", bram18_cell="RAMB18E1",
                bram36_cell="RAMB36E1", bram_shapes=_XC7_BRAM,
@@ -99,7 +99,7 @@ DEVICES: dict[str, Device] = {
         Device("XCZU9EG", "Zynq UltraScale+ XCZU9EG", "ultrascale+", luts=274_080,
                ffs=548_160, bram_blocks=912, bram_block_bits=36_864, bram_data_bits=32_768,
                bram_max_width=64, dsps=2_520, dsp_a_bits=27, dsp_b_bits=18,
-               dsp_int8_per_slice=2, lutram_bits_per_lut=64,
+               lutram_bits_per_lut=64,
                yosys_synth="synth_xilinx", yosys_family="xcup",
                nextpnr_device=None, dsp_cell="DSP48E2", bram18_cell="RAMB18E2",
                bram36_cell="RAMB36E2", bram_shapes=_XC7_BRAM,
@@ -107,11 +107,12 @@ DEVICES: dict[str, Device] = {
                lutram_luts_per_bram36=128.5),
         # ECP5 LFE5U-85F (FPGA-DS-02012): 84K LUT4 (one FF each), 208 EBR of 18 Kbit
         # (16 Kbit at ×32 in pseudo dual port), 156 18×18 multipliers, each splittable into
-        # two 9×9. Distributed RAM: 16 bits per LUT4.
+        # two 9×9 (not used: Yosys maps one product per MULT18X18D, so no packing here).
+        # Distributed RAM: 16 bits per LUT4.
         Device("LFE5U-85F", "Lattice ECP5 LFE5U-85F", "ecp5", luts=83_640, ffs=83_640,
                bram_blocks=208, bram_block_bits=18_432, bram_data_bits=16_384,
                bram_max_width=32, dsps=156, dsp_a_bits=18, dsp_b_bits=18,
-               dsp_int8_per_slice=2, lutram_bits_per_lut=16,
+               lutram_bits_per_lut=16,
                yosys_synth="synth_ecp5", yosys_family=None, nextpnr_device="85k",
                dsp_cell="MULT18X18D", bram18_cell="DP16KD", bram36_cell=None,
                bram_shapes=_ECP5_BRAM, lutram_shapes=((16, 4, 4),), lutram_max_depth=64,
