@@ -50,7 +50,7 @@ def params_from_args(args: argparse.Namespace) -> Any:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("rtl", help="Processing Element RTL: Verilog export and synthesis",
+    p = sub.add_parser("rtl", help="the accelerator's RTL: Verilog, synthesis, Verilator runs",
                        description=__doc__)
     rsub = p.add_subparsers(dest="rtl_command", metavar="{pe,synth,build,run}", required=True)
 
@@ -82,8 +82,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     bd = rsub.add_parser("build", help="the accelerator's Verilog and its Verilator model")
     bd.add_argument("--target", required=True, metavar="PRESET_OR_TOML",
                     help="accelerator config: preset (zc706-paper, zc706, zc706-8, zedboard,"
-                   " tiny) or"
-                   " TOML file; default tiny")
+                         " tiny) or TOML file")
     bd.add_argument("-o", "--output", metavar="DIR",
                     help="also write the Verilog and a copy of the model library here")
     add_json_flag(bd)
