@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from deepfpga.compiler import compile_model
+from deepfpga.hw import arch, engines
 from deepfpga.hw.config import config_from_dict, load_config
-from deepfpga.hw.isa import Buffer, Load, Program
+from deepfpga.hw.isa import Buffer, Calc, End, Load, Program
 from deepfpga.ir import Conv2d, Flatten, Linear, MaxPool2d, ReLU, chain
 from deepfpga.quant.random_model import random_qmodel
 from deepfpga.rtl.accel.spec import ErrorCode
@@ -67,6 +68,42 @@ def test_packed_weights_bit_exact_and_timed(accel_build):
     for row in cal.layers:
         assert row.rtl > 0 and abs(row.error) <= 0.05, row
     assert abs(cal.frame.error) <= 0.03, cal.frame
+
+
+@pytest.mark.slow
+def test_packed_load_cycles_exact(accel_build):
+    """Every LOAD of the model alone (packed weights with odd and even rows, CONV and FC, and
+    the unpacked ones): the RTL's cycles from its start to its last element written are the
+    read-channel cycles of engines.load_cycles (bursts, beats, element writes with the odd
+    segments' stops) plus one constant, the same for packed and unpacked LOADs."""
+    from deepfpga.rtl.accel.driver import RtlRunner
+
+    _, c, x = _compiled(4)
+    ins = c.program.instructions
+    assert {i.length % 2 for i in ins if isinstance(i, Load) and i.packed4} == {0, 1}
+    assert [s.instructions for s in c.manifest.segments] == [(0, len(ins))]
+    last = len(ins) - 2
+    offsets: dict[int, set[int]] = {0: set(), 1: set()}
+    for ld in (i for i in ins if isinstance(i, Load)):
+        # the LOAD alone, last before the END (the fetch has finished): the rest no-op CALCs
+        alone = tuple(End() if j == last + 1 else dataclasses.replace(ld, pop_next=0,
+                      push_next=0) if j == last else Calc(to=0, layer=i.layer)
+                      for j, i in enumerate(ins))
+        one = dataclasses.replace(c, program=Program(TINY8.hash(), alone))
+        with RtlRunner(one, accel_build(TINY8)) as r:
+            res = r.run(x[:1])
+        assert res.ok, res.error_message
+        seg = arch.load_segment_bytes(TINY8, ld.buffer, ld.fc_weights, ld.packed4, ld.length)
+        _, bursts, beats = arch.dma_bursts(TINY8, ld.ddr_addr, seg, ld.n1, ld.stride1, ld.n2,
+                                           ld.stride2)
+        want = (engines.LOAD_ISSUE_CYCLES + engines.LOAD_TAIL_CYCLES + int(arch.load_dma_cycles(
+            TINY8, bursts, beats, ld.length * ld.n1 * ld.n2,
+            arch.load_split_segments(ld.length, ld.n1, ld.n2, ld.packed4))[0]))
+        rtl = int(res.trace["end"][last] - res.trace["start"][last])
+        offsets[ld.packed4].add(rtl - want)
+    # one constant for every LOAD, packed or not: the trace's start and end around the read
+    # channel's cycles of a LOAD alone (measured: 6)
+    assert offsets[0] == offsets[1] and len(offsets[1]) == 1, offsets
 
 
 def test_packed_load_refused_where_not_allowed(accel_build):
