@@ -6,6 +6,7 @@ and the cycle rules (halved bytes, write lanes, odd segments)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from deepfpga.hw import arch, engines
 from deepfpga.hw.config import load_config
 from deepfpga.hw.isa import Buffer, Load, Program
 from deepfpga.ir import Conv2d, Flatten, Linear, MaxPool2d, ReLU, chain
+from deepfpga.quant.qfile import save_qmodel
 from deepfpga.quant.random_model import random_qmodel
 from deepfpga.quant.reference import execute
 from deepfpga.sim.functional import SimulationError, simulate
@@ -125,3 +127,26 @@ def test_write_lanes_and_odd_segments() -> None:
     full = arch.run_dma(z8, n, 1, save=False)[1]
     half = arch.run_dma(z8, n // 2, 1, save=False, elements=n)[1]
     assert abs(2 * int(half) - int(full)) <= int(full) * 0.05
+
+
+def test_simulate_bits_for_an_architecture(capsys, tmp_path) -> None:
+    """`simulate --bits 8/4`: 4-bit FC weights (packed on zc706-8, halving the FC loads'
+    bytes); refused for a quantized model, which has its own widths, and for a bad preset."""
+    from deepfpga.cli import main
+
+    fc_bytes = {}
+    for bits in ("8", "8/4"):
+        assert main(["simulate", "fmnist-vgg", "--target", "zc706-8", "--bits", bits,
+                     "--json"]) == 0
+        d = json.loads(capsys.readouterr().out)
+        assert bits in d["source"]
+        fc_bytes[bits] = sum(lt["bytes_loaded"] for lt in d["timing"]["layers"]
+                             if lt["kind"] == "fc")
+    assert fc_bytes["8/4"] < 0.55 * fc_bytes["8"]
+    assert main(["simulate", "fmnist-vgg", "--target", "zc706-8", "--bits", "4"]) == 2
+    assert "--bits '4': expected one of" in capsys.readouterr().err
+    q, _ = _model(4)
+    path = tmp_path / "q.npz"
+    save_qmodel(path, q)
+    assert main(["simulate", str(path), "--target", "zedboard", "--bits", "8/4"]) == 2
+    assert "quantized model with its own widths" in capsys.readouterr().err

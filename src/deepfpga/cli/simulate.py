@@ -88,7 +88,9 @@ def load_compiled_spec(spec: str, cfg: AcceleratorConfig, bits: str | None = Non
     from deepfpga.cli.compile import compile_spec
 
     compiled, what = compile_spec(spec, cfg, bits)
-    return compiled, "architecture (no weights)" if what.startswith("architecture") else what
+    if what.startswith("architecture"):
+        what = "architecture (no weights" + (f", {bits} weights)" if bits else ")")
+    return compiled, what
 
 
 def run(args: argparse.Namespace) -> int:
