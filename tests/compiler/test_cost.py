@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -12,7 +10,7 @@ from deepfpga.compiler.compile import architecture_model, compile_model, plan
 from deepfpga.compiler.mapping import map_network
 from deepfpga.compiler.tiling import Tiling, _conv_candidates, check_tiling, costs
 from deepfpga.hw import arch
-from deepfpga.hw.config import config_from_dict, load_config
+from deepfpga.hw.config import load_config
 from deepfpga.hw.isa import Buffer, Calc, CalcKind, Load, Save
 from deepfpga.ir import Conv2d, Flatten, Linear, MaxPool2d, ReLU, chain
 from deepfpga.quant.random_model import random_qmodel
@@ -64,8 +62,7 @@ POINTWISE = chain("pw", (8, 10, 10), [
     MaxPool2d("pb", ()), Flatten("f", ()), Linear("l", (), in_features=24, out_features=5)])
 
 
-TINY8 = config_from_dict({**dataclasses.asdict(TINY), "name": "tiny-w8", "weight_bits": 8},
-                         "tiny with 8-bit weights")
+TINY8 = TINY.replace(name="tiny-w8", weight_bits=8)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -14,7 +14,7 @@ import pytest
 
 from deepfpga.compiler import compile_model
 from deepfpga.hw import arch, engines
-from deepfpga.hw.config import config_from_dict, load_config
+from deepfpga.hw.config import load_config
 from deepfpga.hw.isa import Buffer, Calc, End, Load, Program
 from deepfpga.ir import Conv2d, Flatten, Linear, MaxPool2d, ReLU, chain
 from deepfpga.quant.random_model import random_qmodel
@@ -25,8 +25,7 @@ from deepfpga.sim.timing import simulate_timing
 
 from .test_harness_programs import check_bit_exact
 
-TINY8 = config_from_dict({**dataclasses.asdict(load_config("tiny")), "name": "tiny-w8",
-                          "weight_bits": 8}, "tiny with 8-bit weights")
+TINY8 = load_config("tiny").replace(name="tiny-w8", weight_bits=8)
 
 
 def _net():
