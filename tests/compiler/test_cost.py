@@ -62,16 +62,22 @@ POINTWISE = chain("pw", (8, 10, 10), [
     MaxPool2d("pb", ()), Flatten("f", ()), Linear("l", (), in_features=24, out_features=5)])
 
 
+TINY8 = TINY.replace(name="tiny-w8", weight_bits=8)
+
+
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("net", ["small", "pointwise"])
+@pytest.mark.parametrize("net", ["small", "pointwise", "packed"])
 def test_cost_model_counts_match_the_program(seed: int, net: str, small_net) -> None:
     """The closed-form model and the generated code agree on bytes and CALCs, and the compute
     cycles agree with the timing simulator's per-instruction formulas (also for 1×1 layers:
-    CONV1 CALCs, dense (to, ti) weight blocks)."""
+    CONV1 CALCs, dense (to, ti) weight blocks; and for 4-bit weights stored two per byte with
+    random tilings, so odd rows)."""
     rng = np.random.default_rng(seed)
-    q = random_qmodel(small_net if net == "small" else POINTWISE, rng, bw_d=16, bw_w=16)
-    model = architecture_model(q.graph, TINY)
-    stages = plan(model, TINY).mapping.stages
+    cfg = TINY8 if net == "packed" else TINY
+    q = random_qmodel(POINTWISE if net == "pointwise" else small_net, rng, bw_d=16,
+                      bw_w=4 if net == "packed" else 16)
+    model = architecture_model(q.graph, cfg)
+    stages = plan(model, cfg).mapping.stages
     force = {}
     for st in stages:
         for _ in range(500):
@@ -85,11 +91,13 @@ def test_cost_model_counts_match_the_program(seed: int, net: str, small_net) -> 
                 t = Tiling(1, 1, int(rng.integers(1, st.in_channels + 1)),
                            int(rng.integers(1, st.out_channels + 1)),
                            str(rng.choice(["out", "in"])), int(rng.integers(1, 4)))
-            if not check_tiling(st, t, TINY):
+            if not check_tiling(st, t, cfg):
                 force[st.name] = t
                 break
-    c = compile_model(q, TINY, force=force)
-    cfg = TINY
+    c = compile_model(q, cfg, force=force)
+    if net == "packed":
+        assert all(i.packed4 for i in c.program.instructions if isinstance(i, Load)
+                   and i.buffer != Buffer.BIAS and (i.buffer == Buffer.INPUT) == bool(i.fc_weights))
     for d in c.manifest.layers:
         a, b = d.instructions
         ins = c.program.instructions[a:b]
@@ -98,13 +106,9 @@ def test_cost_model_counts_match_the_program(seed: int, net: str, small_net) -> 
                "compute_cycles": 0}
         for i in ins:
             if isinstance(i, Load):
-                n = i.length * i.n1 * i.n2
-                if i.buffer == Buffer.INPUT:
-                    got["load_in_bytes"] += n * (cfg.weight_bytes if fc else cfg.data_bytes)
-                else:
-                    eb = cfg.bias_bytes if i.buffer == Buffer.BIAS else (
-                        cfg.data_bytes if fc else cfg.weight_bytes)
-                    got["load_w_bytes"] += n * eb
+                n = int(arch.load_segment_bytes(cfg, i.buffer, i.fc_weights, i.packed4,
+                                                i.length)) * i.n1 * i.n2
+                got["load_in_bytes" if i.buffer == Buffer.INPUT else "load_w_bytes"] += n
             elif isinstance(i, Save):
                 got["save_bytes"] += i.length * i.n1 * i.n2 * cfg.data_bytes
             elif isinstance(i, Calc) and i.to:

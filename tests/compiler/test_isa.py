@@ -133,7 +133,7 @@ def test_older_versions_still_read(program_bytes: tuple[bytes, bytes], version: 
     """Version 2 added the CALC kind CONV1, version 3 the header in the CRC; a version-1 or -2
     file (CRC of the body only) is still read."""
     data, chash = program_bytes
-    assert struct.unpack_from("<H", data, 4) == (VERSION,) and VERSION == 3
+    assert struct.unpack_from("<H", data, 4) == (VERSION,) and VERSION == 4
     old = bytearray(data)
     struct.pack_into("<H", old, 4, version)
     struct.pack_into("<I", old, 12, zlib.crc32(data[HEADER_BYTES:]))
@@ -162,6 +162,34 @@ def test_bad_opcode_and_stray_bits_refused(program_bytes: tuple[bytes, bytes]) -
     word[31] = 0x80
     with pytest.raises(InputError, match=r"instruction 0 \(End\): unused bits are not zero"):
         decode_program(with_body(bytes(word)), chash)
+
+
+def _with_version(data: bytes, version: int) -> bytes:
+    """`data` relabelled as format `version` (3 and 4: the header in the CRC)."""
+    old = bytearray(data)
+    struct.pack_into("<H", old, 4, version)
+    struct.pack_into("<I", old, 12, 0)
+    struct.pack_into("<I", old, 12, program_crc(bytes(old[:HEADER_BYTES]),
+                                                bytes(old[HEADER_BYTES:])))
+    return bytes(old)
+
+
+def test_packed4_round_trips_and_version_3_is_read(program_bytes: tuple[bytes, bytes]
+                                                   ) -> None:
+    """Version 4 added LOAD.packed4 (bit 191); a version-3 program (whose LOADs have the bit
+    zero) still reads, and a version-3 program with the bit set is refused as unused bits."""
+    data, chash = program_bytes
+    assert decode_program(_with_version(data, 3), chash) == decode_program(data, chash)
+    ld = Load(buffer=1, length=27, n1=5, stride1=14, packed4=1, ddr_addr=64)
+    assert decode_instruction(encode_instruction(ld)) == ld
+    assert int.from_bytes(encode_instruction(ld), "little") >> 191 == 1
+    prog = Program(chash, (ld, End()))
+    assert decode_program(encode_program(prog), chash) == prog
+    with pytest.raises(InputError, match=r"instruction 0 \(Load\): unused bits are not zero"
+                       r" \(field packed4 needs format version 4"):
+        decode_program(_with_version(encode_program(prog), 3), chash)
+    with pytest.raises(InputError, match="packed4 = 2 outside its 1-bit field"):
+        Load(packed4=2)
 
 
 def test_calc_out_pitch_field_round_trips() -> None:

@@ -7,13 +7,17 @@ import pytest
 
 from deepfpga.compiler.compile import architecture_model
 from deepfpga.compiler.layout import (
+    WeightStore,
     align,
     arrange_weights,
     block_offsets,
+    block_rows,
+    encoded_blocks,
     pack,
     splits,
     sub_kernels,
     unpack,
+    unpack_nibbles,
     weight_blocks,
     weight_region_bytes,
 )
@@ -73,12 +77,12 @@ def test_fc_blocks_follow_the_load_order(order: str) -> None:
         assert keys[:2] == [(0, 0), (1, 0)]      # input groups outermost
     else:
         assert keys[:2] == [(0, 0), (0, 1)]
-    offs = block_offsets(fc, t, 2)
+    offs = block_offsets(fc, t, WeightStore(2, False))
     pos = 0
     for k, blk in weight_blocks(fc, t, w):
         assert offs[k] == pos                     # blocks are back to back, in order
         pos += blk.size * 2
-    assert pos == weight_region_bytes(fc, 2)
+    assert pos == weight_region_bytes(fc, t, WeightStore(2, False))
 
 
 def test_arranged_weights_are_the_blocks_concatenated() -> None:
@@ -87,8 +91,36 @@ def test_arranged_weights_are_the_blocks_concatenated() -> None:
     w = np.random.default_rng(1).integers(-100, 100, size=(5, 3, 5, 4))
     flat = arrange_weights(conv, t, w)
     assert flat.dtype == np.int64
-    assert flat.size * 2 == weight_region_bytes(conv, 2) == 5 * 3 * 4 * 9 * 2
-    offs = block_offsets(conv, t, 1)
+    assert flat.size * 2 == weight_region_bytes(conv, t, WeightStore(2, False)) == 5 * 3 * 4 * 9 * 2
+    offs = block_offsets(conv, t, WeightStore(1, False))
     for k, blk in weight_blocks(conv, t, w):
         assert np.array_equal(flat[offs[k]:offs[k] + blk.size], blk)
     assert sorted(np.abs(flat[flat != 0])) == sorted(np.abs(w[w != 0]))
+
+
+@pytest.mark.parametrize("kind", ["conv", "fc"])
+def test_packed_blocks_rows_padded_to_bytes(kind: str) -> None:
+    """Packed weights: each row of a block (one LOAD segment) in ⌈n/2⌉ bytes, low nibble
+    first, blocks back to back; odd rows (ti·9 with ti odd, an odd FC ti) padded."""
+    conv, fc = _stages()
+    st, t = (conv, Tiling(7, 8, 3, 2, "weights", 0)) if kind == "conv" else \
+        (fc, Tiling(1, 1, 93, 4, "out", 1))
+    rng = np.random.default_rng(2)
+    shape = (5, 3, 5, 4) if kind == "conv" else (fc.out_channels, fc.in_channels)
+    w = rng.integers(-8, 7, size=shape, endpoint=True)
+    store = WeightStore(1, True)
+    offs = block_offsets(st, t, store)
+    pos = 0
+    in_sizes = dict(enumerate(n for _, n in splits(st.in_channels, t.ti)))
+    out_sizes = dict(enumerate(n for _, n in splits(st.out_channels, t.to)))
+    for (k, data), (k2, blk) in zip(encoded_blocks(st, t, w, store), weight_blocks(st, t, w),
+                                    strict=True):
+        assert k == k2 and offs[k] == pos
+        rows, length = block_rows(st, out_sizes[k[0]], in_sizes[k[1]])
+        assert length % 2 == 1                      # the pad nibbles are exercised
+        assert data.size == rows * ((length + 1) // 2)
+        back = unpack_nibbles(data.reshape(rows, -1), length)
+        assert np.array_equal(back.reshape(-1), blk)
+        pos += data.size
+    assert pos == weight_region_bytes(st, t, store)
+    assert pos < weight_region_bytes(st, t, WeightStore(1, False))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepfpga.cli.output import add_json_flag, print_json, table
+from deepfpga.errors import InputError
 
 if TYPE_CHECKING:
     from deepfpga.compiler.artifact import Compiled
@@ -32,22 +33,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def compile_spec(spec: str, cfg: AcceleratorConfig) -> tuple[Compiled, str]:
-    """Compile QMODEL `spec` (file or architecture) for `cfg`: (Compiled, what it was)."""
+def compile_spec(spec: str, cfg: AcceleratorConfig, bits: str | None = None
+                 ) -> tuple[Compiled, str]:
+    """Compile QMODEL `spec` (file or architecture) for `cfg`: (Compiled, what it was).
+    `bits` (a bit preset's name) sets an architecture's weight widths; a quantized model has
+    its own, so it is refused there."""
     from deepfpga.compiler import compile_architecture, compile_model
+    from deepfpga.quant.bits import PRESETS
     from deepfpga.quant.qfile import is_qmodel_file, load_qmodel
 
+    if bits is not None and bits not in PRESETS:
+        raise InputError(f"--bits {bits!r}: expected one of {', '.join(PRESETS)}")
     path = Path(spec)
-    if is_qmodel_file(path):
-        return compile_model(load_qmodel(path), cfg), "quantized model"
-    from deepfpga.interchange.onnx_quant import load_prequantized
-
-    pre = load_prequantized(path)
-    if pre is not None:
+    if is_qmodel_file(path) or (pre := _prequantized(path)) is not None:
+        if bits is not None:
+            raise InputError(f"--bits applies to an architecture; {spec} is a quantized model"
+                             " with its own widths")
+        if is_qmodel_file(path):
+            return compile_model(load_qmodel(path), cfg), "quantized model"
         return compile_model(pre.qmodel, cfg), f"quantized model ({pre.kind})"
     from deepfpga.models import load_model
 
-    return compile_architecture(load_model(spec), cfg), "architecture (zero weights)"
+    preset = PRESETS[bits] if bits is not None else None
+    what = "architecture (zero weights" + (f", {bits} weights)" if bits else ")")
+    return compile_architecture(load_model(spec), cfg, bits=preset), what
+
+
+def _prequantized(path: Path) -> Any:
+    from deepfpga.interchange.onnx_quant import load_prequantized
+
+    return load_prequantized(path)
 
 
 def _explain(compiled: Compiled) -> list[str]:

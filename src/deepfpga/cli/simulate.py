@@ -35,6 +35,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="change one config key for a what-if run (repeatable), e.g."
                         " --set burst_overhead_cycles=50; the result must still fit the device")
+    p.add_argument("--bits", metavar="PRESET", default=None,
+                   help="architecture only: weight widths of a bit preset (16, 8, 8/4: 4-bit FC"
+                        " weights, stored two per byte where the config allows), capped at the"
+                        " config's weight_bits; a quantized model has its own widths")
     add_json_flag(p)
     return p
 
@@ -70,17 +74,23 @@ def target_config(target: str, overrides: list[str]) -> AcceleratorConfig:
     return cfg
 
 
-def load_compiled_spec(spec: str, cfg: AcceleratorConfig) -> tuple[Compiled, str]:
-    """(Compiled, what was compiled) for MODEL `spec` on `cfg`."""
+def load_compiled_spec(spec: str, cfg: AcceleratorConfig, bits: str | None = None
+                       ) -> tuple[Compiled, str]:
+    """(Compiled, what was compiled) for MODEL `spec` on `cfg`; `bits`: the weight widths'
+    preset of an architecture (refused for anything else)."""
     from deepfpga.compiler.artifact import load_compiled
 
     path = Path(spec)
     if path.is_dir():
+        if bits is not None:
+            raise InputError(f"--bits applies to an architecture; {spec} is a compiled program")
         return load_compiled(path, cfg), "compiled program"
     from deepfpga.cli.compile import compile_spec
 
-    compiled, what = compile_spec(spec, cfg)
-    return compiled, "architecture (no weights)" if what.startswith("architecture") else what
+    compiled, what = compile_spec(spec, cfg, bits)
+    if what.startswith("architecture"):
+        what = "architecture (no weights" + (f", {bits} weights)" if bits else ")")
+    return compiled, what
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                          " program compiled for one; pass the model (zoo name, .onnx, .npz)"
                          " instead of the compiled directory to compile it for the new one")
     cfg = target_config(args.target, args.overrides)
-    compiled, what = load_compiled_spec(args.model, cfg)
+    compiled, what = load_compiled_spec(args.model, cfg, args.bits)
     timing = simulate_timing(compiled)
     host = host_costs(compiled)
     util = layer_utilisation(timing, compiled.program.instructions, cfg)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepfpga.compiler.builder import Builder
-from deepfpga.compiler.layout import block_offsets, splits
+from deepfpga.compiler.layout import WeightStore, block_offsets, splits
 from deepfpga.compiler.mapping import Stage
 from deepfpga.compiler.tiling import Banks, Tiling, acc_entries, staging_entries
 from deepfpga.hw.accelerator import AcceleratorConfig
@@ -96,7 +96,7 @@ def emit_conv(bld: Builder, st: Stage, t: Tiling, cfg: AcceleratorConfig, pl: Pl
     ph, pw = st.padding
     kh, kw = st.kernel
     sa, sb = st.sub_kernels
-    db, wb = cfg.data_bytes, cfg.weight_bytes
+    db = cfg.data_bytes
     bk = Banks.of(cfg)
     div = 2 if st.pool else 1
     acc_n = acc_entries(st, t)
@@ -113,7 +113,8 @@ def emit_conv(bld: Builder, st: Stage, t: Tiling, cfg: AcceleratorConfig, pl: Pl
     # SAVE groups: g consecutive row tiles (of one output group in `weights` order)
     gids: list[object] = ([(ry // t.group, -1 if t.order == "spatial" else og)
                            for (ry, _), og in units] if grouped else list(range(len(units))))
-    offs = block_offsets(st, t, wb)
+    store = WeightStore.of(st, cfg)
+    offs = block_offsets(st, t, store)
     in_lru, w_lru, b_lru = _LRU2(), _LRU2(), _LRU2()
     stg_bank = 0
     fin = _finalize_fields(st)
@@ -164,7 +165,8 @@ def emit_conv(bld: Builder, st: Stage, t: Tiling, cfg: AcceleratorConfig, pl: Pl
                 bld.load("WEIGHT", wbase, blk * st.nsub, pl.w_region, {
                     "layer": st.index, "buffer": Buffer.WEIGHT, "buf_addr": wbase,
                     "ddr_addr": pl.w_base + offs[og, ig], "length": inn * st.taps,
-                    "n1": on * st.nsub, "stride1": inn * st.taps * wb})
+                    "n1": on * st.nsub, "stride1": store.row_bytes(inn * st.taps),
+                    "packed4": int(store.packed)})
             for j in range(st.nsub):
                 last = ig == len(igs) - 1 and j == st.nsub - 1
                 f: dict[str, int] = {
@@ -214,7 +216,7 @@ def emit_conv(bld: Builder, st: Stage, t: Tiling, cfg: AcceleratorConfig, pl: Pl
 
 def emit_fc(bld: Builder, st: Stage, t: Tiling, cfg: AcceleratorConfig, pl: Placement) -> None:
     (f_in,) = st.in_shape
-    db, wb = cfg.data_bytes, cfg.weight_bytes
+    db = cfg.data_bytes
     bk = Banks.of(cfg)
     igs, ogs = splits(f_in, t.ti), splits(st.out_channels, t.to)
     if t.order == "in":
@@ -224,7 +226,8 @@ def emit_fc(bld: Builder, st: Stage, t: Tiling, cfg: AcceleratorConfig, pl: Plac
     acc_n = acc_entries(st, t)
     stg_n = staging_entries(st, t)
     g = max(t.group, 1)
-    offs = block_offsets(st, t, wb)
+    store = WeightStore.of(st, cfg)
+    offs = block_offsets(st, t, store)
     v_lru, w_lru, b_lru = _LRU2(), _LRU2(), _LRU2()
     stg_bank = 0
     fin = _finalize_fields(st)
@@ -246,7 +249,7 @@ def emit_fc(bld: Builder, st: Stage, t: Tiling, cfg: AcceleratorConfig, pl: Plac
         bld.load("INPUT", ib, on * inn, pl.w_region, {
             "layer": st.index, "buffer": Buffer.INPUT, "fc_weights": 1, "buf_addr": ib,
             "ddr_addr": pl.w_base + offs[og, ig], "length": inn, "n1": on,
-            "stride1": inn * wb})
+            "stride1": store.row_bytes(inn), "packed4": int(store.packed)})
         ob = o0 if t.order == "in" else 0
         g0 = (og // g) * g
         out_addr = acc_n + stg_bank * stg_n + (o0 - ogs[g0][0])

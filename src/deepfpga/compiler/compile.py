@@ -34,6 +34,7 @@ from deepfpga.hw.arch import DDR_BYTES_MAX
 from deepfpga.hw.isa import Program, program_stats
 from deepfpga.ir import INPUT, Conv2d, Graph, Linear
 from deepfpga.ir.passes import fold_batchnorm
+from deepfpga.quant.bits import BitPreset
 from deepfpga.quant.fixedpoint import FixedFormat
 from deepfpga.quant.qmodel import PASSTHROUGH_KINDS, LayerFormats, QuantizedModel
 
@@ -51,10 +52,12 @@ def compile_model(qmodel: QuantizedModel, cfg: AcceleratorConfig, *,
     return _compile(model, cfg, force or {})
 
 
-def architecture_model(graph: Graph, cfg: AcceleratorConfig) -> ModelInput:
+def architecture_model(graph: Graph, cfg: AcceleratorConfig, bits: BitPreset | None = None
+                       ) -> ModelInput:
     """A graph without weights as a model: every tensor at the config's widths, fl 0 (shifts 0),
     weights all zero. Enough for compilation and timing, not for execution. Batch norms are
-    folded into their convolutions, as quantization would."""
+    folded into their convolutions, as quantization would. `bits`: CONV and FC weights at the
+    preset's widths (capped at the config's), e.g. 8/4's 4-bit FC weights."""
     graph = fold_batchnorm(graph)
     fmt_d = FixedFormat(cfg.data_bits, 0)
     formats: dict[str, LayerFormats] = {}
@@ -62,7 +65,11 @@ def architecture_model(graph: Graph, cfg: AcceleratorConfig) -> ModelInput:
     for layer in graph.layers:
         fin = out_fmt[layer.inputs[0]] if layer.inputs else fmt_d
         if isinstance(layer, Conv2d | Linear):
-            f = LayerFormats(fin, fmt_d, FixedFormat(cfg.weight_bits, 0),
+            wbits = cfg.weight_bits
+            if bits is not None:
+                wbits = min(wbits, bits.fc_weight if isinstance(layer, Linear)
+                            else bits.conv_weight)
+            f = LayerFormats(fin, fmt_d, FixedFormat(wbits, 0),
                              FixedFormat(cfg.bias_bits, 0) if layer.bias else None)
         elif layer.kind in PASSTHROUGH_KINDS:
             f = LayerFormats(fin, fin)
@@ -74,9 +81,10 @@ def architecture_model(graph: Graph, cfg: AcceleratorConfig) -> ModelInput:
 
 
 def compile_architecture(graph: Graph, cfg: AcceleratorConfig, *,
-                         force: Force | None = None) -> Compiled:
-    """Compile a network's structure only (zoo architectures): zero weights, config widths."""
-    return _compile(architecture_model(graph, cfg), cfg, force or {})
+                         force: Force | None = None, bits: BitPreset | None = None) -> Compiled:
+    """Compile a network's structure only (zoo architectures): zero weights, config widths
+    (weights at `bits`' widths when given)."""
+    return _compile(architecture_model(graph, cfg, bits), cfg, force or {})
 
 
 # --- the pipeline --------------------------------------------------------------------------------
@@ -156,7 +164,8 @@ def _allocate(m: NetworkMapping, choices: tuple[Choice, ...], cfg: AcceleratorCo
     regions: dict[str, Region] = {}
     addr = 0
     for st in m.stages:
-        size = layout.weight_region_bytes(st, cfg.weight_bytes)
+        size = layout.weight_region_bytes(st, choices[st.index].tiling,
+                                          layout.WeightStore.of(st, cfg))
         regions[f"w:{st.name}"] = Region(f"w:{st.name}", "weights", addr, size, -1, end_pos,
                                          False)
         addr = layout.align(addr + size)
@@ -209,9 +218,9 @@ def _image(m: NetworkMapping, choices: tuple[Choice, ...], regions: dict[str, Re
         arrays = model.weights[st.name]
         t = choices[st.index].tiling
         r = regions[f"w:{st.name}"]
-        offs = layout.block_offsets(st, t, cfg.weight_bytes)
-        for key, block in layout.weight_blocks(st, t, arrays["weight"]):
-            data = layout.pack_array(block, cfg.weight_bytes)
+        store = layout.WeightStore.of(st, cfg)
+        offs = layout.block_offsets(st, t, store)
+        for key, data in layout.encoded_blocks(st, t, arrays["weight"], store):
             view[r.start + offs[key]:r.start + offs[key] + len(data)] = data
         if st.has_bias:
             data = layout.pack_array(arrays["bias"], cfg.bias_bytes)

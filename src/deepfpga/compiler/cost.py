@@ -71,6 +71,19 @@ def extent_sum(n_out: int, t: np.ndarray, s: int, k: int, p: int, n_in: int) -> 
     return full - top - over - last_over
 
 
+def _weight_block(cfg: AcceleratorConfig, stage: Stage, osz: np.ndarray, isz: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bytes, cycles, transactions) of one weight block's LOAD: one contiguous run of
+    osz·nsub rows (segments) of isz·taps weights, packed when arch.weights_packed."""
+    packed = int(arch.weights_packed(cfg, stage.kind == "fc", stage.w_fmt.bw))
+    rows, length = osz * stage.nsub, isz * stage.taps
+    wb = cfg.weight_bytes
+    nbytes = rows * arch.load_segment_bytes_of(wb, packed, length)
+    split = arch.load_split_segments(length, rows, 1, packed)
+    cyc = arch.run_dma(cfg, nbytes, wb, save=False, elements=rows * length, split=split)[1]
+    return nbytes, cyc, run_transactions(nbytes, cfg)
+
+
 def _element_bytes(cfg: AcceleratorConfig) -> tuple[int, int, int, int, int, int]:
     """Element bytes of: input tiles, CONV weights, saves, FC weight blocks, the FC vector, and
     biases — each LOAD's (buffer, role) as the hardware moves it (deepfpga.hw.arch)."""
@@ -110,8 +123,8 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
     ho, wo = stage.conv_out
     s = stage.stride
     kh, kw = stage.kernel
-    db, wb, bb = cfg.data_bytes, cfg.weight_bytes, cfg.bias_bytes
-    e_in, e_w, e_out, _, _, e_b = _element_bytes(cfg)
+    db, bb = cfg.data_bytes, cfg.bias_bytes
+    e_in, _, e_out, _, _, e_b = _element_bytes(cfg)
     tr, tc, ti, to, order, group = (np.asarray(a, np.int64) for a in
                                     (tr, tc, ti, to, order, group))
     n_r, r_full, c_rf, r_last, _ = _classes(ho, tr)
@@ -172,12 +185,11 @@ def conv_costs(stage: Stage, cfg: AcceleratorConfig, tr: np.ndarray, tc: np.ndar
     first_w = None
     for isz, icnt in ((i_full, c_if), (i_last, 1)):
         for osz, ocnt in ((o_full, c_of), (o_last, 1)):
-            b = osz * isz * stage.taps * stage.nsub * wb
-            cyc = run_cycles(b, e_w, cfg)
+            b, cyc, tx = _weight_block(cfg, stage, osz, isz)
             cnt = icnt * ocnt * w_reload
             w_bytes += cnt * b
             w_cyc += cnt * cyc
-            w_tx += cnt * run_transactions(b, cfg)
+            w_tx += cnt * tx
             if first_w is None:
                 first_w = cyc
     # --- bias: once per stage when the whole vector fits a bank, else per channel group -
@@ -258,8 +270,8 @@ def fc_costs(stage: Stage, cfg: AcceleratorConfig, ti: np.ndarray, to: np.ndarra
     every accumulator on chip)."""
     (f,) = stage.in_shape
     n_out = stage.out_channels
-    db, wb, bb = cfg.data_bytes, cfg.weight_bytes, cfg.bias_bytes
-    _, _, e_out, e_fc, e_vec, e_b = _element_bytes(cfg)
+    db, bb = cfg.data_bytes, cfg.bias_bytes
+    _, _, e_out, _, e_vec, e_b = _element_bytes(cfg)
     ti, to, order, group = (np.asarray(a, np.int64) for a in (ti, to, order, group))
     n_i, i_full, c_if, i_last, _ = _classes(f, ti)
     n_o, o_full, c_of, o_last, _ = _classes(n_out, to)
@@ -274,14 +286,16 @@ def fc_costs(stage: Stage, cfg: AcceleratorConfig, ti: np.ndarray, to: np.ndarra
         compute += ocnt * (c_if * cc(i_full, osz, 0) + cc(i_last, osz, 1))
     w_cyc = np.zeros_like(ti)
     w_tx = np.zeros_like(ti)
+    w_bytes = np.zeros_like(ti)
     first_w = None
     for isz, icnt in ((i_full, c_if), (i_last, 1)):
         for osz, ocnt in ((o_full, c_of), (o_last, 1)):
-            b = osz * isz * wb
-            w_cyc += icnt * ocnt * run_cycles(b, e_fc, cfg)
-            w_tx += icnt * ocnt * run_transactions(b, cfg)
+            b, cyc, tx = _weight_block(cfg, stage, osz, isz)
+            w_cyc += icnt * ocnt * cyc
+            w_tx += icnt * ocnt * tx
+            w_bytes += icnt * ocnt * b
             if first_w is None:
-                first_w = run_cycles(b, e_fc, cfg)
+                first_w = cyc
     v_reload = np.where(order == 0, np.where(n_i <= 2, 1, n_o), 1)
     v_cyc = v_reload * (c_if * run_cycles(i_full * db, e_vec, cfg)
                         + run_cycles(i_last * db, e_vec, cfg))
@@ -305,6 +319,6 @@ def fc_costs(stage: Stage, cfg: AcceleratorConfig, ti: np.ndarray, to: np.ndarra
     total = np.maximum(compute, np.maximum(w_cyc + v_cyc + b_cyc, s_cyc)) + first_w + \
         run_cycles(i_full * db, e_vec, cfg) + run_cycles(last_vals * db, e_out, cfg, True)
     return {"cycles": total, "compute_cycles": compute, "dma_cycles": dma,
-            "load_in_bytes": np.full_like(ti, n_out * f * wb), "load_w_bytes": v_bytes + b_bytes,
+            "load_in_bytes": w_bytes, "load_w_bytes": v_bytes + b_bytes,
             "save_bytes": np.full_like(ti, n_out * db),
             "transactions": w_tx + s_tx + v_reload * n_i, "calcs": n_calc}

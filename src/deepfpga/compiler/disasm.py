@@ -41,7 +41,8 @@ def format_instruction(ins: Instruction) -> str:
         buf = Buffer(ins.buffer).name if ins.buffer in Buffer._value2member_map_ else \
             str(ins.buffer)
         fc = " fc" if ins.fc_weights else ""
-        return f"LOAD  {buf:<6}{fc} @{ins.buf_addr} ← {_dma(ins)}{_flags(ins)}"
+        p4 = " p4" if ins.packed4 else ""    # two 4-bit weights per DDR byte
+        return f"LOAD  {buf:<6}{fc}{p4} @{ins.buf_addr} ← {_dma(ins)}{_flags(ins)}"
     if isinstance(ins, Save):
         return f"SAVE  @{ins.ob_addr} → {_dma(ins)}{_flags(ins)}"
     if isinstance(ins, End):

@@ -134,6 +134,49 @@ def load_element_bytes(cfg: AcceleratorConfig, buffer: IntArray, fc_weights: Int
                              np.where(fc, cfg.data_bytes, cfg.weight_bytes), cfg.bias_bytes))
 
 
+# Packed 4-bit weights (LOAD packed4): two per DDR byte, low nibble first, sign-extended on chip.
+PACKED_BITS = 4
+PACKED_PER_BYTE = 8 // PACKED_BITS
+
+
+def packed_load_allowed(cfg: AcceleratorConfig, buffer: IntArray, fc_weights: IntArray
+                        ) -> np.ndarray:
+    """Whether a LOAD may be packed4: it loads weights (FC weight blocks into INPUT, CONV
+    weights into WEIGHT) and the config's weight element is one byte."""
+    b, fc = np.asarray(buffer), np.asarray(fc_weights) == 1
+    weights = ((b == Buffer.INPUT) & fc) | ((b == Buffer.WEIGHT) & ~fc)
+    return weights & (cfg.weight_bytes == 1)
+
+
+def weights_packed(cfg: AcceleratorConfig, fc: bool, weight_bits: int) -> bool:
+    """Whether a layer's weights are stored and loaded packed4: at most 4 bits each, and the
+    config allows a packed LOAD of them (FC blocks into INPUT, CONV weights into WEIGHT)."""
+    buffer, role = (Buffer.INPUT, 1) if fc else (Buffer.WEIGHT, 0)
+    return weight_bits <= PACKED_BITS and bool(packed_load_allowed(cfg, buffer, role))
+
+
+def load_segment_bytes(cfg: AcceleratorConfig, buffer: IntArray, fc_weights: IntArray,
+                       packed4: IntArray, length: IntArray) -> np.ndarray:
+    """DDR bytes of one segment of `length` elements: ⌈length/2⌉ packed, else length elements
+    of `load_element_bytes`."""
+    return load_segment_bytes_of(load_element_bytes(cfg, buffer, fc_weights), packed4, length)
+
+
+def load_segment_bytes_of(element_bytes: IntArray, packed4: IntArray, length: IntArray
+                          ) -> np.ndarray:
+    """`load_segment_bytes` from the element's bytes."""
+    n = np.asarray(length, np.int64)
+    return np.where(np.asarray(packed4) == 1, cdiv(n, PACKED_PER_BYTE), n * element_bytes)
+
+
+def load_split_segments(length: IntArray, n1: IntArray, n2: IntArray, packed4: IntArray
+                        ) -> np.ndarray:
+    """Segments a LOAD's element writes do not cross (engines.load_write_cycles): every segment
+    of a packed LOAD with an odd length, else none (0)."""
+    n = np.asarray(length, np.int64)
+    return np.where((np.asarray(packed4) == 1) & (n % 2 == 1), np.asarray(n1, np.int64) * n2, 0)
+
+
 def save_element_bytes(cfg: AcceleratorConfig) -> int:
     """SAVE writes finalized data values."""
     return cfg.data_bytes
@@ -212,9 +255,9 @@ def dma_bursts(cfg: AcceleratorConfig, addr: IntArray, seg_bytes: IntArray, n1: 
 
 
 def load_dma_cycles(cfg: AcceleratorConfig, bursts: IntArray, beats: IntArray,
-                    elements: IntArray) -> np.ndarray:
-    """Read-channel cycles of LOADs (engines.load_cycles)."""
-    return engines.load_cycles(cfg, bursts, beats, elements)
+                    elements: IntArray, split: IntArray = 0) -> np.ndarray:
+    """Read-channel cycles of LOADs (engines.load_cycles; `split`: load_split_segments)."""
+    return engines.load_cycles(cfg, bursts, beats, elements, split)
 
 
 def save_dma_cycles(cfg: AcceleratorConfig, bursts: IntArray, beats: IntArray,
@@ -224,12 +267,18 @@ def save_dma_cycles(cfg: AcceleratorConfig, bursts: IntArray, beats: IntArray,
 
 
 def run_dma(cfg: AcceleratorConfig, nbytes: IntArray, element_bytes: IntArray, *,
-            save: bool, addr: IntArray = 0) -> tuple[np.ndarray, np.ndarray]:
+            save: bool, addr: IntArray = 0, elements: IntArray | None = None,
+            split: IntArray = 0) -> tuple[np.ndarray, np.ndarray]:
     """(bursts, cycles) of one contiguous run of `nbytes` from `addr` (0 → 0), for closed forms
-    that do not know the DDR address of every run (the compiler's cost model)."""
+    that do not know the DDR address of every run (the compiler's cost model). `elements`
+    (default nbytes / element_bytes) and `split` (load_split_segments) for packed loads."""
     bursts, beats = engines.run_bursts(cfg, addr, nbytes)
-    elements = np.asarray(nbytes, np.int64) // np.asarray(element_bytes, np.int64)
-    cyc = (save_dma_cycles if save else load_dma_cycles)(cfg, bursts, beats, elements)
+    if elements is None:
+        elements = np.asarray(nbytes, np.int64) // np.asarray(element_bytes, np.int64)
+    if save:
+        cyc = save_dma_cycles(cfg, bursts, beats, elements)
+    else:
+        cyc = load_dma_cycles(cfg, bursts, beats, elements, split)
     return bursts, np.where(np.asarray(nbytes) > 0, cyc, 0)
 
 

@@ -343,13 +343,24 @@ def save_stall_cycles(cfg: AcceleratorConfig) -> int:
     return max(0, cfg.burst_overhead_cycles - (2 * beat_bytes(cfg) // cfg.data_bytes + 2) + 1)
 
 
-def load_cycles(cfg: AcceleratorConfig, bursts: IntArray, beats: IntArray, elements: IntArray
-                ) -> np.ndarray:
+def load_write_cycles(cfg: AcceleratorConfig, elements: IntArray, split: IntArray = 0
+                      ) -> np.ndarray:
+    """Cycles the LOAD engine's element lanes take to write `elements`: `load_lanes` per cycle
+    across segment boundaries, except that the writes never cross the end of a packed odd
+    segment (its pad nibble is dropped there): `split` > 0 such segments of equal length cost
+    ⌈length/lanes⌉ cycles each."""
+    n, k = np.asarray(elements, np.int64), np.asarray(split, np.int64)
+    lanes = load_lanes(cfg)
+    return np.where(k > 0, k * _cdiv(n // np.maximum(k, 1), lanes), _cdiv(n, lanes))
+
+
+def load_cycles(cfg: AcceleratorConfig, bursts: IntArray, beats: IntArray, elements: IntArray,
+                split: IntArray = 0) -> np.ndarray:
     """Read-channel cycles of LOADs: the bursts' latency plus their beats, or the element lanes
-    when they are slower."""
+    when they are slower (`load_write_cycles`; `split`: packed odd segments)."""
     return (np.asarray(bursts, np.int64) * cfg.burst_overhead_cycles
             + np.maximum(np.ceil(np.asarray(beats) * beat_cycles(cfg) - 1e-9).astype(np.int64),
-                         _cdiv(elements, load_lanes(cfg))))
+                         load_write_cycles(cfg, elements, split)))
 
 
 def save_cycles(cfg: AcceleratorConfig, bursts: IntArray, beats: IntArray, elements: IntArray

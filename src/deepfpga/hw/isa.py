@@ -32,9 +32,10 @@ MAGIC = b"DFPG"
 # 2: CALC kind CONV1 (a 1×1 convolution, one term per input channel). 3: the CRC covers the
 # header's other fields too (1 and 2 covered only the body, so a damaged config hash decoded as
 # another config's program). Older programs are still read (their CRC checked as they wrote
-# it); a tool that knows only an older version refuses a newer file by its header.
-VERSION = 3
-READ_VERSIONS = (1, 2, 3)
+# it); a tool that knows only an older version refuses a newer file by its header. 4: LOAD
+# field packed4 (4-bit weights two per byte); in an older program its bit is an unused bit.
+VERSION = 4
+READ_VERSIONS = (1, 2, 3, 4)
 _BODY_CRC_VERSIONS = (1, 2)
 # magic, version, flags, instruction count, CRC32, config SHA-256
 _HEADER = struct.Struct("<4sHHII32s")
@@ -118,7 +119,10 @@ class Load(Instruction):
     order, at buf_addr (elements) of `buffer`. Element size: data, weight or bias bytes of the
     config by buffer. `fc_weights` = 1 marks the FC role swap (paper §7.3): into INPUT it loads
     FC weight blocks (weight bytes; they must lie in the first fc_buffer_bytes of the buffer),
-    into WEIGHT it loads the FC input vector (data bytes)."""
+    into WEIGHT it loads the FC input vector (data bytes). `packed4` = 1: weights of 4 bits two
+    per DDR byte, low nibble first, sign-extended into the entries; a segment takes
+    ⌈length/2⌉ bytes (an odd segment's last high nibble is padding). Only for weight loads
+    (INPUT with fc_weights, WEIGHT without) on a config whose weight element is one byte."""
 
     buffer: int = 0
     fc_weights: int = 0
@@ -129,6 +133,7 @@ class Load(Instruction):
     stride1: int = 0
     n2: int = 1
     stride2: int = 0
+    packed4: int = 0
 
     OPCODE: ClassVar[Opcode] = Opcode.LOAD
     FIELDS: ClassVar[tuple[tuple[str, int, bool], ...]] = (
@@ -141,7 +146,12 @@ class Load(Instruction):
         ("stride1", 32, False),
         ("n2", 16, False),
         ("stride2", 32, False),
+        ("packed4", 1, False),       # since format version 4
     )
+
+
+# Fields added by a format version: in an older program their bits are unused (must be zero).
+FIELD_SINCE: dict[tuple[Opcode, str], int] = {(Opcode.LOAD, "packed4"): 4}
 
 
 @dataclass(frozen=True)
@@ -313,7 +323,9 @@ def encode_instruction(ins: Instruction) -> bytes:
     return word.to_bytes(INSTRUCTION_BYTES, "little")
 
 
-def decode_instruction(data: bytes, index: int = 0) -> Instruction:
+def decode_instruction(data: bytes, index: int = 0, version: int = VERSION) -> Instruction:
+    """One instruction word of a program of format `version` (fields added after it must be
+    zero: they were unused bits then)."""
     word = int.from_bytes(data, "little")
     opcode = word & 0xF
     try:
@@ -329,6 +341,11 @@ def decode_instruction(data: bytes, index: int = 0) -> Instruction:
         if sign and v & sign:
             v -= sign << 1
         values[name] = v
+    for (op, name), since in FIELD_SINCE.items():
+        if op == cls.OPCODE and version < since and values[name]:
+            raise InputError(f"instruction {index} ({cls.__name__}): unused bits are not zero"
+                             f" (field {name} needs format version {since}, the program is"
+                             f" version {version})")
     # Every field was masked to its width (signed ones sign-extended), so each value lies in
     # its field's range by construction: the constructor's range checks could never fail here
     # and are skipped (encode and direct construction still check).
@@ -374,7 +391,7 @@ def decode_program(data: bytes, expected_config_hash: bytes | None = None) -> Pr
         raise InputError("program was compiled for a different accelerator configuration"
                          " (config hash mismatch)")
     ins = tuple(
-        decode_instruction(body[k * INSTRUCTION_BYTES:(k + 1) * INSTRUCTION_BYTES], k)
+        decode_instruction(body[k * INSTRUCTION_BYTES:(k + 1) * INSTRUCTION_BYTES], k, version)
         for k in range(count)
     )
     return Program(chash, ins)

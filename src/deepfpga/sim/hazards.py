@@ -306,10 +306,11 @@ class DdrHazards:
             self._live_cache[key] = (np.array(ms, dtype=np.int64), np.array(me, dtype=np.int64))
         return self._live_cache[key]
 
-    def segments(self, m: Checked, ins: Load | Save, eb: int, writing: bool) -> Geom:
-        """The DMA geometry of an instruction, after checking it against the DDR image and the
-        regions live at this stage."""
-        seg = ins.length * eb
+    def segments(self, m: Checked, ins: Load | Save, eb: int, writing: bool,
+                 seg: int | None = None) -> Geom:
+        """The DMA geometry of an instruction (segments of `seg` bytes, default length·eb),
+        after checking it against the DDR image and the regions live at this stage."""
+        seg = ins.length * eb if seg is None else seg
         geom = Geom(ins.ddr_addr, ins.n2, ins.stride2, ins.n1, ins.stride1, seg)
         if geom.count == 0:
             return geom

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from deepfpga.compiler.layout import pack_array, unpack
+from deepfpga.compiler.layout import pack_array, unpack, unpack_nibbles
 from deepfpga.hw import arch
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.isa import (
@@ -189,12 +189,19 @@ class Machine:
             self.fail(f"LOAD into buffer {ins.buffer}, which does not exist")
         if ins.fc_weights and ins.buffer == Buffer.BIAS:
             self.fail("fc_weights=1 on a BIAS load")
+        packed = bool(ins.packed4)
+        if packed and not arch.packed_load_allowed(self.cfg, ins.buffer, ins.fc_weights):
+            self.fail(f"packed4 LOAD into {Buffer(ins.buffer).name} with fc_weights="
+                      f"{ins.fc_weights} on {self.cfg.name} (only weight loads on a config with"
+                      f" 1-byte weights; weight_bits = {self.cfg.weight_bits})")
         eb = self.load_bytes[(Buffer(ins.buffer), bool(ins.fc_weights))]
         buf = self.bufs[Buffer(ins.buffer)]
         n = ins.n1 * ins.n2 * ins.length
         limit = self.fc_entries if ins.buffer == Buffer.INPUT and ins.fc_weights else None
         dst = buf.span(self, ins.buf_addr, n, limit)
-        geom = self.ddr.segments(self, ins, eb, writing=False)
+        seg = int(arch.load_segment_bytes(self.cfg, ins.buffer, ins.fc_weights, ins.packed4,
+                                          ins.length))
+        geom = self.ddr.segments(self, ins, eb, writing=False, seg=seg)
         where = self.ddr.where(geom)
         version = self.ddr.load(self, geom, where)
         if where != "const" and any(isinstance(p, _PendingSave) and p.geom.start < geom.end
@@ -206,6 +213,11 @@ class Machine:
             buf.write(self, dst, np.zeros(0), shared=True)
             return
         raw, shared = self._read_bytes(geom, where)
+        if packed:
+            rows = raw.reshape(*raw.shape[:-1], ins.n1 * ins.n2, seg)
+            values = unpack_nibbles(rows, ins.length).astype(np.float64)
+            buf.write(self, dst, values.reshape(*raw.shape[:-1], -1), shared)
+            return
         if eb not in (1, 2, 4, 8):
             values = unpack(raw.reshape(-1), eb, np.float64)
             buf.write(self, dst, values if shared else values.reshape(self.batch, -1), shared)

@@ -45,8 +45,8 @@ class DeadlockError(InputError):
 
 # --- vectorised costs of a whole program (the rules are deepfpga.hw.arch's) ----------------------
 
-_LOAD_FIELDS = attrgetter("buffer", "fc_weights", "ddr_addr", "length", "n1", "stride1", "n2",
-                          "stride2")
+_LOAD_FIELDS = attrgetter("buffer", "fc_weights", "packed4", "ddr_addr", "length", "n1",
+                          "stride1", "n2", "stride2")
 _SAVE_FIELDS = attrgetter("ddr_addr", "length", "n1", "stride1", "n2", "stride2")
 # the fields of a Calc that the CALC cycle rules take, in their order
 CALC_FIELDS = attrgetter("kind", "ti", "to", "out_rows", "out_cols", "stride", "pool",
@@ -88,11 +88,15 @@ def _program_costs(ins: Sequence[Instruction], cfg: AcceleratorConfig) -> _Costs
         f = np.array([_LOAD_FIELDS(ins[k]) for k in loads], np.int64)
         for k in np.flatnonzero(f[:, 0] > Buffer.BIAS):
             raise InputError(f"instruction {loads[k]}: LOAD buffer {f[k, 0]} does not exist")
-        eb = arch.load_element_bytes(cfg, f[:, 0], f[:, 1])
-        addr, length, n1, s1, n2, s2 = f[:, 2:].T
-        bytes_in[loads], trans[loads], beats = arch.dma_bursts(cfg, addr, length * eb, n1, s1,
-                                                               n2, s2)
-        cycles[loads] = arch.load_dma_cycles(cfg, trans[loads], beats, length * n1 * n2)
+        buffer, fc, packed = f[:, 0], f[:, 1], f[:, 2]
+        for k in np.flatnonzero((packed == 1) & ~arch.packed_load_allowed(cfg, buffer, fc)):
+            raise InputError(f"instruction {loads[k]}: packed4 LOAD into buffer {buffer[k]}"
+                             f" with fc_weights={fc[k]} is not allowed on {cfg.name}")
+        addr, length, n1, s1, n2, s2 = f[:, 3:].T
+        seg = arch.load_segment_bytes(cfg, buffer, fc, packed, length)
+        bytes_in[loads], trans[loads], beats = arch.dma_bursts(cfg, addr, seg, n1, s1, n2, s2)
+        cycles[loads] = arch.load_dma_cycles(cfg, trans[loads], beats, length * n1 * n2,
+                                             arch.load_split_segments(length, n1, n2, packed))
         # the instruction fetch shares the read channel, running ahead of the LOADs by its
         # FIFO and the dispatch queues: each LOAD carries the words fetched since the previous
         words = np.minimum(loads + 1 + engines.FETCH_AHEAD_WORDS, n)
@@ -480,7 +484,7 @@ def stage_timing(stage: Stage, tiling: Tiling, cfg: AcceleratorConfig) -> Timing
                          + "; ".join(bad))
     sizes = (math.prod(stage.in_shape) * cfg.data_bytes,
              math.prod(stage.out_shape) * cfg.data_bytes,
-             layout.weight_region_bytes(stage, cfg.weight_bytes))
+             layout.weight_region_bytes(stage, tiling, layout.WeightStore.of(stage, cfg)))
     bases = [0]
     for size in sizes:
         bases.append(layout.align(bases[-1] + size))

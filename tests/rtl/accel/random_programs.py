@@ -3,7 +3,8 @@
 A group is what the compiler emits for one tile, with every field drawn at random: LOADs of an
 input tile (CONV) or an FC vector and weight block (the §7.3 role swap) from random DDR
 geometries — constants, the host-written input or an earlier group's saved output — with random
-lengths, strides (0, overlapping, gapped) and offsets; LOADs of the weights of one or more 3×3
+lengths, strides (0, overlapping, gapped) and offsets, weights packed two per byte (packed4)
+at random where the config allows it; LOADs of the weights of one or more 3×3
 sub-kernels (or of a 1×1 kernel, CONV1) and of the biases; a chain of CALCs (CONV and CONV1:
 random tile, stride 1..max_stride,
 paddings ≤ max_pad, sub-kernels at koff 0/3/6 or a random koff, accumulate then finalize with
@@ -129,10 +130,10 @@ class _Gen:
         n1 = int(self.rng.choice(divs)) if self.p(0.6) else 1
         return rest // n1, n1, n2
 
-    def _const_geom(self, n: int, eb: int) -> dict[str, int]:
+    def _const_geom(self, n: int, eb: int, packed: int = 0) -> dict[str, int]:
         for _ in range(4):
             length, n1, n2 = self._factor(n)
-            seg = length * eb
+            seg = int(arch.load_segment_bytes_of(eb, packed, length))
             s1 = int(self.rng.choice([seg, 0, self.r(0, 3 * seg + 5), seg + self.r(1, 9)]))
             row = (n1 - 1) * s1 + seg
             s2 = int(self.rng.choice([row, 0, self.r(0, 2 * row + 7), row + self.r(1, 40)]))
@@ -140,7 +141,8 @@ class _Gen:
             if span <= CONST_BYTES:
                 return {"ddr_addr": self.r(0, CONST_BYTES - span), "length": length, "n1": n1,
                         "stride1": s1, "n2": n2, "stride2": s2}
-        return {"ddr_addr": self.r(0, CONST_BYTES - n * eb), "length": n}    # one run
+        one = int(arch.load_segment_bytes_of(eb, packed, n))
+        return {"ddr_addr": self.r(0, CONST_BYTES - one), "length": n}    # one run
 
     def _arena_geom(self, n: int, eb: int, shape: tuple[int, int, int] | None
                     ) -> tuple[str, dict[str, int]] | None:
@@ -181,10 +183,14 @@ class _Gen:
             shape = None
         a = addr
         for m in parts:
-            src = self._arena_geom(m, eb, shape) if self.p(0.45) else None
-            region, geom = src if src is not None else ("const", self._const_geom(m, eb))
+            # weights two per byte (LOAD packed4) where the config allows it, from constants
+            packed = int(bool(arch.packed_load_allowed(self.cfg, buf, fc)) and self.p(0.5))
+            src = self._arena_geom(m, eb, shape) if not packed and self.p(0.45) else None
+            region, geom = src if src is not None else ("const",
+                                                        self._const_geom(m, eb, packed))
             self.bld.load(buf.name, a, m, region, {"layer": layer, "buffer": int(buf),
-                                                   "fc_weights": fc, "buf_addr": a, **geom})
+                                                   "fc_weights": fc, "buf_addr": a,
+                                                   "packed4": packed, **geom})
             a += m
 
     # --- finalize and SAVE ----------------------------------------------------------------

@@ -178,6 +178,28 @@ def test_random_conv1_programs_match_functional(accel_build, name):
     assert len(counts) >= 6
 
 
+# 8-bit weight elements on `tiny`: half of the weight LOADs packed (4-bit, two per byte), with
+# random lengths (odd segments), strides and offsets
+TINY8 = TINY.replace(name="tiny-w8", weight_bits=8)
+
+
+@pytest.mark.slow
+def test_random_packed_programs_match_functional(accel_build):
+    accel_build(TINY8)
+    packed: list[int] = []
+
+    @settings(max_examples=20, **SETTINGS)
+    @given(groups=GROUPS)
+    def prop(groups):
+        check_program(accel_build, TINY8, groups)
+        prog = random_program(TINY8, groups)
+        packed.append(sum(isinstance(i, Load) and i.packed4 and i.length % 2
+                          for i in prog.instructions))
+
+    prop()
+    assert len(packed) >= 10 and sum(packed) > len(packed)
+
+
 @pytest.mark.slow
 def test_random_program_errors_match_functional(accel_build):
     accel_build(TINY)

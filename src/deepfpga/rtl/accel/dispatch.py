@@ -9,9 +9,10 @@ checks it (docs/isa.md), before it is dispatched to its engine's queue:
    is BAD_FIELD, a pop with no earlier push *in program order* is TOKEN_UNDERFLOW (the decoder
    keeps program-order token counts; so every dispatched pop is satisfiable and the engines
    cannot deadlock); an END with tokens outstanding is TOKEN_LEFT, with flags BAD_FIELD;
-3. LOAD: buffer 3 / fc_weights on BIAS (BAD_FIELD), destination outside its buffer or the FC
-   area, or DDR bytes beyond 2^32 (LOAD_RANGE); SAVE: source outside OUTPUT, DDR bytes beyond
-   2^32 (SAVE_RANGE), segments overlapping in DDR (BAD_FIELD). CALC fields are the Datapath's.
+3. LOAD: buffer 3 / fc_weights on BIAS / packed4 where not allowed (BAD_FIELD), destination
+   outside its buffer or the FC area, or DDR bytes beyond 2^32 (LOAD_RANGE); SAVE: source
+   outside OUTPUT, DDR bytes beyond 2^32 (SAVE_RANGE), segments overlapping in DDR
+   (BAD_FIELD). CALC fields are the Datapath's.
 
 At the first failure the decoder stops dispatching; the instructions before it still run (as
 in the functional simulator, which executed them), then the accelerator stops with the error.
@@ -37,7 +38,7 @@ from deepfpga.rtl.accel.fields import (
     field,
     used_bits,
 )
-from deepfpga.rtl.accel.load import element_bytes_of
+from deepfpga.rtl.accel.load import element_bytes_of, packed_allowed_of
 from deepfpga.rtl.accel.tokens import CHANNEL_COUNT, flag_channel
 
 QUEUE_DEPTH = DISPATCH_DEPTH
@@ -88,12 +89,14 @@ class Decoder(wiring.Component):
         length, n1, n2 = pick("length"), pick("n1"), pick("n2")
         s1, s2, ddr = pick("stride1"), pick("stride2"), pick("ddr_addr")
         buffer, fc = field(w, Opcode.LOAD, "buffer"), field(w, Opcode.LOAD, "fc_weights")
+        packed = field(w, Opcode.LOAD, "packed4")
         eb = Mux(is_load, element_bytes_of(cfg, buffer, fc), cfg.data_bytes)
         n1m, n2m = Signal(signed(18)), Signal(signed(18))
         m.d.comb += [n1m.eq(Cat(n1, 0).as_signed() - 1), n2m.eq(Cat(n2, 0).as_signed() - 1)]
         n12, p1, p2 = Signal(32), Signal(signed(51)), Signal(signed(51))
         segb = Signal(ROW_BITS)
-        m.d.sync += [n12.eq(n1 * n2), p1.eq(n1m * s1), p2.eq(n2m * s2), segb.eq(length * eb)]
+        m.d.sync += [n12.eq(n1 * n2), p1.eq(n1m * s1), p2.eq(n2m * s2),
+                     segb.eq(Mux(is_load & packed, (length + 1) >> 1, length * eb))]
         # --- stage 2 ---------------------------------------------------------------------
         n = Signal(COUNT_BITS)
         end, row = Signal(signed(54)), Signal(signed(52))
@@ -108,8 +111,9 @@ class Decoder(wiring.Component):
         ddr_over = (n != 0) & (end > (1 << spec.AXI_ADDR_BITS))
         load_err = Mux(buffer == 3, E.BAD_FIELD,
                        Mux(fc & (buffer == Buffer.BIAS), E.BAD_FIELD,
-                           Mux((field(w, Opcode.LOAD, "buf_addr") + n > cap) | ddr_over,
-                               E.LOAD_RANGE, 0)))
+                           Mux(packed & ~packed_allowed_of(cfg, buffer, fc), E.BAD_FIELD,
+                               Mux((field(w, Opcode.LOAD, "buf_addr") + n > cap) | ddr_over,
+                                   E.LOAD_RANGE, 0))))
         overlap = ((n1 > 1) & (s1 < segb)) | ((n2 > 1) & (s2 < row))
         save_err = Mux((field(w, Opcode.SAVE, "ob_addr") + n > cfg.output_buffer_entries)
                        | ddr_over, E.SAVE_RANGE, Mux(overlap, E.BAD_FIELD, 0))

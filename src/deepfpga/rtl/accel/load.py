@@ -3,7 +3,9 @@
 Pipeline: `DmaFront` (strided segments -> legal bursts on AR, and a cursor over the valid
 bytes of each returning beat) ... R beats -> `ByteQueue` -> element registers (`ld_*`). The
 element size follows the buffer and the §7.3 FC role swap exactly as the functional simulator's
-`load` (`element_bytes`); the decoder has range-checked the instruction.
+`load` (`element_bytes`); the decoder has range-checked the instruction. A packed4 LOAD takes
+4-bit elements, two per byte (low nibble first), sign-extends them, and never writes across
+the end of an odd segment, whose last high nibble is padding (engines.load_write_cycles).
 
 Consecutive LOADs overlap: once every burst of one is issued, the next pops its tokens and
 issues its bursts while the first one's data still arrives. A record per started instruction
@@ -13,7 +15,7 @@ instructions in order and pushes each one's tokens when its last element was wri
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -53,6 +55,19 @@ def element_bytes_of(cfg: AcceleratorConfig, buffer: object, fc: object) -> obje
                    e[Buffer.BIAS, 0]))
 
 
+def packed_allowed_of(cfg: AcceleratorConfig, buffer: object, fc: object) -> object:
+    """`arch.packed_load_allowed` as hardware (the config's part is a constant)."""
+    if cfg.weight_bytes != 1:
+        return Const(0, 1)
+    return ((buffer == Buffer.INPUT) & fc) | ((buffer == Buffer.WEIGHT) & ~fc)
+
+
+def segment_bytes_of(cfg: AcceleratorConfig, buffer: object, fc: object, packed: object,
+                     length: object) -> object:
+    """`arch.load_segment_bytes` as hardware: ⌈length/2⌉ packed, else length elements."""
+    return Mux(packed, (length + 1) >> 1, length * element_bytes_of(cfg, buffer, fc))
+
+
 def _axi_read_signature(cfg: AcceleratorConfig) -> dict[str, object]:
     return {"ar_valid": Out(1), "ar_ready": In(1), "ar_addr": Out(spec.AXI_ADDR_BITS),
             "ar_len": Out(8), "r_valid": In(1), "r_ready": Out(1),
@@ -82,8 +97,11 @@ class LoadEngine(wiring.Component):
         m.submodules.front = front = DmaFront(cfg)
         lanes = self.lanes
         m.submodules.bytes = q = ByteQueue(2 * bb + lanes * emax, bb, lanes * emax)
+        # packed: 4-bit elements two per byte; odd: its segments of `seg` elements are odd, so
+        # each ends on a pad nibble (the element writes stop there)
         rec_lay = data.StructLayout({"index": INDEX_BITS, "buffer": 2, "buf_addr": 24,
-                                     "n": COUNT_BITS, "eb": range(emax + 1), "push_next": 1})
+                                     "n": COUNT_BITS, "eb": range(emax + 1), "push_next": 1,
+                                     "packed": 1, "odd": 1, "seg": 16})
         m.submodules.recs = recs = SyncFIFOBuffered(width=rec_lay.size, depth=RECORDS)
 
         # --- address side: tokens, then the bursts of one instruction after another -------
@@ -91,18 +109,21 @@ class LoadEngine(wiring.Component):
         word = ent.word
         f = {name: field(word, Opcode.LOAD, name) for name in
              ("buffer", "fc_weights", "buf_addr", "ddr_addr", "length", "n1", "stride1", "n2",
-              "stride2")}
+              "stride2", "packed4")}
         eb = Signal(range(emax + 1))
         seg = Signal(len(front.seg))
         m.d.comb += [eb.eq(element_bytes_of(cfg, f["buffer"], f["fc_weights"])),
-                     seg.eq(f["length"] * eb), self.index.eq(ent.index),
-                     front.tag.eq(ent.index)]
+                     seg.eq(segment_bytes_of(cfg, f["buffer"], f["fc_weights"], f["packed4"],
+                                             f["length"])),
+                     self.index.eq(ent.index), front.tag.eq(ent.index)]
         connect_front(m, front, f, seg, ent.row)
         m.d.comb += [self.ar_valid.eq(front.a_valid), front.a_ready.eq(self.ar_ready),
                      self.ar_addr.eq(front.a_addr), self.ar_len.eq(front.a_len)]
         new = Signal(rec_lay)
         m.d.comb += [new.index.eq(ent.index), new.buffer.eq(f["buffer"]),
                      new.buf_addr.eq(f["buf_addr"]), new.n.eq(ent.n), new.eb.eq(eb),
+                     new.packed.eq(f["packed4"]), new.odd.eq(f["packed4"] & f["length"][0]),
+                     new.seg.eq(f["length"]),
                      new.push_next.eq(field(word, Opcode.LOAD, "push_next")),
                      recs.w_data.eq(new)]
         for fl in FLAGS:
@@ -128,7 +149,22 @@ class LoadEngine(wiring.Component):
         # c = elements this cycle: lanes j with j·eb bytes queued and j elements left
         c, pop_n = Signal(range(lanes + 1)), Signal(range(lanes * emax + 1))
         ext = [Signal(signed(element_bits(cfg)), name=f"ext{j}") for j in range(lanes)]
-        with m.Switch(rec.eb):
+        # packed: h = the head byte's low nibble was taken; s = elements of the current (odd)
+        # segment taken. Nibble i of the stream after h is element i; at an odd segment's end
+        # its pad nibble is taken too, so the next segment starts on a byte.
+        h, s_pos = Signal(), Signal(16)
+        seg_left, avail, nib = Signal(17), Signal(range(2 * q.cap + 1)), Signal(range(lanes + 3))
+        ends = Signal()
+        m.d.comb += [seg_left.eq(rec.seg - s_pos), avail.eq((q.level << 1) - h)]
+        assert (lanes + 2) // 2 <= lanes * emax, "the queue's head holds a packed cycle"
+        with m.If(rec.packed):
+            m.d.comb += [c.eq(sum((avail >= j) & (left >= j) & (~rec.odd | (seg_left >= j))
+                                  for j in range(1, lanes + 1))),
+                         ends.eq(rec.odd & (c == seg_left)),
+                         nib.eq(h + c + ends), pop_n.eq(nib >> 1)]
+            nibbles = [q.head[4 * i:4 * (i + 1)].as_signed() for i in range(lanes + 1)]
+            m.d.comb += [ext[j].eq(Mux(h, nibbles[j + 1], nibbles[j])) for j in range(lanes)]
+        with m.Else(), m.Switch(rec.eb):
             for e in sizes:
                 with m.Case(e):
                     m.d.comb += [c.eq(sum((q.level >= j * e) & (left >= j)
@@ -152,8 +188,10 @@ class LoadEngine(wiring.Component):
             m.d.sync += [self.ld_valid.eq(1), self.ld_buf.eq(rec.buffer),
                          self.ld_addr.eq(rec.buf_addr + k), k.eq(k + c), self.ld_count.eq(c),
                          *(self.ld_wide[j].eq(ext[j]) for j in range(lanes))]
+            with m.If(rec.packed):
+                m.d.sync += [h.eq(nib[0]), s_pos.eq(Mux(ends, 0, s_pos + c))]
         with m.If(finish):
-            m.d.sync += k.eq(0)
+            m.d.sync += [k.eq(0), h.eq(0), s_pos.eq(0)]
 
         m.d.comb += self.active.eq(recs.r_rdy | (recs.level != 0) | ~front.idle | self.ld_valid)
         overlapped_fsm(m, self, ent, recs.w_rdy & front.can_start, finish,
