@@ -10,6 +10,7 @@ from deepfpga.cli.output import add_json_flag, print_json, table
 
 if TYPE_CHECKING:
     from deepfpga.compiler.artifact import Compiled
+    from deepfpga.compiler.compile import SpaceToDepth
     from deepfpga.hw.accelerator import AcceleratorConfig
 
 
@@ -28,26 +29,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="directory for program.bin, ddr.bin and manifest.json")
     p.add_argument("--explain", action="store_true",
                    help="show the tiling candidates of every stage and why the chosen one won")
+    add_space_to_depth_flag(p)
     add_json_flag(p)
     return p
 
 
-def compile_spec(spec: str, cfg: AcceleratorConfig) -> tuple[Compiled, str]:
+def add_space_to_depth_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space-to-depth", choices=("auto", "off", "on"), default="auto",
+                   dest="space_to_depth",
+                   help="run a strided or large-kernel first layer as a stride-1 layer on an"
+                        " input the host rearranges (docs/compiler.md): when the cost model"
+                        " says it is faster (auto, the default), never (off), or always (on)")
+
+
+def compile_spec(spec: str, cfg: AcceleratorConfig, space_to_depth: SpaceToDepth = "auto"
+                 ) -> tuple[Compiled, str]:
     """Compile QMODEL `spec` (file or architecture) for `cfg`: (Compiled, what it was)."""
     from deepfpga.compiler import compile_architecture, compile_model
     from deepfpga.quant.qfile import is_qmodel_file, load_qmodel
 
     path = Path(spec)
     if is_qmodel_file(path):
-        return compile_model(load_qmodel(path), cfg), "quantized model"
+        return (compile_model(load_qmodel(path), cfg, space_to_depth=space_to_depth),
+                "quantized model")
     from deepfpga.interchange.onnx_quant import load_prequantized
 
     pre = load_prequantized(path)
     if pre is not None:
-        return compile_model(pre.qmodel, cfg), f"quantized model ({pre.kind})"
+        return (compile_model(pre.qmodel, cfg, space_to_depth=space_to_depth),
+                f"quantized model ({pre.kind})")
     from deepfpga.models import load_model
 
-    return compile_architecture(load_model(spec), cfg), "architecture (zero weights)"
+    return (compile_architecture(load_model(spec), cfg, space_to_depth=space_to_depth),
+            "architecture (zero weights)")
 
 
 def _explain(compiled: Compiled) -> list[str]:
@@ -82,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_output(args.outdir, "--outdir", directory=True)
     cfg = load_config(args.target)
-    compiled, what = compile_spec(args.model, cfg)
+    compiled, what = compile_spec(args.model, cfg, args.space_to_depth)
     files = compiled.write(args.outdir)
     m = compiled.manifest
     estimate_s = sum(d.estimate_s for d in m.layers)
@@ -96,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
                         "instructions": list(d.instructions), "estimate_s": d.estimate_s}
                        for d in m.layers],
             "estimate_s": estimate_s,
+            "input_transform": (None if m.input_transform is None
+                                else m.input_transform.to_dict()),
         }
         if args.explain:
             out["explain"] = [{"stage": ch.stage, "reason": ch.reason,
@@ -115,6 +131,12 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"host layers: {', '.join(part.host) or 'none'}; folded: "
           f"{', '.join(part.folded) or 'none'}")
+    tr = m.input_transform
+    if tr is not None:
+        print(f"input: the host writes it as {tr.shape[0]} channels of {tr.shape[1]}x"
+              f"{tr.shape[2]} ({tr.offsets[0]}x{tr.offsets[1]} samples at stride {tr.stride},"
+              f" {tr.kind}) for {m.layers[0].name}, which runs {m.layers[0].kernel[0]}x"
+              f"{m.layers[0].kernel[1]} at stride 1 (--space-to-depth off: as it is)")
     print(f"modelled accelerator time {estimate_s * 1e3:.3f} ms"
           " (closed-form cost model; `deepfpga simulate` for the timing simulator)")
     if args.explain:

@@ -12,11 +12,13 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepfpga.cli.compile import add_space_to_depth_flag
 from deepfpga.cli.output import add_json_flag, print_json, table
 from deepfpga.errors import InputError
 
 if TYPE_CHECKING:
     from deepfpga.compiler.artifact import Compiled
+    from deepfpga.compiler.compile import SpaceToDepth
     from deepfpga.hw.config import AcceleratorConfig
 
 # Qiu et al., FPGA 2016, abstract and §8: VGG16-SVD on the ZC706 at 150 MHz, 16-bit.
@@ -35,6 +37,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="change one config key for a what-if run (repeatable), e.g."
                         " --set burst_overhead_cycles=50; the result must still fit the device")
+    add_space_to_depth_flag(p)
     add_json_flag(p)
     return p
 
@@ -70,16 +73,20 @@ def target_config(target: str, overrides: list[str]) -> AcceleratorConfig:
     return cfg
 
 
-def load_compiled_spec(spec: str, cfg: AcceleratorConfig) -> tuple[Compiled, str]:
+def load_compiled_spec(spec: str, cfg: AcceleratorConfig,
+                       space_to_depth: SpaceToDepth = "auto") -> tuple[Compiled, str]:
     """(Compiled, what was compiled) for MODEL `spec` on `cfg`."""
     from deepfpga.compiler.artifact import load_compiled
 
     path = Path(spec)
     if path.is_dir():
+        if space_to_depth != "auto":
+            raise InputError(f"--space-to-depth applies when compiling, but {spec} is a"
+                             " compiled program; pass the model instead")
         return load_compiled(path, cfg), "compiled program"
     from deepfpga.cli.compile import compile_spec
 
-    compiled, what = compile_spec(spec, cfg)
+    compiled, what = compile_spec(spec, cfg, space_to_depth)
     return compiled, "architecture (no weights)" if what.startswith("architecture") else what
 
 
@@ -94,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                          " program compiled for one; pass the model (zoo name, .onnx, .npz)"
                          " instead of the compiled directory to compile it for the new one")
     cfg = target_config(args.target, args.overrides)
-    compiled, what = load_compiled_spec(args.model, cfg)
+    compiled, what = load_compiled_spec(args.model, cfg, args.space_to_depth)
     timing = simulate_timing(compiled)
     host = host_costs(compiled)
     util = layer_utilisation(timing, compiled.program.instructions, cfg)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfpga.compiler.alloc import Region
+from deepfpga.compiler.s2d import InputTransform
 from deepfpga.compiler.tiling import Choice, Tiling
 from deepfpga.errors import InputError
 from deepfpga.fileio import atomic_write_bytes, atomic_write_json
@@ -28,7 +29,8 @@ from deepfpga.quant.fixedpoint import FixedFormat
 
 MANIFEST_FORMAT = "deepfpga-compiled"
 # 2: typed manifest; host steps carry `float_output` (deepfpga.hw.arch.stays_float).
-MANIFEST_VERSION = 2
+# 3: `input_transform` (space-to-depth of the first layer, deepfpga.compiler.s2d) or null.
+MANIFEST_VERSION = 3
 
 
 # --- reading JSON with errors that name the key ------------------------------------------------
@@ -323,6 +325,9 @@ class Manifest:
     schedule: tuple[ScheduleStep, ...]
     partition: Partition
     program: ProgramStats
+    # how the host writes the input into DDR when the first layer runs on its space-to-depth
+    # rearrangement (None: as it is, at tensors[input])
+    input_transform: InputTransform | None = None
 
     def __post_init__(self) -> None:
         for name, tensor in self.outputs:
@@ -330,6 +335,15 @@ class Manifest:
                 raise InputError(f"manifest: output {name!r} names unknown tensor {tensor!r}")
         if self.input not in self.tensors:
             raise InputError(f"manifest: input tensor {self.input!r} is not in 'tensors'")
+        tr = self.input_transform
+        if tr is not None:
+            t = self.tensors.get(tr.tensor)
+            if t is None or not t.on_ddr or t.shape != tr.shape:
+                raise InputError(f"manifest: input_transform writes tensor {tr.tensor!r},"
+                                 f" which is not a DDR tensor of shape {tr.shape}")
+            if self.tensors[self.input].shape != tr.source:
+                raise InputError(f"manifest: input_transform reads {tr.source}, the input"
+                                 f" is {self.tensors[self.input].shape}")
 
     # typed views
     @property
@@ -363,6 +377,8 @@ class Manifest:
             "schedule": [s.to_dict() for s in self.schedule],
             "partition": self.partition.to_dict(),
             "program": self.program.to_dict(),
+            "input_transform": (None if self.input_transform is None
+                                else self.input_transform.to_dict()),
         }
 
     @staticmethod
@@ -405,6 +421,8 @@ class Manifest:
                                   for k in ("accelerator", "host", "folded"))),
             program=ProgramStats(*(_get(p, k, int, "program") for k in (
                 "instructions", "sync_nops", "load", "calc", "save", "end"))),
+            input_transform=(None if d.get("input_transform") is None
+                             else InputTransform.from_dict(d["input_transform"])),
         )
 
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deepfpga.compiler.artifact import AccelStep, HostEntry, Manifest, TensorEntry
+from deepfpga.compiler.s2d import host_writes
 from deepfpga.errors import InputError
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.isa import End, Instruction, Program, decode_program
@@ -195,9 +196,8 @@ def _run(ins: Sequence[Instruction], ddr_image: bytes, manifest: Manifest,
     tensors = manifest.tensors
     x = x.astype(np.int64)
     host: dict[str, np.ndarray] = {manifest.input: x}
-    t_in = tensors[manifest.input]
-    if t_in.on_ddr:
-        m.host_write(t_in.address, x.reshape(n, -1))
+    for address, values in host_writes(manifest, x):     # the input, as the program wants it
+        m.host_write(address, values)
     stage_end = {d.instructions[1] - 1: d for d in manifest.layers
                  if d.instructions[1] > d.instructions[0]}
     layers: dict[str, np.ndarray] = {}

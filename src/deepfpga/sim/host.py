@@ -1,7 +1,9 @@
 """What the layers placed on the host cost: the values they read and write, and the least time
 their DDR traffic takes.
 
-The timing simulator times the accelerator's instructions only. A host layer (softmax, LRN,
+The timing simulator times the accelerator's instructions only. The input transform of a
+space-to-depth first layer (deepfpga.compiler.s2d) reads the input and writes its rearranged
+copy (InputTransform.host_bytes, the figure the compiler weighs it by). A host layer (softmax, LRN,
 average pooling, the residual add until the accelerator fuses it) reads its inputs from DDR
 and writes its output back (the next accelerator segment reads it from there), so a frame
 takes at least that traffic at the DDR bandwidth longer. The host CPU's own time is not
@@ -47,6 +49,12 @@ def host_costs(compiled: Compiled) -> tuple[HostLayerCost, ...]:
     host_made = {h.output for h in m.host_steps}
     tensor_of = dict(m.alias)
     out = []
+    bandwidth = compiled.config.ddr_bandwidth_gbps * 1e9
+    tr = m.input_transform
+    if tr is not None:        # the host rearranges the input for the first layer
+        moved = tr.host_bytes(compiled.config.data_bytes)
+        out.append(HostLayerCost(tr.tensor, "space-to-depth", math.prod(tr.source),
+                                 math.prod(tr.shape), moved, moved / bandwidth))
     for h in m.host_steps:
         out_shape = h.spec.output_shape([tuple(s) for s in h.input_shapes])
         values_out = math.prod(out_shape)
@@ -60,5 +68,5 @@ def host_costs(compiled: Compiled) -> tuple[HostLayerCost, ...]:
             moved += values_out * _value_bytes(h.out_format.bw)
         out.append(HostLayerCost(
             h.layer, h.op, sum(math.prod(s) for s in h.input_shapes), values_out, moved,
-            moved / (compiled.config.ddr_bandwidth_gbps * 1e9)))
+            moved / bandwidth))
     return tuple(out)

@@ -14,13 +14,15 @@ accelerator that runs (a test that damages a program passes
 
 Per image: the compiler's DDR image goes to DDR address 0, the instruction words (the program
 file without its 48-byte header) to the first 64-byte boundary after it, the input tensor to its
-region. For each accelerator segment of the manifest's schedule the driver writes PROG_ADDR
-(the segment's first word) and PROG_COUNT (the words from there to the program's end), starts
-the accelerator, waits for irq and reads the registers; between segments it runs the host layers
-with the functional simulator's own host code (`sim.functional.host_step`) and writes their
-results into DDR. Every stage output is copied out of DDR by the harness when the stage's last
-SAVE ends (a later stage may reuse the region in the same segment), so the result has the
-structure of the functional simulator's: `layers[tensor]`, `outputs`, `saturations[layer]`.
+region (rearranged by the manifest's input transform when it has one: compiler.s2d.host_writes,
+as the functional simulator writes it). For each accelerator segment of the manifest's schedule
+the driver writes PROG_ADDR (the segment's first word) and PROG_COUNT (the words from there to
+the program's end), starts the accelerator, waits for irq and reads the registers; between
+segments it runs the host layers with the functional simulator's own host code
+(`sim.functional.host_step`) and writes their results into DDR. Every stage output is copied out
+of DDR by the harness when the stage's last SAVE ends (a later stage may reuse the region in the
+same segment), so the result has the structure of the functional simulator's: `layers[tensor]`,
+`outputs`, `saturations[layer]`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy as np
 
 from deepfpga.compiler.artifact import AccelStep, StageEntry, TensorEntry
 from deepfpga.compiler.layout import align, pack_array, unpack
+from deepfpga.compiler.s2d import host_writes
 from deepfpga.errors import InputError
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.isa import INSTRUCTION_BYTES, Calc, Instruction, Save
@@ -166,9 +169,8 @@ class RtlRunner:
         db = cfg.data_bytes
         h.write_ddr(0, self.ddr_image)
         h.write_ddr(self.prog_base, self.words)
-        t_in = tensors[manifest.input]
-        if t_in.on_ddr:
-            h.write_ddr(t_in.address, pack_array(x, db))
+        for address, values in host_writes(manifest, x):  # the input as the program wants it
+            h.write_ddr(address, pack_array(values, db))
         host: dict[str, np.ndarray] = {manifest.input: x}
         layers: dict[str, np.ndarray] = {}
         sats: dict[str, int] = {}
