@@ -39,7 +39,8 @@ def _stage(c: int, h: int, w: int, k: int, s: int, p: int, n: int = 4):
                                       stride=(s, s), padding=(p, p))])
     m = map_network(architecture_model(g, TINY.replace(max_stride=4)), TINY.replace(
         max_stride=4))
-    return g, s2d.candidate(m)
+    (st,) = s2d.candidates(m) or (None,)
+    return g, st
 
 
 CASES = [(k, s, p) for k in (1, 2, 3, 5, 7, 11) for s in (1, 2, 3, 4) for p in (0, 1, 3)
@@ -84,17 +85,31 @@ def test_variants_cover_phases_intermediate_and_im2col() -> None:
     assert tr.shape == (48, 57, 57) and s2d.transformed_stage(st, tr).kernel == (3, 3)
 
 
-def test_only_the_sole_reader_of_the_input_is_rearranged() -> None:
-    g = chain("t", (3, 9, 9), [Conv2d("c", (), in_channels=3, out_channels=2, kernel=(3, 3),
-                                      stride=(2, 2))])
+def test_two_readers_of_one_map_get_their_own_rearrangement() -> None:
+    """The input read by two strided convolutions: each gets its own rearranged copy, the input
+    itself leaves DDR; bit-exact on the functional simulator."""
     from deepfpga.ir import Add, Graph
-    two = Graph("two", (3, 9, 9), (*g.layers, Conv2d("d", ("input",), in_channels=3,
-                                                      out_channels=2, kernel=(3, 3),
-                                                      stride=(2, 2)),
-                                   Add("a", ("c", "d"))), ("a",))
+    from deepfpga.quant.reference import execute
+    from deepfpga.sim.functional import simulate
+
+    two = Graph("two", (3, 13, 11), (
+        Conv2d("c", ("input",), in_channels=3, out_channels=2, kernel=(5, 5), stride=(2, 2),
+               padding=(2, 2)),
+        Conv2d("d", ("input",), in_channels=3, out_channels=2, kernel=(1, 1), stride=(2, 2)),
+        Add("a", ("c", "d"))), ("a",))
     m = map_network(architecture_model(two, TINY), TINY)
-    assert s2d.candidate(m) is None
-    assert compile_architecture(two, TINY, space_to_depth="on").manifest.input_transform is None
+    assert [st.name for st in s2d.candidates(m)] == ["c", "d"]
+    q = random_qmodel(two, np.random.default_rng(5), bw_d=16, bw_w=16)
+    c = compile_model(q, TINY, space_to_depth="on")
+    man = c.manifest
+    assert [(t.reads, t.tensor) for t in man.host_transforms] == [("input", "c.s2d"),
+                                                                   ("input", "d.s2d")]
+    assert not man.tensors["input"].on_ddr
+    assert man.host_transforms[1].shape == (3, 7, 6)        # the 1×1/2: a subsample
+    x = np.random.default_rng(6).integers(-2**15, 2**15, size=(2, 3, 13, 11))
+    ref, sim = execute(q, x, keep="all"), simulate(c, x)
+    for name in ("c", "d", "a"):
+        assert np.array_equal(sim.layers[name], ref.layers[name]), name
 
 
 def test_cost_model_chooses_the_fastest_and_off_keeps_the_layer() -> None:
@@ -107,7 +122,7 @@ def test_cost_model_chooses_the_fastest_and_off_keeps_the_layer() -> None:
     assert tr is not None and tr.kind == "phases" and tr.shape == (48, 57, 57)
     assert auto.manifest.layers[0].estimate_s < off.manifest.layers[0].estimate_s / 4
     # the winner is the least modelled time with the host's traffic, over every variant
-    st = s2d.candidate(map_network(architecture_model(g, cfg), cfg))
+    st = s2d.candidates(map_network(architecture_model(g, cfg), cfg))[0]
     hz, bw = cfg.clock_mhz * 1e6, cfg.ddr_bandwidth_gbps * 1e9
     times = {t: choose(s2d.transformed_stage(st, t), cfg).costs["cycles"] / hz
              + t.host_bytes(cfg.data_bytes) / bw for t in s2d.variants(st)}
@@ -130,17 +145,20 @@ def test_manifest_round_trip_and_host_cost(tmp_path) -> None:
     tr = m.input_transform
     assert tr is not None
     assert not m.tensors[m.input].on_ddr and m.tensors[tr.tensor].on_ddr
+    assert tr.tensor == "c.s2d" and tr.reads == "input"
     assert {r.name for r in m.regions if r.kind == "input"} == {f"t:{tr.tensor}"}
     assert Manifest.from_dict(m.to_dict()) == m
     c.write(tmp_path)
     again = load_compiled(tmp_path, TINY)
     assert again.manifest == m and again.ddr_image == c.ddr_image
     d = m.to_dict()
-    d["input_transform"]["offsets"] = [2]
-    with pytest.raises(InputError, match=r"input_transform\.offsets must be a list of 2"):
+    d["host_transforms"][0]["offsets"] = [2]
+    with pytest.raises(InputError, match=r"host_transforms\[\]\.offsets must be a list of 2"):
         Manifest.from_dict(d)
     with pytest.raises(InputError, match="not a DDR tensor"):
-        dataclasses.replace(m, input_transform=dataclasses.replace(tr, tensor="r"))
+        dataclasses.replace(m, host_transforms=(dataclasses.replace(tr, tensor="r"),))
+    with pytest.raises(InputError, match="reads 'nothing'"):
+        dataclasses.replace(m, host_transforms=(dataclasses.replace(tr, reads="nothing"),))
     # the host reads the input and writes the rearranged copy; counted like a host layer
     cost = host_costs(c)[0]
     assert cost.op == "space-to-depth" and cost.layer == tr.tensor

@@ -53,7 +53,7 @@ def test_space_to_depth_first_layer_is_timed_and_its_host_traffic_listed(capsys)
     assert conv1["auto"]["name"] == "conv1"
     assert conv1["auto"]["time_s"] < conv1["off"]["time_s"] / 4
     hosts = {m: {h["layer"]: h for h in d["host_layers"]} for m, d in got.items()}
-    assert "input.s2d" not in hosts["off"]
-    h = hosts["auto"]["input.s2d"]
+    assert "conv1.s2d" not in hosts["off"]
+    h = hosts["auto"]["conv1.s2d"]
     assert (h["op"], h["values_in"], h["values_out"]) == ("space-to-depth", 3 * 227 * 227,
                                                           48 * 57 * 57)

@@ -98,7 +98,7 @@ def test_every_variant_bit_exact(seed: int, monkeypatch) -> None:
     q = random_qmodel(g, rng, bw_d=cfg.data_bits, bw_w=cfg.weight_bits, jitter=1)
     lim = 1 << (cfg.data_bits - 1)
     x = rng.integers(-lim, lim, size=(2, c, h, w))
-    st = s2d.candidate(map_network(architecture_model(g, cfg), cfg))
+    (st,) = s2d.candidates(map_network(architecture_model(g, cfg), cfg))
     trs = s2d.variants(st)
     assert {tr.kind for tr in trs} == {"phases", "samples"}
     for tr in trs:
@@ -106,3 +106,60 @@ def test_every_variant_bit_exact(seed: int, monkeypatch) -> None:
         compiled = compile_model(q, cfg, space_to_depth="on")
         assert compiled.manifest.input_transform == tr
         check(q, compiled, x)
+
+
+def residual_pair(c: int, h: int, n: int, m: int):
+    """stem → an identity block (its add and ReLU on the host) → a stride-2 block whose 3×3/2
+    and 1×1/2 projection both read the host's ReLU."""
+    from deepfpga.ir import INPUT, Add, Graph
+
+    layers = [Conv2d("stem", (INPUT,), in_channels=c, out_channels=n, kernel=(3, 3),
+                     padding=(1, 1)), ReLU("stem_r", ("stem",)),
+              Conv2d("a_c1", ("stem_r",), in_channels=n, out_channels=n, kernel=(3, 3),
+                     padding=(1, 1)), ReLU("a_r1", ("a_c1",)),
+              Conv2d("a_c2", ("a_r1",), in_channels=n, out_channels=n, kernel=(3, 3),
+                     padding=(1, 1)), Add("a_add", ("a_c2", "stem_r")), ReLU("a_relu", ("a_add",)),
+              Conv2d("b_c1", ("a_relu",), in_channels=n, out_channels=m, kernel=(3, 3),
+                     stride=(2, 2), padding=(1, 1)), ReLU("b_r1", ("b_c1",)),
+              Conv2d("b_c2", ("b_r1",), in_channels=m, out_channels=m, kernel=(3, 3),
+                     padding=(1, 1)),
+              Conv2d("b_down", ("a_relu",), in_channels=n, out_channels=m, kernel=(1, 1),
+                     stride=(2, 2), bias=False),
+              Add("b_add", ("b_c2", "b_down")), ReLU("b_relu", ("b_add",)),
+              Flatten("f", ("b_relu",)),
+              Linear("l", ("f",), in_features=m * ((h - 1) // 2 + 1) ** 2, out_features=3)]
+    return Graph("respair", (c, h, h), tuple(layers), ("l",))
+
+
+@pytest.mark.parametrize(("preset", "seed"), [(p, s) for p in PRESETS for s in range(2)])
+def test_strided_layers_on_host_maps_bit_exact(preset: str, seed: int, monkeypatch) -> None:
+    """A 3×3/2 and a 1×1/2 that read the host's residual ReLU run on their own rearranged
+    copies of it (every variant in turn for the 3×3/2), bit-exact against the reference."""
+    from deepfpga.compiler import s2d
+    from deepfpga.compiler.compile import plan
+    from deepfpga.compiler.mapping import ModelInput
+
+    cfg = load_config(preset)
+    rng = np.random.default_rng(8100 + 10 * PRESETS.index(preset) + seed)
+    g = residual_pair(int(rng.integers(1, 4)), int(rng.integers(5, 14)),
+                      int(rng.integers(2, 9)), int(rng.integers(2, 9)))
+    lim = 1 << (cfg.data_bits - 1)
+    x = rng.integers(-lim, lim, size=(2, *g.input_shape))
+    q = random_qmodel(g, rng, bw_d=cfg.data_bits, bw_w=cfg.weight_bits, jitter=1,
+                      x_calib=x // 8 if seed else None)
+    compiled = compile_model(q, cfg, space_to_depth="on")
+    by = {t.tensor: t for t in compiled.manifest.host_transforms}
+    assert by["b_c1.s2d"].reads == by["b_down.s2d"].reads == "a_relu"
+    assert by["b_down.s2d"].offsets == (1, 1)                 # the 1×1/2: a subsample
+    assert not compiled.manifest.tensors["a_relu"].on_ddr
+    check(q, compiled, x)
+    model = ModelInput(q.graph, q.input_format, q.formats, q.weights)
+    plain = plan(model, cfg, space_to_depth="off").mapping
+    b_c1 = next(st for st in s2d.candidates(plain) if st.name == "b_c1")
+    for tr in s2d.variants(b_c1):
+        monkeypatch.setattr(s2d, "variants", lambda st, tr=tr: [tr] if st.name == "b_c1"
+                            else [])
+        c = compile_model(q, cfg, space_to_depth="on")
+        assert [t.tensor for t in c.manifest.host_transforms] == ["b_c1.s2d"]
+        assert c.manifest.tensors["a_relu"].on_ddr          # b_down still reads it as it is
+        check(q, c, x)

@@ -110,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
                         "instructions": list(d.instructions), "estimate_s": d.estimate_s}
                        for d in m.layers],
             "estimate_s": estimate_s,
-            "input_transform": (None if m.input_transform is None
-                                else m.input_transform.to_dict()),
+            "host_transforms": [t.to_dict() for t in m.host_transforms],
         }
         if args.explain:
             out["explain"] = [{"stage": ch.stage, "reason": ch.reason,
@@ -131,12 +130,13 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"host layers: {', '.join(part.host) or 'none'}; folded: "
           f"{', '.join(part.folded) or 'none'}")
-    tr = m.input_transform
-    if tr is not None:
-        print(f"input: the host writes it as {tr.shape[0]} channels of {tr.shape[1]}x"
-              f"{tr.shape[2]} ({tr.offsets[0]}x{tr.offsets[1]} samples at stride {tr.stride},"
-              f" {tr.kind}) for {m.layers[0].name}, which runs {m.layers[0].kernel[0]}x"
-              f"{m.layers[0].kernel[1]} at stride 1 (--space-to-depth off: as it is)")
+    stage_of = {d.input: d for d in m.layers}
+    for tr in m.host_transforms:
+        d = stage_of[tr.tensor]
+        print(f"{d.name} runs {d.kernel[0]}x{d.kernel[1]} at stride 1 on {tr.reads!r} as the host"
+              f" writes it: {tr.shape[0]} channels of {tr.shape[1]}x{tr.shape[2]}"
+              f" ({tr.offsets[0]}x{tr.offsets[1]} samples at stride {tr.stride}, {tr.kind};"
+              " --space-to-depth off: as it is)")
     print(f"modelled accelerator time {estimate_s * 1e3:.3f} ms"
           " (closed-form cost model; `deepfpga simulate` for the timing simulator)")
     if args.explain:

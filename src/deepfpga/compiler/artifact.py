@@ -29,7 +29,8 @@ from deepfpga.quant.fixedpoint import FixedFormat
 
 MANIFEST_FORMAT = "deepfpga-compiled"
 # 2: typed manifest; host steps carry `float_output` (deepfpga.hw.arch.stays_float).
-# 3: `input_transform` (space-to-depth of the first layer, deepfpga.compiler.s2d) or null.
+# 3: `host_transforms` (maps the host writes rearranged for space-to-depth layers,
+#    deepfpga.compiler.s2d).
 MANIFEST_VERSION = 3
 
 
@@ -325,9 +326,9 @@ class Manifest:
     schedule: tuple[ScheduleStep, ...]
     partition: Partition
     program: ProgramStats
-    # how the host writes the input into DDR when the first layer runs on its space-to-depth
-    # rearrangement (None: as it is, at tensors[input])
-    input_transform: InputTransform | None = None
+    # the maps the host writes rearranged for space-to-depth layers (deepfpga.compiler.s2d),
+    # besides (or instead of) the maps themselves
+    host_transforms: tuple[InputTransform, ...] = ()
 
     def __post_init__(self) -> None:
         for name, tensor in self.outputs:
@@ -335,15 +336,21 @@ class Manifest:
                 raise InputError(f"manifest: output {name!r} names unknown tensor {tensor!r}")
         if self.input not in self.tensors:
             raise InputError(f"manifest: input tensor {self.input!r} is not in 'tensors'")
-        tr = self.input_transform
-        if tr is not None:
+        for tr in self.host_transforms:
             t = self.tensors.get(tr.tensor)
             if t is None or not t.on_ddr or t.shape != tr.shape:
-                raise InputError(f"manifest: input_transform writes tensor {tr.tensor!r},"
+                raise InputError(f"manifest: host transform writes tensor {tr.tensor!r},"
                                  f" which is not a DDR tensor of shape {tr.shape}")
-            if self.tensors[self.input].shape != tr.source:
-                raise InputError(f"manifest: input_transform reads {tr.source}, the input"
-                                 f" is {self.tensors[self.input].shape}")
+            src = self.tensors.get(tr.reads)
+            if src is None or src.shape != tr.source:
+                raise InputError(f"manifest: host transform of {tr.tensor!r} reads"
+                                 f" {tr.reads!r} of shape {tr.source}, which is not a tensor"
+                                 " of that shape")
+
+    @property
+    def input_transform(self) -> InputTransform | None:
+        """The rearrangement of the network input (a space-to-depth first layer), if any."""
+        return next((t for t in self.host_transforms if t.reads == self.input), None)
 
     # typed views
     @property
@@ -377,8 +384,7 @@ class Manifest:
             "schedule": [s.to_dict() for s in self.schedule],
             "partition": self.partition.to_dict(),
             "program": self.program.to_dict(),
-            "input_transform": (None if self.input_transform is None
-                                else self.input_transform.to_dict()),
+            "host_transforms": [t.to_dict() for t in self.host_transforms],
         }
 
     @staticmethod
@@ -421,8 +427,8 @@ class Manifest:
                                   for k in ("accelerator", "host", "folded"))),
             program=ProgramStats(*(_get(p, k, int, "program") for k in (
                 "instructions", "sync_nops", "load", "calc", "save", "end"))),
-            input_transform=(None if d.get("input_transform") is None
-                             else InputTransform.from_dict(d["input_transform"])),
+            host_transforms=tuple(InputTransform.from_dict(t) for t in _get(
+                d, "host_transforms", list, "manifest")),
         )
 
 

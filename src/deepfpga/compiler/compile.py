@@ -99,7 +99,11 @@ class Plan:
     regions: dict[str, Region]
     placements: dict[str, Placement]
     model: ModelInput
-    input_transform: s2d.InputTransform | None = None
+    host_transforms: tuple[s2d.InputTransform, ...] = ()
+
+    @property
+    def input_transform(self) -> s2d.InputTransform | None:
+        return next((t for t in self.host_transforms if t.reads == INPUT), None)
 
     @property
     def ddr_size(self) -> int:
@@ -118,22 +122,22 @@ def plan(model: ModelInput, cfg: AcceleratorConfig, force: Force | None = None,
     if unknown:
         raise InputError(f"forced tiling for unknown stage(s): {sorted(unknown)}"
                          f" (stages: {[s.name for s in m.stages]})")
-    transform = None if space_to_depth == "off" else _input_transform(m, cfg, space_to_depth)
-    if transform is not None:
-        m, model = s2d.apply(m, model, transform)
+    transforms = []
+    for st in s2d.candidates(m) if space_to_depth != "off" else ():
+        tr = _host_transform(st, cfg, space_to_depth)
+        if tr is not None:
+            m, model = s2d.apply(m, model, st, tr)
+            transforms.append(tr)
     choices = tuple(choose(st, cfg, force.get(st.name)) for st in m.stages)
     regions, placements = _allocate(m, choices, cfg)
-    return Plan(m, choices, regions, placements, model, transform)
+    return Plan(m, choices, regions, placements, model, tuple(transforms))
 
 
-def _input_transform(m: NetworkMapping, cfg: AcceleratorConfig, mode: SpaceToDepth
-                     ) -> s2d.InputTransform | None:
+def _host_transform(st: Stage, cfg: AcceleratorConfig, mode: SpaceToDepth
+                    ) -> s2d.InputTransform | None:
     """The variant of least modelled time (the stage's, plus the host's DDR traffic for the
     transform at the DDR bandwidth); None when the layer as it is wins ("auto") or no variant
     fits."""
-    st = s2d.candidate(m)
-    if st is None:
-        return None
     hz, bw = cfg.clock_mhz * 1e6, cfg.ddr_bandwidth_gbps * 1e9
     best, best_s = None, float("inf")
     if mode == "auto":
@@ -183,7 +187,7 @@ def _compile(model: ModelInput, cfg: AcceleratorConfig, force: Force,
         close_segment()
     program = Program(cfg.hash(), tuple(bld.instructions()))
     manifest = _manifest(m, model, cfg, choices, regions, ranges, tuple(schedule), program,
-                         bld.nops, p.input_transform)
+                         bld.nops, p.host_transforms)
     check_no_overlap(manifest.regions, manifest.ddr_size)
     return Compiled(cfg, program, image, manifest, choices)
 
@@ -266,7 +270,8 @@ def _image(m: NetworkMapping, choices: tuple[Choice, ...], regions: dict[str, Re
 def _manifest(m: NetworkMapping, model: ModelInput, cfg: AcceleratorConfig,
               choices: tuple[Choice, ...], regions: dict[str, Region],
               ranges: dict[str, tuple[int, int]], schedule: tuple[ScheduleStep, ...],
-              program: Program, nops: int, transform: s2d.InputTransform | None) -> Manifest:
+              program: Program, nops: int, transforms: tuple[s2d.InputTransform, ...]
+              ) -> Manifest:
     arena = [r for r in regions.values() if r.kind not in ("weights", "bias")]
     size = layout.align(max((r.end for r in regions.values()), default=0))
     tensors = {}
@@ -301,5 +306,5 @@ def _manifest(m: NetworkMapping, model: ModelInput, cfg: AcceleratorConfig,
                             m.host_layers, m.folded),
         program=ProgramStats(len(program.instructions), nops, stats["load"], stats["calc"],
                              stats["save"], stats["end"]),
-        input_transform=transform,
+        host_transforms=transforms,
     )

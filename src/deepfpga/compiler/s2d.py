@@ -1,10 +1,11 @@
-"""Space-to-depth of the first layer: a strided or large-kernel CONV on the network input as a
+"""Space-to-depth of a layer on a host-written map: a strided or large-kernel CONV whose input the
+host writes (the network input, or a host layer's result such as ResNet's residual add) as a
 stride-1 CONV with a small kernel on more channels, which the host lays out in DDR.
 
 The grid is built for 3×3 windows at stride 1 over many channels: a stride-s layer fills one
 pixel lane in s of each grid block (engines.block_width), a kernel above 3×3 is cut into 3×3
-sub-kernels, and a first layer has few channels. Its input comes from the host, which writes it
-into DDR in whatever layout the program asks for, so the compiler may ask for this one:
+sub-kernels, and a first layer has few channels. A map the host writes into DDR can be written in
+whatever layout the program asks for, so the compiler may ask for this one:
 
     x'[(c, dy, dx), Y, X] = x_padded[c, s·Y + dy, s·X + dx]      dy < Dy, dx < Dx
 
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepfpga.compiler.mapping import ModelInput, NetworkMapping, Stage, Tensor
+from deepfpga.compiler.mapping import HostStep, ModelInput, NetworkMapping, Stage, Tensor
 from deepfpga.errors import InputError
 from deepfpga.hw.arch import KERNEL
 from deepfpga.ir import INPUT
@@ -41,19 +42,24 @@ from deepfpga.ir import INPUT
 if TYPE_CHECKING:
     from deepfpga.compiler.artifact import Manifest
 
-TENSOR = f"{INPUT}.s2d"     # the DDR tensor the host writes instead of the input
+
+
+def tensor_name(stage: str) -> str:
+    """The DDR tensor the host writes for `stage` (what the stage reads)."""
+    return f"{stage}.s2d"
 
 
 @dataclass(frozen=True)
 class InputTransform:
-    """How the host writes the network input into DDR for a space-to-depth first layer."""
+    """How the host writes a map into DDR for a space-to-depth layer."""
 
-    source: tuple[int, int, int]     # (C, H, W): the network input
+    source: tuple[int, int, int]     # (C, H, W): the map rearranged
     stride: int                      # s: the original layer's stride, the step of the samples
     padding: tuple[int, int]         # the original layer's zero padding (py, px)
     offsets: tuple[int, int]         # (Dy, Dx): samples per axis of each output position
     shape: tuple[int, int, int]      # (C·Dy·Dx, H', W'): the tensor written to DDR
-    tensor: str = TENSOR             # its name in the manifest
+    tensor: str                      # its name in the manifest
+    reads: str = INPUT               # the tensor rearranged (the network input or a host layer's)
 
     def __post_init__(self) -> None:
         c, h, w = self.source
@@ -115,11 +121,12 @@ class InputTransform:
     def to_dict(self) -> dict[str, Any]:
         return {"source": list(self.source), "stride": self.stride,
                 "padding": list(self.padding), "offsets": list(self.offsets),
-                "shape": list(self.shape), "tensor": self.tensor, "kind": self.kind}
+                "shape": list(self.shape), "tensor": self.tensor, "reads": self.reads,
+                "kind": self.kind}
 
     @staticmethod
     def from_dict(d: Any) -> InputTransform:
-        w = "manifest: input_transform"
+        w = "manifest: host_transforms[]"
         if not isinstance(d, Mapping):
             raise InputError(f"{w} must be a JSON object")
 
@@ -130,15 +137,17 @@ class InputTransform:
                 raise InputError(f"{w}.{key} must be a list of {n} integers, got {v!r}")
             return tuple(v)
 
-        s, t = d.get("stride"), d.get("tensor")
+        s, t, r = d.get("stride"), d.get("tensor"), d.get("reads")
         if not isinstance(s, int) or isinstance(s, bool):
             raise InputError(f"{w}.stride must be an integer, got {s!r}")
-        if not isinstance(t, str):
-            raise InputError(f"{w}.tensor must be a string, got {t!r}")
+        for key, v in (("tensor", t), ("reads", r)):
+            if not isinstance(v, str):
+                raise InputError(f"{w}.{key} must be a string, got {v!r}")
         src, shape = ints("source", 3), ints("shape", 3)
         pad, offs = ints("padding", 2), ints("offsets", 2)
         return InputTransform((src[0], src[1], src[2]), s, (pad[0], pad[1]),
-                              (offs[0], offs[1]), (shape[0], shape[1], shape[2]), t)
+                              (offs[0], offs[1]), (shape[0], shape[1], shape[2]), str(t),
+                              str(r))
 
 
 def _new_kernel(k: int, s: int, d: int) -> int:
@@ -153,18 +162,20 @@ def _tap(k: int, s: int, kn: int) -> tuple[int, int]:
 
 # --- which layer, which variants ---------------------------------------------------------------
 
-def candidate(m: NetworkMapping) -> Stage | None:
-    """The stage the host can lay out the input for: a CONV reading the network input, its only
-    reader (the input is no graph output), that is not already a stride-1 1×1 layer."""
-    t = m.tensors.get(INPUT)
-    if t is None or not m.stages or t.is_output or not t.on_ddr:
-        return None
-    st = m.stages[0]
-    if st.kind != "conv" or st.input != INPUT or t.readers != (m.positions[st.name],):
-        return None
-    if st.stride == 1 and st.kernel == (1, 1):
-        return None
-    return st
+def candidates(m: NetworkMapping) -> list[Stage]:
+    """The stages whose input the host can lay out: CONVs reading a map the host writes (the
+    network input or a host layer's result; not a stage's SAVE), not already 1×1 at stride 1."""
+    out = []
+    for st in m.stages:
+        t = m.tensors.get(st.input)
+        if st.kind != "conv" or t is None or not t.on_ddr:
+            continue
+        if t.producer >= 0 and not isinstance(m.schedule[t.producer], HostStep):
+            continue
+        if st.stride == 1 and st.kernel == (1, 1):
+            continue
+        out.append(st)
+    return out
 
 
 def offsets_options(k: int, s: int) -> list[int]:
@@ -195,7 +206,8 @@ def variants(st: Stage) -> list[InputTransform]:
             if (dy == kh) != (dx == kw):
                 continue                      # a CONV1 only when both axes are im2col
             out.append(InputTransform((c, h, w), s, pad, (dy, dx),
-                                      (c * dy * dx, ho + ky - 1, wo + kx - 1)))
+                                      (c * dy * dx, ho + ky - 1, wo + kx - 1),
+                                      tensor_name(st.name), st.input))
     return out
 
 
@@ -205,18 +217,22 @@ def transformed_stage(st: Stage, tr: InputTransform) -> Stage:
                                kernel=tr.kernel(st.kernel), stride=1, padding=(0, 0))
 
 
-def apply(m: NetworkMapping, model: ModelInput, tr: InputTransform
+def apply(m: NetworkMapping, model: ModelInput, st: Stage, tr: InputTransform
           ) -> tuple[NetworkMapping, ModelInput]:
-    """The mapping and model with the first stage on the transformed input: the network input
-    no longer on DDR, the new tensor written by the host, the stage's weights rearranged."""
-    st = m.stages[0]
+    """The mapping and model with stage `st` on the transformed map: the new tensor written by
+    the host, the original on DDR only while another stage reads it as it is, the stage's
+    weights rearranged."""
     new = transformed_stage(st, tr)
-    stages = (new, *m.stages[1:])
-    schedule = tuple(new if item is st else item for item in m.schedule)
-    t_in = m.tensors[INPUT]
+    stages = tuple(new if s.index == st.index else s for s in m.stages)
+    schedule = tuple(new if isinstance(item, Stage) and item.index == st.index else item
+                     for item in m.schedule)
+    pos = m.positions[st.name]
+    t = m.tensors[st.input]
     tensors = dict(m.tensors)
-    tensors[INPUT] = dataclasses.replace(t_in, readers=(), on_ddr=False)
-    tensors[tr.tensor] = Tensor(tr.tensor, tr.shape, t_in.fmt, -1, t_in.readers, True)
+    tensors[t.name] = dataclasses.replace(
+        t, readers=tuple(r for r in t.readers if r != pos),
+        on_ddr=any(s.input == t.name for s in stages))
+    tensors[tr.tensor] = Tensor(tr.tensor, tr.shape, t.fmt, t.producer, (pos,), True)
     weights = model.weights
     if weights is not None:
         weights = dict(weights)
@@ -227,16 +243,19 @@ def apply(m: NetworkMapping, model: ModelInput, tr: InputTransform
             dataclasses.replace(model, weights=weights))
 
 
-def host_writes(manifest: Manifest, x: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(DDR address, (N, count) values) the host writes before the program runs, for a batch
-    `x` of network inputs: the input where it is on DDR, its transform where there is one (the
-    functional simulator and the RTL driver both write these)."""
-    n = len(x)
+def host_writes(manifest: Manifest, tensor: str, values: np.ndarray
+                ) -> list[tuple[int, np.ndarray]]:
+    """(DDR address, (N, count) values) the host writes for a batch `values` of the host-made
+    `tensor` (the network input, a host layer's result): the tensor where it is on DDR, and its
+    rearrangement for every space-to-depth stage that reads it (the functional simulator and
+    the RTL driver both write these)."""
+    n = len(values)
     out = []
-    t_in = manifest.tensors[manifest.input]
-    if t_in.on_ddr:
-        out.append((t_in.address, np.asarray(x).reshape(n, -1)))
-    tr = manifest.input_transform
-    if tr is not None:
-        out.append((manifest.tensors[tr.tensor].address, tr.apply(x).reshape(n, -1)))
+    t = manifest.tensors[tensor]
+    if t.on_ddr:
+        out.append((t.address, np.asarray(values).reshape(n, -1)))
+    for tr in manifest.host_transforms:
+        if tr.reads == tensor:
+            v = tr.apply(np.asarray(values).reshape(n, *tr.source))
+            out.append((manifest.tensors[tr.tensor].address, v.reshape(n, -1)))
     return out

@@ -1,6 +1,7 @@
-"""Space-to-depth first layers (deepfpga.compiler.s2d) on the accelerator RTL under Verilator:
-the driver writes the input as the manifest's transform asks, and every tensor, output and
-saturation count is bit-exact against the reference executor and the functional simulator."""
+"""Space-to-depth layers (deepfpga.compiler.s2d) on the accelerator RTL under Verilator: the
+driver writes the input (and a host layer's result) as the manifest's transforms ask, and every
+tensor, output and saturation count is bit-exact against the reference executor and the
+functional simulator."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from deepfpga.compiler import compile_model, s2d
 from deepfpga.hw.config import load_config
 from deepfpga.ir import Conv2d, Flatten, Linear, MaxPool2d, ReLU, chain
 from deepfpga.quant.random_model import random_qmodel
+
+TINY = load_config("tiny")
 
 # (preset, C, H, W, kernel, stride, padding, variant): an AlexNet-like 11×11/4 on its phases, a
 # ResNet-like 7×7/2 on 2×3 samples, a 5×5/2 as im2col (a CONV1), a 5×5/3 on odd sizes
@@ -46,3 +49,18 @@ def test_first_layer_on_its_rearranged_input(accel_build, monkeypatch, preset: s
     assert tr is not None and _is(tr, variant, k)
     res = check_bit_exact(accel_build, q, compiled, x, cfg)
     assert res.saturations["c1"] > 0
+
+
+@pytest.mark.slow
+def test_strided_layers_on_a_host_map(accel_build) -> None:
+    """A residual block's 3×3/2 and 1×1/2 projection reading the host's ReLU: the driver writes
+    each its rearranged copy after the host step, bit-exact on the RTL (`tiny`)."""
+    from tests.sim.test_s2d import residual_pair
+
+    g = residual_pair(2, 9, 4, 5)
+    rng = np.random.default_rng(31)
+    x = rng.integers(-2**15, 2**15, size=(1, 2, 9, 9))
+    q = random_qmodel(g, rng, bw_d=16, bw_w=16, x_calib=x // 8)
+    compiled = compile_model(q, TINY, space_to_depth="on")
+    assert [t.reads for t in compiled.manifest.host_transforms].count("a_relu") == 2
+    check_bit_exact(accel_build, q, compiled, x)

@@ -14,11 +14,11 @@ accelerator that runs (a test that damages a program passes
 
 Per image: the compiler's DDR image goes to DDR address 0, the instruction words (the program
 file without its 48-byte header) to the first 64-byte boundary after it, the input tensor to its
-region (rearranged by the manifest's input transform when it has one: compiler.s2d.host_writes,
-as the functional simulator writes it). For each accelerator segment of the manifest's schedule
-the driver writes PROG_ADDR (the segment's first word) and PROG_COUNT (the words from there to
-the program's end), starts the accelerator, waits for irq and reads the registers; between
-segments it runs the host layers with the functional simulator's own host code
+region (and rearranged for space-to-depth layers: compiler.s2d.host_writes, as the functional
+simulator writes it; host layers' results the same way). For each accelerator segment of the
+manifest's schedule the driver writes PROG_ADDR (the segment's first word) and PROG_COUNT (the
+words from there to the program's end), starts the accelerator, waits for irq and reads the
+registers; between segments it runs the host layers with the functional simulator's own host code
 (`sim.functional.host_step`) and writes their results into DDR. Every stage output is copied out
 of DDR by the harness when the stage's last SAVE ends (a later stage may reuse the region in the
 same segment), so the result has the structure of the functional simulator's: `layers[tensor]`,
@@ -169,7 +169,7 @@ class RtlRunner:
         db = cfg.data_bytes
         h.write_ddr(0, self.ddr_image)
         h.write_ddr(self.prog_base, self.words)
-        for address, values in host_writes(manifest, x):  # the input as the program wants it
+        for address, values in host_writes(manifest, manifest.input, x):  # as the program wants
             h.write_ddr(address, pack_array(values, db))
         host: dict[str, np.ndarray] = {manifest.input: x}
         layers: dict[str, np.ndarray] = {}
@@ -199,9 +199,8 @@ class RtlRunner:
                 sats[step.layer] = nsat
                 layers[step.output] = y
                 host[step.output] = y
-                t_out = tensors[step.output]
-                if t_out.on_ddr:
-                    h.write_ddr(t_out.address, pack_array(y, db))
+                for address, values in host_writes(manifest, step.output, np.asarray(y)):
+                    h.write_ddr(address, pack_array(values, db))
                 continue
             a, b = step.instructions
             watches = self._watch_stages(step, stages, a)
