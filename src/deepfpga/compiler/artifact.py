@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deepfpga.compiler.alloc import Region
 from deepfpga.compiler.s2d import InputTransform
 from deepfpga.compiler.tiling import Choice, Tiling
@@ -351,6 +353,23 @@ class Manifest:
     def input_transform(self) -> InputTransform | None:
         """The rearrangement of the network input (a space-to-depth first layer), if any."""
         return next((t for t in self.host_transforms if t.reads == self.input), None)
+
+    def host_writes(self, tensor: str, values: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(DDR address, (N, count) values) the host writes for a batch `values` of the
+        host-made `tensor` (the network input, a host layer's result): the tensor where it is
+        on DDR, and its rearrangement for every space-to-depth stage that reads it (the
+        functional simulator and the RTL driver both write these)."""
+        n = len(values)
+        v = np.asarray(values)
+        out = []
+        t = self.tensors[tensor]
+        if t.on_ddr:
+            out.append((t.address, v.reshape(n, -1)))
+        for tr in self.host_transforms:
+            if tr.reads == tensor:
+                rearranged = tr.apply(v.reshape(n, *tr.source))
+                out.append((self.tensors[tr.tensor].address, rearranged.reshape(n, -1)))
+        return out
 
     # typed views
     @property

@@ -123,13 +123,19 @@ def plan(model: ModelInput, cfg: AcceleratorConfig, force: Force | None = None,
         raise InputError(f"forced tiling for unknown stage(s): {sorted(unknown)}"
                          f" (stages: {[s.name for s in m.stages]})")
     transforms = []
+    plain = model
     for st in s2d.candidates(m) if space_to_depth != "off" else ():
         tr = _host_transform(st, cfg, space_to_depth)
         if tr is not None:
             m, model = s2d.apply(m, model, st, tr)
             transforms.append(tr)
     choices = tuple(choose(st, cfg, force.get(st.name)) for st in m.stages)
-    regions, placements = _allocate(m, choices, cfg)
+    try:
+        regions, placements = _allocate(m, choices, cfg)
+    except InputError:
+        if not transforms:
+            raise
+        return plan(plain, cfg, force, "off")    # the rearranged copies do not fit the DDR
     return Plan(m, choices, regions, placements, model, tuple(transforms))
 
 

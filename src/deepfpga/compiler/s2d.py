@@ -30,7 +30,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -38,10 +38,6 @@ from deepfpga.compiler.mapping import HostStep, ModelInput, NetworkMapping, Stag
 from deepfpga.errors import InputError
 from deepfpga.hw.arch import KERNEL
 from deepfpga.ir import INPUT
-
-if TYPE_CHECKING:
-    from deepfpga.compiler.artifact import Manifest
-
 
 
 def tensor_name(stage: str) -> str:
@@ -72,7 +68,8 @@ class InputTransform:
 
     @property
     def kind(self) -> str:
-        """"phases" (D = s: every pixel once) or "samples" (D ≠ s: pixels repeated)."""
+        """"phases" (D = s: every pixel once) or "samples" (D > s: pixels repeated; D < s,
+        a kernel narrower than the stride: pixels skipped)."""
         return "phases" if self.offsets == (self.stride, self.stride) else "samples"
 
     def apply(self, x: np.ndarray) -> np.ndarray:
@@ -241,21 +238,3 @@ def apply(m: NetworkMapping, model: ModelInput, st: Stage, tr: InputTransform
         weights[st.name] = arrays
     return (dataclasses.replace(m, stages=stages, schedule=schedule, tensors=tensors),
             dataclasses.replace(model, weights=weights))
-
-
-def host_writes(manifest: Manifest, tensor: str, values: np.ndarray
-                ) -> list[tuple[int, np.ndarray]]:
-    """(DDR address, (N, count) values) the host writes for a batch `values` of the host-made
-    `tensor` (the network input, a host layer's result): the tensor where it is on DDR, and its
-    rearrangement for every space-to-depth stage that reads it (the functional simulator and
-    the RTL driver both write these)."""
-    n = len(values)
-    out = []
-    t = manifest.tensors[tensor]
-    if t.on_ddr:
-        out.append((t.address, np.asarray(values).reshape(n, -1)))
-    for tr in manifest.host_transforms:
-        if tr.reads == tensor:
-            v = tr.apply(np.asarray(values).reshape(n, *tr.source))
-            out.append((manifest.tensors[tr.tensor].address, v.reshape(n, -1)))
-    return out

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deepfpga.compiler.artifact import AccelStep, HostEntry, Manifest, TensorEntry
-from deepfpga.compiler.s2d import host_writes
 from deepfpga.errors import InputError
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.isa import End, Instruction, Program, decode_program
@@ -196,7 +195,7 @@ def _run(ins: Sequence[Instruction], ddr_image: bytes, manifest: Manifest,
     tensors = manifest.tensors
     x = x.astype(np.int64)
     host: dict[str, np.ndarray] = {manifest.input: x}
-    for address, values in host_writes(manifest, manifest.input, x):   # as the program wants
+    for address, values in manifest.host_writes(manifest.input, x):   # as the program wants
         m.host_write(address, values)
     stage_end = {d.instructions[1] - 1: d for d in manifest.layers
                  if d.instructions[1] > d.instructions[0]}
@@ -228,7 +227,7 @@ def _run(ins: Sequence[Instruction], ddr_image: bytes, manifest: Manifest,
             sats_by_name[step.layer] = nsat
             layers[step.output] = y
             host[step.output] = y
-            for address, values in host_writes(manifest, step.output, np.asarray(y)):
+            for address, values in manifest.host_writes(step.output, np.asarray(y)):
                 m.host_write(address, values)
     if executed != len(ins):
         raise InputError(f"the manifest's schedule covers {executed} of {len(ins)} instructions")

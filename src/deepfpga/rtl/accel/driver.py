@@ -14,7 +14,7 @@ accelerator that runs (a test that damages a program passes
 
 Per image: the compiler's DDR image goes to DDR address 0, the instruction words (the program
 file without its 48-byte header) to the first 64-byte boundary after it, the input tensor to its
-region (and rearranged for space-to-depth layers: compiler.s2d.host_writes, as the functional
+region (and rearranged for space-to-depth layers: Manifest.host_writes, as the functional
 simulator writes it; host layers' results the same way). For each accelerator segment of the
 manifest's schedule the driver writes PROG_ADDR (the segment's first word) and PROG_COUNT (the
 words from there to the program's end), starts the accelerator, waits for irq and reads the
@@ -36,7 +36,6 @@ import numpy as np
 
 from deepfpga.compiler.artifact import AccelStep, StageEntry, TensorEntry
 from deepfpga.compiler.layout import align, pack_array, unpack
-from deepfpga.compiler.s2d import host_writes
 from deepfpga.errors import InputError
 from deepfpga.hw.config import AcceleratorConfig
 from deepfpga.hw.isa import INSTRUCTION_BYTES, Calc, Instruction, Save
@@ -169,7 +168,7 @@ class RtlRunner:
         db = cfg.data_bytes
         h.write_ddr(0, self.ddr_image)
         h.write_ddr(self.prog_base, self.words)
-        for address, values in host_writes(manifest, manifest.input, x):  # as the program wants
+        for address, values in manifest.host_writes(manifest.input, x):  # as the program wants
             h.write_ddr(address, pack_array(values, db))
         host: dict[str, np.ndarray] = {manifest.input: x}
         layers: dict[str, np.ndarray] = {}
@@ -199,7 +198,7 @@ class RtlRunner:
                 sats[step.layer] = nsat
                 layers[step.output] = y
                 host[step.output] = y
-                for address, values in host_writes(manifest, step.output, np.asarray(y)):
+                for address, values in manifest.host_writes(step.output, np.asarray(y)):
                     h.write_ddr(address, pack_array(values, db))
                 continue
             a, b = step.instructions
