@@ -36,6 +36,7 @@ from deepfpga.errors import InputError
 
 if TYPE_CHECKING:
     from deepfpga.compiler.artifact import Compiled
+    from deepfpga.compiler.compile import SpaceToDepth
     from deepfpga.data.dataset import Dataset
     from deepfpga.hw.accelerator import AcceleratorConfig
     from deepfpga.ir.graph import Graph
@@ -67,14 +68,18 @@ class RunConfig:
     out: Path | None = Path("out")
     progress: bool = False
     command: str = ""
+    space_to_depth: SpaceToDepth = "auto"     # compile_model's (auto, off, on)
 
     def request(self) -> dict[str, Any]:
         """What the run was asked, as the summary records it."""
         return {"model": self.model, "target": self.target, "data": self.data,
                 "images": self.images, "bits": self.bits, "calib_size": self.calib_size,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "space_to_depth": self.space_to_depth}
 
     def __post_init__(self) -> None:
+        if self.space_to_depth not in ("auto", "off", "on"):
+            raise InputError(f"space-to-depth must be auto, off or on, got"
+                             f" {self.space_to_depth!r}")
         for key in ("images", "calib_size", "batch_size"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -191,7 +196,7 @@ def step_compile(run: RunConfig, st: RunState) -> tuple[RunState, str]:
     from deepfpga.compiler.compile import compile_model
 
     qmodel, hw = st.need("qmodel", "hw")
-    c = compile_model(qmodel, hw)
+    c = compile_model(qmodel, hw, space_to_depth=run.space_to_depth)
     return st.add(compiled=c), (f"{len(c.manifest.layers)} stages,"
                                 f" {len(c.program.instructions)} instructions, DDR image"
                                 f" {len(c.ddr_image):,} bytes")

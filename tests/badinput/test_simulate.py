@@ -59,3 +59,8 @@ def test_unknown_model(refused):
 def test_set_on_a_compiled_dir_says_why(files, refused):
     refused(["simulate", files.compiled, "--target", "tiny", "--set", "clock_mhz=50"],
             "pass the model")
+
+
+def test_space_to_depth_on_a_compiled_dir(files, refused):
+    refused(["simulate", files.compiled, "--target", "tiny", "--space-to-depth", "off"],
+            "applies when compiling")

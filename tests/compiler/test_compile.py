@@ -11,6 +11,7 @@ from deepfpga.cli import main
 from deepfpga.compiler import check_no_overlap, compile_architecture, compile_model
 from deepfpga.compiler.compile import architecture_model, plan
 from deepfpga.compiler.layout import arrange_weights, unpack
+from deepfpga.compiler.mapping import ModelInput
 from deepfpga.compiler.tiling import choose
 from deepfpga.errors import InputError
 from deepfpga.hw.config import PRESETS, load_config
@@ -28,11 +29,15 @@ def test_model_too_big_for_buffers_names_layer_and_minimum() -> None:
     cfg = TINY.replace(input_buffer_bytes=64, fc_buffer_bytes=32)
     with pytest.raises(InputError, match=r"layer 'conv' does not fit tiny: it needs at least"
                                          r" 196 bytes of input buffer \(has 64\)"):
-        compile_architecture(g, cfg)
+        compile_architecture(g, cfg, space_to_depth="off")
     narrow = TINY.replace(max_row_width=4)
     with pytest.raises(InputError, match=r"layer 'conv' needs input rows of at least 7 values;"
                                          r" max_row_width of tiny is 4"):
-        compile_architecture(g, narrow)
+        compile_architecture(g, narrow, space_to_depth="off")
+    # a first layer on its host-arranged input (4·49 channels of 4×4, a 1×1 layer) fits both
+    for c in (cfg, narrow):
+        tr = compile_architecture(g, c).manifest.input_transform
+        assert tr is not None and tr.shape == (196, 4, 4)
 
 
 def test_ddr_image_holds_arranged_weights_and_biases(small_net) -> None:
@@ -40,12 +45,14 @@ def test_ddr_image_holds_arranged_weights_and_biases(small_net) -> None:
     c = compile_model(q, TINY)
     regions = {r.name: r for r in c.manifest.regions}
     image = np.frombuffer(c.ddr_image, dtype=np.uint8)
+    # the plan's model: the first layer's weights as its input transform rearranges them
+    p = plan(ModelInput(q.graph, q.input_format, q.formats, q.weights), TINY)
+    assert p.input_transform == c.manifest.input_transform
     for d in c.manifest.layers:
-        st = next(s for s in plan(architecture_model(q.graph, TINY), TINY).mapping.stages
-                  if s.name == d.name)
+        st = next(s for s in p.mapping.stages if s.name == d.name)
         r = regions[f"w:{d.name}"]
         got = unpack(image[r.start:r.end], TINY.weight_bytes)
-        want = arrange_weights(st, d.tiling, q.weights[d.name]["weight"])
+        want = arrange_weights(st, d.tiling, p.model.weights[d.name]["weight"])
         assert np.array_equal(got, want)
         r = regions[f"b:{d.name}"]
         got = unpack(image[r.start:r.end], TINY.bias_bytes)

@@ -35,3 +35,25 @@ def test_simulate_shows_the_host_cost(capsys):
     assert main(["simulate", "resnet18", "--target", "zedboard"]) == 0
     out = capsys.readouterr().out
     assert "layer1_0_add" in out and "the CPU's own time is not modelled" in out
+
+
+def test_space_to_depth_first_layer_is_timed_and_its_host_traffic_listed(capsys):
+    """AlexNet's 11×11/4 conv1 on zc706-8: on its 4×4 phases (48 channels of 57×57, 3×3 at
+    stride 1) several times faster than as it is; the host's rearrangement is listed."""
+    import json
+
+    from deepfpga.cli import main
+
+    got = {}
+    for mode in ("auto", "off"):
+        assert main(["simulate", "alexnet", "--target", "zc706-8", "--space-to-depth", mode,
+                     "--json"]) == 0
+        got[mode] = json.loads(capsys.readouterr().out)
+    conv1 = {m: d["timing"]["layers"][0] for m, d in got.items()}
+    assert conv1["auto"]["name"] == "conv1"
+    assert conv1["auto"]["time_s"] < conv1["off"]["time_s"] / 4
+    hosts = {m: {h["layer"]: h for h in d["host_layers"]} for m, d in got.items()}
+    assert "conv1.s2d" not in hosts["off"]
+    h = hosts["auto"]["conv1.s2d"]
+    assert (h["op"], h["values_in"], h["values_out"]) == ("space-to-depth", 3 * 227 * 227,
+                                                          48 * 57 * 57)

@@ -11,6 +11,7 @@ from deepfpga.errors import InputError
 
 if TYPE_CHECKING:
     from deepfpga.compiler.artifact import Compiled
+    from deepfpga.compiler.compile import SpaceToDepth
     from deepfpga.hw.accelerator import AcceleratorConfig
 
 
@@ -29,12 +30,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="directory for program.bin, ddr.bin and manifest.json")
     p.add_argument("--explain", action="store_true",
                    help="show the tiling candidates of every stage and why the chosen one won")
+    add_space_to_depth_flag(p)
     add_json_flag(p)
     return p
 
 
-def compile_spec(spec: str, cfg: AcceleratorConfig, bits: str | None = None
-                 ) -> tuple[Compiled, str]:
+def add_space_to_depth_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space-to-depth", choices=("auto", "off", "on"), default="auto",
+                   dest="space_to_depth",
+                   help="run a strided or large-kernel first layer as a stride-1 layer on an"
+                        " input the host rearranges (docs/compiler.md): when the cost model"
+                        " says it is faster (auto, the default), never (off), or always (on)")
+
+
+def compile_spec(spec: str, cfg: AcceleratorConfig, bits: str | None = None,
+                 space_to_depth: SpaceToDepth = "auto") -> tuple[Compiled, str]:
     """Compile QMODEL `spec` (file or architecture) for `cfg`: (Compiled, what it was).
     `bits` (a bit preset's name) sets an architecture's weight widths; a quantized model has
     its own, so it is refused there."""
@@ -50,13 +60,16 @@ def compile_spec(spec: str, cfg: AcceleratorConfig, bits: str | None = None
             raise InputError(f"--bits applies to an architecture; {spec} is a quantized model"
                              " with its own widths")
         if is_qmodel_file(path):
-            return compile_model(load_qmodel(path), cfg), "quantized model"
-        return compile_model(pre.qmodel, cfg), f"quantized model ({pre.kind})"
+            return (compile_model(load_qmodel(path), cfg, space_to_depth=space_to_depth),
+                    "quantized model")
+        return (compile_model(pre.qmodel, cfg, space_to_depth=space_to_depth),
+                f"quantized model ({pre.kind})")
     from deepfpga.models import load_model
 
     preset = PRESETS[bits] if bits is not None else None
     what = "architecture (zero weights" + (f", {bits} weights)" if bits else ")")
-    return compile_architecture(load_model(spec), cfg, bits=preset), what
+    return (compile_architecture(load_model(spec), cfg, bits=preset,
+                                 space_to_depth=space_to_depth), what)
 
 
 def _prequantized(path: Path) -> Any:
@@ -97,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_output(args.outdir, "--outdir", directory=True)
     cfg = load_config(args.target)
-    compiled, what = compile_spec(args.model, cfg)
+    compiled, what = compile_spec(args.model, cfg, space_to_depth=args.space_to_depth)
     files = compiled.write(args.outdir)
     m = compiled.manifest
     estimate_s = sum(d.estimate_s for d in m.layers)
@@ -111,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
                         "instructions": list(d.instructions), "estimate_s": d.estimate_s}
                        for d in m.layers],
             "estimate_s": estimate_s,
+            "host_transforms": [t.to_dict() for t in m.host_transforms],
         }
         if args.explain:
             out["explain"] = [{"stage": ch.stage, "reason": ch.reason,
@@ -130,6 +144,13 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"host layers: {', '.join(part.host) or 'none'}; folded: "
           f"{', '.join(part.folded) or 'none'}")
+    stage_of = {d.input: d for d in m.layers}
+    for tr in m.host_transforms:
+        d = stage_of[tr.tensor]
+        print(f"{d.name} runs {d.kernel[0]}x{d.kernel[1]} at stride 1 on {tr.reads!r} as the host"
+              f" writes it: {tr.shape[0]} channels of {tr.shape[1]}x{tr.shape[2]}"
+              f" ({tr.offsets[0]}x{tr.offsets[1]} samples at stride {tr.stride}, {tr.kind};"
+              " --space-to-depth off: as it is)")
     print(f"modelled accelerator time {estimate_s * 1e3:.3f} ms"
           " (closed-form cost model; `deepfpga simulate` for the timing simulator)")
     if args.explain:

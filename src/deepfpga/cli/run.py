@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deepfpga.cli.compile import add_space_to_depth_flag
 from deepfpga.cli.output import add_json_flag, print_json, table
 from deepfpga.errors import InputError
 
@@ -60,6 +61,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="also run test images on the accelerator RTL (Verilator) and check them")
     p.add_argument("--rtl-images", type=_positive, default=2, metavar="N",
                    help="images for --rtl (default 2)")
+    add_space_to_depth_flag(p)
     add_json_flag(p)
     return p
 
@@ -132,11 +134,12 @@ def run(args: argparse.Namespace) -> int:
     # The command as an equivalent explicit invocation (every default spelled out).
     argv = ["deepfpga", "run", args.model, "--target", args.target, "--data", args.data,
             "--images", str(args.images), "--bits", args.bits, "--calib-size",
-            str(args.calib_size), "--out", args.out]
+            str(args.calib_size), "--out", args.out, "--space-to-depth", args.space_to_depth]
     run_cfg = flow.RunConfig(
         model=args.model, target=args.target, data=args.data, images=args.images,
         bits=args.bits, calib_size=args.calib_size, batch_size=args.batch_size,
-        out=Path(args.out), progress=not args.json, command=shlex.join(argv))
+        out=Path(args.out), progress=not args.json, command=shlex.join(argv),
+        space_to_depth=args.space_to_depth)
 
     def on_step(rec: flow.StepRecord) -> None:
         _say(args, f"[{rec.name:>8}] {rec.seconds:7.2f} s  {rec.note}")

@@ -12,11 +12,13 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepfpga.cli.compile import add_space_to_depth_flag
 from deepfpga.cli.output import add_json_flag, print_json, table
 from deepfpga.errors import InputError
 
 if TYPE_CHECKING:
     from deepfpga.compiler.artifact import Compiled
+    from deepfpga.compiler.compile import SpaceToDepth
     from deepfpga.hw.config import AcceleratorConfig
 
 # Qiu et al., FPGA 2016, abstract and §8: VGG16-SVD on the ZC706 at 150 MHz, 16-bit.
@@ -39,6 +41,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="architecture only: weight widths of a bit preset (16, 8, 8/4: 4-bit FC"
                         " weights, stored two per byte where the config allows), capped at the"
                         " config's weight_bits; a quantized model has its own widths")
+    add_space_to_depth_flag(p)
     add_json_flag(p)
     return p
 
@@ -74,8 +77,8 @@ def target_config(target: str, overrides: list[str]) -> AcceleratorConfig:
     return cfg
 
 
-def load_compiled_spec(spec: str, cfg: AcceleratorConfig, bits: str | None = None
-                       ) -> tuple[Compiled, str]:
+def load_compiled_spec(spec: str, cfg: AcceleratorConfig, bits: str | None = None,
+                       space_to_depth: SpaceToDepth = "auto") -> tuple[Compiled, str]:
     """(Compiled, what was compiled) for MODEL `spec` on `cfg`; `bits`: the weight widths'
     preset of an architecture (refused for anything else)."""
     from deepfpga.compiler.artifact import load_compiled
@@ -84,10 +87,13 @@ def load_compiled_spec(spec: str, cfg: AcceleratorConfig, bits: str | None = Non
     if path.is_dir():
         if bits is not None:
             raise InputError(f"--bits applies to an architecture; {spec} is a compiled program")
+        if space_to_depth != "auto":
+            raise InputError(f"--space-to-depth applies when compiling, but {spec} is a"
+                             " compiled program; pass the model instead")
         return load_compiled(path, cfg), "compiled program"
     from deepfpga.cli.compile import compile_spec
 
-    compiled, what = compile_spec(spec, cfg, bits)
+    compiled, what = compile_spec(spec, cfg, bits, space_to_depth)
     if what.startswith("architecture"):
         what = "architecture (no weights" + (f", {bits} weights)" if bits else ")")
     return compiled, what
@@ -104,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                          " program compiled for one; pass the model (zoo name, .onnx, .npz)"
                          " instead of the compiled directory to compile it for the new one")
     cfg = target_config(args.target, args.overrides)
-    compiled, what = load_compiled_spec(args.model, cfg, args.bits)
+    compiled, what = load_compiled_spec(args.model, cfg, args.bits, args.space_to_depth)
     timing = simulate_timing(compiled)
     host = host_costs(compiled)
     util = layer_utilisation(timing, compiled.program.instructions, cfg)

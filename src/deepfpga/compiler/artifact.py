@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deepfpga.compiler.alloc import Region
+from deepfpga.compiler.s2d import InputTransform
 from deepfpga.compiler.tiling import Choice, Tiling
 from deepfpga.errors import InputError
 from deepfpga.fileio import atomic_write_bytes, atomic_write_json
@@ -28,7 +31,9 @@ from deepfpga.quant.fixedpoint import FixedFormat
 
 MANIFEST_FORMAT = "deepfpga-compiled"
 # 2: typed manifest; host steps carry `float_output` (deepfpga.hw.arch.stays_float).
-MANIFEST_VERSION = 2
+# 3: `host_transforms` (maps the host writes rearranged for space-to-depth layers,
+#    deepfpga.compiler.s2d).
+MANIFEST_VERSION = 3
 
 
 # --- reading JSON with errors that name the key ------------------------------------------------
@@ -323,6 +328,9 @@ class Manifest:
     schedule: tuple[ScheduleStep, ...]
     partition: Partition
     program: ProgramStats
+    # the maps the host writes rearranged for space-to-depth layers (deepfpga.compiler.s2d),
+    # besides (or instead of) the maps themselves
+    host_transforms: tuple[InputTransform, ...] = ()
 
     def __post_init__(self) -> None:
         for name, tensor in self.outputs:
@@ -330,6 +338,38 @@ class Manifest:
                 raise InputError(f"manifest: output {name!r} names unknown tensor {tensor!r}")
         if self.input not in self.tensors:
             raise InputError(f"manifest: input tensor {self.input!r} is not in 'tensors'")
+        for tr in self.host_transforms:
+            t = self.tensors.get(tr.tensor)
+            if t is None or not t.on_ddr or t.shape != tr.shape:
+                raise InputError(f"manifest: host transform writes tensor {tr.tensor!r},"
+                                 f" which is not a DDR tensor of shape {tr.shape}")
+            src = self.tensors.get(tr.reads)
+            if src is None or src.shape != tr.source:
+                raise InputError(f"manifest: host transform of {tr.tensor!r} reads"
+                                 f" {tr.reads!r} of shape {tr.source}, which is not a tensor"
+                                 " of that shape")
+
+    @property
+    def input_transform(self) -> InputTransform | None:
+        """The rearrangement of the network input (a space-to-depth first layer), if any."""
+        return next((t for t in self.host_transforms if t.reads == self.input), None)
+
+    def host_writes(self, tensor: str, values: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(DDR address, (N, count) values) the host writes for a batch `values` of the
+        host-made `tensor` (the network input, a host layer's result): the tensor where it is
+        on DDR, and its rearrangement for every space-to-depth stage that reads it (the
+        functional simulator and the RTL driver both write these)."""
+        n = len(values)
+        v = np.asarray(values)
+        out = []
+        t = self.tensors[tensor]
+        if t.on_ddr:
+            out.append((t.address, v.reshape(n, -1)))
+        for tr in self.host_transforms:
+            if tr.reads == tensor:
+                rearranged = tr.apply(v.reshape(n, *tr.source))
+                out.append((self.tensors[tr.tensor].address, rearranged.reshape(n, -1)))
+        return out
 
     # typed views
     @property
@@ -363,6 +403,7 @@ class Manifest:
             "schedule": [s.to_dict() for s in self.schedule],
             "partition": self.partition.to_dict(),
             "program": self.program.to_dict(),
+            "host_transforms": [t.to_dict() for t in self.host_transforms],
         }
 
     @staticmethod
@@ -405,6 +446,8 @@ class Manifest:
                                   for k in ("accelerator", "host", "folded"))),
             program=ProgramStats(*(_get(p, k, int, "program") for k in (
                 "instructions", "sync_nops", "load", "calc", "save", "end"))),
+            host_transforms=tuple(InputTransform.from_dict(t) for t in _get(
+                d, "host_transforms", list, "manifest")),
         )
 
 

@@ -4,12 +4,14 @@ generate instructions, describe everything in the manifest."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from deepfpga.compiler import layout
+from deepfpga.compiler import layout, s2d
 from deepfpga.compiler.alloc import Region, check_no_overlap, first_fit
 from deepfpga.compiler.artifact import (
     AccelStep,
@@ -42,14 +44,19 @@ __all__ = ["Compiled", "architecture_model", "compile_architecture", "compile_mo
 
 
 Force = Mapping[str, Tiling]
+SpaceToDepth = Literal["auto", "off", "on"]
 
 
 def compile_model(qmodel: QuantizedModel, cfg: AcceleratorConfig, *,
-                  force: Force | None = None) -> Compiled:
+                  force: Force | None = None, space_to_depth: SpaceToDepth = "auto"
+                  ) -> Compiled:
     """Compile a quantized model with its weights. `force` maps stage (CONV/FC layer) names to
-    tilings to use instead of the tiler's choice (tests, experiments); each is checked."""
+    tilings to use instead of the tiler's choice (tests, experiments); each is checked.
+    `space_to_depth`: run the first layer on a host-arranged input (deepfpga.compiler.s2d)
+    when the cost model says it is faster ("auto"), never ("off"), or whenever it can ("on",
+    the fastest variant)."""
     model = ModelInput(qmodel.graph, qmodel.input_format, qmodel.formats, qmodel.weights)
-    return _compile(model, cfg, force or {})
+    return _compile(model, cfg, force or {}, space_to_depth)
 
 
 def architecture_model(graph: Graph, cfg: AcceleratorConfig, bits: BitPreset | None = None
@@ -81,44 +88,90 @@ def architecture_model(graph: Graph, cfg: AcceleratorConfig, bits: BitPreset | N
 
 
 def compile_architecture(graph: Graph, cfg: AcceleratorConfig, *,
-                         force: Force | None = None, bits: BitPreset | None = None) -> Compiled:
+                         force: Force | None = None, bits: BitPreset | None = None,
+                         space_to_depth: SpaceToDepth = "auto") -> Compiled:
     """Compile a network's structure only (zoo architectures): zero weights, config widths
     (weights at `bits`' widths when given)."""
-    return _compile(architecture_model(graph, cfg, bits), cfg, force or {})
+    return _compile(architecture_model(graph, cfg, bits), cfg, force or {}, space_to_depth)
 
 
 # --- the pipeline --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything decided before code generation: stages, tilings, DDR regions."""
+    """Everything decided before code generation: stages, tilings, DDR regions, and the
+    model as compiled (its first layer's weights rearranged under an input transform)."""
 
     mapping: NetworkMapping
     choices: tuple[Choice, ...]
     regions: dict[str, Region]
     placements: dict[str, Placement]
+    model: ModelInput
+    host_transforms: tuple[s2d.InputTransform, ...] = ()
+
+    @property
+    def input_transform(self) -> s2d.InputTransform | None:
+        return next((t for t in self.host_transforms if t.reads == INPUT), None)
 
     @property
     def ddr_size(self) -> int:
         return layout.align(max((r.end for r in self.regions.values()), default=0))
 
 
-def plan(model: ModelInput, cfg: AcceleratorConfig, force: Force | None = None) -> Plan:
-    """Map, tile and allocate (no instructions yet)."""
+def plan(model: ModelInput, cfg: AcceleratorConfig, force: Force | None = None,
+         space_to_depth: SpaceToDepth = "auto") -> Plan:
+    """Map, choose the input transform, tile and allocate (no instructions yet). The transform
+    is chosen without `force` (a forced tiling applies to the stage as planned without it)."""
+    if space_to_depth not in ("auto", "off", "on"):
+        raise InputError(f"space_to_depth must be 'auto', 'off' or 'on', got {space_to_depth!r}")
     force = force or {}
     m = map_network(model, cfg)
     unknown = set(force) - {s.name for s in m.stages}
     if unknown:
         raise InputError(f"forced tiling for unknown stage(s): {sorted(unknown)}"
                          f" (stages: {[s.name for s in m.stages]})")
+    transforms = []
+    plain = model
+    for st in s2d.candidates(m) if space_to_depth != "off" else ():
+        tr = _host_transform(st, cfg, space_to_depth)
+        if tr is not None:
+            m, model = s2d.apply(m, model, st, tr)
+            transforms.append(tr)
     choices = tuple(choose(st, cfg, force.get(st.name)) for st in m.stages)
-    regions, placements = _allocate(m, choices, cfg)
-    return Plan(m, choices, regions, placements)
+    try:
+        regions, placements = _allocate(m, choices, cfg)
+    except InputError:
+        if not transforms:
+            raise
+        return plan(plain, cfg, force, "off")    # the rearranged copies do not fit the DDR
+    return Plan(m, choices, regions, placements, model, tuple(transforms))
 
 
-def _compile(model: ModelInput, cfg: AcceleratorConfig, force: Force) -> Compiled:
-    p = plan(model, cfg, force)
-    m, choices, regions = p.mapping, p.choices, p.regions
+def _host_transform(st: Stage, cfg: AcceleratorConfig, mode: SpaceToDepth
+                    ) -> s2d.InputTransform | None:
+    """The variant of least modelled time (the stage's, plus the host's DDR traffic for the
+    transform at the DDR bandwidth); None when the layer as it is wins ("auto") or no variant
+    fits."""
+    hz, bw = cfg.clock_mhz * 1e6, cfg.ddr_bandwidth_gbps * 1e9
+    best, best_s = None, float("inf")
+    if mode == "auto":
+        with contextlib.suppress(InputError):      # if the layer does not fit, a variant may
+            best_s = choose(st, cfg).costs["cycles"] / hz
+    for tr in s2d.variants(st):
+        try:
+            c = choose(s2d.transformed_stage(st, tr), cfg)
+        except InputError:
+            continue
+        t = c.costs["cycles"] / hz + tr.host_bytes(cfg.data_bytes) / bw
+        if t < best_s:
+            best, best_s = tr, t
+    return best
+
+
+def _compile(model: ModelInput, cfg: AcceleratorConfig, force: Force,
+             space_to_depth: SpaceToDepth) -> Compiled:
+    p = plan(model, cfg, force, space_to_depth)
+    m, choices, regions, model = p.mapping, p.choices, p.regions, p.model
     image = _image(m, choices, regions, model, cfg)
     bld = Builder(_overlaps(regions))
     ranges: dict[str, tuple[int, int]] = {}
@@ -148,7 +201,7 @@ def _compile(model: ModelInput, cfg: AcceleratorConfig, force: Force) -> Compile
         close_segment()
     program = Program(cfg.hash(), tuple(bld.instructions()))
     manifest = _manifest(m, model, cfg, choices, regions, ranges, tuple(schedule), program,
-                         bld.nops)
+                         bld.nops, p.host_transforms)
     check_no_overlap(manifest.regions, manifest.ddr_size)
     return Compiled(cfg, program, image, manifest, choices)
 
@@ -184,7 +237,7 @@ def _allocate(m: NetworkMapping, choices: tuple[Choice, ...], cfg: AcceleratorCo
     stage_outputs = {st.output for st in m.stages}
     for (name, size, first, last) in reqs:
         tname = name[2:]
-        kind = ("input" if tname == INPUT else "output" if m.tensors[tname].is_output
+        kind = ("input" if m.tensors[tname].producer < 0 else "output" if m.tensors[tname].is_output
                 else "fmap" if tname in stage_outputs else "host")
         regions[name] = Region(name, kind, placed[name], size, first, last,
                                tname in stage_outputs)
@@ -232,7 +285,8 @@ def _image(m: NetworkMapping, choices: tuple[Choice, ...], regions: dict[str, Re
 def _manifest(m: NetworkMapping, model: ModelInput, cfg: AcceleratorConfig,
               choices: tuple[Choice, ...], regions: dict[str, Region],
               ranges: dict[str, tuple[int, int]], schedule: tuple[ScheduleStep, ...],
-              program: Program, nops: int) -> Manifest:
+              program: Program, nops: int, transforms: tuple[s2d.InputTransform, ...]
+              ) -> Manifest:
     arena = [r for r in regions.values() if r.kind not in ("weights", "bias")]
     size = layout.align(max((r.end for r in regions.values()), default=0))
     tensors = {}
@@ -267,4 +321,5 @@ def _manifest(m: NetworkMapping, model: ModelInput, cfg: AcceleratorConfig,
                             m.host_layers, m.folded),
         program=ProgramStats(len(program.instructions), nops, stats["load"], stats["calc"],
                              stats["save"], stats["end"]),
+        host_transforms=transforms,
     )

@@ -195,9 +195,8 @@ def _run(ins: Sequence[Instruction], ddr_image: bytes, manifest: Manifest,
     tensors = manifest.tensors
     x = x.astype(np.int64)
     host: dict[str, np.ndarray] = {manifest.input: x}
-    t_in = tensors[manifest.input]
-    if t_in.on_ddr:
-        m.host_write(t_in.address, x.reshape(n, -1))
+    for address, values in manifest.host_writes(manifest.input, x):   # as the program wants
+        m.host_write(address, values)
     stage_end = {d.instructions[1] - 1: d for d in manifest.layers
                  if d.instructions[1] > d.instructions[0]}
     layers: dict[str, np.ndarray] = {}
@@ -228,9 +227,8 @@ def _run(ins: Sequence[Instruction], ddr_image: bytes, manifest: Manifest,
             sats_by_name[step.layer] = nsat
             layers[step.output] = y
             host[step.output] = y
-            t_out = tensors[step.output]
-            if t_out.on_ddr:
-                m.host_write(t_out.address, np.asarray(y).reshape(n, -1))
+            for address, values in manifest.host_writes(step.output, np.asarray(y)):
+                m.host_write(address, values)
     if executed != len(ins):
         raise InputError(f"the manifest's schedule covers {executed} of {len(ins)} instructions")
     for d in manifest.layers:

@@ -1,7 +1,10 @@
 """What the layers placed on the host cost: the values they read and write, and the least time
 their DDR traffic takes.
 
-The timing simulator times the accelerator's instructions only. A host layer (softmax, LRN,
+The timing simulator times the accelerator's instructions only. A map the host writes
+rearranged for a space-to-depth layer (deepfpga.compiler.s2d: the input, a host layer's result)
+costs reading it and writing the rearranged copy (InputTransform.host_bytes, the figure the
+compiler weighs it by), listed after the layer that made it. A host layer (softmax, LRN,
 average pooling, the residual add until the accelerator fuses it) reads its inputs from DDR
 and writes its output back (the next accelerator segment reads it from there), so a frame
 takes at least that traffic at the DDR bandwidth longer. The host CPU's own time is not
@@ -47,6 +50,19 @@ def host_costs(compiled: Compiled) -> tuple[HostLayerCost, ...]:
     host_made = {h.output for h in m.host_steps}
     tensor_of = dict(m.alias)
     out = []
+    bandwidth = compiled.config.ddr_bandwidth_gbps * 1e9
+
+    def rearranged(tensor: str) -> list[HostLayerCost]:
+        """The host's rearrangements of `tensor` for space-to-depth stages."""
+        rows = []
+        for tr in m.host_transforms:
+            if tr.reads == tensor:
+                moved = tr.host_bytes(compiled.config.data_bytes)
+                rows.append(HostLayerCost(tr.tensor, "space-to-depth", math.prod(tr.source),
+                                          math.prod(tr.shape), moved, moved / bandwidth))
+        return rows
+
+    out += rearranged(m.input)
     for h in m.host_steps:
         out_shape = h.spec.output_shape([tuple(s) for s in h.input_shapes])
         values_out = math.prod(out_shape)
@@ -60,5 +76,6 @@ def host_costs(compiled: Compiled) -> tuple[HostLayerCost, ...]:
             moved += values_out * _value_bytes(h.out_format.bw)
         out.append(HostLayerCost(
             h.layer, h.op, sum(math.prod(s) for s in h.input_shapes), values_out, moved,
-            moved / (compiled.config.ddr_bandwidth_gbps * 1e9)))
+            moved / bandwidth))
+        out += rearranged(h.output)
     return tuple(out)

@@ -210,8 +210,8 @@ def program_calcs(compiled: Compiled, x: np.ndarray
     m = compiled.manifest
     mach = Machine(compiled.config, DdrMap.of(m),
                    np.frombuffer(compiled.ddr_image, dtype=np.uint8), 1, check_races=True)
-    t = m.tensors[m.input]
-    mach.host_write(t.address, np.asarray(x, dtype=np.int64).reshape(1, -1))
+    for address, values in m.host_writes(m.input, np.asarray(x, dtype=np.int64)[None]):
+        mach.host_write(address, values)
     out = []
     for k, ins in enumerate(compiled.program.instructions):
         if isinstance(ins, Calc) and ins.to and ins.ti:

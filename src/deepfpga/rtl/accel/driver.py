@@ -14,13 +14,15 @@ accelerator that runs (a test that damages a program passes
 
 Per image: the compiler's DDR image goes to DDR address 0, the instruction words (the program
 file without its 48-byte header) to the first 64-byte boundary after it, the input tensor to its
-region. For each accelerator segment of the manifest's schedule the driver writes PROG_ADDR
-(the segment's first word) and PROG_COUNT (the words from there to the program's end), starts
-the accelerator, waits for irq and reads the registers; between segments it runs the host layers
-with the functional simulator's own host code (`sim.functional.host_step`) and writes their
-results into DDR. Every stage output is copied out of DDR by the harness when the stage's last
-SAVE ends (a later stage may reuse the region in the same segment), so the result has the
-structure of the functional simulator's: `layers[tensor]`, `outputs`, `saturations[layer]`.
+region (and rearranged for space-to-depth layers: Manifest.host_writes, as the functional
+simulator writes it; host layers' results the same way). For each accelerator segment of the
+manifest's schedule the driver writes PROG_ADDR (the segment's first word) and PROG_COUNT (the
+words from there to the program's end), starts the accelerator, waits for irq and reads the
+registers; between segments it runs the host layers with the functional simulator's own host code
+(`sim.functional.host_step`) and writes their results into DDR. Every stage output is copied out
+of DDR by the harness when the stage's last SAVE ends (a later stage may reuse the region in the
+same segment), so the result has the structure of the functional simulator's: `layers[tensor]`,
+`outputs`, `saturations[layer]`.
 """
 
 from __future__ import annotations
@@ -166,9 +168,8 @@ class RtlRunner:
         db = cfg.data_bytes
         h.write_ddr(0, self.ddr_image)
         h.write_ddr(self.prog_base, self.words)
-        t_in = tensors[manifest.input]
-        if t_in.on_ddr:
-            h.write_ddr(t_in.address, pack_array(x, db))
+        for address, values in manifest.host_writes(manifest.input, x):  # as the program wants
+            h.write_ddr(address, pack_array(values, db))
         host: dict[str, np.ndarray] = {manifest.input: x}
         layers: dict[str, np.ndarray] = {}
         sats: dict[str, int] = {}
@@ -197,9 +198,8 @@ class RtlRunner:
                 sats[step.layer] = nsat
                 layers[step.output] = y
                 host[step.output] = y
-                t_out = tensors[step.output]
-                if t_out.on_ddr:
-                    h.write_ddr(t_out.address, pack_array(y, db))
+                for address, values in manifest.host_writes(step.output, np.asarray(y)):
+                    h.write_ddr(address, pack_array(values, db))
                 continue
             a, b = step.instructions
             watches = self._watch_stages(step, stages, a)
