@@ -18,7 +18,7 @@ from deepfpga.dse.space import Space
 from deepfpga.errors import InputError
 from deepfpga.hw.devices import get_device
 from deepfpga.hw.engines import grid_dsps, grid_multipliers
-from deepfpga.hw.resources import estimate
+from deepfpga.hw.resources import BUILD_LIMITS, estimate
 
 SHARES = (("bram_share", (1.0,)), ("input_share", (0.4,)), ("weight_share", (0.2,)),
           ("fc_share", (0.5,)))
@@ -53,14 +53,16 @@ def test_buffers_take_their_share_of_block_ram() -> None:
                 "output": e["output"], "fixed": e["bias"] + e["pool row"]}
 
     est = used(cfg)
-    budget = 0.95 * get_device("XC7Z045").bram36_equivalent - est["fixed"]
+    # the BRAM build limit (90 %) is below 1 − the default 5 % margin
+    assert b.keep("bram36") == BUILD_LIMITS["bram36"] == 0.90
+    budget = 0.90 * get_device("XC7Z045").bram36_equivalent - est["fixed"]
     for name, share in (("input", 0.4), ("weight", 0.2), ("output", 0.4)):
         assert est[name] <= share * budget + 1e-9
     # the largest whole KiB: one more KiB would need more blocks than the share
     bigger = cfg.replace(input_buffer_bytes=cfg.input_buffer_bytes + 1024)
     assert used(bigger)["input"] > 0.4 * budget
     assert cfg.fc_buffer_bytes == cfg.input_buffer_bytes // 2 // 1024 * 1024
-    assert built.resources["share"]["bram36"] <= 0.95
+    assert built.resources["share"]["bram36"] <= 0.90
 
 
 def test_refusals_are_counted_not_raised() -> None:
@@ -97,6 +99,27 @@ def test_shell_margin_refuses_what_check_fits_would_take() -> None:
     assert r.status == NO_FIT and f"{free + 1} % shell margin" in r.reason
     with pytest.raises(InputError, match="--margin"):
         Builder(base, space, 1.0)
+
+
+def test_no_point_is_kept_that_rtl_synth_would_call_unbuildable() -> None:
+    # the DSE's verdict is the build limits' (hw.resources.BUILD_LIMITS, what `deepfpga rtl
+    # synth` judges): DSP and BRAM at most 90 %, LUT 80 %, even with no shell margin
+    # the buffers of the last sweep's best XC7Z020 point (128/128/32 KiB)
+    base = make_base("XC7Z020", 8, 150.0).replace(
+        input_buffer_bytes=131072, output_buffer_bytes=131072, weight_buffer_bytes=32768,
+        fc_buffer_bytes=65536)
+    space = Space((("num_pe", (1, 2, 4, 8, 12, 16)), ("convolvers_per_pe", (16, 32, 64))))
+    b = Builder(base, space, 0.0)
+    seen = set()
+    for pe in (1, 2, 4, 8, 12, 16):
+        for conv in (16, 32, 64):
+            r = b.build({"num_pe": pe, "convolvers_per_pe": conv})
+            if r.status == OK:
+                assert estimate(r.config).buildable, (pe, conv)
+            elif "build limit" in r.reason:
+                seen.add(r.reason.split()[0])
+                assert not estimate(base.replace(num_pe=pe, convolvers_per_pe=conv)).buildable
+    assert seen == {"DSP", "BRAM36-equivalent"}    # 12 x 32: 216 DSP, 98 % — refused now
 
 
 def test_presets_for_comparison() -> None:

@@ -4,9 +4,12 @@
 which gives the board's figures (DDR bandwidth, burst model, row width, ...). `build` applies a
 point to it: axis values, then buffer sizes from the buffer shares (each buffer the largest whole
 KiB the resource model fits in its share of block RAM), then the config's own validation, then
-`check_fits` and the shell margin. Only the public resource model (`deepfpga.hw.resources.
-estimate`, `check_fits`) is used, so a recalibrated model changes the search without a change
-here. Everything is cheap (microseconds to milliseconds): the expensive part is `evaluate`.
+`check_fits` and the build limits: a point is kept only if `deepfpga rtl synth` would call its
+estimate buildable (`hw.resources.BUILD_LIMITS`: DSP and BRAM 90 %, LUT 80 % of the device), and
+`--margin` may keep more for the shell (BRAM, LUT and FF at most 1 − margin). Only the public
+resource model (`deepfpga.hw.resources.estimate`, `check_fits`, `BUILD_LIMITS`) is used, so a
+recalibrated model changes the search without a change here. Everything is cheap (microseconds
+to milliseconds): the expensive part is `evaluate`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from deepfpga.errors import InputError
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.config import PRESETS, config_from_dict, load_config
 from deepfpga.hw.devices import get_device
-from deepfpga.hw.resources import check_fits, estimate
+from deepfpga.hw.resources import BUILD_LIMITS, RESOURCE_LABELS, check_fits, estimate
 
 # Accumulator width per data width when the base target has another data width: the presets'
 # choices (zedboard 8-bit: 32, zc706-paper 16-bit: 48).
@@ -110,7 +113,7 @@ class Builder:
             return Built(key, point, NO_FIT if isinstance(e, _NoRoom) else INVALID, str(e))
         try:
             check_fits(cfg)
-            est = self._margin_check(cfg)
+            est = self._limit_check(cfg)
         except InputError as e:
             return Built(key, point, NO_FIT, str(e))
         return Built(key, point, OK, "", cfg, resources_of(est))
@@ -129,7 +132,7 @@ class Builder:
         # BRAM36-equivalents: the resource model counts 18- and 36-Kbit halves as Yosys maps them
         shared = {m for name, _ in _BUFFERS for m in _GROWS_WITH[name]}
         fixed = sum(b.bram36 for b in est.buffers if b.name not in shared)
-        budget = s["bram_share"] * (1 - self.margin) * dev.bram36_equivalent - fixed
+        budget = s["bram_share"] * self.keep("bram36") * dev.bram36_equivalent - fixed
         shares = {"input": s["input_share"], "weight": s["weight_share"], "output": out_share}
         sizes = {}
         for name, key in _BUFFERS:
@@ -165,19 +168,26 @@ class Builder:
                 self._sizes[memo] = lo * KIB
         return self._sizes[memo]
 
-    def _margin_check(self, cfg: AcceleratorConfig) -> Any:
-        """The estimate, refused when BRAM, LUT or FF eat into the shell's margin (the shell —
-        interconnect, DMA FIFOs, the processor's ports — uses no DSPs)."""
+    def keep(self, resource: str) -> float:
+        """The share of the device a point may use: the build limit, and for BRAM, LUT and FF
+        at most 1 − margin (the shell uses no DSPs)."""
+        limit = BUILD_LIMITS[resource]
+        return limit if resource == "dsps" else min(limit, 1 - self.margin)
+
+    def _limit_check(self, cfg: AcceleratorConfig) -> Any:
+        """The estimate, refused when a resource is over its build limit or eats into the
+        shell's margin."""
         dev = get_device(cfg.device)
         est = estimate(cfg)
-        keep = 1 - self.margin
-        for label, used, have in (("BRAM36-equivalent", est.bram36, dev.bram36_equivalent),
-                                  ("LUT", est.luts, dev.luts), ("FF", est.ffs, dev.ffs)):
-            if used > keep * have:
-                raise InputError(f"{label} {used:,.0f} > {keep * have:,.0f} ({have:,.0f} less"
-                                 f" the {100 * self.margin:g} % shell margin)")
+        for line in est.fit_report():
+            keep = self.keep(line.resource)
+            if line.used > keep * line.available:
+                why = (f"the {100 * self.margin:g} % shell margin" if keep < line.limit
+                       else f"the {100 * line.limit:g} % build limit")
+                raise InputError(f"{RESOURCE_LABELS[line.resource]} {line.used:,.0f} >"
+                                 f" {keep * line.available:,.0f} ({line.available:,.0f} of"
+                                 f" {dev.name} at {why})")
         return est
-
 
 _BRAM36_DATA_BYTES = 4096      # data bytes of one 36-Kbit block (the rest is parity)
 # the memories a buffer's size decides: the weight staging is as deep as the WEIGHT buffer holds

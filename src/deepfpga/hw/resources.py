@@ -48,7 +48,7 @@ from deepfpga.hw.engines import (
 # Fractions of the device a buildable design may use, leaving room for the shell (the PS-PL
 # interconnect, DMA of a board design, debug): issue 13.
 BUILD_LIMITS = {"dsps": 0.90, "bram36": 0.90, "luts": 0.80, "ffs": 1.0}
-_LABELS = {"dsps": "DSP", "bram36": "BRAM36-equivalent", "luts": "LUT", "ffs": "FF"}
+RESOURCE_LABELS = {"dsps": "DSP", "bram36": "BRAM36-equivalent", "luts": "LUT", "ffs": "FF"}
 
 
 # LUT and FF per unit (`fabric_units`), per device family: least-squares fits to the Yosys
@@ -403,7 +403,8 @@ def check_fits(cfg: AcceleratorConfig) -> None:
     over = []
     for line in est.fit_report():
         if line.used > line.available:
-            over.append(f"{_LABELS[line.resource]} {_fmt(line.used)} > {_fmt(line.available)}"
+            over.append(f"{RESOURCE_LABELS[line.resource]} {_fmt(line.used)} >"
+                        f" {_fmt(line.available)}"
                         f" by {_fmt(line.used - line.available)}"
                         f" ({100 * (line.used - line.available) / line.available:.1f}% over)")
     if over:
