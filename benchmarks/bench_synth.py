@@ -22,7 +22,8 @@ from pathlib import Path
 
 from deepfpga.fileio import atomic_write_json
 from deepfpga.hw.config import AcceleratorConfig, load_config
-from deepfpga.hw.resources import estimate
+from deepfpga.hw.engines import bank_count
+from deepfpga.hw.resources import estimate, record_finalize_lanes
 from deepfpga.rtl.synth import synthesize_accel
 
 RESULTS = Path(__file__).with_name("synth_results.json")
@@ -90,7 +91,7 @@ def markdown(designs: dict[str, dict]) -> str:
         if "superseded" in d:         # its RTL has changed since: no estimate to compare
             continue
         cfg = design_config(name)
-        est = estimate(cfg).used()
+        est = estimate(cfg, record_finalize_lanes(d)).used()
         for k, v in d["compare"].items():
             err = 100 * (est[k] - v["synthesized"]) / v["synthesized"]
             out.append(f"| `{name}` | {d['device']} | {_NAMES[k]} | {v['synthesized']:,g} |"
@@ -121,6 +122,7 @@ def main() -> None:
         est = estimate(cfg)
         designs[name] = {
             "preset": DESIGNS[name][0], "device": cfg.device, "config_hash": cfg.hash().hex(),
+            "finalize_lanes": bank_count(cfg),
             "synth": {**{k: v for k, v in r.to_dict().items()
                          if k not in ("cells", "params", "log_dir")}, "cells": r.cells},
             "compare": compare(r.used(), est.used()),

@@ -3,13 +3,16 @@
     .venv/bin/python benchmarks/fit_resources.py            # coefficients, residuals, leave-one-out
 
 Reads benchmarks/synth_results.json (written by bench_synth.py; records marked `superseded`
-are left out) and fits, by least squares,
+are left out; a record without `finalize_lanes` measured the RTL whose finalize had one lane)
+and fits, by least squares,
 `deepfpga.hw.resources`' per-unit costs on the 7-series designs: LUT = fixed + rotation_bits +
-lane_lut_bits (+ the memories' LUTs and cascade multiplexers, which are structural), FF = fixed +
-lane_ff_bits. ECP5 takes the 7-series per-unit costs; only its fixed parts are
-fitted (to the ECP5 designs in FIT_ECP5). tests/hw/test_resources_synth.py checks that the
-constants in resources.py are this fit. Leave-one-out shows how well each design is predicted by
-the others: the test of the model's form.
+lane_lut_bits (+ the memories' LUTs, cascade multiplexers and the finalize lanes beyond the
+first, which are structural), FF = fixed + lane_ff_bits (+ the finalize lanes beyond the
+first). ECP5 takes the 7-series per-unit costs; only its fixed parts are fitted (to the ECP5
+designs in FIT_ECP5).
+tests/hw/test_resources_synth.py checks that the constants in resources.py are this fit.
+Leave-one-out shows how well each design is predicted by the others: the test of the model's
+form.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from deepfpga.hw.resources import (
     LUT_TERMS,
     estimate,
     fabric_units,
+    fixed_ff_units,
     fixed_lut_units,
+    record_finalize_lanes,
 )
 
 RESULTS = Path(__file__).with_name("synth_results.json")
@@ -47,10 +52,12 @@ def _rows(designs: dict[str, dict]):
             continue
         cfg = _design_config(name)
         dev = get_device(cfg.device)
-        units = fabric_units(cfg, dev)
+        lanes = record_finalize_lanes(rec)     # the RTL the record measured
+        units = fabric_units(cfg, dev, lanes)
         # what is not fitted: distributed-RAM LUTs and the block-RAM cascade multiplexers
-        known = estimate(cfg).lutram_luts + fixed_lut_units(units)
-        yield name, dev.family, units, rec["synth"]["total_luts"] - known, rec["synth"]["ffs"]
+        known = estimate(cfg, lanes).lutram_luts + fixed_lut_units(units)
+        yield (name, dev.family, units, rec["synth"]["total_luts"] - known,
+               rec["synth"]["ffs"] - fixed_ff_units(units))
 
 
 def _lstsq(a: np.ndarray, y: np.ndarray) -> np.ndarray:

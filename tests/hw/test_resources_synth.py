@@ -11,7 +11,12 @@ import pytest
 
 from deepfpga.hw.config import PRESETS, load_config
 from deepfpga.hw.devices import get_device
-from deepfpga.hw.resources import estimate, fit_report, not_buildable_reason
+from deepfpga.hw.resources import (
+    estimate,
+    fit_report,
+    not_buildable_reason,
+    record_finalize_lanes,
+)
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 TOLERANCE = 0.10          # issue 13: LUT, FF, DSP and BRAM within 10 % of synthesis
@@ -36,7 +41,8 @@ def test_estimate_within_10_percent_of_recorded_synthesis(name: str) -> None:
     cfg = _bench().design_config(name)
     # the recorded run is of this very config (a changed preset needs a new run)
     assert cfg.hash().hex() == rec["config_hash"]
-    est = estimate(cfg).used()
+    # the model of the RTL the record measured (its finalize lanes)
+    est = estimate(cfg, record_finalize_lanes(rec)).used()
     for resource, synth in rec["compare"].items():
         measured = synth["synthesized"]
         assert abs(est[resource] - measured) <= TOLERANCE * measured, (
