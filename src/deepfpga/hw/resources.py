@@ -69,12 +69,12 @@ _CASCADE_LUTS_PER_BIT = 1 / 3      # a k-deep column's read mux: (k − 1)/3 LUT
 _FIN_LUTS_PER_BIT = 5270 / (7 * 504)
 _FIN_FFS_PER_BIT = 3513 / (7 * 504)
 _LUT_COSTS = {
-    "7series": {"fixed": 8586.48, "rotation_bits": 0.9779, "lane_lut_bits": 1.6489},
-    "ecp5": {"fixed": 13129.33, "rotation_bits": 0.9779, "lane_lut_bits": 1.6489},
+    "7series": {"fixed": 8556.48, "rotation_bits": 0.9792, "lane_lut_bits": 1.6493},
+    "ecp5": {"fixed": 13128.73, "rotation_bits": 0.9792, "lane_lut_bits": 1.6493},
 }
 _FF_COSTS = {
-    "7series": {"fixed": 6924.9, "lane_ff_bits": 0.7979},
-    "ecp5": {"fixed": 7527.26, "lane_ff_bits": 0.7979},
+    "7series": {"fixed": 7030.34, "lane_ff_bits": 0.797},
+    "ecp5": {"fixed": 7527.77, "lane_ff_bits": 0.797},
 }
 # The DSP's accumulator (P register) width: a grid lane's exact sum up to it stays in the DSP.
 # ECP5: Yosys uses MULT18X18D alone (no ALU54B), so every sum is fabric.
