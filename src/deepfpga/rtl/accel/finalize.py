@@ -51,20 +51,21 @@ def fin_sequence(m: Module, cfg: AcceleratorConfig, f: dict[str, Value], setup: 
     addr, wbase, wrow = Signal(21), Signal(21), Signal(21)
     fo, y = Signal(12), Signal(12)
     k = Signal(24)                        # offset in the segment: channel entry, or column
+    # entries left in the segment, a register so that a stage holds one add (the address's)
+    rem = Signal(24)
     seg = Mux(pool, f["out_cols"], setup.rc)
-    rem = seg - k
     last_seg = rem <= b
     n = Signal(range(b + 1))
     m.d.comb += n.eq(Mux(last_seg, rem, b))
     last_row = ~pool | (y == f["out_rows"] - 1)
     last_o = fo == f["to"] - 1
     with m.If(clear):
-        m.d.sync += [addr.eq(f["ob_addr"]), fo.eq(0), y.eq(0), k.eq(0),
+        m.d.sync += [addr.eq(f["ob_addr"]), fo.eq(0), y.eq(0), k.eq(0), rem.eq(seg),
                      wbase.eq(f["out_addr"]), wrow.eq(f["out_addr"])]
     with m.Elif(run):
-        m.d.sync += [addr.eq(addr + n), k.eq(k + b)]
+        m.d.sync += [addr.eq(addr + n), k.eq(k + b), rem.eq(rem - b)]
         with m.If(last_seg):
-            m.d.sync += [k.eq(0), y.eq(y + 1)]
+            m.d.sync += [k.eq(0), rem.eq(seg), y.eq(y + 1)]
             with m.If(pool & y[0]):
                 m.d.sync += wrow.eq(wrow + (f["out_cols"] >> 1))
             with m.If(last_row):
@@ -146,10 +147,12 @@ def build_finalize(m: Module, cfg: AcceleratorConfig, f: dict[str, Value], seq: 
     ms = m3
     for s in range(1 + DataShift.latency):
         ms = stage(ms, f"fin_s{s}")
-    # saturation count: the real lanes' flags
-    nsat = sum((ms["valid"] & ms["lanes"][j] & shifted[j].sat) for j in range(b))
+    # saturation count: the real lanes' flags, added up in a stage of their own (the last is
+    # counted well before the stream's end)
+    nsat = Signal(range(b + 1))
+    m.d.sync += nsat.eq(sum((ms["valid"] & ms["lanes"][j] & shifted[j].sat) for j in range(b)))
     with m.If(clear):
-        m.d.sync += sat.eq(0)
+        m.d.sync += [sat.eq(0), nsat.eq(0)]
     with m.Else():
         m.d.sync += sat.eq(sat + nsat)
     # pool: pair maxima (at data_bits), the line buffer read now and written on even rows
