@@ -29,7 +29,7 @@ from pathlib import Path
 
 from deepfpga.errors import InputError
 from deepfpga.fileio import atomic_write_json
-from deepfpga.hw.resources import estimate
+from deepfpga.hw.resources import estimate, record_finalize_lanes
 from deepfpga.rtl.synth import synthesize_accel
 from deepfpga.rtl.synth_designs import DESIGNS, design_config, make_record
 
@@ -66,7 +66,7 @@ def markdown(designs: dict[str, dict]) -> str:
         if "superseded" in d:         # its RTL has changed since: no estimate to compare
             continue
         cfg = design_config(name)
-        est = estimate(cfg).used()
+        est = estimate(cfg, record_finalize_lanes(d)).used()
         for k, v in d["compare"].items():
             err = 100 * (est[k] - v["synthesized"]) / v["synthesized"]
             out.append(f"| `{name}` | {d['device']} | {_NAMES[k]} | {v['synthesized']:,g} |"

@@ -80,7 +80,8 @@ def test_calc_cycles_by_hand() -> None:
     # CONV ti 2, to 3, 4×4 outputs, stride 1, finalizing: 2 channel groups, 8 blocks of 2 pixels;
     # staging: 18 terms per channel, B = 2 per cycle
     grid = 3 * 9 + 8 * (2 + 2 * (18 + 3) + 3)
-    conv = engines.SETUP_CYCLES + grid + engines.MAC_DRAIN_CYCLES + 3 * 16 + 9 + 1
+    # finalize: 16 values per channel, B = 2 a cycle, then the stream's latency
+    conv = engines.SETUP_CYCLES + grid + engines.MAC_DRAIN_CYCLES + 3 * 8 + 12 + 1
     fc = engines.SETUP_CYCLES + 3 * 3 + engines.MAC_DRAIN_CYCLES + 1     # ⌈5 / B⌉ per output
     got = arch.calc_cycles(CFG, [CalcKind.CONV, CalcKind.FC, CalcKind.CONV], [2, 5, 0],
                            [3, 3, 5], [4, 1, 4], [4, 1, 4], [1, 1, 1], [0, 0, 0], [0, 1, 0],
@@ -166,3 +167,11 @@ def test_vector_and_scalar_calls_agree() -> None:
     one = [int(arch.calc_cycles(CFG, CalcKind.CONV, int(a), int(b), int(r), int(c), 2, 1, 1, 1))
            for a, b, r, c in zip(ti, to, rows, cols, strict=True)]
     assert vec.tolist() == one
+
+
+def test_finalize_takes_b_values_of_one_channel_per_cycle() -> None:
+    # tiny: B = 2. Without pool a channel's 5×3 = 15 values make 8 chunks (the last partial);
+    # with pool each row is cut on its own: 5 rows × ⌈3 / 2⌉ = 10 chunks per channel
+    assert engines.bank_count(CFG) == 2
+    got = engines.fin_chunks(CFG, [4, 4, 1], [5, 5, 1], [3, 3, 1], [0, 1, 0]).tolist()
+    assert got == [4 * 8, 4 * 10, 1]

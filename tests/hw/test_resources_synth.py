@@ -11,7 +11,12 @@ import pytest
 
 from deepfpga.hw.config import PRESETS, load_config
 from deepfpga.hw.devices import get_device
-from deepfpga.hw.resources import estimate, fit_report, not_buildable_reason
+from deepfpga.hw.resources import (
+    estimate,
+    fit_report,
+    not_buildable_reason,
+    record_finalize_lanes,
+)
 from deepfpga.rtl.synth_designs import design_config, make_record
 from deepfpga.rtl.synth_fit import current, fit
 
@@ -31,7 +36,8 @@ def test_estimate_within_10_percent_of_recorded_synthesis(name: str) -> None:
     cfg = design_config(name)
     # the recorded run is of this very config (a changed preset needs a new run)
     assert cfg.hash().hex() == rec["config_hash"]
-    est = estimate(cfg).used()
+    # the model of the RTL the record measured (its finalize lanes)
+    est = estimate(cfg, record_finalize_lanes(rec)).used()
     for resource, synth in rec["compare"].items():
         measured = synth["synthesized"]
         assert abs(est[resource] - measured) <= TOLERANCE * measured, (

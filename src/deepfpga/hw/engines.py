@@ -149,6 +149,18 @@ def pool_width(cfg: AcceleratorConfig) -> int:
     return cfg.max_row_width + 2 * cfg.max_pad
 
 
+def pool_lanes(cfg: AcceleratorConfig) -> int:
+    """Pool lanes of the finalize: the horizontal pairs of one chunk of B columns (B = 1: one
+    pair over two chunks)."""
+    return max(1, bank_count(cfg) // 2)
+
+
+def pool_line_entries(cfg: AcceleratorConfig) -> int:
+    """Entries of the finalize's pooling row: one per chunk of a pooled row (B columns, at
+    least 2), each `pool_lanes` pair maxima wide."""
+    return (pool_width(cfg) - 1) // max(2, bank_count(cfg)) + 1
+
+
 # --- CALC cycles ---------------------------------------------------------------------------------
 
 def calc_taps(kind: IntArray) -> np.ndarray:
@@ -161,9 +173,11 @@ def calc_taps(kind: IntArray) -> np.ndarray:
     return taps
 
 
+FIN_BITS = 64               # finalize width: the functional simulator's int64 (bias << 63 wraps)
 SETUP_CYCLES = 11 + 1       # Setup.STEPS products, then the checks
 MAC_DRAIN_CYCLES = 4        # the MAC pipeline empties before FIN reads the accumulators
-FIN_DRAIN_CYCLES = 9        # read → bias → ReLU → 4-stage shift → 2-stage pool → write
+# read → read register → bias shift → add → ReLU → 4-stage shift → pool → write register
+FIN_DRAIN_CYCLES = 12
 PIXEL_DRAIN_CYCLES = 3      # output-channel-parallel MAC: last term → sums ready
 NOP_CYCLES = 2              # ti = 0 or to = 0: accepted and done
 # CALC engine, measured on the RTL trace: tokens taken → calc_done is the Datapath's cycles + 2
@@ -171,13 +185,15 @@ NOP_CYCLES = 2              # ti = 0 or to = 0: accepted and done
 CALC_ISSUE_CYCLES = 3
 
 
-def pool_tail(pool: IntArray, out_rows: IntArray, out_cols: IntArray) -> np.ndarray:
-    """Cycles the finalize stream ends early when the last accumulators emit no pooled value:
-    floor mode drops an odd last row (or a single column) — 2 cycles — or an odd last
-    column — 1."""
+def fin_chunks(cfg: AcceleratorConfig, to: IntArray, out_rows: IntArray, out_cols: IntArray,
+               pool: IntArray) -> np.ndarray:
+    """Cycles the finalize issues: chunks of up to B consecutive accumulators, one per cycle,
+    never spanning two channels (the bias is per channel) — and, when pooling, never two rows
+    (a chunk then holds whole horizontal pairs)."""
+    b = bank_count(cfg)
     r, c = np.asarray(out_rows, np.int64), np.asarray(out_cols, np.int64)
-    tail = np.where((r % 2 == 1) | (c == 1), 2, c % 2)
-    return np.where(np.asarray(pool).astype(bool), tail, 0)
+    per_channel = np.where(np.asarray(pool).astype(bool), r * _cdiv(c, b), _cdiv(r * c, b))
+    return np.asarray(to, np.int64) * per_channel
 
 
 def _calc_body(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArray,
@@ -203,7 +219,7 @@ def _calc_body(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: IntArra
     # grid: the terms of each block and channel group; FC and the loop: every body cycle
     mac = np.where(on_grid, blocks * groups * terms, body)
     fin = np.where(np.asarray(finalize).astype(bool),
-                   to * pixels + FIN_DRAIN_CYCLES - pool_tail(pool, rows, cols), 0)
+                   fin_chunks(cfg, to, rows, cols, pool) + FIN_DRAIN_CYCLES, 0)
     return {"fin": fin, "body": body, "mac": mac, "fc": fc, "on_grid": on_grid, "ti": ti, "to": to,
             "pixels": pixels, "terms": terms, "groups": groups, "blocks": blocks,
             "fc_reads": fc_reads, "staging": np.where(on_grid, staging, 0),
@@ -221,7 +237,8 @@ def datapath_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: In
     (`staging_cycles`), then per block of B pixels (one output row) its terms plus the old
     accumulators (one per channel, or one cycle when not accumulating), the drain and one write
     per channel. FC: one wide read of B inputs per cycle per output. Other CONVs: one product
-    per cycle. Then the MAC drain and, when finalizing, one value per cycle."""
+    per cycle. Then the MAC drain and, when finalizing, one chunk of B values per cycle
+    (`fin_chunks`)."""
     c = _calc_body(cfg, kind, ti, to, out_rows, out_cols, stride, pool, accumulate, finalize)
     ti, to, pixels = c["ti"], c["to"], c["pixels"]
     t = SETUP_CYCLES + c["body"] + MAC_DRAIN_CYCLES + c["fin"] + 1
@@ -233,7 +250,7 @@ def datapath_cycles(cfg: AcceleratorConfig, kind: IntArray, ti: IntArray, to: In
 # losses: channels of the last group beyond `to`, pixel lanes a block leaves empty (stride,
 # the row's edge), the one-product loop's idle slots, FC's slots beyond its B lanes and its
 # last read beyond ti, and the cycles around the products: the grid's weight staging, its
-# per-block accumulator reads, pixel drains and writes, the finalize (one value per cycle),
+# per-block accumulator reads, pixel drains and writes, the finalize (B values per cycle),
 # and the rest (setup, MAC drain, issue).
 CALC_SLOT_PARTS = ("products", "idle_channels", "idle_pixel_lanes", "loop_path",
                    "fc_idle_convolvers", "fc_lane_remainder", "pass_staging", "pass_block_io",

@@ -14,14 +14,15 @@ What is modelled, and how sure it is:
   B banks of entries/B, the weight staging memory (staging_banks banks of staging_rows ×
   grid_channels weights) — on the cheapest block shape of the device (parity bits used as
   data), a block per read port (the OUTPUT banks have two: the CALC engine's, full width, and
-  SAVE's, data_bits wide); the finalize's pooling row. Memories no deeper than the device's
-  `lutram_max_depth` go to distributed RAM unless block RAM costs less by Yosys's own library
-  costs (`lutram_luts_per_bram36`), as Yosys puts them.
+  SAVE's, data_bits wide); the finalize's pooling row (B/2 pair maxima an entry). Memories no
+  deeper than the device's `lutram_max_depth` go to distributed RAM unless block RAM costs less
+  by Yosys's own library costs (`lutram_luts_per_bram36`), as Yosys puts them.
 - LUT / FF: per-unit costs (`fabric_units`) fitted to the Yosys syntheses recorded in
   benchmarks/synth_results.json (benchmarks/fit_resources.py): a fixed part (controller, DMA
-  engines, AXI, the CALC engine's sequencing and finalize), the banked memories' rotation
-  multiplexers, and a part per grid lane; plus the memories' distributed RAM and block-RAM
-  cascade multiplexers, counted structurally.
+  engines, AXI, the CALC engine's sequencing), the banked memories' rotation multiplexers, a
+  part per grid lane; plus the memories' distributed RAM, the block-RAM cascade multiplexers
+  and the finalize's lanes beyond the first, counted structurally (the last at a per-bit cost
+  measured on zedboard).
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ from deepfpga.errors import InputError
 from deepfpga.hw.accelerator import AcceleratorConfig
 from deepfpga.hw.devices import Device, get_device
 from deepfpga.hw.engines import (
+    FIN_BITS,
     bank_count,
     grid_channels,
     grid_dsps,
     grid_multipliers,
     operand_bits,
     packs_pairs,
-    pool_width,
+    pool_lanes,
+    pool_line_entries,
     staging_banks,
     staging_rows,
     sum_bits,
@@ -59,13 +62,19 @@ RESOURCE_LABELS = {"dsps": "DSP", "bram36": "BRAM36-equivalent", "luts": "LUT", 
 LUT_TERMS = ("fixed", "rotation_bits", "lane_lut_bits")
 FF_TERMS = ("fixed", "lane_ff_bits")
 _CASCADE_LUTS_PER_BIT = 1 / 3      # a k-deep column's read mux: (k − 1)/3 LUT6 per bit
+# The finalize's lanes beyond the first (the fitted fixed part holds one: every record before
+# the B-wide finalize measured one), per `fin_lane_bits`: zedboard synthesized with 8 lanes,
+# 22,027 LUT and 13,822 FF, against 16,757 and 10,309 with one, the same config (Yosys 0.70
+# synth_xilinx; docs/rtl.md): 5,270 LUT and 3,513 FF over 7 lanes of 504 bits.
+_FIN_LUTS_PER_BIT = 5270 / (7 * 504)
+_FIN_FFS_PER_BIT = 3513 / (7 * 504)
 _LUT_COSTS = {
-    "7series": {"fixed": 8582.55, "rotation_bits": 0.9815, "lane_lut_bits": 1.6488},
-    "ecp5": {"fixed": 13127.87, "rotation_bits": 0.9815, "lane_lut_bits": 1.6488},
+    "7series": {"fixed": 8556.48, "rotation_bits": 0.9792, "lane_lut_bits": 1.6493},
+    "ecp5": {"fixed": 13128.73, "rotation_bits": 0.9792, "lane_lut_bits": 1.6493},
 }
 _FF_COSTS = {
-    "7series": {"fixed": 6924.9, "lane_ff_bits": 0.7979},
-    "ecp5": {"fixed": 7527.26, "lane_ff_bits": 0.7979},
+    "7series": {"fixed": 7030.34, "lane_ff_bits": 0.797},
+    "ecp5": {"fixed": 7527.77, "lane_ff_bits": 0.797},
 }
 # The DSP's accumulator (P register) width: a grid lane's exact sum up to it stays in the DSP.
 # ECP5: Yosys uses MULT18X18D alone (no ALU54B), so every sum is fabric.
@@ -279,6 +288,7 @@ def _memory(name: str, nbytes: int, banks: int, depth: int, width: int,
 def memories(cfg: AcceleratorConfig, dev: Device) -> tuple[BufferEstimate, ...]:
     """The Datapath's memories (rtl/accel/buffers.py, lanes.py) as Yosys maps them."""
     b, ob = bank_count(cfg), operand_bits(cfg)
+    pool_bits = pool_lanes(cfg) * cfg.data_bits
 
     def rows(entries: int) -> int:
         return max(1, -(-entries // b))
@@ -297,12 +307,20 @@ def memories(cfg: AcceleratorConfig, dev: Device) -> tuple[BufferEstimate, ...]:
         # written one channel's weight (ob bits) at a time: rtl/accel/staging.py
         _memory("staging", 0, staging_banks(cfg), staging_rows(cfg), n * ob, (n * ob,), dev,
                 granularity=ob),
-        _memory("pool row", 0, 1, max(1, pool_width(cfg) // 2), cfg.data_bits,
-                (cfg.data_bits,), dev),
+        # rtl/accel/finalize.py: an entry per chunk of B columns, its pair maxima
+        _memory("pool row", 0, 1, pool_line_entries(cfg), pool_bits, (pool_bits,), dev),
     )
 
 
-def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
+def fin_lane_bits(cfg: AcceleratorConfig) -> int:
+    """Register bits of one finalize lane (rtl/accel/finalize.py): the accumulator read twice
+    registered and written back (3·acc_bits), the 64-bit sum, ReLU and the data shift's four
+    stages (≈ 6·FIN_BITS), the shift's data_bits growth, the pool's and the write's values."""
+    return 3 * cfg.acc_bits + 6 * FIN_BITS + 3 * cfg.data_bits
+
+
+def fabric_units(cfg: AcceleratorConfig, dev: Device, finalize_lanes: int | None = None
+                 ) -> dict[str, float]:
     """What the LUT and FF counts scale with (their costs per family are fitted, `_LUT_COSTS`,
     `_FF_COSTS`):
     fixed — the controller, DMA engines, AXI, the CALC sequencing and finalize (1 each);
@@ -317,7 +335,11 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
     lane_ff_bits — per grid lane: the old accumulator (acc_bits register bits); when the sum
     does not sit in the DSP (MREG, post-adder and PREG: it fits its 48-bit accumulator, and the
     lane is not one of a packed pair, whose P register holds the packed product) the sum and
-    product registers too."""
+    product registers too;
+    fin_lane_bits — the finalize lanes beyond the first (B − 1; `finalize_lanes` − 1 for a
+    record of an earlier RTL: it had one) × `fin_lane_bits(cfg)`: a lane's 64-bit add,
+    shifters, saturation and ReLU (LUT) and its stages (FF) scale with them (structural, at the
+    cost per bit measured on zedboard)."""
     b, ob, sb = bank_count(cfg), operand_bits(cfg), sum_bits(cfg)
     ew = max(cfg.data_bits, cfg.weight_bits, cfg.bias_bits)
     port_bits = (2 * ob + cfg.bias_bits + cfg.acc_bits + cfg.data_bits      # reads
@@ -338,15 +360,33 @@ def fabric_units(cfg: AcceleratorConfig, dev: Device) -> dict[str, float]:
             # LUT: the sum bits of every grid lane (see the docstring)
             "lane_lut_bits": float(lanes * sb),
             "lane_ff_bits": float((lanes - fabric) * cfg.acc_bits
-                                  + fabric * (cfg.acc_bits + sb + 2 * ob))}
+                                  + fabric * (cfg.acc_bits + sb + 2 * ob)),
+            "fin_lane_bits": float(((b if finalize_lanes is None else finalize_lanes) - 1)
+                                   * fin_lane_bits(cfg))}
+
+
+def record_finalize_lanes(record: dict) -> int:
+    """The finalize lanes of the RTL a synthesis record (benchmarks/synth_results.json)
+    measured: `finalize_lanes` when recorded, else 1 (the RTL before the B-wide finalize)."""
+    return int(record.get("finalize_lanes", 1))
 
 
 def fixed_lut_units(units: dict[str, float]) -> float:
-    """The LUTs of `fabric_units` that are structural, not fitted: the cascade multiplexers."""
-    return units["cascade_bits"] * _CASCADE_LUTS_PER_BIT
+    """The LUTs of `fabric_units` that are structural, not fitted: the cascade multiplexers and
+    the finalize lanes beyond the first."""
+    return (units["cascade_bits"] * _CASCADE_LUTS_PER_BIT
+            + units["fin_lane_bits"] * _FIN_LUTS_PER_BIT)
 
 
-def estimate(cfg: AcceleratorConfig) -> ResourceEstimate:
+def fixed_ff_units(units: dict[str, float]) -> float:
+    """The FFs of `fabric_units` that are structural, not fitted: the finalize lanes beyond the
+    first."""
+    return units["fin_lane_bits"] * _FIN_FFS_PER_BIT
+
+
+def estimate(cfg: AcceleratorConfig, finalize_lanes: int | None = None) -> ResourceEstimate:
+    """What `cfg`'s RTL takes. `finalize_lanes`: the finalize's lanes of the RTL modelled (default
+    B, this RTL's; 1 models a synthesis record of the RTL before the B-wide finalize)."""
     dev = get_device(cfg.device)
     b, ob, n = bank_count(cfg), operand_bits(cfg), grid_channels(cfg)
     notes: list[str] = []
@@ -367,12 +407,12 @@ def estimate(cfg: AcceleratorConfig) -> ResourceEstimate:
     lutram = sum(x.lutram_luts for x in bufs)
     notes.append(f"memories in {b} banks; OUTPUT read by CALC and SAVE (a block per port)")
 
-    units = fabric_units(cfg, dev)
+    units = fabric_units(cfg, dev, finalize_lanes)
     family = dev.family
     lutram += _CONTROL_LUTRAM[family]
     luts = (lutram + fixed_lut_units(units)
             + sum(_LUT_COSTS[family][k] * units[k] for k in LUT_TERMS))
-    ffs = sum(_FF_COSTS[family][k] * units[k] for k in FF_TERMS)
+    ffs = fixed_ff_units(units) + sum(_FF_COSTS[family][k] * units[k] for k in FF_TERMS)
     notes.append("LUT/FF: per-unit costs fitted to Yosys synthesis (docs/rtl.md)")
     return ResourceEstimate(
         device=dev.name, multipliers=lanes + b, dsps=dsps, fabric_multipliers=0,

@@ -5,7 +5,9 @@ benchmarks/synth_results.json; benchmarks/fit_resources.py fits the model's LUT/
 records; tests/hw/test_resources_synth.py holds the model to them. A record is what synthesis
 measured next to `hw.resources.estimate` for the same config (its hash says which). A record
 whose RTL has since changed in what it measures carries `superseded` (why): it stays in the
-tables as history and is left out of the fit and the test.
+tables as history and is left out of the fit and the test. `finalize_lanes`: the finalize's
+width in the RTL the record measured (absent: one lane, before the B-wide finalize); the model
+is compared with a record at that width (`hw.resources.record_finalize_lanes`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from deepfpga.errors import InputError
 from deepfpga.hw.config import AcceleratorConfig, load_config
+from deepfpga.hw.engines import bank_count
 from deepfpga.hw.resources import estimate
 
 # name -> (preset, changes to it, place and route)
@@ -73,4 +76,5 @@ def make_record(name: str, result: dict[str, Any]) -> dict[str, Any]:
     used = {"dsps": result["dsps"], "bram36": result["bram36_equivalent"],
             "luts": result["total_luts"], "ffs": result["ffs"]}
     return {"preset": DESIGNS[name][0], "device": cfg.device, "config_hash": cfg.hash().hex(),
-            "synth": synth, "compare": compare(used, estimate(cfg).used())}
+            "finalize_lanes": bank_count(cfg), "synth": synth,
+            "compare": compare(used, estimate(cfg).used())}

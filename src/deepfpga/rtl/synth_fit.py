@@ -1,8 +1,9 @@
 """The resource model's LUT and FF costs per unit, fitted to the recorded syntheses.
 
 Least squares over the current 7-series records (synth_designs; `superseded` ones are left
-out): LUT = fixed + rotation_bits + lane_lut_bits (+ the memories' LUTs and cascade
-multiplexers, which are structural, not fitted), FF = fixed + lane_ff_bits. ECP5 takes the
+out): LUT = fixed + rotation_bits + lane_lut_bits (+ the memories' LUTs, cascade
+multiplexers and the finalize lanes beyond the first, which are structural, not fitted), FF =
+fixed + lane_ff_bits (+ the finalize lanes beyond the first). ECP5 takes the
 7-series per-unit costs; only its fixed parts are fitted, to the ECP5 designs in FIT_ECP5.
 `hw.resources._LUT_COSTS / _FF_COSTS` are this fit (tests/hw/test_resources_synth.py checks it;
 benchmarks/fit_resources.py --write puts a new fit there). Leave-one-out predicts each design
@@ -22,7 +23,9 @@ from deepfpga.hw.resources import (
     LUT_TERMS,
     estimate,
     fabric_units,
+    fixed_ff_units,
     fixed_lut_units,
+    record_finalize_lanes,
 )
 from deepfpga.rtl.synth_designs import design_config
 
@@ -40,9 +43,12 @@ def _rows(designs: dict[str, dict[str, Any]]) -> Iterator[tuple[str, str, dict, 
     for name, rec in current(designs).items():
         cfg = design_config(name)
         dev = get_device(cfg.device)
-        units = fabric_units(cfg, dev)
-        known = estimate(cfg).lutram_luts + fixed_lut_units(units)
-        yield name, dev.family, units, rec["synth"]["total_luts"] - known, rec["synth"]["ffs"]
+        lanes = record_finalize_lanes(rec)     # the RTL the record measured
+        units = fabric_units(cfg, dev, lanes)
+        # not fitted: distributed-RAM LUTs, cascade multiplexers, finalize lanes beyond the first
+        known = estimate(cfg, lanes).lutram_luts + fixed_lut_units(units)
+        yield (name, dev.family, units, rec["synth"]["total_luts"] - known,
+               rec["synth"]["ffs"] - fixed_ff_units(units))
 
 
 def _lstsq(a: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -12,8 +12,8 @@ cycle rules attribute exactly (engines.calc_slots per CALC), so the parts add up
   kernel other than 1×1 or 3×3 cut into 3×3 sub-kernels);
 - pass overhead: the cycles of each CALC around its products: the grid's weight staging
   (9·ti, a 1×1 layer's ti, per output channel), its per-block accumulator reads, pixel drains
-  and one write per output channel, the finalize (bias, ReLU, shift, pool: one value per
-  cycle), and the rest (setup, MAC drain, issue);
+  and one write per output channel, the finalize (bias, ReLU, shift, pool: B values of one
+  channel per cycle, `engines.fin_chunks`), and the rest (setup, MAC drain, issue);
 - bandwidth: the layer's cycles with its CALC engine idle (DMA exposed beyond CALC).
 
 Host layers run on the CPU outside the timing model: they have no accelerator cycles and are

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -342,3 +343,32 @@ def test_wide_load_port():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+def _finalizing(rng, cfg, pool: int, **fixed):
+    """A random finalizing CONV of the given shape, pooled or not (drawn until it is)."""
+    while True:
+        ins = cc.random_calc(rng, cfg, kind=0, **fixed)
+        if ins.finalize and ins.pool == pool:
+            return ins
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cfg,seed", [(CFG8B8, 21), (CFG8, 22)])
+def test_finalize_chunks_match_functional_simulator(cfg, seed):
+    """The B-wide finalize (finalize.py) on the shapes its chunking cuts differently: a
+    channel's last chunk partial, rows of 1, B − 1, B, B + 1 columns (pooled: odd columns and
+    odd rows dropped, a single column), several channels, and saturation (8 banks; 1 bank
+    pairs two chunks)."""
+    rng = np.random.default_rng(seed)
+    shapes = [(3, 3), (1, 9), (2, 8), (3, 7), (4, 9), (5, 3), (2, 1), (1, 1)]
+    cases = [(cc.random_state(rng, cfg), _finalizing(rng, cfg, pool, out_rows=r, out_cols=c,
+                                                     to=int(rng.integers(1, 3))))
+             for r, c in shapes for pool in (0, 1)]
+    # saturating: a large left shift clips nearly every value (counted before pooling)
+    for pool in (0, 1):
+        ins = _finalizing(rng, cfg, pool, out_rows=3, out_cols=5, to=2)
+        cases.append((cc.random_state(rng, cfg), replace(ins, data_shift=-4, relu=0)))
+    got = check(cfg, cases)
+    assert not any(r.error for r in got)
+    assert all(cc.oracle(cfg, s, i).sat > 0 for s, i in cases[-2:])

@@ -17,8 +17,9 @@ A CALC runs in phases:
    - ONE (FC, and deeper CONVs): one accumulator at a time, in OUTPUT order; FC takes B terms
      per cycle (INPUT holds the weight block, WEIGHT the vector), CONV one.
    Sums are exact and must fit acc_bits (else ACC_OVERFLOW, the simulator's check).
-3. FIN (if `finalize`): the accumulators are read back in order and streamed through the
-   finalize (finalize.py) into OUTPUT at out_addr + o·pitch.
+3. FIN (if `finalize`): the accumulators are read back in order, B per cycle (a chunk never
+   spans two channels, nor two rows when pooling), and streamed through the finalize
+   (finalize.py) into OUTPUT at out_addr + o·pitch.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from deepfpga.hw.engines import (
 from deepfpga.hw.isa import CalcKind
 from deepfpga.rtl.accel.buffers import BufferGeometry, WideRead, WideWrite
 from deepfpga.rtl.accel.decode import Setup, calc_fields
-from deepfpga.rtl.accel.finalize import build_finalize
+from deepfpga.rtl.accel.finalize import build_finalize, fin_sequence
 from deepfpga.rtl.accel.lanes import build_grid, channel_lanes
 from deepfpga.rtl.accel.spec import WORD_BITS, ErrorCode
 from deepfpga.rtl.accel.staging import StagingWrite
@@ -144,18 +145,16 @@ class CalcEngine(wiring.Component):
         grp = Mux(rem > n_grp, n_grp, rem)
         last_j = j == grp - 1
 
-        # FIN loop state
-        fo = Signal(12)
-        fk = Signal(24)
-        faddr = Signal(21)
-        fin_issue = Signal()
+        # FIN: chunks of B accumulators (finalize.py)
+        fin_issue, clear = Signal(), Signal()
+        fseq = fin_sequence(m, cfg, f, setup, run=fin_issue, clear=clear)
 
         # --- buffer reads (data the cycle after) -----------------------------------------------
         pix_lanes = ports.inp.connect(m, Mux(fc, fcp, conv_addr).as_signed())
         w_lanes = ports.wgt.connect(m, wa.as_signed())
         o_lanes = ports.out_rd.connect(
-            m, Mux(fin_issue, faddr, Mux(pre_issue, jptr, accp)).as_signed())
-        bias_lanes = ports.bias.connect(m, Cat(f["bb_addr"] + fo, 0).as_signed())
+            m, Mux(fin_issue, fseq.addr, Mux(pre_issue, jptr, accp)).as_signed())
+        bias_lanes = ports.bias.connect(m, Cat(f["bb_addr"] + fseq.channel, 0).as_signed())
 
         # --- MAC pipeline: stage 1 (buffer data), stage 2 (products), sums ---------------------
         v1, first1, last1 = Signal(), Signal(), Signal()
@@ -204,17 +203,15 @@ class CalcEngine(wiring.Component):
                     m.d.sync += ovf.eq(1)
 
         # --- FIN -----------------------------------------------------------------------------
-        clear = Signal()
-        fin = build_finalize(m, cfg, f, issue=fin_issue, acc=o_lanes[0],
-                             bias=bias_lanes[0], clear=clear, sat=sat, npc=setup.npc,
-                             pitch=setup.pitch)
+        fin = build_finalize(m, cfg, f, fseq, issue=fin_issue, acc=o_lanes,
+                             bias=bias_lanes[0], clear=clear, sat=sat)
 
-        # --- OUTPUT writes: one accumulator, a grid block, or a finalized value --------------
-        lane0 = Mux(mac_we, s_new[:a], Mux(post_we, post[0][:a], fin.wdata))
+        # --- OUTPUT writes: one accumulator, a grid block, or a finalized chunk --------------
+        wlanes = [Mux(post_we, post[k][:a], fin.wdata[k]) for k in range(nb_)]
         ports.out_wr.connect(
             m, Mux(mac_we, accp2, Mux(post_we, jptr, fin.waddr)).as_signed(),
-            Mux(post_we, post_en, Mux(mac_we | fin.we, 1, 0)),
-            [lane0] + [post[k][:a] for k in range(1, nb_)])
+            Mux(post_we, post_en, Mux(mac_we, 1, fin.we)),
+            [Mux(mac_we, s_new[:a], wlanes[0])] + wlanes[1:])
 
         drain = Signal(range(MAC_LATENCY + 2))
         m.d.comb += [self.calc_error.eq(err), self.calc_sat.eq(sat)]
@@ -267,7 +264,7 @@ class CalcEngine(wiring.Component):
                     ybase.eq(setup.y0), xbase.eq(setup.x0), yoff.eq(setup.yoff0), kyoff.eq(0),
                     chan.eq(f["ib_addr"]), wa.eq(f["wb_addr"]), wo_base.eq(f["wb_addr"]),
                     accp.eq(f["ob_addr"]), fcp.eq(f["ib_addr"]), fc_row.eq(f["ib_addr"]),
-                    fo.eq(0), fk.eq(0), faddr.eq(f["ob_addr"]), drain.eq(0),
+                    drain.eq(0),
                     su.eq(0), sk.eq(0), t.eq(0), j.eq(0),
                 ]
                 with m.If(check != 0):
@@ -351,13 +348,8 @@ class CalcEngine(wiring.Component):
                         m.next = "DONE"
             with m.State("FIN"):
                 m.d.comb += fin_issue.eq(1)
-                m.d.sync += faddr.eq(faddr + 1)
-                with m.If(fk == setup.rc - 1):
-                    m.d.sync += [fk.eq(0), fo.eq(fo + 1)]
-                    with m.If(fo == f["to"] - 1):
-                        m.next = "FIN_DRAIN"
-                with m.Else():
-                    m.d.sync += fk.eq(fk + 1)
+                with m.If(fseq.last):
+                    m.next = "FIN_DRAIN"
             with m.State("FIN_DRAIN"), m.If(~fin.busy):
                 m.next = "DONE"
             with m.State("DONE"):
