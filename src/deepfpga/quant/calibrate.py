@@ -34,8 +34,8 @@ from deepfpga.quant import activations as act
 from deepfpga.quant.bits import LayerBits
 from deepfpga.quant.contract import add_int, maxpool_int
 from deepfpga.quant.fixedpoint import FixedFormat, align_bias, to_fixed
-from deepfpga.quant.gemm import _gemm, prepare_matrix
-from deepfpga.quant.patches import _conv_matrix, _conv_patches, _fc_patches
+from deepfpga.quant.gemm import exact_gemm, prepare_matrix
+from deepfpga.quant.patches import conv_matrix, conv_patches, fc_patches
 from deepfpga.quant.qmodel import PASSTHROUGH_KINDS
 from deepfpga.quant.weights import FlChoice
 
@@ -138,7 +138,7 @@ class _Acc:
                  bias_aligned: np.ndarray | None):
         self.layer = layer
         wt = torch.from_numpy(np.ascontiguousarray(w))
-        self.pw = prepare_matrix(_conv_matrix(wt) if isinstance(layer, Conv2d) else wt,
+        self.pw = prepare_matrix(conv_matrix(wt) if isinstance(layer, Conv2d) else wt,
                                  x_bits=fin.bw)
         self.bias = bias_aligned
 
@@ -148,13 +148,13 @@ class _Acc:
         what = f"input of layer {self.layer.name!r}"
         with torch.inference_mode():
             if isinstance(self.layer, Conv2d):
-                patches, (n, ho, wo) = _conv_patches(xt, self.pw, self.layer.kernel,
+                patches, (n, ho, wo) = conv_patches(xt, self.pw, self.layer.kernel,
                                                      self.layer.stride, self.layer.padding,
                                                      False, what)
-                acc = _gemm(patches, self.pw).numpy().reshape(n, ho, wo, -1)
+                acc = exact_gemm(patches, self.pw).numpy().reshape(n, ho, wo, -1)
                 acc = np.ascontiguousarray(acc.transpose(0, 3, 1, 2))
             else:
-                acc = _gemm(_fc_patches(xt, self.pw, False, what), self.pw).numpy()
+                acc = exact_gemm(fc_patches(xt, self.pw, False, what), self.pw).numpy()
         if with_bias and self.bias is not None:
             acc += self.bias.reshape((1, -1) + (1,) * (acc.ndim - 2))
         return acc

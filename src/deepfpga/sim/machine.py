@@ -23,7 +23,7 @@ from deepfpga.hw.isa import (
     Save,
 )
 from deepfpga.quant.fixedpoint import FixedFormat, requantize
-from deepfpga.quant.gemm import Method
+from deepfpga.quant.gemm import Method, PreparedMatrix, Workspace
 from deepfpga.sim.dma import Geom
 from deepfpga.sim.hazards import (
     CALC,
@@ -36,10 +36,22 @@ from deepfpga.sim.hazards import (
     EntryHazards,
     SimulationError,
 )
-from deepfpga.sim.products import _patches, conv_products, exact_matmul
+from deepfpga.sim.products import (
+    conv_products,
+    conv_products_many,
+    conv_weights,
+    exact_matmul,
+    tile_bits,
+    tile_patches,
+)
 
 # Deferred work (weights, snapshots, products) held before it is computed, at most.
 _PENDING_LIMIT = 256 << 20
+# Prepared CONV weight matrices kept for later tiles reading the same weights (row bands of
+# one layer reuse them), at most this many.
+_PREPARED_KEEP = 16
+# Products of CONV groups computed by one library product, at most (bytes of int64 results).
+_CHUNK_BYTES = 64 << 20
 
 
 # --- buffers -------------------------------------------------------------------------------------
@@ -51,8 +63,8 @@ class _Buf:
     def __init__(self, name: str, entries: int, writer: int, reader: int, batch: int,
                  dtype: type):
         self.name = name
-        # INPUT/WEIGHT/BIAS hold data, weights and biases (≤ 32 bits): float64 stores them
-        # exactly and feeds the matrix products without conversion; OUTPUT holds int64.
+        # INPUT/WEIGHT/BIAS hold data, weights and biases in the narrowest signed integer
+        # type of their elements (a LOAD copies bytes, no conversion); OUTPUT holds int64.
         self.val = np.zeros((batch, entries), dtype=dtype)
         self.uniform = np.zeros(entries, dtype=bool)
         self.h = EntryHazards(name, entries, writer, reader)
@@ -109,16 +121,25 @@ class Machine:
         self.method = method      # of the CONV products (quant.gemm); never changes results
         self.batch = batch
         self.check_races = check_races
-        f64 = np.float64
-        self.bufs = {
-            Buffer.INPUT: _Buf("INPUT", cfg.input_buffer_entries, LOAD, CALC, batch, f64),
-            Buffer.WEIGHT: _Buf("WEIGHT", cfg.weight_buffer_entries, LOAD, CALC, batch, f64),
-            Buffer.BIAS: _Buf("BIAS", cfg.bias_buffer_entries, LOAD, CALC, batch, f64)}
-        self.out = _Buf("OUTPUT", cfg.output_buffer_entries, CALC, SAVE, batch, np.int64)
-        self.fc_entries = min(cfg.fc_buffer_entries, cfg.input_buffer_entries)
         # bytes per element of each kind of LOAD (the accelerator's rule, looked up once)
         self.load_bytes = {(b, fc): int(arch.load_element_bytes(cfg, b, int(fc)))
-                           for b in self.bufs for fc in (False, True)}
+                           for b in (Buffer.INPUT, Buffer.WEIGHT, Buffer.BIAS)
+                           for fc in (False, True)}
+
+        def dtype(b: Buffer) -> type:
+            eb = max(self.load_bytes[(b, False)], self.load_bytes[(b, True)])
+            return next(t for t in (np.int8, np.int16, np.int32, np.int64)
+                        if np.dtype(t).itemsize >= min(eb, 8))
+
+        self.bufs = {
+            Buffer.INPUT: _Buf("INPUT", cfg.input_buffer_entries, LOAD, CALC, batch,
+                               dtype(Buffer.INPUT)),
+            Buffer.WEIGHT: _Buf("WEIGHT", cfg.weight_buffer_entries, LOAD, CALC, batch,
+                                dtype(Buffer.WEIGHT)),
+            Buffer.BIAS: _Buf("BIAS", cfg.bias_buffer_entries, LOAD, CALC, batch,
+                              dtype(Buffer.BIAS))}
+        self.out = _Buf("OUTPUT", cfg.output_buffer_entries, CALC, SAVE, batch, np.int64)
+        self.fc_entries = min(cfg.fc_buffer_entries, cfg.input_buffer_entries)
         self.vc = np.full(3, -1, dtype=np.int64)
         self.deps = Dependencies()
         self.index = -1
@@ -132,6 +153,11 @@ class Machine:
         # version), and the tiles deferred CALCs read (snapshotted before being overwritten)
         self.extents: list[tuple[int, int, tuple[Any, ...]]] = []
         self.tiles: dict[tuple[Any, ...], _TileRef] = {}
+        # what each WEIGHT extent holds (as `extents`), and the prepared weight matrices of
+        # CONV CALC groups by the content they were made from; the engine's scratch memory
+        self.w_extents: list[tuple[int, int, tuple[Any, ...]]] = []
+        self.prepared: dict[tuple[Any, ...], PreparedMatrix] = {}
+        self.ws = Workspace()
         self.host_epoch = 0
         # DDR: constants shared by the samples, the feature-map arena per sample
         self.ddr = DdrHazards(ddr_map, len(ddr))
@@ -200,8 +226,11 @@ class Machine:
         if where != "const" and any(isinstance(p, _PendingSave) and p.geom.start < geom.end
                                     and geom.start < p.geom.end for p in self.pending):
             self.flush()            # a deferred SAVE writes what this LOAD reads
+        content = (where, geom, version, self.host_epoch, eb)
         if ins.buffer == Buffer.INPUT:
-            self._overwrite_input(dst, (where, geom, version, self.host_epoch, eb))
+            self._overwrite_input(dst, content)
+        elif ins.buffer == Buffer.WEIGHT:
+            self.w_extents = _replace_extent(self.w_extents, dst, content)
         if n == 0:
             buf.write(self, dst, np.zeros(0), shared=True)
             return
@@ -225,17 +254,12 @@ class Machine:
             if ref.data is None and ref.span.start < b and a < ref.span.stop:
                 ref.data = self.bufs[Buffer.INPUT].val[:, ref.span].copy()
                 self.pending_bytes += ref.data.nbytes
-        self.extents = [e for e in self.extents if e[1] <= a or b <= e[0]]
-        self.extents.append((a, b, content))
+        self.extents = _replace_extent(self.extents, dst, content)
 
     def _tile_ref(self, tile: slice, ins: Calc) -> _TileRef:
         """The deferred-CALC handle of an input tile: CALCs reading the same content (the same
         LOAD source and data version, even if loaded again) share it."""
-        key: tuple[Any, ...] = ("mixed", self.index)
-        for a, b, content in self.extents:
-            if a <= tile.start and tile.stop <= b:
-                key = (content, tile.start - a, tile.stop - tile.start)
-                break
+        key = _content_key(self.extents, tile) or ("mixed", self.index)
         ref = self.tiles.get(key)
         if ref is None or (ref.data is None and ref.span != tile):
             ref = _TileRef(key, tile)
@@ -256,6 +280,7 @@ class Machine:
             self.fail("stride 0")
         inp, wgt, out = self.bufs[Buffer.INPUT], self.bufs[Buffer.WEIGHT], self.out
         vec = None
+        wkey = None
         if ins.kind == CalcKind.FC:
             if ins.pool or (ins.in_rows, ins.in_cols, ins.out_rows, ins.out_cols) != (1, 1, 1, 1):
                 self.fail("FC CALC must have 1×1 rows/cols and no pooling")
@@ -279,6 +304,7 @@ class Machine:
             wgt.read(self, ws, "weights")
             w = wgt.get(ws).copy()
             w = w.reshape(ins.to, terms) if w.ndim == 1 else w.reshape(-1, ins.to, terms)
+            wkey = _content_key(self.w_extents, ws) if w.ndim == 2 else None
             key = (ins.kind, ins.ib_addr, ins.ti, ins.in_rows, ins.in_cols, ins.out_rows,
                    ins.out_cols, ins.stride, ins.pad_top, ins.pad_left, ins.koff_y, ins.koff_x)
         acc_idx = out.span(self, ins.ob_addr, ins.to * ins.out_rows * ins.out_cols)
@@ -325,12 +351,12 @@ class Machine:
         if vec is not None:             # FC: at once (its weight block is the big operand)
             self.flush()
             self.pending.append(_Pending(self.index, ins, key, None, w, vec, bias, acc_idx,
-                                         out_idx, check))
+                                         out_idx, check, None))
             self.flush()
             return
         ref = self._tile_ref(tile, ins)
         self.pending.append(_Pending(self.index, ins, key, ref, w, vec, bias, acc_idx, out_idx,
-                                     check))
+                                     check, wkey))
         # bound the memory held for deferred work: weights and products
         self.pending_bytes += w.nbytes + 8 * self.batch * ins.to * ins.out_rows * ins.out_cols
         if self.pending_bytes > _PENDING_LIMIT:
@@ -338,8 +364,9 @@ class Machine:
 
     def flush(self) -> None:
         """Carry out the deferred operations in program order: the CALCs (those reading the
-        same tile the same way share one matrix product, computed at the first of them) and
-        the SAVEs between them."""
+        same tile the same way share one matrix product, computed at the first of them; CONV
+        groups of other tiles with the same weights join that product) and the SAVEs between
+        them."""
         if not self.pending:
             return
         pend, self.pending = self.pending, []
@@ -349,6 +376,7 @@ class Machine:
         for op in pend:
             if isinstance(op, _Pending):
                 groups.setdefault((id(op.tile), op.key), []).append(op)
+        together = self._together(list(groups.values()))
         products: dict[int, np.ndarray] = {}
         for op in pend:
             self.index, self.ins = op.index, op.ins
@@ -357,11 +385,68 @@ class Machine:
                 continue
             if id(op) not in products:
                 members = groups[(id(op.tile), op.key)]
-                products.update(zip((id(p) for p in members), self._products(members),
-                                    strict=True))
+                chunk = together.get(id(members[0]))
+                if chunk is None:
+                    products.update(zip((id(p) for p in members), self._products(members),
+                                        strict=True))
+                else:
+                    for g, prods in zip(chunk.groups, self._conv_chunk(chunk), strict=True):
+                        products.update(zip((id(p) for p in g), prods, strict=True))
             self.compute(op, products.pop(id(op)))
         self.tiles = {}
         self.index, self.ins = index, ins
+
+    def _tile(self, calcs: list[_Pending]) -> np.ndarray:
+        """The input tile a group of CALCs reads, (1 or batch, ti, in_rows, in_cols)."""
+        i, ref = calcs[0].ins, calcs[0].tile
+        assert ref is not None
+        buf = self.bufs[Buffer.INPUT]
+        if ref.data is not None:
+            t = ref.data
+        else:
+            t = buf.val[:1, ref.span] if buf.uniform[ref.span].all() else buf.val[:, ref.span]
+        return t.reshape(-1, i.ti, i.in_rows, i.in_cols)
+
+    def _together(self, groups: list[list[_Pending]]) -> dict[int, _ConvChunk]:
+        """CONV groups whose products are one library product: same weight contents (same
+        LOADs) and input bits, in order of first appearance, up to _CHUNK_BYTES of products
+        each (one GEMM call instead of one per tile: on a loaded machine each call of a
+        threaded kernel can wait milliseconds for its threads). Keyed by the id of each
+        group's first CALC."""
+        chunks: dict[tuple[Any, ...], _ConvChunk] = {}
+        out: dict[int, _ConvChunk] = {}
+        for g in groups:
+            first = g[0]
+            if first.vec is not None or any(p.w.ndim != 2 or p.wkey is None for p in g):
+                continue
+            t = self._tile(g)
+            key = (tuple(p.wkey for p in g), first.ins.kind, tile_bits(t))
+            nbytes = 8 * len(t) * sum(p.w.shape[0] for p in g) * (first.ins.out_rows
+                                                                  * first.ins.out_cols)
+            ch = chunks.get(key)
+            if ch is None or ch.nbytes + nbytes > _CHUNK_BYTES:
+                ch = chunks[key] = _ConvChunk(key, [], [], 0)
+            ch.groups.append(g)
+            ch.tiles.append(t)
+            ch.nbytes += nbytes
+            out[id(first)] = ch
+        return out
+
+    def _conv_chunk(self, chunk: _ConvChunk) -> list[list[np.ndarray]]:
+        """Per group of a chunk, each CALC's products (batch, to, out_rows, out_cols)."""
+        calcs = chunk.groups[0]
+        pw = self._conv_weights(calcs, chunk.key)
+        prods = conv_products_many([(t, g[0].ins) for t, g in zip(chunk.tiles, chunk.groups,
+                                                                   strict=True)],
+                                   pw, self.ws)
+        return [self._split(g, p) for g, p in zip(chunk.groups, prods, strict=True)]
+
+    def _split(self, calcs: list[_Pending], prod: np.ndarray) -> list[np.ndarray]:
+        """A group's stacked products (1 or batch, Σto, R, C) or (.., R·C), per CALC."""
+        i = calcs[0].ins
+        prod = np.broadcast_to(prod, (self.batch, *prod.shape[1:]))
+        prod = prod.reshape(self.batch, -1, i.out_rows, i.out_cols)
+        return np.split(prod, np.cumsum([p.ins.to for p in calcs])[:-1], axis=1)
 
     def _products(self, calcs: list[_Pending]) -> list[np.ndarray]:
         """Each CALC's products, (batch, to, out_rows, out_cols), exactly; the CALCs read the
@@ -377,26 +462,32 @@ class Machine:
                 prod = exact_matmul(w, np.broadcast_to(v, (self.batch, i.ti))[:, :, None],
                                     i.ti, self.term_bound)[..., 0]
             return [prod.reshape(self.batch, i.to, 1, 1)]
-        ref = first.tile
-        assert ref is not None
-        buf = self.bufs[Buffer.INPUT]
-        if ref.data is not None:
-            t = ref.data
-        else:
-            t = buf.val[:1, ref.span] if buf.uniform[ref.span].all() else buf.val[:, ref.span]
-        t = t.reshape(-1, i.ti, i.in_rows, i.in_cols)
+        t = self._tile(calcs)
         ws = [p.w for p in calcs]
         if any(w.ndim == 3 for w in ws):     # weights differing per sample (from the arena)
             ws = [np.broadcast_to(w, (self.batch, *w.shape[-2:])) for w in ws]
             w_all = np.concatenate(ws, axis=-2) if len(ws) > 1 else ws[0]
-            pat = _patches(t, i, np.float64)  # exact: data values have at most 32 bits
+            pat = tile_patches(t, i)
             prod = exact_matmul(w_all, pat, pat.shape[-2], self.term_bound)  # (batch, Σto, R·C)
         else:                                # one weight matrix: the reference's engine
+            bits = tile_bits(t)
+            prod = conv_products(t, self._conv_weights(calcs, (None, i.kind, bits)), i, self.ws)
+        return self._split(calcs, prod)
+
+    def _conv_weights(self, calcs: list[_Pending], key: tuple[Any, ...]) -> PreparedMatrix:
+        """The stacked weights of a CONV CALC group prepared for key[2]-bit inputs, reused
+        when the same weight contents (key: their `_content_key`s, the kind, the bits) were
+        prepared before; key[0] None: contents unknown, not kept."""
+        pw = None if key[0] is None else self.prepared.get(key)
+        if pw is None:
+            ws = [p.w for p in calcs]
             w_all = np.concatenate(ws, axis=0) if len(ws) > 1 else ws[0]
-            prod = conv_products(t, w_all, i, self.method)
-        prod = np.broadcast_to(prod, (self.batch, *prod.shape[1:]))
-        prod = prod.reshape(self.batch, -1, i.out_rows, i.out_cols)
-        return np.split(prod, np.cumsum([p.ins.to for p in calcs])[:-1], axis=1)
+            pw = conv_weights(w_all, calcs[0].ins, key[2], self.method)
+            if key[0] is not None:
+                if len(self.prepared) >= _PREPARED_KEEP:
+                    self.prepared.pop(next(iter(self.prepared)))
+                self.prepared[key] = pw
+        return pw
 
     def compute(self, p: _Pending, part: np.ndarray) -> None:
         """The accumulate and finalize of one CALC, given its products (batch, to, R, C)."""
@@ -488,6 +579,7 @@ class _Pending:
     acc: slice
     out: slice | np.ndarray | None   # OUTPUT entries of its finalized values
     check: bool = True            # overflow possible (no static bound): check the sums
+    wkey: tuple[Any, ...] | None = None   # what its CONV weights hold (`_content_key`)
 
 
 @dataclass(eq=False)
@@ -500,6 +592,17 @@ class _TileRef:
     data: np.ndarray | None = None
 
 
+@dataclass(eq=False)
+class _ConvChunk:
+    """CONV CALC groups (on several tiles) whose products are one library product: the
+    groups, their tiles, the bytes of their products; `key` as for `Machine._conv_weights`."""
+
+    key: tuple[Any, ...]
+    groups: list[list[_Pending]]
+    tiles: list[np.ndarray]
+    nbytes: int
+
+
 @dataclass
 class _PendingSave:
     """A SAVE whose accesses are checked and recorded, its data not yet moved."""
@@ -510,3 +613,19 @@ class _PendingSave:
     geom: Geom
 
 
+def _replace_extent(extents: list[tuple[int, int, tuple[Any, ...]]], dst: slice,
+                    content: tuple[Any, ...]) -> list[tuple[int, int, tuple[Any, ...]]]:
+    """Buffer extents after entries `dst` received `content` (a LOAD's source and data
+    version): overlapped extents are forgotten."""
+    a, b = dst.start, dst.stop
+    return [e for e in extents if e[1] <= a or b <= e[0]] + [(a, b, content)]
+
+
+def _content_key(extents: list[tuple[int, int, tuple[Any, ...]]], span: slice
+                 ) -> tuple[Any, ...] | None:
+    """What buffer entries `span` hold, as (LOAD content, offset, length) when one LOAD
+    filled them all (equal keys: equal values), else None."""
+    for a, b, content in extents:
+        if a <= span.start and span.stop <= b:
+            return (content, span.start - a, span.stop - span.start)
+    return None
