@@ -227,15 +227,20 @@ def acc_quantizer(acc: np.ndarray, fl_acc: int, bw: int) -> Quantizer:
             >= 1 << 52:
         return lambda fl: requantize(acc, fl_acc, FixedFormat(bw, fl))
     a = acc.astype(np.float64)
+    # floor(a·c + 1/2) is monotone in a (c > 0): the candidates' extremes are those of the
+    # extremes, computed by the same float64 operations on them (no pass per candidate)
+    ext = np.array([a.min(), a.max()] if a.size else [0.0, 0.0])
 
     def q(fl: int) -> tuple[np.ndarray, int]:
         fmt = FixedFormat(bw, fl)
         # (beyond 2^1000 every non-zero value saturates anyway; 2.0**k would overflow)
-        y = np.multiply(a, 2.0 ** min(fl - fl_acc, 1000))
+        c = 2.0 ** min(fl - fl_acc, 1000)
+        y = np.multiply(a, c)
         y += 0.5
         np.floor(y, out=y)
-        if not y.size or (y.max() <= fmt.qmax and y.min() >= fmt.qmin):
-            return y, 0  # nothing saturates (two reductions instead of two masks)
+        lo, hi = np.floor(ext * c + 0.5)
+        if not y.size or (hi <= fmt.qmax and lo >= fmt.qmin):
+            return y, 0  # nothing saturates
         n = int(np.count_nonzero(y > fmt.qmax)) + int(np.count_nonzero(y < fmt.qmin))
         np.clip(y, fmt.qmin, fmt.qmax, out=y)
         return y, n

@@ -34,7 +34,7 @@ from deepfpga.quant import activations as act
 from deepfpga.quant.bits import LayerBits
 from deepfpga.quant.contract import add_int, maxpool_int
 from deepfpga.quant.fixedpoint import FixedFormat, align_bias, to_fixed
-from deepfpga.quant.gemm import exact_gemm, prepare_matrix
+from deepfpga.quant.gemm import Workspace, exact_gemm, prepare_matrix
 from deepfpga.quant.patches import conv_matrix, conv_patches, fc_patches
 from deepfpga.quant.qmodel import PASSTHROUGH_KINDS
 from deepfpga.quant.weights import FlChoice
@@ -101,6 +101,13 @@ def _passthrough_any_int(layer: Layer, v: np.ndarray) -> np.ndarray:
     if isinstance(layer, ReLU):
         return np.maximum(v, 0)
     if isinstance(layer, MaxPool2d):
+        if (layer.kernel, layer.stride, layer.padding) == ((2, 2), (2, 2), (0, 0)) \
+                and v.ndim == 4 and not (layer.ceil_mode and (v.shape[2] | v.shape[3]) & 1):
+            # the common 2×2 pool: three maxima of strided views (torch's integer pooling is
+            # not vectorised); floor mode drops an odd last row / column, as torch does
+            h, w = v.shape[2] // 2 * 2, v.shape[3] // 2 * 2
+            return np.maximum(np.maximum(v[:, :, 0:h:2, 0:w:2], v[:, :, 0:h:2, 1:w:2]),
+                              np.maximum(v[:, :, 1:h:2, 0:w:2], v[:, :, 1:h:2, 1:w:2]))
         # torch's integer max pooling on contiguous NCHW (int32 when the values fit); its
         # padding never wins, as every window holds a real value (see contract._maxpool_t)
         t = F.max_pool2d(torch.from_numpy(np.ascontiguousarray(v)), layer.kernel,
@@ -135,12 +142,13 @@ class _Acc:
     """Exact accumulators of one layer (weights prepared once for every batch), bias added."""
 
     def __init__(self, layer: Conv2d | Linear, w: np.ndarray, fin: FixedFormat,
-                 bias_aligned: np.ndarray | None):
+                 bias_aligned: np.ndarray | None, ws: Workspace):
         self.layer = layer
         wt = torch.from_numpy(np.ascontiguousarray(w))
         self.pw = prepare_matrix(conv_matrix(wt) if isinstance(layer, Conv2d) else wt,
                                  x_bits=fin.bw)
         self.bias = bias_aligned
+        self.ws = ws  # conv scratch memory, shared by every layer and batch of the walk
 
     def __call__(self, xq: np.ndarray, with_bias: bool = True) -> np.ndarray:
         # xq is in the input format (made by finish / to_fixed): no range check needed.
@@ -150,9 +158,9 @@ class _Acc:
             if isinstance(self.layer, Conv2d):
                 patches, (n, ho, wo) = conv_patches(xt, self.pw, self.layer.kernel,
                                                      self.layer.stride, self.layer.padding,
-                                                     False, what)
-                acc = exact_gemm(patches, self.pw).numpy().reshape(n, ho, wo, -1)
-                acc = np.ascontiguousarray(acc.transpose(0, 3, 1, 2))
+                                                     False, what, self.ws)
+                acc = exact_gemm(patches, self.pw, self.ws).numpy().reshape(n, ho, wo, -1)
+                acc = acc.transpose(0, 3, 1, 2).copy()  # always a copy: ws is reused
             else:
                 acc = exact_gemm(fc_patches(xt, self.pw, False, what), self.pw).numpy()
         if with_bias and self.bias is not None:
@@ -296,6 +304,7 @@ def walk(g: Graph, plan: Mapping[str, LayerBits], x: np.ndarray, wq: Mapping[str
     for a, e in batches:  # batch by batch: to_fixed's float64 temporaries stay small
         qx[a:e] = to_fixed(x[a:e], fmt_in, "calibration input")
     data = _Data(g, x, qx, batches)
+    ws = Workspace()
     out.report[INPUT] = {"kind": "input", "output": _choice_dict(c, fmt_in)}
     out.total_error += c.error * (x.size if metric != "kl" else 1)
 
@@ -313,7 +322,7 @@ def walk(g: Graph, plan: Mapping[str, LayerBits], x: np.ndarray, wq: Mapping[str
                 out.report[layer.name] = {"kind": layer.kind, "inherits": layer.inputs[0]}
             elif isinstance(layer, Conv2d | Linear):
                 _weighted(g, layer, bits, wq[layer.name], bias_fl, choose, metric, out, data,
-                          per_image, done)
+                          per_image, done, ws)
             elif layer.host_only:
                 _host(g, layer, bits, choose, metric, out, data, per_image)
             else:
@@ -382,7 +391,7 @@ def _host(g: Graph, layer: Layer, bits: LayerBits, choose: Chooser, metric: str,
 
 def _weighted(g: Graph, layer: Conv2d | Linear, bits: LayerBits, w: Weights, bias_fl: BiasFl,
               choose: Chooser, metric: str, out: Walk, data: _Data,
-              per_image: Mapping[str, int], done: set[str]) -> None:
+              per_image: Mapping[str, int], done: set[str], ws: Workspace) -> None:
     src = layer.inputs[0]
     fmt_in = out.formats[src]
     fl_acc = fmt_in.fl + w.fmt.fl
@@ -394,7 +403,7 @@ def _weighted(g: Graph, layer: Conv2d | Linear, bits: LayerBits, w: Weights, bia
         b_int = to_fixed(w.bias, bfmt, f"bias of {layer.name}")
         out.bias[layer.name] = (b_int, bfmt, bc)
         b_al = align_bias(b_int, bfmt.fl, fl_acc)
-    acc_of = _Acc(layer, w.w, fmt_in, b_al)
+    acc_of = _Acc(layer, w.w, fmt_in, b_al, ws)
     chain = fused_chain(g, layer)
     last = chain[-1].name if chain else layer.name
 

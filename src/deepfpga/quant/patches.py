@@ -17,7 +17,7 @@ from deepfpga.quant.gemm import (
     _x_digits,
     exact_gemm,
 )
-from deepfpga.quant.intarrays import _bits_of_range, _range_of
+from deepfpga.quant.intarrays import _bits_of_range, _np, _range_of
 
 # A layer is computed in row blocks whose scratch memory (patch matrix, products, accumulators)
 # is about this many bytes.
@@ -97,8 +97,13 @@ def conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
     if pw.x_digits[1] == 1:
         # One digit: convert, lay out and pad in one copy into a zeroed map of the GEMM dtype.
         dt = _GEMM_DTYPE[pw.method]
-        digits = torch.zeros((1, n, hp, wp, c_in), dtype=dt) if padded else torch.empty(
-            (1, n, hp, wp, c_in), dtype=dt)
+        shape = (1, n, hp, wp, c_in)
+        if ws is None:
+            digits = torch.zeros(shape, dtype=dt) if padded else torch.empty(shape, dtype=dt)
+        else:       # reused memory (fresh pages fault on first touch), zeroed in numpy
+            digits = ws.tensor("map", shape, dt)
+            if padded:
+                _np(digits).fill(0)
         digits[0, :, ph:ph + h, pw_:pw_ + w, :c_x].copy_(nhwc)
         c = 0
     else:
