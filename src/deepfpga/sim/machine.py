@@ -4,7 +4,6 @@ simulator, `deepfpga.sim.hazards` for the checks it runs on every access)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
@@ -33,7 +32,6 @@ from deepfpga.sim.hazards import (
     DdrHazards,
     DdrMap,
     Dependencies,
-    EntryHazards,
     SimulationError,
 )
 from deepfpga.sim.products import (
@@ -44,6 +42,15 @@ from deepfpga.sim.products import (
     tile_bits,
     tile_patches,
 )
+from deepfpga.sim.records import (
+    Buf,
+    ConvChunk,
+    PendingCalc,
+    PendingSave,
+    TileRef,
+    content_key,
+    replace_extent,
+)
 
 # Deferred work (weights, snapshots, products) held before it is computed, at most.
 _PENDING_LIMIT = 256 << 20
@@ -52,64 +59,6 @@ _PENDING_LIMIT = 256 << 20
 _PREPARED_KEEP = 16
 # Products of CONV groups computed by one library product, at most (bytes of int64 results).
 _CHUNK_BYTES = 64 << 20
-
-
-# --- buffers -------------------------------------------------------------------------------------
-
-class _Buf:
-    """A buffer: values (sample, entry) and, per entry, whether every sample holds the same
-    value; its access records and checks are `hazards.EntryHazards`."""
-
-    def __init__(self, name: str, entries: int, writer: int, reader: int, batch: int,
-                 dtype: type):
-        self.name = name
-        # INPUT/WEIGHT/BIAS hold data, weights and biases in the narrowest signed integer
-        # type of their elements (a LOAD copies bytes, no conversion); OUTPUT holds int64.
-        self.val = np.zeros((batch, entries), dtype=dtype)
-        self.uniform = np.zeros(entries, dtype=bool)
-        self.h = EntryHazards(name, entries, writer, reader)
-
-    @property
-    def entries(self) -> int:
-        return self.val.shape[1]
-
-    def span(self, m: Machine, a: int, n: int, limit: int | None = None) -> slice:
-        cap = self.entries if limit is None else limit
-        if a < 0 or n < 0 or a + n > cap:
-            area = "" if limit is None else " (FC weight area)"
-            m.fail(f"{self.name} buffer entries [{a}, {a + n}) outside its {cap} entries{area}")
-        return slice(a, a + n)
-
-    def read(self, m: Machine, idx: slice | np.ndarray, what: str) -> None:
-        """Check and record a read (the values are taken with `get`)."""
-        self.h.read(m, idx, what)
-
-    def get(self, idx: slice) -> np.ndarray:
-        """The values, (n,) when every sample holds the same ones, else (batch, n)."""
-        if self.uniform[idx].all():
-            return self.val[0, idx]
-        return self.val[:, idx]
-
-    def written(self) -> np.ndarray:
-        """Per entry: whether anything ever wrote it (a copy)."""
-        return self.h.written()
-
-    def preset(self, values: np.ndarray) -> None:
-        """Fill the first len(values) entries as if loaded, the same for every sample (for
-        checking one instruction on a given buffer state, as the RTL's tests do)."""
-        n = len(values)
-        self.val[:, :n] = values
-        self.uniform[:n] = True
-        self.h.preset(n)
-
-    def write(self, m: Machine, idx: slice | np.ndarray | list[tuple[int, int]],
-              values: np.ndarray | None, shared: bool = False) -> None:
-        """Record a write (race check, valid bits); store `values` ((n,) shared by every
-        sample, or (batch, n)) unless None: a deferred CALC stores its values later."""
-        self.h.write(m, idx)
-        if values is not None:
-            self.val[:, idx] = values
-            self.uniform[idx] = shared
 
 
 # --- the machine ---------------------------------------------------------------------------------
@@ -132,13 +81,13 @@ class Machine:
                         if np.dtype(t).itemsize >= min(eb, 8))
 
         self.bufs = {
-            Buffer.INPUT: _Buf("INPUT", cfg.input_buffer_entries, LOAD, CALC, batch,
+            Buffer.INPUT: Buf("INPUT", cfg.input_buffer_entries, LOAD, CALC, batch,
                                dtype(Buffer.INPUT)),
-            Buffer.WEIGHT: _Buf("WEIGHT", cfg.weight_buffer_entries, LOAD, CALC, batch,
+            Buffer.WEIGHT: Buf("WEIGHT", cfg.weight_buffer_entries, LOAD, CALC, batch,
                                 dtype(Buffer.WEIGHT)),
-            Buffer.BIAS: _Buf("BIAS", cfg.bias_buffer_entries, LOAD, CALC, batch,
+            Buffer.BIAS: Buf("BIAS", cfg.bias_buffer_entries, LOAD, CALC, batch,
                               dtype(Buffer.BIAS))}
-        self.out = _Buf("OUTPUT", cfg.output_buffer_entries, CALC, SAVE, batch, np.int64)
+        self.out = Buf("OUTPUT", cfg.output_buffer_entries, CALC, SAVE, batch, np.int64)
         self.fc_entries = min(cfg.fc_buffer_entries, cfg.input_buffer_entries)
         self.vc = np.full(3, -1, dtype=np.int64)
         self.deps = Dependencies()
@@ -147,12 +96,12 @@ class Machine:
         self.engine = -1
         self.saturations: dict[int, int] = {}
         self.nops = 0
-        self.pending: list[_Pending | _PendingSave] = []
+        self.pending: list[PendingCalc | PendingSave] = []
         self.pending_bytes = 0
         # what each INPUT extent holds (the LOAD that filled it, by its source and the data's
         # version), and the tiles deferred CALCs read (snapshotted before being overwritten)
         self.extents: list[tuple[int, int, tuple[Any, ...]]] = []
-        self.tiles: dict[tuple[Any, ...], _TileRef] = {}
+        self.tiles: dict[tuple[Any, ...], TileRef] = {}
         # what each WEIGHT extent holds (as `extents`), and the prepared weight matrices of
         # CONV CALC groups by the content they were made from; the engine's scratch memory
         self.w_extents: list[tuple[int, int, tuple[Any, ...]]] = []
@@ -223,14 +172,14 @@ class Machine:
         geom = self.ddr.segments(self, ins, eb, writing=False)
         where = self.ddr.where(geom)
         version = self.ddr.load(self, geom, where)
-        if where != "const" and any(isinstance(p, _PendingSave) and p.geom.start < geom.end
+        if where != "const" and any(isinstance(p, PendingSave) and p.geom.start < geom.end
                                     and geom.start < p.geom.end for p in self.pending):
             self.flush()            # a deferred SAVE writes what this LOAD reads
         content = (where, geom, version, self.host_epoch, eb)
         if ins.buffer == Buffer.INPUT:
             self._overwrite_input(dst, content)
         elif ins.buffer == Buffer.WEIGHT:
-            self.w_extents = _replace_extent(self.w_extents, dst, content)
+            self.w_extents = replace_extent(self.w_extents, dst, content)
         if n == 0:
             buf.write(self, dst, np.zeros(0), shared=True)
             return
@@ -254,15 +203,15 @@ class Machine:
             if ref.data is None and ref.span.start < b and a < ref.span.stop:
                 ref.data = self.bufs[Buffer.INPUT].val[:, ref.span].copy()
                 self.pending_bytes += ref.data.nbytes
-        self.extents = _replace_extent(self.extents, dst, content)
+        self.extents = replace_extent(self.extents, dst, content)
 
-    def _tile_ref(self, tile: slice, ins: Calc) -> _TileRef:
+    def _tile_ref(self, tile: slice, ins: Calc) -> TileRef:
         """The deferred-CALC handle of an input tile: CALCs reading the same content (the same
         LOAD source and data version, even if loaded again) share it."""
-        key = _content_key(self.extents, tile) or ("mixed", self.index)
+        key = content_key(self.extents, tile) or ("mixed", self.index)
         ref = self.tiles.get(key)
         if ref is None or (ref.data is None and ref.span != tile):
-            ref = _TileRef(key, tile)
+            ref = TileRef(key, tile)
             self.tiles[key] = ref
         return ref
 
@@ -304,7 +253,7 @@ class Machine:
             wgt.read(self, ws, "weights")
             w = wgt.get(ws).copy()
             w = w.reshape(ins.to, terms) if w.ndim == 1 else w.reshape(-1, ins.to, terms)
-            wkey = _content_key(self.w_extents, ws) if w.ndim == 2 else None
+            wkey = content_key(self.w_extents, ws) if w.ndim == 2 else None
             key = (ins.kind, ins.ib_addr, ins.ti, ins.in_rows, ins.in_cols, ins.out_rows,
                    ins.out_cols, ins.stride, ins.pad_top, ins.pad_left, ins.koff_y, ins.koff_x)
         acc_idx = out.span(self, ins.ob_addr, ins.to * ins.out_rows * ins.out_cols)
@@ -350,12 +299,12 @@ class Machine:
         check = bound is None or bound >= 1 << (cfg.acc_bits - 1)
         if vec is not None:             # FC: at once (its weight block is the big operand)
             self.flush()
-            self.pending.append(_Pending(self.index, ins, key, None, w, vec, bias, acc_idx,
+            self.pending.append(PendingCalc(self.index, ins, key, None, w, vec, bias, acc_idx,
                                          out_idx, check, None))
             self.flush()
             return
         ref = self._tile_ref(tile, ins)
-        self.pending.append(_Pending(self.index, ins, key, ref, w, vec, bias, acc_idx, out_idx,
+        self.pending.append(PendingCalc(self.index, ins, key, ref, w, vec, bias, acc_idx, out_idx,
                                      check, wkey))
         # bound the memory held for deferred work: weights and products
         self.pending_bytes += w.nbytes + 8 * self.batch * ins.to * ins.out_rows * ins.out_cols
@@ -372,15 +321,15 @@ class Machine:
         pend, self.pending = self.pending, []
         self.pending_bytes = 0
         index, ins = self.index, self.ins
-        groups: dict[tuple[int, tuple[int, ...]], list[_Pending]] = {}
+        groups: dict[tuple[int, tuple[int, ...]], list[PendingCalc]] = {}
         for op in pend:
-            if isinstance(op, _Pending):
+            if isinstance(op, PendingCalc):
                 groups.setdefault((id(op.tile), op.key), []).append(op)
         together = self._together(list(groups.values()))
         products: dict[int, np.ndarray] = {}
         for op in pend:
             self.index, self.ins = op.index, op.ins
-            if isinstance(op, _PendingSave):
+            if isinstance(op, PendingSave):
                 self.store(op)
                 continue
             if id(op) not in products:
@@ -396,7 +345,7 @@ class Machine:
         self.tiles = {}
         self.index, self.ins = index, ins
 
-    def _tile(self, calcs: list[_Pending]) -> np.ndarray:
+    def _tile(self, calcs: list[PendingCalc]) -> np.ndarray:
         """The input tile a group of CALCs reads, (1 or batch, ti, in_rows, in_cols)."""
         i, ref = calcs[0].ins, calcs[0].tile
         assert ref is not None
@@ -407,14 +356,14 @@ class Machine:
             t = buf.val[:1, ref.span] if buf.uniform[ref.span].all() else buf.val[:, ref.span]
         return t.reshape(-1, i.ti, i.in_rows, i.in_cols)
 
-    def _together(self, groups: list[list[_Pending]]) -> dict[int, _ConvChunk]:
+    def _together(self, groups: list[list[PendingCalc]]) -> dict[int, ConvChunk]:
         """CONV groups whose products are one library product: same weight contents (same
         LOADs) and input bits, in order of first appearance, up to _CHUNK_BYTES of products
         each (one GEMM call instead of one per tile: on a loaded machine each call of a
         threaded kernel can wait milliseconds for its threads). Keyed by the id of each
         group's first CALC."""
-        chunks: dict[tuple[Any, ...], _ConvChunk] = {}
-        out: dict[int, _ConvChunk] = {}
+        chunks: dict[tuple[Any, ...], ConvChunk] = {}
+        out: dict[int, ConvChunk] = {}
         for g in groups:
             first = g[0]
             if first.vec is not None or any(p.w.ndim != 2 or p.wkey is None for p in g):
@@ -425,14 +374,14 @@ class Machine:
                                                                   * first.ins.out_cols)
             ch = chunks.get(key)
             if ch is None or ch.nbytes + nbytes > _CHUNK_BYTES:
-                ch = chunks[key] = _ConvChunk(key, [], [], 0)
+                ch = chunks[key] = ConvChunk(key, [], [], 0)
             ch.groups.append(g)
             ch.tiles.append(t)
             ch.nbytes += nbytes
             out[id(first)] = ch
         return out
 
-    def _conv_chunk(self, chunk: _ConvChunk) -> list[list[np.ndarray]]:
+    def _conv_chunk(self, chunk: ConvChunk) -> list[list[np.ndarray]]:
         """Per group of a chunk, each CALC's products (batch, to, out_rows, out_cols)."""
         calcs = chunk.groups[0]
         pw = self._conv_weights(calcs, chunk.key)
@@ -441,14 +390,14 @@ class Machine:
                                    pw, self.ws)
         return [self._split(g, p) for g, p in zip(chunk.groups, prods, strict=True)]
 
-    def _split(self, calcs: list[_Pending], prod: np.ndarray) -> list[np.ndarray]:
+    def _split(self, calcs: list[PendingCalc], prod: np.ndarray) -> list[np.ndarray]:
         """A group's stacked products (1 or batch, Σto, R, C) or (.., R·C), per CALC."""
         i = calcs[0].ins
         prod = np.broadcast_to(prod, (self.batch, *prod.shape[1:]))
         prod = prod.reshape(self.batch, -1, i.out_rows, i.out_cols)
         return np.split(prod, np.cumsum([p.ins.to for p in calcs])[:-1], axis=1)
 
-    def _products(self, calcs: list[_Pending]) -> list[np.ndarray]:
+    def _products(self, calcs: list[PendingCalc]) -> list[np.ndarray]:
         """Each CALC's products, (batch, to, out_rows, out_cols), exactly; the CALCs read the
         same tile the same way."""
         first = calcs[0]
@@ -474,9 +423,9 @@ class Machine:
             prod = conv_products(t, self._conv_weights(calcs, (None, i.kind, bits)), i, self.ws)
         return self._split(calcs, prod)
 
-    def _conv_weights(self, calcs: list[_Pending], key: tuple[Any, ...]) -> PreparedMatrix:
+    def _conv_weights(self, calcs: list[PendingCalc], key: tuple[Any, ...]) -> PreparedMatrix:
         """The stacked weights of a CONV CALC group prepared for key[2]-bit inputs, reused
-        when the same weight contents (key: their `_content_key`s, the kind, the bits) were
+        when the same weight contents (key: their `content_key`s, the kind, the bits) were
         prepared before; key[0] None: contents unknown, not kept."""
         pw = None if key[0] is None else self.prepared.get(key)
         if pw is None:
@@ -489,7 +438,7 @@ class Machine:
                 self.prepared[key] = pw
         return pw
 
-    def compute(self, p: _Pending, part: np.ndarray) -> None:
+    def compute(self, p: PendingCalc, part: np.ndarray) -> None:
         """The accumulate and finalize of one CALC, given its products (batch, to, R, C)."""
         cfg, ins, out = self.cfg, p.ins, self.out
         if ins.accumulate:
@@ -528,13 +477,13 @@ class Machine:
         if where != "arena" and geom.count:
             self.fail("SAVE outside the feature-map arena")
         self.ddr.save(self, geom, where)
-        op = _PendingSave(self.index, ins, src, geom)
+        op = PendingSave(self.index, ins, src, geom)
         if self.pending:
             self.pending.append(op)
         else:
             self.store(op)
 
-    def store(self, op: _PendingSave) -> None:
+    def store(self, op: PendingSave) -> None:
         """The data movement of a SAVE."""
         cfg = self.cfg
         vals = self.out.val[:, op.src]
@@ -563,69 +512,3 @@ class Machine:
         a = start - self.arena[0]
         raw = np.ascontiguousarray(self.adata[:, a:a + count * db])
         return unpack(raw.reshape(-1), db).reshape(self.batch, count)
-
-
-@dataclass
-class _Pending:
-    """A CALC whose accesses are checked and recorded, its products not yet computed."""
-
-    index: int
-    ins: Calc
-    key: tuple[int, ...]          # CALCs with equal keys read the same tile the same way
-    tile: _TileRef | None         # the input tile it reads (None for FC)
-    w: np.ndarray                 # weights (to, K), or (batch, to, K) if they differ
-    vec: np.ndarray | None        # FC input vector, (ti,) or (batch, ti)
-    bias: np.ndarray | None       # (to,) or (batch, to)
-    acc: slice
-    out: slice | np.ndarray | None   # OUTPUT entries of its finalized values
-    check: bool = True            # overflow possible (no static bound): check the sums
-    wkey: tuple[Any, ...] | None = None   # what its CONV weights hold (`_content_key`)
-
-
-@dataclass(eq=False)
-class _TileRef:
-    """An input tile read by deferred CALCs: live in the INPUT buffer at `span`, or (once the
-    buffer was overwritten) its snapshot `data`, (batch, n)."""
-
-    key: tuple[Any, ...]
-    span: slice
-    data: np.ndarray | None = None
-
-
-@dataclass(eq=False)
-class _ConvChunk:
-    """CONV CALC groups (on several tiles) whose products are one library product: the
-    groups, their tiles, the bytes of their products; `key` as for `Machine._conv_weights`."""
-
-    key: tuple[Any, ...]
-    groups: list[list[_Pending]]
-    tiles: list[np.ndarray]
-    nbytes: int
-
-
-@dataclass
-class _PendingSave:
-    """A SAVE whose accesses are checked and recorded, its data not yet moved."""
-
-    index: int
-    ins: Save
-    src: slice                    # OUTPUT entries it reads
-    geom: Geom
-
-
-def _replace_extent(extents: list[tuple[int, int, tuple[Any, ...]]], dst: slice,
-                    content: tuple[Any, ...]) -> list[tuple[int, int, tuple[Any, ...]]]:
-    """Buffer extents after entries `dst` received `content` (a LOAD's source and data
-    version): overlapped extents are forgotten."""
-    a, b = dst.start, dst.stop
-    return [e for e in extents if e[1] <= a or b <= e[0]] + [(a, b, content)]
-
-
-def _content_key(extents: list[tuple[int, int, tuple[Any, ...]]], span: slice
-                 ) -> tuple[Any, ...] | None:
-    """What buffer entries `span` hold, as (LOAD content, offset, length) when one LOAD
-    filled them all (equal keys: equal values), else None."""
-    for a, b, content in extents:
-        if a <= span.start and span.stop <= b:
-            return (content, span.start - a, span.stop - span.start)
-    return None
