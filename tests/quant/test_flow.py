@@ -246,6 +246,43 @@ def test_flow_outputs_match_the_executor(skewed, calib):
     assert cal["top1_agreement"] == pytest.approx(np.mean(q.argmax(1) == r.argmax(1)))
 
 
+@pytest.mark.slow
+def test_spilled_streaming_gives_the_same_model(net, calib, monkeypatch):
+    """Budgets so small that every tensor beyond the images is spilled to a temporary file
+    and read back batch by batch (batches of 10 images, nothing cached): the same formats,
+    weights and biases as the walk in memory, errors equal up to summation order."""
+    from deepfpga.quant import calibrate
+
+    g = _graph(net, (32.0, 1 / 32, 16.0), softmax=True)
+    calib = calib[:96]
+    want = quantize(g, calib, bits="8")
+    spills = []
+    real = calibrate._Spilled.append
+
+    def append(self, q, f):
+        spills.append(id(self))
+        real(self, q, f)
+
+    monkeypatch.setattr(calibrate, "_BATCH_ELEMS", 10 * 4 * 8 * 8)
+    monkeypatch.setattr(calibrate, "_STORE_BYTES", 0)
+    monkeypatch.setattr(calibrate, "_CACHE_BYTES", 0)
+    monkeypatch.setattr(calibrate._Spilled, "append", append)
+    got = quantize(g, calib, bits="8")
+    assert len(set(spills)) >= 4 and len(spills) >= 4 * 10      # the maps, 10 batches each
+    assert got.input_format == want.input_format and got.formats == want.formats
+    for name, arrays in want.weights.items():
+        for k, v in arrays.items():
+            assert np.array_equal(got.weights[name][k], v), (name, k)
+    for name, rep in want.meta["layers"].items():
+        if "output" in rep:
+            for (fl, e, n), (fl2, e2, n2) in zip(rep["output"]["candidates"],
+                                                 got.meta["layers"][name]["output"]["candidates"],
+                                                 strict=True):
+                assert (fl, n) == (fl2, n2) and e == pytest.approx(e2, rel=1e-9)
+    assert got.meta["calibration"]["top1_agreement"] == want.meta["calibration"][
+        "top1_agreement"]
+
+
 def test_16_bit_dynamic_is_close_to_float(net, calib, test_set):
     g = _graph(net)
     x, y = test_set

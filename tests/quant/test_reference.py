@@ -350,6 +350,23 @@ def test_maxpool_padding_never_wins_and_ceil():
     assert R.maxpool_int(y, 2, 1, 1).tolist()[0][0][0] == [-(1 << 40), 5, 5]
 
 
+def test_scoring_pool_equals_torch_pooling():
+    """The calibration walk's 2×2 pooling of accumulators (three maxima of strided views) is
+    torch's max pooling, odd sizes and ceil mode included, for every value type it meets."""
+    from deepfpga.quant.calibrate import _passthrough_any_int
+
+    rng = np.random.default_rng(8)
+    for shape in [(2, 3, 6, 8), (1, 2, 5, 7), (1, 1, 3, 3), (3, 1, 2, 2)]:
+        for ceil in (False, True):
+            layer = MaxPool2d("p", (), kernel=(2, 2), stride=(2, 2), ceil_mode=ceil)
+            for dt in (np.int32, np.int64, np.float64):
+                v = rng.integers(-(1 << 30), 1 << 30, size=shape).astype(dt)
+                want = torch.nn.functional.max_pool2d(torch.from_numpy(v), 2, 2,
+                                                      ceil_mode=ceil).numpy()
+                got = _passthrough_any_int(layer, v)
+                assert got.dtype == v.dtype and np.array_equal(got, want), (shape, ceil, dt)
+
+
 def test_accumulator_bound_and_check():
     w = np.array([[1, -2, 3], [-4, 0, 0]])
     b = np.array([10, -100])

@@ -216,26 +216,40 @@ def acc_overflow_free_fl(acc: np.ndarray, fl_acc: int, bw: int) -> int | None:
 def acc_quantizer(acc: np.ndarray, fl_acc: int, bw: int) -> Quantizer:
     """Candidates of an accumulator: contract step 4 (round half up, saturate).
 
-    Fast path, exact: while |acc| < 2^52 every acc is a float64 a, and for s = fl_acc − fl
-    a·2^(−s) is exact (a power-of-two scaling), floor(a·2^(−s) + 1/2) equals
-    (acc + 2^(s−1)) >> s for s > 0 (the sum needs at most bitlen(acc) + 1 <= 53 bits) and
-    a·2^(−s) itself for s <= 0. Candidates come back as integer-valued float64 arrays; beyond
-    2^52 fixedpoint.requantize (int64) is used.
+    Fast paths, exact: with s = fl_acc − fl, int32 accumulators below 2^30 in magnitude and
+    1 <= s <= 30 give (acc + 2^(s−1)) >> s in int32 (the sum stays below 2^31). Otherwise,
+    while |acc| < 2^52 every acc is a float64 a, and a·2^(−s) is exact (a power-of-two
+    scaling), floor(a·2^(−s) + 1/2) equals (acc + 2^(s−1)) >> s for s > 0 (the sum needs at
+    most bitlen(acc) + 1 <= 53 bits) and a·2^(−s) itself for s <= 0: integer-valued float64
+    arrays. Beyond 2^52 fixedpoint.requantize (int64) is used. The rounding is monotone, so
+    whether a candidate saturates is read off the accumulator's extremes (no pass over it).
     """
     acc = np.asarray(acc)
-    if acc.size and int(np.abs(np.array([acc.min(), acc.max()], dtype=np.int64)).max()) \
-            >= 1 << 52:
+    ext = np.array([acc.min(), acc.max()] if acc.size else [0, 0], dtype=np.int64)
+    top = int(np.abs(ext).max())
+    if top >= 1 << 52:
         return lambda fl: requantize(acc, fl_acc, FixedFormat(bw, fl))
-    a = acc.astype(np.float64)
+    narrow = acc.dtype.kind == "i" and acc.dtype.itemsize <= 4 and top < 1 << 30
+    floats: list[np.ndarray] = []   # acc as float64, made when a candidate first needs it
 
     def q(fl: int) -> tuple[np.ndarray, int]:
         fmt = FixedFormat(bw, fl)
-        # (beyond 2^1000 every non-zero value saturates anyway; 2.0**k would overflow)
-        y = np.multiply(a, 2.0 ** min(fl - fl_acc, 1000))
-        y += 0.5
-        np.floor(y, out=y)
-        if not y.size or (y.max() <= fmt.qmax and y.min() >= fmt.qmin):
-            return y, 0  # nothing saturates (two reductions instead of two masks)
+        s = fl_acc - fl
+        if narrow and 1 <= s <= 30:
+            y = np.add(acc, np.int32(1 << (s - 1)), dtype=np.int32)
+            np.right_shift(y, s, out=y)
+            lo, hi = (ext + (1 << (s - 1))) >> s
+        else:
+            if not floats:
+                floats.append(acc.astype(np.float64))
+            # (beyond 2^1000 every non-zero value saturates anyway; 2.0**k would overflow)
+            c = 2.0 ** min(-s, 1000)
+            y = np.multiply(floats[0], c)
+            y += 0.5
+            np.floor(y, out=y)
+            lo, hi = np.floor(ext.astype(np.float64) * c + 0.5)
+        if hi <= fmt.qmax and lo >= fmt.qmin:
+            return y, 0  # nothing saturates
         n = int(np.count_nonzero(y > fmt.qmax)) + int(np.count_nonzero(y < fmt.qmin))
         np.clip(y, fmt.qmin, fmt.qmax, out=y)
         return y, n

@@ -5,9 +5,9 @@ upstream already in fixed point. Here every layer is computed batch by batch, so
 grow with the calibration set:
 
 - a layer's fixed-point and float outputs for ALL images are kept (in the format's integer type
-  and float32) only while they fit `_STORE_BYTES`; beyond that they are "virtual": recomputed per
-  batch from kept ancestors (the calibration images always are) with the formats already
-  decided. Small sets therefore run in one pass, large ones trade time for bounded memory.
+  and float32) in memory while they fit `_STORE_BYTES`; beyond that they are spilled batch by
+  batch to a temporary file and read back per batch. Every layer is computed once for every
+  image (work linear in the layers), memory stays bounded, large sets cost disk space instead.
 - per weighted layer, pass A computes the exact accumulators (+ bias, through the fused
   ReLU/pool chain) and the float reference per batch and keeps their range; the candidates are
   then scored `activations.WINDOW` at a time with `activations.StreamScorer` sums over the
@@ -18,6 +18,8 @@ grow with the calibration set:
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +36,8 @@ from deepfpga.quant import activations as act
 from deepfpga.quant.bits import LayerBits
 from deepfpga.quant.contract import add_int, maxpool_int
 from deepfpga.quant.fixedpoint import FixedFormat, align_bias, to_fixed
-from deepfpga.quant.gemm import _gemm, prepare_matrix
-from deepfpga.quant.patches import _conv_matrix, _conv_patches, _fc_patches
+from deepfpga.quant.gemm import Workspace, exact_gemm, prepare_matrix
+from deepfpga.quant.patches import conv_matrix, conv_patches, fc_patches
 from deepfpga.quant.qmodel import PASSTHROUGH_KINDS
 from deepfpga.quant.weights import FlChoice
 
@@ -50,8 +52,9 @@ _CACHE_BYTES = 192 << 20
 def calibration_bytes(graph: Graph, images: int) -> int:
     """An upper estimate of the memory calibrating `graph` on `images` images needs: the images
     themselves (float and fixed point, kept for the whole walk), the two budgets above, and one
-    batch's float64 temporaries. Measured on fmnist-vgg: 587 MB peak RSS at 1,000 images and
-    691 MB at 60,000 (this estimate: 0.6 and 1.1 GiB)."""
+    batch's float64 temporaries (maps beyond the budget go to a temporary file, not memory).
+    Measured on fmnist-vgg: 571 MB peak RSS at 1,000 images and 655 MB at 60,000 (this
+    estimate: 0.6 and 1.1 GiB)."""
     per_image = math.prod(graph.input_shape) * (4 + 8)
     return images * per_image + _STORE_BYTES + _CACHE_BYTES + 8 * 8 * _BATCH_ELEMS
 
@@ -101,6 +104,13 @@ def _passthrough_any_int(layer: Layer, v: np.ndarray) -> np.ndarray:
     if isinstance(layer, ReLU):
         return np.maximum(v, 0)
     if isinstance(layer, MaxPool2d):
+        if (layer.kernel, layer.stride, layer.padding) == ((2, 2), (2, 2), (0, 0)) \
+                and v.ndim == 4 and not (layer.ceil_mode and (v.shape[2] | v.shape[3]) & 1):
+            # the common 2×2 pool: three maxima of strided views (torch's integer pooling is
+            # not vectorised); floor mode drops an odd last row / column, as torch does
+            h, w = v.shape[2] // 2 * 2, v.shape[3] // 2 * 2
+            return np.maximum(np.maximum(v[:, :, 0:h:2, 0:w:2], v[:, :, 0:h:2, 1:w:2]),
+                              np.maximum(v[:, :, 1:h:2, 0:w:2], v[:, :, 1:h:2, 1:w:2]))
         # torch's integer max pooling on contiguous NCHW (int32 when the values fit); its
         # padding never wins, as every window holds a real value (see contract._maxpool_t)
         t = F.max_pool2d(torch.from_numpy(np.ascontiguousarray(v)), layer.kernel,
@@ -135,12 +145,13 @@ class _Acc:
     """Exact accumulators of one layer (weights prepared once for every batch), bias added."""
 
     def __init__(self, layer: Conv2d | Linear, w: np.ndarray, fin: FixedFormat,
-                 bias_aligned: np.ndarray | None):
+                 bias_aligned: np.ndarray | None, ws: Workspace):
         self.layer = layer
         wt = torch.from_numpy(np.ascontiguousarray(w))
-        self.pw = prepare_matrix(_conv_matrix(wt) if isinstance(layer, Conv2d) else wt,
+        self.pw = prepare_matrix(conv_matrix(wt) if isinstance(layer, Conv2d) else wt,
                                  x_bits=fin.bw)
         self.bias = bias_aligned
+        self.ws = ws  # conv scratch memory, shared by every layer and batch of the walk
 
     def __call__(self, xq: np.ndarray, with_bias: bool = True) -> np.ndarray:
         # xq is in the input format (made by finish / to_fixed): no range check needed.
@@ -148,67 +159,107 @@ class _Acc:
         what = f"input of layer {self.layer.name!r}"
         with torch.inference_mode():
             if isinstance(self.layer, Conv2d):
-                patches, (n, ho, wo) = _conv_patches(xt, self.pw, self.layer.kernel,
+                patches, (n, ho, wo) = conv_patches(xt, self.pw, self.layer.kernel,
                                                      self.layer.stride, self.layer.padding,
-                                                     False, what)
-                acc = _gemm(patches, self.pw).numpy().reshape(n, ho, wo, -1)
-                acc = np.ascontiguousarray(acc.transpose(0, 3, 1, 2))
+                                                     False, what, self.ws)
+                acc = exact_gemm(patches, self.pw, self.ws).numpy().reshape(n, ho, wo, -1)
+                acc = acc.transpose(0, 3, 1, 2).copy()  # always a copy: ws is reused
             else:
-                acc = _gemm(_fc_patches(xt, self.pw, False, what), self.pw).numpy()
+                acc = exact_gemm(fc_patches(xt, self.pw, False, what), self.pw).numpy()
         if with_bias and self.bias is not None:
             acc += self.bias.reshape((1, -1) + (1,) * (acc.ndim - 2))
         return acc
 
 
+class _Spilled:
+    """A tensor's (integers, float32 reference) batches in a temporary file (deleted when
+    closed): appended once in batch order, read back per batch (`os.pread`: no file position
+    shared between readers, and the page cache does not count in the process's memory)."""
+
+    def __init__(self, qdtype: np.dtype, shape: tuple[int, ...]):
+        # kept open for the walk, closed (and so deleted) by `close`
+        self.file = tempfile.TemporaryFile(prefix="deepfpga-calib-")  # noqa: SIM115
+        self.qdtype = np.dtype(qdtype)
+        self.shape = shape              # per image
+        self.parts: list[tuple[int, int]] = []  # per batch: (file offset, images)
+        self.size = 0
+
+    def append(self, q: np.ndarray, f: np.ndarray) -> None:
+        qb = np.ascontiguousarray(q, dtype=self.qdtype)
+        fb = np.ascontiguousarray(f, dtype=np.float32)
+        self.parts.append((self.size, int(qb.shape[0])))
+        for a in (qb, fb):
+            self.file.write(memoryview(a).cast("B"))
+            self.size += a.nbytes
+        self.file.flush()   # `get` reads the file itself, not its buffer
+
+    def get(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        off, n = self.parts[b]
+        per = math.prod(self.shape)
+        nq = n * per * self.qdtype.itemsize
+        raw = os.pread(self.file.fileno(), nq + 4 * n * per, off)
+        q = np.frombuffer(raw, dtype=self.qdtype, count=n * per).reshape(n, *self.shape)
+        f = np.frombuffer(raw, dtype=np.float32, offset=nq).reshape(n, *self.shape)
+        return q, f
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class _Data:
-    """The walk's tensors: kept ones for all images, virtual ones recomputed per batch."""
+    """The walk's tensors for all images: kept in memory, or spilled to a temporary file."""
 
     def __init__(self, g: Graph, x: np.ndarray, qx: np.ndarray, batches: list[tuple[int, int]]):
         self.g = g
         self.batches = batches
         self.n = int(x.shape[0])
         self.kept: dict[str, tuple[np.ndarray, np.ndarray]] = {INPUT: (qx, x)}
-        self.virtual: dict[str, Callable[[int, dict[str, Any]], tuple[np.ndarray,
-                                                                         np.ndarray]]] = {}
-        self.deps: dict[str, set[str]] = {}  # kept tensors a virtual one is recomputed from
+        self.spilled: dict[str, _Spilled] = {}
 
     def fits(self, size: int) -> bool:
         """Whether `size` more bytes of all-image tensors stay within `_STORE_BYTES`."""
         return sum(q.nbytes + f.nbytes for q, f in self.kept.values()) + size <= _STORE_BYTES
 
-    def get(self, name: str, b: int, memo: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    def get(self, name: str, b: int) -> tuple[np.ndarray, np.ndarray]:
         if name in self.kept:
             q, f = self.kept[name]
             a, e = self.batches[b]
             return q[a:e], f[a:e]
-        if name not in memo:
-            memo[name] = self.virtual[name](b, memo)
-        return memo[name]
+        return self.spilled[name].get(b)
 
-    def put(self, name: str, inputs: tuple[str, ...], fmt: FixedFormat, per_image: int,
-            make: Callable[[int, dict[str, Any]], tuple[np.ndarray, np.ndarray]],
-            keep: bool | None = None) -> None:
-        """Record layer output `name`: kept for all images if it fits (or `keep`), computed
-        now; else virtual: `make(b, memo)` recomputes batch b when it is read."""
-        size = self.n * per_image * (np.dtype(fmt.dtype).itemsize + 4)
-        if keep if keep is not None else self.fits(size):
+    def put(self, name: str, fmt: FixedFormat, shape: tuple[int, ...],
+            make: Callable[[int], tuple[np.ndarray, np.ndarray]]) -> None:
+        """Record layer output `name` (per image `shape`), `make(b)` computing batch b: kept
+        for all images if it fits, else spilled."""
+        size = self.n * math.prod(shape) * (np.dtype(fmt.dtype).itemsize + 4)
+        if self.fits(size):
             qs, fs = [], []
             for b in range(len(self.batches)):
-                q, f = make(b, {})
+                q, f = make(b)
                 qs.append(_compact(q, fmt))
                 fs.append(np.asarray(f, dtype=np.float32))
             self.kept[name] = (np.concatenate(qs), np.concatenate(fs))
             return
-        self.virtual[name] = make
-        self.deps[name] = set().union(*(
-            {s} if s in self.kept else self.deps[s] for s in inputs))
+        sp = self.spill(name, fmt, shape)
+        for b in range(len(self.batches)):
+            sp.append(*make(b))
 
-    def free(self, names: set[str], live: set[str]) -> None:
-        """Drop kept `names` unless a live virtual tensor is recomputed from them."""
-        pinned = set().union(*(self.deps[v] for v in live if v in self.virtual))
+    def spill(self, name: str, fmt: FixedFormat, shape: tuple[int, ...]) -> _Spilled:
+        """An empty spilled tensor `name`, to be appended batch by batch."""
+        sp = self.spilled[name] = _Spilled(np.dtype(fmt.dtype), shape)
+        return sp
+
+    def free(self, names: set[str]) -> None:
+        """Drop tensors no later layer reads."""
         for s in names:
-            if s != INPUT and s not in pinned:
+            if s != INPUT:
                 self.kept.pop(s, None)
+                sp = self.spilled.pop(s, None)
+                if sp is not None:
+                    sp.close()
+
+    def close(self) -> None:
+        self.free(set(self.spilled))
 
 
 def _batches(g: Graph, n: int) -> list[tuple[int, int]]:
@@ -276,12 +327,6 @@ def walk(g: Graph, plan: Mapping[str, LayerBits], x: np.ndarray, wq: Mapping[str
     n = int(x.shape[0])
     batches = _batches(g, n)
     nb = len(batches)
-    shapes = {INPUT: g.input_shape, **g.shapes()}
-    per_image = {k: int(np.prod(s)) for k, s in shapes.items()}
-    last_use: dict[str, int] = {}
-    for i, layer in enumerate(g.layers):
-        for s in layer.inputs:
-            last_use[s] = i
 
     # The network input: to_fixed candidates against the float input itself.
     bw_in = plan[INPUT].data
@@ -296,9 +341,35 @@ def walk(g: Graph, plan: Mapping[str, LayerBits], x: np.ndarray, wq: Mapping[str
     for a, e in batches:  # batch by batch: to_fixed's float64 temporaries stay small
         qx[a:e] = to_fixed(x[a:e], fmt_in, "calibration input")
     data = _Data(g, x, qx, batches)
+    ws = Workspace()
     out.report[INPUT] = {"kind": "input", "output": _choice_dict(c, fmt_in)}
     out.total_error += c.error * (x.size if metric != "kl" else 1)
 
+    try:
+        _walk_layers(g, plan, wq, bias_fl, choose, metric, show_progress, out, data, ws)
+        for name in g.outputs:
+            qs, fs = [], []
+            for b in range(nb):
+                q, f = data.get(name, b)
+                qs.append(np.asarray(q, dtype=np.int64))
+                fs.append(f)
+            out.outputs[name] = np.concatenate(qs)
+            out.float_outputs[name] = np.concatenate(fs)
+    finally:
+        data.close()
+    return out
+
+
+def _walk_layers(g: Graph, plan: Mapping[str, LayerBits], wq: Mapping[str, Weights],
+                 bias_fl: BiasFl, choose: Chooser, metric: str, show_progress: bool, out: Walk,
+                 data: _Data, ws: Workspace) -> None:
+    """The walk's layers after the input, in topological order (each once over all images)."""
+    shapes = {INPUT: g.input_shape, **g.shapes()}
+    per_image = {k: int(np.prod(s)) for k, s in shapes.items()}
+    last_use: dict[str, int] = {}
+    for i, layer in enumerate(g.layers):
+        for s in layer.inputs:
+            last_use[s] = i
     done: set[str] = set()
     layers = progress(g.layers, total=len(g.layers), desc="calibrating",
                       quiet=not show_progress)
@@ -308,35 +379,24 @@ def walk(g: Graph, plan: Mapping[str, LayerBits], x: np.ndarray, wq: Mapping[str
             if layer.kind in PASSTHROUGH_KINDS:
                 fmt = out.formats[layer.inputs[0]]
                 out.formats[layer.name] = fmt
-                data.put(layer.name, layer.inputs, fmt, per_image[layer.name],
+                data.put(layer.name, fmt, shapes[layer.name],
                          _make_passthrough(data, g, layer, fmt))
                 out.report[layer.name] = {"kind": layer.kind, "inherits": layer.inputs[0]}
             elif isinstance(layer, Conv2d | Linear):
                 _weighted(g, layer, bits, wq[layer.name], bias_fl, choose, metric, out, data,
-                          per_image, done)
+                          per_image, done, ws)
             elif layer.host_only:
                 _host(g, layer, bits, choose, metric, out, data, per_image)
             else:
                 raise InputError(f"layer {layer.name!r}: kind {layer.kind!r} cannot be"
                                  " quantized (batch norm must be folded into a conv first)")
-        ended = {s for s in layer.inputs if last_use.get(s) == i and s not in g.outputs}
-        live = {s for s, j in last_use.items() if j > i} | set(g.outputs)
-        data.free(ended, live)
-    for name in g.outputs:
-        qs, fs = [], []
-        for b in range(nb):
-            q, f = data.get(name, b, {})
-            qs.append(np.asarray(q, dtype=np.int64))
-            fs.append(f)
-        out.outputs[name] = np.concatenate(qs)
-        out.float_outputs[name] = np.concatenate(fs)
-    return out
+        data.free({s for s in layer.inputs if last_use.get(s) == i and s not in g.outputs})
 
 
 def _make_passthrough(data: _Data, g: Graph, layer: Layer, fmt: FixedFormat
-                      ) -> Callable[[int, dict[str, Any]], tuple[np.ndarray, np.ndarray]]:
-    def make(b: int, memo: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        q, f = data.get(layer.inputs[0], b, memo)
+                      ) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+    def make(b: int) -> tuple[np.ndarray, np.ndarray]:
+        q, f = data.get(layer.inputs[0], b)
         return passthrough_data(layer, q, fmt), run_layer(g, layer, [f])
     return make
 
@@ -346,8 +406,7 @@ def _host(g: Graph, layer: Layer, bits: LayerBits, choose: Chooser, metric: str,
     fls = [out.formats[s].fl for s in layer.inputs]
 
     def compute(b: int) -> tuple[np.ndarray, np.ndarray]:
-        memo: dict[str, Any] = {}
-        ins = [data.get(s, b, memo) for s in layer.inputs]
+        ins = [data.get(s, b) for s in layer.inputs]
         v = host_float(layer, [q for q, _ in ins], fls)
         return v, run_layer(g, layer, [f for _, f in ins])
 
@@ -366,8 +425,8 @@ def _host(g: Graph, layer: Layer, bits: LayerBits, choose: Chooser, metric: str,
     fmt = FixedFormat(bits.data, c.fl)
     out.formats[layer.name] = fmt
 
-    def make(b: int, memo: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        ins = [data.get(s, b, memo) for s in layer.inputs]
+    def make(b: int) -> tuple[np.ndarray, np.ndarray]:
+        ins = [data.get(s, b) for s in layer.inputs]
         if layer.host_integer:      # the add: the contract's integer rule, as the executor
             q_out = add_int([q for q, _ in ins], fls, fmt)[0]
         else:
@@ -375,14 +434,14 @@ def _host(g: Graph, layer: Layer, bits: LayerBits, choose: Chooser, metric: str,
                              f"output of {layer.name}")
         return q_out, run_layer(g, layer, [f for _, f in ins])
 
-    data.put(layer.name, layer.inputs, fmt, per_image[layer.name], make)
+    data.put(layer.name, fmt, tuple(data.g.shapes()[layer.name]), make)
     out.report[layer.name] = {"kind": layer.kind, "output": _choice_dict(c, fmt)}
     out.total_error += c.error * (data.n * per_image[layer.name] if metric != "kl" else 1)
 
 
 def _weighted(g: Graph, layer: Conv2d | Linear, bits: LayerBits, w: Weights, bias_fl: BiasFl,
               choose: Chooser, metric: str, out: Walk, data: _Data,
-              per_image: Mapping[str, int], done: set[str]) -> None:
+              per_image: Mapping[str, int], done: set[str], ws: Workspace) -> None:
     src = layer.inputs[0]
     fmt_in = out.formats[src]
     fl_acc = fmt_in.fl + w.fmt.fl
@@ -394,7 +453,7 @@ def _weighted(g: Graph, layer: Conv2d | Linear, bits: LayerBits, w: Weights, bia
         b_int = to_fixed(w.bias, bfmt, f"bias of {layer.name}")
         out.bias[layer.name] = (b_int, bfmt, bc)
         b_al = align_bias(b_int, bfmt.fl, fl_acc)
-    acc_of = _Acc(layer, w.w, fmt_in, b_al)
+    acc_of = _Acc(layer, w.w, fmt_in, b_al, ws)
     chain = fused_chain(g, layer)
     last = chain[-1].name if chain else layer.name
 
@@ -426,7 +485,7 @@ def _weighted(g: Graph, layer: Conv2d | Linear, bits: LayerBits, w: Weights, bia
                 assert acc_cache is not None and f_all is not None
                 yield acc_cache[b], f_all[a:e]
                 continue
-            q, f = data.get(src, b, {})
+            q, f = data.get(src, b)
             if have_acc:
                 assert acc_cache is not None
                 acc = acc_cache[b]
@@ -492,26 +551,20 @@ def _weighted(g: Graph, layer: Conv2d | Linear, bits: LayerBits, w: Weights, bia
             y = _passthrough_any_int(c_layer, y)
         return np.asarray(y).astype(fmt.dtype), k
 
-    def make(b: int, memo: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Recomputation of batch b of the chain's end (a virtual tensor)."""
-        q, f = data.get(src, b, memo)
-        acc = acc_of(q)
-        if relu_first:
-            np.maximum(acc, 0, out=acc)
-        return output(acc)[0], reference(f)
-
     out.formats[layer.name] = fmt
     nsat = 0
     q_all = np.empty(shape_last, dtype=fmt.dtype) if keep else None
-    for (a, e), (acc, _) in zip(data.batches, pairs(), strict=True):
+    spilled = None if keep else data.spill(last, fmt, shape_last[1:])
+    for (a, e), (acc, ref) in zip(data.batches, pairs(), strict=True):
         y, k = output(acc)
         nsat += k
         if q_all is not None:
             q_all[a:e] = y
+        else:
+            assert spilled is not None
+            spilled.append(y, ref)
     if q_all is not None and f_all is not None:
         data.kept[last] = (q_all, f_all)
-    else:
-        data.put(last, (src,), fmt, per_image[last], make, keep=False)
 
     rep = _choice_dict(c, fmt)
     rep["measured_at"] = last

@@ -34,7 +34,7 @@ from deepfpga.quant.fixedpoint import (
 )
 from deepfpga.quant.gemm import ACC_INT64_LIMIT, Method, prepare_matrix
 from deepfpga.quant.intarrays import _bits_of_range, _int_tensor, _np, _pair, _range_of
-from deepfpga.quant.patches import _conv_acc_t, _conv_matrix, _fc_acc_t
+from deepfpga.quant.patches import _conv_acc_t, _fc_acc_t, conv_matrix
 from deepfpga.quant.qmodel import LayerFormats, QuantizedModel
 
 
@@ -101,7 +101,7 @@ def conv_acc(x: np.ndarray, w: np.ndarray, stride: int | Sequence[int] = 1,
             f"conv input: expected (N, {wt.shape[1]}, H, W), got shape {tuple(xt.shape)}"
         )
     lo, hi = _range_of(xt)
-    pw = prepare_matrix(_conv_matrix(wt), x_bits=_bits_of_range(lo, hi),
+    pw = prepare_matrix(conv_matrix(wt), x_bits=_bits_of_range(lo, hi),
                         x_absmax=max(-lo, hi), method=method)
     acc = _conv_acc_t(xt, pw, (int(wt.shape[2]), int(wt.shape[3])), _pair(stride),
                       _pair(padding))

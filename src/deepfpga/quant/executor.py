@@ -42,16 +42,16 @@ from deepfpga.quant.gemm import (
     ACC_INT64_LIMIT,
     Method,
     PreparedMatrix,
+    Workspace,
     _combine,
     _gemm_blocks,
     _Products,
     _row_parallel,
-    _Workspace,
     prepare_matrix,
 )
 from deepfpga.quant.intarrays import _int_tensor, _np, _range_of
 from deepfpga.quant.kernels import int8_gemm_available
-from deepfpga.quant.patches import _conv_matrix, _conv_patches, _fc_patches
+from deepfpga.quant.patches import conv_matrix, conv_patches, fc_patches
 from deepfpga.quant.qmodel import LayerFormats, QuantizedModel
 
 
@@ -142,7 +142,7 @@ def _prepare_layer(q: QuantizedModel, layer: Conv2d | Linear, method: Method,
     arrays = q.weights[layer.name]
     assert f.weight is not None  # QuantizedModel.validate guarantees it
     w = torch.from_numpy(np.asarray(arrays["weight"]).astype(f.weight.dtype))
-    w2d = _conv_matrix(w) if isinstance(layer, Conv2d) else w
+    w2d = conv_matrix(w) if isinstance(layer, Conv2d) else w
     bias = None
     if "bias" in arrays:
         assert f.bias is not None
@@ -207,18 +207,18 @@ class ReferenceExecutor:
     relu_fused: frozenset[str]
     # Scratch memory kept between runs (about the largest layer's patch matrix and products);
     # a run that finds it in use by another thread takes a private one.
-    _ws: _Workspace = field(default_factory=_Workspace, repr=False)
+    _ws: Workspace = field(default_factory=Workspace, repr=False)
     _ws_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @contextmanager
-    def _workspace(self) -> Iterator[_Workspace]:
+    def _workspace(self) -> Iterator[Workspace]:
         if self._ws_lock.acquire(blocking=False):
             try:
                 yield self._ws
             finally:
                 self._ws_lock.release()
         else:
-            yield _Workspace()
+            yield Workspace()
 
     @staticmethod
     def build(qmodel: QuantizedModel, *, method: Method = "auto",
@@ -248,17 +248,17 @@ class ReferenceExecutor:
 
     # -- one layer --------------------------------------------------------------------------
     def _weighted(self, layer: Conv2d | Linear, x: torch.Tensor, relu: bool,
-                  count_negative: bool, ws: _Workspace | None) -> tuple[torch.Tensor, int]:
+                  count_negative: bool, ws: Workspace | None) -> tuple[torch.Tensor, int]:
         p = self.prepared.get(layer.name)
         if p is None:
             raise InputError(f"layer {layer.name!r} was not prepared")
         f = self.qmodel.formats[layer.name]
         what = f"input of layer {layer.name!r}"
         if isinstance(layer, Conv2d):
-            patches, (n, ho, wo) = _conv_patches(x, p.pw, layer.kernel, layer.stride,
+            patches, (n, ho, wo) = conv_patches(x, p.pw, layer.kernel, layer.stride,
                                                  layer.padding, False, what, ws)
         else:
-            patches = _fc_patches(x, p.pw, False, what)
+            patches = fc_patches(x, p.pw, False, what)
         dest = torch.empty((patches.rows, p.pw.o), dtype=_tdtype(f.output))
         dn = _np(dest)
         nsat = 0
@@ -283,7 +283,7 @@ class ReferenceExecutor:
         return dest, nsat
 
     def _layer(self, layer: Layer, xs: list[torch.Tensor], owned: bool, fuse_relu: bool = False,
-               ws: _Workspace | None = None) -> tuple[torch.Tensor, int]:
+               ws: Workspace | None = None) -> tuple[torch.Tensor, int]:
         """A layer's integer output (in its format's dtype) and saturation count. `owned`:
         xs[0] may be overwritten. `fuse_relu`: a conv/FC returns its ReLU'd output directly."""
         q = self.qmodel

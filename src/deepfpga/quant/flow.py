@@ -15,7 +15,7 @@ Dynamic (default):
    format and commute with the data shift, so they are applied to the accumulator once). The
    chosen format's integer output (reference `finish`) feeds the next layers. The images are
    streamed in batches with bounded memory (`deepfpga.quant.calibrate`): upstream outputs are
-   kept while they fit a budget and recomputed per batch from kept ones beyond it.
+   kept in memory while they fit a budget and spilled to a temporary file beyond it.
    Host-only layers (softmax, LRN, avgpool, add) run in float on the dequantized inputs and get
    an output format chosen the same way (to_fixed candidates).
 Static: one fl for all weights (minimising their summed error), one for all biases (≤ the common

@@ -55,7 +55,7 @@ _NP_DTYPE = {"i8": np.int8, "f32": np.float32, "split": np.float64, "f64": np.fl
              "int64": np.int64}
 
 
-class _Workspace:
+class Workspace:
     """Reusable scratch memory for the large temporaries of a layer (patch matrices, library
     products, int64 accumulators). Fresh large allocations are slow here: every new page is a
     page fault on first touch. Not thread-safe: one run uses one workspace at a time."""
@@ -77,7 +77,7 @@ class _Workspace:
         return _np(self.tensor(name, shape, tdt))
 
 
-def _scratch(ws: _Workspace | None, name: str, shape: tuple[int, ...], dtype: torch.dtype
+def _scratch(ws: Workspace | None, name: str, shape: tuple[int, ...], dtype: torch.dtype
              ) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype) if ws is None else ws.tensor(name, shape, dtype)
 
@@ -186,6 +186,11 @@ class PreparedMatrix:
     def x_offset(self) -> int:
         """The input side's digit offset c_x (its correction is c_x·rowsum[o] per output)."""
         return _digit_offset(self.x_digits[1], self.x_digits[0])
+
+    @property
+    def np_dtype(self) -> type:
+        """The numpy dtype of the GEMM operands (patch matrices built outside the engine)."""
+        return _NP_DTYPE[self.method]
 
     @property
     def raw(self) -> bool:
@@ -332,7 +337,7 @@ def prepare_matrix(w2d: np.ndarray | torch.Tensor, *, x_bits: int, x_absmax: int
 
 
 @dataclass(frozen=True, eq=False)
-class _Patches:
+class Patches:
     """The input side X (L, K) of a product, delivered in row blocks.
 
     `blocks` lists (row0, row1); `block(b)` returns the n_digits digits of those rows stacked
@@ -349,7 +354,7 @@ class _Patches:
 
 
 
-def _is_raw(x: _Patches, pw: PreparedMatrix) -> bool:
+def _is_raw(x: Patches, pw: PreparedMatrix) -> bool:
     """One digit each side, one K chunk: blocks come straight from one GEMM, uncorrected."""
     return x.n_digits == 1 and pw.raw
 
@@ -368,7 +373,7 @@ class _Products:
     raw: bool
 
 
-def _gemm_blocks(x: _Patches, pw: PreparedMatrix, ws: _Workspace | None = None
+def _gemm_blocks(x: Patches, pw: PreparedMatrix, ws: Workspace | None = None
                  ) -> Iterator[tuple[int, int, _Products]]:
     """Yield (row0, row1, products) for every row block of X·Wᵀ (see `_combine`).
 
@@ -481,10 +486,16 @@ def _row_parallel(rows: int, cols: int, fn: Callable[[int, int], int]) -> int:
         return total + sum(f.result() for f in futures)
 
 
-def _gemm(x: _Patches, pw: PreparedMatrix) -> torch.Tensor:
-    """The whole exact product X·Wᵀ as int64 (L, O)."""
-    out = np.empty((x.rows, pw.o), dtype=np.int64)
-    for r0, r1, pr in _gemm_blocks(x, pw):
+def exact_gemm(x: Patches, pw: PreparedMatrix, ws: Workspace | None = None) -> torch.Tensor:
+    """The whole exact product X·Wᵀ as int64 (L, O), on the method `pw` was prepared for.
+
+    Public seam of the engine (with `prepare_matrix`, `Patches`, `Workspace` and
+    `quant.patches.conv_patches` / `fc_patches`): the functional simulator computes its CALC
+    products through it. With a workspace `ws` the scratch memory and the result come from
+    it (the result is then valid until the next call with the same workspace)."""
+    shape = (x.rows, pw.o)
+    out = np.empty(shape, dtype=np.int64) if ws is None else ws.array("exact", shape, np.int64)
+    for r0, r1, pr in _gemm_blocks(x, pw, ws):
 
         def fill(a: int, b: int, r0: int = r0, pr: _Products = pr) -> int:
             out[r0 + a:r0 + b] = _combine(pr, pw, a, b)  # int32 / exact float64 -> int64
@@ -492,6 +503,15 @@ def _gemm(x: _Patches, pw: PreparedMatrix) -> torch.Tensor:
 
         _row_parallel(r1 - r0, pw.o, fill)
     return torch.from_numpy(out)
+
+
+def input_digits(a: np.ndarray, pw: PreparedMatrix) -> tuple[list[np.ndarray], int]:
+    """The input side's digits of integer array `a` for `pw`'s method (`pw.x_digits`), each
+    of a's shape, and their offset c_x: a = Σ_j 2^(d·j)·digit_j + c_x; one-digit methods give
+    [a], 0. For patch matrices built outside the engine (the functional simulator's), which
+    then go to `exact_gemm` as `Patches` (digits stacked, lowest first, in `pw.np_dtype`)."""
+    digit_bits, n = pw.x_digits
+    return _digits(a, n, digit_bits) if n > 1 else ([a], 0)
 
 
 def _x_digits(xt: torch.Tensor, pw: PreparedMatrix) -> tuple[torch.Tensor, int]:

@@ -10,14 +10,14 @@ from deepfpga.errors import InputError, ShapeError
 from deepfpga.ir.layers import _window_out
 from deepfpga.quant.gemm import (
     _GEMM_DTYPE,
+    Patches,
     PreparedMatrix,
-    _gemm,
-    _Patches,
+    Workspace,
     _scratch,
-    _Workspace,
     _x_digits,
+    exact_gemm,
 )
-from deepfpga.quant.intarrays import _bits_of_range, _range_of
+from deepfpga.quant.intarrays import _bits_of_range, _np, _range_of
 
 # A layer is computed in row blocks whose scratch memory (patch matrix, products, accumulators)
 # is about this many bytes.
@@ -44,7 +44,7 @@ def _block_rows(pw: PreparedMatrix, nx: int) -> int:
     return max(1, _BLOCK_BYTES // max(1, per_row))
 
 
-def _fc_patches(xt: torch.Tensor, pw: PreparedMatrix, check: bool, what: str) -> _Patches:
+def fc_patches(xt: torch.Tensor, pw: PreparedMatrix, check: bool, what: str) -> Patches:
     """X = the input batch itself. `check`: verify the values fit what pw was prepared for."""
     if xt.ndim != 2 or xt.shape[1] != pw.k:
         raise ShapeError(f"{what}: expected shape (N, {pw.k}), got {tuple(xt.shape)}")
@@ -56,21 +56,21 @@ def _fc_patches(xt: torch.Tensor, pw: PreparedMatrix, check: bool, what: str) ->
     nx, n = int(digits.shape[0]), int(xt.shape[0])
     step = _block_rows(pw, nx)
     blocks = [(r, min(n, r + step)) for r in range(0, n, step)]
-    return _Patches(
+    return Patches(
         rows=n, n_digits=nx, c=c, blocks=blocks,
         block=lambda b: digits[:, blocks[b][0]:blocks[b][1]].reshape(-1, pw.kp).contiguous(),
         row_sums=lambda b: xt[blocks[b][0]:blocks[b][1]].sum(dim=1, dtype=torch.int64),
     )
 
 
-def _conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
+def conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
                   stride: tuple[int, int], padding: tuple[int, int], check: bool,
-                  what: str, ws: _Workspace | None = None
-                  ) -> tuple[_Patches, tuple[int, int, int]]:
+                  what: str, ws: Workspace | None = None
+                  ) -> tuple[Patches, tuple[int, int, int]]:
     """The patch matrix of a convolution, and the output geometry (N, Ho, Wo).
 
     X has one row per output pixel (n, y, x) and K = kh·kw·C columns in (ky, kx, c) order (the
-    weights' columns are put in the same order by `_conv_matrix`). Rows are built block by block
+    weights' columns are put in the same order by `conv_matrix`). Rows are built block by block
     from the zero-padded map in (N, H, W, C) layout, never all at once.
     """
     if xt.ndim != 4:
@@ -97,8 +97,13 @@ def _conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
     if pw.x_digits[1] == 1:
         # One digit: convert, lay out and pad in one copy into a zeroed map of the GEMM dtype.
         dt = _GEMM_DTYPE[pw.method]
-        digits = torch.zeros((1, n, hp, wp, c_in), dtype=dt) if padded else torch.empty(
-            (1, n, hp, wp, c_in), dtype=dt)
+        shape = (1, n, hp, wp, c_in)
+        if ws is None:
+            digits = torch.zeros(shape, dtype=dt) if padded else torch.empty(shape, dtype=dt)
+        else:       # reused memory (fresh pages fault on first touch), zeroed in numpy
+            digits = ws.tensor("map", shape, dt)
+            if padded:
+                _np(digits).fill(0)
         digits[0, :, ph:ph + h, pw_:pw_ + w, :c_x].copy_(nhwc)
         c = 0
     else:
@@ -138,7 +143,7 @@ def _conv_patches(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
         r0, r1 = blocks[b]
         return sums[0][r0:r1]
 
-    patches = _Patches(n * ho * wo, nx, c, blocks, block, row_sums)
+    patches = Patches(n * ho * wo, nx, c, blocks, block, row_sums)
     return patches, (n, ho, wo)
 
 
@@ -150,7 +155,7 @@ def _conv_channels(c: int, kh: int, kw: int) -> int:
     return c
 
 
-def _conv_matrix(w: torch.Tensor) -> torch.Tensor:
+def conv_matrix(w: torch.Tensor) -> torch.Tensor:
     """(O, C, kh, kw) -> (O, kh·kw·C'): the column order (ky, kx, c) of the patch matrix, with
     zero channels up to C' = `_conv_channels`."""
     o, c, kh, kw = (int(d) for d in w.shape)
@@ -165,11 +170,11 @@ def _conv_acc_t(xt: torch.Tensor, pw: PreparedMatrix, kernel: tuple[int, int],
                 stride: tuple[int, int], padding: tuple[int, int],
                 what: str = "conv input") -> torch.Tensor:
     """Exact conv accumulators (N, O, Ho, Wo), int64 in channels-last memory."""
-    patches, (n, ho, wo) = _conv_patches(xt, pw, kernel, stride, padding, True, what)
-    return _gemm(patches, pw).reshape(n, ho, wo, pw.o).permute(0, 3, 1, 2)
+    patches, (n, ho, wo) = conv_patches(xt, pw, kernel, stride, padding, True, what)
+    return exact_gemm(patches, pw).reshape(n, ho, wo, pw.o).permute(0, 3, 1, 2)
 
 
 def _fc_acc_t(xt: torch.Tensor, pw: PreparedMatrix, what: str = "fc input") -> torch.Tensor:
-    return _gemm(_fc_patches(xt, pw, True, what), pw)
+    return exact_gemm(fc_patches(xt, pw, True, what), pw)
 
 

@@ -143,14 +143,14 @@ def random_qmodel(graph: Graph, rng: np.random.Generator, bw_d: int = 8, bw_w: i
 def _calib_acc(layer: Conv2d | Linear, x: torch.Tensor, arrays: dict[str, np.ndarray],
                fb: FixedFormat | None, fl_acc: int) -> torch.Tensor:
     from deepfpga.quant.gemm import prepare_matrix
-    from deepfpga.quant.patches import _conv_acc_t, _conv_matrix, _fc_acc_t
+    from deepfpga.quant.patches import _conv_acc_t, _fc_acc_t, conv_matrix
 
     w = torch.from_numpy(arrays["weight"])
     lo, hi = int(x.min()), int(x.max())
     absmax = max(-lo, hi, 1)
     bits = max(2, absmax.bit_length() + 1)
     if isinstance(layer, Conv2d):
-        pw = prepare_matrix(_conv_matrix(w), x_bits=bits, x_absmax=absmax)
+        pw = prepare_matrix(conv_matrix(w), x_bits=bits, x_absmax=absmax)
         acc = _conv_acc_t(x, pw, layer.kernel, layer.stride, layer.padding)
     else:
         pw = prepare_matrix(w, x_bits=bits, x_absmax=absmax)

@@ -4,7 +4,6 @@ simulator, `deepfpga.sim.hazards` for the checks it runs on every access)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
@@ -23,7 +22,7 @@ from deepfpga.hw.isa import (
     Save,
 )
 from deepfpga.quant.fixedpoint import FixedFormat, requantize
-from deepfpga.quant.gemm import Method
+from deepfpga.quant.gemm import Method, PreparedMatrix, Workspace
 from deepfpga.sim.dma import Geom
 from deepfpga.sim.hazards import (
     CALC,
@@ -33,71 +32,33 @@ from deepfpga.sim.hazards import (
     DdrHazards,
     DdrMap,
     Dependencies,
-    EntryHazards,
     SimulationError,
 )
-from deepfpga.sim.products import _patches, conv_products, exact_matmul
+from deepfpga.sim.products import (
+    conv_products,
+    conv_products_many,
+    conv_weights,
+    exact_matmul,
+    tile_bits,
+    tile_patches,
+)
+from deepfpga.sim.records import (
+    Buf,
+    ConvChunk,
+    PendingCalc,
+    PendingSave,
+    TileRef,
+    content_key,
+    replace_extent,
+)
 
 # Deferred work (weights, snapshots, products) held before it is computed, at most.
 _PENDING_LIMIT = 256 << 20
-
-
-# --- buffers -------------------------------------------------------------------------------------
-
-class _Buf:
-    """A buffer: values (sample, entry) and, per entry, whether every sample holds the same
-    value; its access records and checks are `hazards.EntryHazards`."""
-
-    def __init__(self, name: str, entries: int, writer: int, reader: int, batch: int,
-                 dtype: type):
-        self.name = name
-        # INPUT/WEIGHT/BIAS hold data, weights and biases (≤ 32 bits): float64 stores them
-        # exactly and feeds the matrix products without conversion; OUTPUT holds int64.
-        self.val = np.zeros((batch, entries), dtype=dtype)
-        self.uniform = np.zeros(entries, dtype=bool)
-        self.h = EntryHazards(name, entries, writer, reader)
-
-    @property
-    def entries(self) -> int:
-        return self.val.shape[1]
-
-    def span(self, m: Machine, a: int, n: int, limit: int | None = None) -> slice:
-        cap = self.entries if limit is None else limit
-        if a < 0 or n < 0 or a + n > cap:
-            area = "" if limit is None else " (FC weight area)"
-            m.fail(f"{self.name} buffer entries [{a}, {a + n}) outside its {cap} entries{area}")
-        return slice(a, a + n)
-
-    def read(self, m: Machine, idx: slice | np.ndarray, what: str) -> None:
-        """Check and record a read (the values are taken with `get`)."""
-        self.h.read(m, idx, what)
-
-    def get(self, idx: slice) -> np.ndarray:
-        """The values, (n,) when every sample holds the same ones, else (batch, n)."""
-        if self.uniform[idx].all():
-            return self.val[0, idx]
-        return self.val[:, idx]
-
-    def written(self) -> np.ndarray:
-        """Per entry: whether anything ever wrote it (a copy)."""
-        return self.h.written()
-
-    def preset(self, values: np.ndarray) -> None:
-        """Fill the first len(values) entries as if loaded, the same for every sample (for
-        checking one instruction on a given buffer state, as the RTL's tests do)."""
-        n = len(values)
-        self.val[:, :n] = values
-        self.uniform[:n] = True
-        self.h.preset(n)
-
-    def write(self, m: Machine, idx: slice | np.ndarray | list[tuple[int, int]],
-              values: np.ndarray | None, shared: bool = False) -> None:
-        """Record a write (race check, valid bits); store `values` ((n,) shared by every
-        sample, or (batch, n)) unless None: a deferred CALC stores its values later."""
-        self.h.write(m, idx)
-        if values is not None:
-            self.val[:, idx] = values
-            self.uniform[idx] = shared
+# Prepared CONV weight matrices kept for later tiles reading the same weights (row bands of
+# one layer reuse them), at most this many.
+_PREPARED_KEEP = 16
+# Products of CONV groups computed by one library product, at most (bytes of int64 results).
+_CHUNK_BYTES = 64 << 20
 
 
 # --- the machine ---------------------------------------------------------------------------------
@@ -109,16 +70,25 @@ class Machine:
         self.method = method      # of the CONV products (quant.gemm); never changes results
         self.batch = batch
         self.check_races = check_races
-        f64 = np.float64
-        self.bufs = {
-            Buffer.INPUT: _Buf("INPUT", cfg.input_buffer_entries, LOAD, CALC, batch, f64),
-            Buffer.WEIGHT: _Buf("WEIGHT", cfg.weight_buffer_entries, LOAD, CALC, batch, f64),
-            Buffer.BIAS: _Buf("BIAS", cfg.bias_buffer_entries, LOAD, CALC, batch, f64)}
-        self.out = _Buf("OUTPUT", cfg.output_buffer_entries, CALC, SAVE, batch, np.int64)
-        self.fc_entries = min(cfg.fc_buffer_entries, cfg.input_buffer_entries)
         # bytes per element of each kind of LOAD (the accelerator's rule, looked up once)
         self.load_bytes = {(b, fc): int(arch.load_element_bytes(cfg, b, int(fc)))
-                           for b in self.bufs for fc in (False, True)}
+                           for b in (Buffer.INPUT, Buffer.WEIGHT, Buffer.BIAS)
+                           for fc in (False, True)}
+
+        def dtype(b: Buffer) -> type:
+            eb = max(self.load_bytes[(b, False)], self.load_bytes[(b, True)])
+            return next(t for t in (np.int8, np.int16, np.int32, np.int64)
+                        if np.dtype(t).itemsize >= min(eb, 8))
+
+        self.bufs = {
+            Buffer.INPUT: Buf("INPUT", cfg.input_buffer_entries, LOAD, CALC, batch,
+                               dtype(Buffer.INPUT)),
+            Buffer.WEIGHT: Buf("WEIGHT", cfg.weight_buffer_entries, LOAD, CALC, batch,
+                                dtype(Buffer.WEIGHT)),
+            Buffer.BIAS: Buf("BIAS", cfg.bias_buffer_entries, LOAD, CALC, batch,
+                              dtype(Buffer.BIAS))}
+        self.out = Buf("OUTPUT", cfg.output_buffer_entries, CALC, SAVE, batch, np.int64)
+        self.fc_entries = min(cfg.fc_buffer_entries, cfg.input_buffer_entries)
         self.vc = np.full(3, -1, dtype=np.int64)
         self.deps = Dependencies()
         self.index = -1
@@ -126,12 +96,17 @@ class Machine:
         self.engine = -1
         self.saturations: dict[int, int] = {}
         self.nops = 0
-        self.pending: list[_Pending | _PendingSave] = []
+        self.pending: list[PendingCalc | PendingSave] = []
         self.pending_bytes = 0
         # what each INPUT extent holds (the LOAD that filled it, by its source and the data's
         # version), and the tiles deferred CALCs read (snapshotted before being overwritten)
         self.extents: list[tuple[int, int, tuple[Any, ...]]] = []
-        self.tiles: dict[tuple[Any, ...], _TileRef] = {}
+        self.tiles: dict[tuple[Any, ...], TileRef] = {}
+        # what each WEIGHT extent holds (as `extents`), and the prepared weight matrices of
+        # CONV CALC groups by the content they were made from; the engine's scratch memory
+        self.w_extents: list[tuple[int, int, tuple[Any, ...]]] = []
+        self.prepared: dict[tuple[Any, ...], PreparedMatrix] = {}
+        self.ws = Workspace()
         self.host_epoch = 0
         # DDR: constants shared by the samples, the feature-map arena per sample
         self.ddr = DdrHazards(ddr_map, len(ddr))
@@ -204,11 +179,14 @@ class Machine:
         geom = self.ddr.segments(self, ins, eb, writing=False, seg=seg)
         where = self.ddr.where(geom)
         version = self.ddr.load(self, geom, where)
-        if where != "const" and any(isinstance(p, _PendingSave) and p.geom.start < geom.end
+        if where != "const" and any(isinstance(p, PendingSave) and p.geom.start < geom.end
                                     and geom.start < p.geom.end for p in self.pending):
             self.flush()            # a deferred SAVE writes what this LOAD reads
+        content = (where, geom, version, self.host_epoch, eb)
         if ins.buffer == Buffer.INPUT:
-            self._overwrite_input(dst, (where, geom, version, self.host_epoch, eb))
+            self._overwrite_input(dst, content)
+        elif ins.buffer == Buffer.WEIGHT:
+            self.w_extents = replace_extent(self.w_extents, dst, content)
         if n == 0:
             buf.write(self, dst, np.zeros(0), shared=True)
             return
@@ -237,20 +215,15 @@ class Machine:
             if ref.data is None and ref.span.start < b and a < ref.span.stop:
                 ref.data = self.bufs[Buffer.INPUT].val[:, ref.span].copy()
                 self.pending_bytes += ref.data.nbytes
-        self.extents = [e for e in self.extents if e[1] <= a or b <= e[0]]
-        self.extents.append((a, b, content))
+        self.extents = replace_extent(self.extents, dst, content)
 
-    def _tile_ref(self, tile: slice, ins: Calc) -> _TileRef:
+    def _tile_ref(self, tile: slice, ins: Calc) -> TileRef:
         """The deferred-CALC handle of an input tile: CALCs reading the same content (the same
         LOAD source and data version, even if loaded again) share it."""
-        key: tuple[Any, ...] = ("mixed", self.index)
-        for a, b, content in self.extents:
-            if a <= tile.start and tile.stop <= b:
-                key = (content, tile.start - a, tile.stop - tile.start)
-                break
+        key = content_key(self.extents, tile) or ("mixed", self.index)
         ref = self.tiles.get(key)
         if ref is None or (ref.data is None and ref.span != tile):
-            ref = _TileRef(key, tile)
+            ref = TileRef(key, tile)
             self.tiles[key] = ref
         return ref
 
@@ -268,6 +241,7 @@ class Machine:
             self.fail("stride 0")
         inp, wgt, out = self.bufs[Buffer.INPUT], self.bufs[Buffer.WEIGHT], self.out
         vec = None
+        wkey = None
         if ins.kind == CalcKind.FC:
             if ins.pool or (ins.in_rows, ins.in_cols, ins.out_rows, ins.out_cols) != (1, 1, 1, 1):
                 self.fail("FC CALC must have 1×1 rows/cols and no pooling")
@@ -291,6 +265,7 @@ class Machine:
             wgt.read(self, ws, "weights")
             w = wgt.get(ws).copy()
             w = w.reshape(ins.to, terms) if w.ndim == 1 else w.reshape(-1, ins.to, terms)
+            wkey = content_key(self.w_extents, ws) if w.ndim == 2 else None
             key = (ins.kind, ins.ib_addr, ins.ti, ins.in_rows, ins.in_cols, ins.out_rows,
                    ins.out_cols, ins.stride, ins.pad_top, ins.pad_left, ins.koff_y, ins.koff_x)
         acc_idx = out.span(self, ins.ob_addr, ins.to * ins.out_rows * ins.out_cols)
@@ -336,13 +311,13 @@ class Machine:
         check = bound is None or bound >= 1 << (cfg.acc_bits - 1)
         if vec is not None:             # FC: at once (its weight block is the big operand)
             self.flush()
-            self.pending.append(_Pending(self.index, ins, key, None, w, vec, bias, acc_idx,
-                                         out_idx, check))
+            self.pending.append(PendingCalc(self.index, ins, key, None, w, vec, bias, acc_idx,
+                                         out_idx, check, None))
             self.flush()
             return
         ref = self._tile_ref(tile, ins)
-        self.pending.append(_Pending(self.index, ins, key, ref, w, vec, bias, acc_idx, out_idx,
-                                     check))
+        self.pending.append(PendingCalc(self.index, ins, key, ref, w, vec, bias, acc_idx, out_idx,
+                                     check, wkey))
         # bound the memory held for deferred work: weights and products
         self.pending_bytes += w.nbytes + 8 * self.batch * ins.to * ins.out_rows * ins.out_cols
         if self.pending_bytes > _PENDING_LIMIT:
@@ -350,32 +325,91 @@ class Machine:
 
     def flush(self) -> None:
         """Carry out the deferred operations in program order: the CALCs (those reading the
-        same tile the same way share one matrix product, computed at the first of them) and
-        the SAVEs between them."""
+        same tile the same way share one matrix product, computed at the first of them; CONV
+        groups of other tiles with the same weights join that product) and the SAVEs between
+        them."""
         if not self.pending:
             return
         pend, self.pending = self.pending, []
         self.pending_bytes = 0
         index, ins = self.index, self.ins
-        groups: dict[tuple[int, tuple[int, ...]], list[_Pending]] = {}
+        groups: dict[tuple[int, tuple[int, ...]], list[PendingCalc]] = {}
         for op in pend:
-            if isinstance(op, _Pending):
+            if isinstance(op, PendingCalc):
                 groups.setdefault((id(op.tile), op.key), []).append(op)
+        together = self._together(list(groups.values()))
         products: dict[int, np.ndarray] = {}
         for op in pend:
             self.index, self.ins = op.index, op.ins
-            if isinstance(op, _PendingSave):
+            if isinstance(op, PendingSave):
                 self.store(op)
                 continue
             if id(op) not in products:
                 members = groups[(id(op.tile), op.key)]
-                products.update(zip((id(p) for p in members), self._products(members),
-                                    strict=True))
+                chunk = together.get(id(members[0]))
+                if chunk is None:
+                    products.update(zip((id(p) for p in members), self._products(members),
+                                        strict=True))
+                else:
+                    for g, prods in zip(chunk.groups, self._conv_chunk(chunk), strict=True):
+                        products.update(zip((id(p) for p in g), prods, strict=True))
             self.compute(op, products.pop(id(op)))
         self.tiles = {}
         self.index, self.ins = index, ins
 
-    def _products(self, calcs: list[_Pending]) -> list[np.ndarray]:
+    def _tile(self, calcs: list[PendingCalc]) -> np.ndarray:
+        """The input tile a group of CALCs reads, (1 or batch, ti, in_rows, in_cols)."""
+        i, ref = calcs[0].ins, calcs[0].tile
+        assert ref is not None
+        buf = self.bufs[Buffer.INPUT]
+        if ref.data is not None:
+            t = ref.data
+        else:
+            t = buf.val[:1, ref.span] if buf.uniform[ref.span].all() else buf.val[:, ref.span]
+        return t.reshape(-1, i.ti, i.in_rows, i.in_cols)
+
+    def _together(self, groups: list[list[PendingCalc]]) -> dict[int, ConvChunk]:
+        """CONV groups whose products are one library product: same weight contents (same
+        LOADs) and input bits, in order of first appearance, up to _CHUNK_BYTES of products
+        each (one GEMM call instead of one per tile: on a loaded machine each call of a
+        threaded kernel can wait milliseconds for its threads). Keyed by the id of each
+        group's first CALC."""
+        chunks: dict[tuple[Any, ...], ConvChunk] = {}
+        out: dict[int, ConvChunk] = {}
+        for g in groups:
+            first = g[0]
+            if first.vec is not None or any(p.w.ndim != 2 or p.wkey is None for p in g):
+                continue
+            t = self._tile(g)
+            key = (tuple(p.wkey for p in g), first.ins.kind, tile_bits(t))
+            nbytes = 8 * len(t) * sum(p.w.shape[0] for p in g) * (first.ins.out_rows
+                                                                  * first.ins.out_cols)
+            ch = chunks.get(key)
+            if ch is None or ch.nbytes + nbytes > _CHUNK_BYTES:
+                ch = chunks[key] = ConvChunk(key, [], [], 0)
+            ch.groups.append(g)
+            ch.tiles.append(t)
+            ch.nbytes += nbytes
+            out[id(first)] = ch
+        return out
+
+    def _conv_chunk(self, chunk: ConvChunk) -> list[list[np.ndarray]]:
+        """Per group of a chunk, each CALC's products (batch, to, out_rows, out_cols)."""
+        calcs = chunk.groups[0]
+        pw = self._conv_weights(calcs, chunk.key)
+        prods = conv_products_many([(t, g[0].ins) for t, g in zip(chunk.tiles, chunk.groups,
+                                                                   strict=True)],
+                                   pw, self.ws)
+        return [self._split(g, p) for g, p in zip(chunk.groups, prods, strict=True)]
+
+    def _split(self, calcs: list[PendingCalc], prod: np.ndarray) -> list[np.ndarray]:
+        """A group's stacked products (1 or batch, Σto, R, C) or (.., R·C), per CALC."""
+        i = calcs[0].ins
+        prod = np.broadcast_to(prod, (self.batch, *prod.shape[1:]))
+        prod = prod.reshape(self.batch, -1, i.out_rows, i.out_cols)
+        return np.split(prod, np.cumsum([p.ins.to for p in calcs])[:-1], axis=1)
+
+    def _products(self, calcs: list[PendingCalc]) -> list[np.ndarray]:
         """Each CALC's products, (batch, to, out_rows, out_cols), exactly; the CALCs read the
         same tile the same way."""
         first = calcs[0]
@@ -389,28 +423,34 @@ class Machine:
                 prod = exact_matmul(w, np.broadcast_to(v, (self.batch, i.ti))[:, :, None],
                                     i.ti, self.term_bound)[..., 0]
             return [prod.reshape(self.batch, i.to, 1, 1)]
-        ref = first.tile
-        assert ref is not None
-        buf = self.bufs[Buffer.INPUT]
-        if ref.data is not None:
-            t = ref.data
-        else:
-            t = buf.val[:1, ref.span] if buf.uniform[ref.span].all() else buf.val[:, ref.span]
-        t = t.reshape(-1, i.ti, i.in_rows, i.in_cols)
+        t = self._tile(calcs)
         ws = [p.w for p in calcs]
         if any(w.ndim == 3 for w in ws):     # weights differing per sample (from the arena)
             ws = [np.broadcast_to(w, (self.batch, *w.shape[-2:])) for w in ws]
             w_all = np.concatenate(ws, axis=-2) if len(ws) > 1 else ws[0]
-            pat = _patches(t, i, np.float64)  # exact: data values have at most 32 bits
+            pat = tile_patches(t, i)
             prod = exact_matmul(w_all, pat, pat.shape[-2], self.term_bound)  # (batch, Σto, R·C)
         else:                                # one weight matrix: the reference's engine
-            w_all = np.concatenate(ws, axis=0) if len(ws) > 1 else ws[0]
-            prod = conv_products(t, w_all, i, self.method)
-        prod = np.broadcast_to(prod, (self.batch, *prod.shape[1:]))
-        prod = prod.reshape(self.batch, -1, i.out_rows, i.out_cols)
-        return np.split(prod, np.cumsum([p.ins.to for p in calcs])[:-1], axis=1)
+            bits = tile_bits(t)
+            prod = conv_products(t, self._conv_weights(calcs, (None, i.kind, bits)), i, self.ws)
+        return self._split(calcs, prod)
 
-    def compute(self, p: _Pending, part: np.ndarray) -> None:
+    def _conv_weights(self, calcs: list[PendingCalc], key: tuple[Any, ...]) -> PreparedMatrix:
+        """The stacked weights of a CONV CALC group prepared for key[2]-bit inputs, reused
+        when the same weight contents (key: their `content_key`s, the kind, the bits) were
+        prepared before; key[0] None: contents unknown, not kept."""
+        pw = None if key[0] is None else self.prepared.get(key)
+        if pw is None:
+            ws = [p.w for p in calcs]
+            w_all = np.concatenate(ws, axis=0) if len(ws) > 1 else ws[0]
+            pw = conv_weights(w_all, calcs[0].ins, key[2], self.method)
+            if key[0] is not None:
+                if len(self.prepared) >= _PREPARED_KEEP:
+                    self.prepared.pop(next(iter(self.prepared)))
+                self.prepared[key] = pw
+        return pw
+
+    def compute(self, p: PendingCalc, part: np.ndarray) -> None:
         """The accumulate and finalize of one CALC, given its products (batch, to, R, C)."""
         cfg, ins, out = self.cfg, p.ins, self.out
         if ins.accumulate:
@@ -449,13 +489,13 @@ class Machine:
         if where != "arena" and geom.count:
             self.fail("SAVE outside the feature-map arena")
         self.ddr.save(self, geom, where)
-        op = _PendingSave(self.index, ins, src, geom)
+        op = PendingSave(self.index, ins, src, geom)
         if self.pending:
             self.pending.append(op)
         else:
             self.store(op)
 
-    def store(self, op: _PendingSave) -> None:
+    def store(self, op: PendingSave) -> None:
         """The data movement of a SAVE."""
         cfg = self.cfg
         vals = self.out.val[:, op.src]
@@ -484,41 +524,3 @@ class Machine:
         a = start - self.arena[0]
         raw = np.ascontiguousarray(self.adata[:, a:a + count * db])
         return unpack(raw.reshape(-1), db).reshape(self.batch, count)
-
-
-@dataclass
-class _Pending:
-    """A CALC whose accesses are checked and recorded, its products not yet computed."""
-
-    index: int
-    ins: Calc
-    key: tuple[int, ...]          # CALCs with equal keys read the same tile the same way
-    tile: _TileRef | None         # the input tile it reads (None for FC)
-    w: np.ndarray                 # weights (to, K), or (batch, to, K) if they differ
-    vec: np.ndarray | None        # FC input vector, (ti,) or (batch, ti)
-    bias: np.ndarray | None       # (to,) or (batch, to)
-    acc: slice
-    out: slice | np.ndarray | None   # OUTPUT entries of its finalized values
-    check: bool = True            # overflow possible (no static bound): check the sums
-
-
-@dataclass(eq=False)
-class _TileRef:
-    """An input tile read by deferred CALCs: live in the INPUT buffer at `span`, or (once the
-    buffer was overwritten) its snapshot `data`, (batch, n)."""
-
-    key: tuple[Any, ...]
-    span: slice
-    data: np.ndarray | None = None
-
-
-@dataclass
-class _PendingSave:
-    """A SAVE whose accesses are checked and recorded, its data not yet moved."""
-
-    index: int
-    ins: Save
-    src: slice                    # OUTPUT entries it reads
-    geom: Geom
-
-
