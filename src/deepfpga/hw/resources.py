@@ -69,12 +69,12 @@ _CASCADE_LUTS_PER_BIT = 1 / 3      # a k-deep column's read mux: (k − 1)/3 LUT
 _FIN_LUTS_PER_BIT = 5270 / (7 * 504)
 _FIN_FFS_PER_BIT = 3513 / (7 * 504)
 _LUT_COSTS = {
-    "7series": {"fixed": 8556.48, "rotation_bits": 0.9792, "lane_lut_bits": 1.6493},
-    "ecp5": {"fixed": 13128.73, "rotation_bits": 0.9792, "lane_lut_bits": 1.6493},
+    "7series": {"fixed": 8619.77, "rotation_bits": 0.9778, "lane_lut_bits": 1.6482},
+    "ecp5": {"fixed": 14184.12, "rotation_bits": 0.9778, "lane_lut_bits": 1.6482},
 }
 _FF_COSTS = {
-    "7series": {"fixed": 7030.34, "lane_ff_bits": 0.797},
-    "ecp5": {"fixed": 7527.77, "lane_ff_bits": 0.797},
+    "7series": {"fixed": 7251.64, "lane_ff_bits": 0.7949},
+    "ecp5": {"fixed": 8136.27, "lane_ff_bits": 0.7949},
 }
 # The DSP's accumulator (P register) width: a grid lane's exact sum up to it stays in the DSP.
 # ECP5: Yosys uses MULT18X18D alone (no ALU54B), so every sum is fabric.
