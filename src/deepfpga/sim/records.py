@@ -6,17 +6,13 @@ executes the instructions on them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from deepfpga.hw.isa import Calc, Save
 from deepfpga.sim.dma import Geom
-from deepfpga.sim.hazards import EntryHazards
-
-if TYPE_CHECKING:
-    from deepfpga.sim.machine import Machine
-
+from deepfpga.sim.hazards import Checked, EntryHazards
 
 # --- buffers -------------------------------------------------------------------------------------
 
@@ -37,14 +33,14 @@ class Buf:
     def entries(self) -> int:
         return self.val.shape[1]
 
-    def span(self, m: Machine, a: int, n: int, limit: int | None = None) -> slice:
+    def span(self, m: Checked, a: int, n: int, limit: int | None = None) -> slice:
         cap = self.entries if limit is None else limit
         if a < 0 or n < 0 or a + n > cap:
             area = "" if limit is None else " (FC weight area)"
             m.fail(f"{self.name} buffer entries [{a}, {a + n}) outside its {cap} entries{area}")
         return slice(a, a + n)
 
-    def read(self, m: Machine, idx: slice | np.ndarray, what: str) -> None:
+    def read(self, m: Checked, idx: slice | np.ndarray, what: str) -> None:
         """Check and record a read (the values are taken with `get`)."""
         self.h.read(m, idx, what)
 
@@ -66,7 +62,7 @@ class Buf:
         self.uniform[:n] = True
         self.h.preset(n)
 
-    def write(self, m: Machine, idx: slice | np.ndarray | list[tuple[int, int]],
+    def write(self, m: Checked, idx: slice | np.ndarray | list[tuple[int, int]],
               values: np.ndarray | None, shared: bool = False) -> None:
         """Record a write (race check, valid bits); store `values` ((n,) shared by every
         sample, or (batch, n)) unless None: a deferred CALC stores its values later."""
