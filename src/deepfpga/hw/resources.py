@@ -69,12 +69,12 @@ _CASCADE_LUTS_PER_BIT = 1 / 3      # a k-deep column's read mux: (k − 1)/3 LUT
 _FIN_LUTS_PER_BIT = 5270 / (7 * 504)
 _FIN_FFS_PER_BIT = 3513 / (7 * 504)
 _LUT_COSTS = {
-    "7series": {"fixed": 8594.32, "rotation_bits": 1.0027, "lane_lut_bits": 1.6499},
-    "ecp5": {"fixed": 14173.41, "rotation_bits": 1.0027, "lane_lut_bits": 1.6499},
+    "7series": {"fixed": 8597.92, "rotation_bits": 0.9977, "lane_lut_bits": 1.6528},
+    "ecp5": {"fixed": 14174.94, "rotation_bits": 0.9977, "lane_lut_bits": 1.6528},
 }
 _FF_COSTS = {
-    "7series": {"fixed": 7244.99, "lane_ff_bits": 0.7944},
-    "ecp5": {"fixed": 8136.54, "lane_ff_bits": 0.7944},
+    "7series": {"fixed": 7264.08, "lane_ff_bits": 0.7932},
+    "ecp5": {"fixed": 8137.18, "lane_ff_bits": 0.7932},
 }
 # The DSP's accumulator (P register) width: a grid lane's exact sum up to it stays in the DSP.
 # ECP5: Yosys uses MULT18X18D alone (no ALU54B), so every sum is fabric.
