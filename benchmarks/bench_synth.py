@@ -127,23 +127,23 @@ def main() -> None:
         old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"designs": {}}
         print(markdown(old["designs"]), flush=True)
         return
-    try:
-        records = [_read_record(spec) for spec in args.record]
-    except InputError as e:
-        raise SystemExit(f"bench_synth: error: {e}") from None
-    for name in [] if records else args.design or list(DESIGNS):
-        cfg = design_config(name)
-        r = synthesize_accel(cfg, workdir=Path(args.workdir) / name, pnr=DESIGNS[name][2],
-                             timeout_s=args.timeout)
-        records.append((name, make_record(name, r.to_dict())))
-        print(_summary(name, records[-1][1]))
-        with _locked_results() as designs:     # each design as it finishes
-            designs[name] = records[-1][1]
     if args.record:
+        try:
+            records = [_read_record(spec) for spec in args.record]
+        except InputError as e:
+            raise SystemExit(f"bench_synth: error: {e}") from None
         with _locked_results() as designs:
             for name, rec in records:
                 designs[name] = rec
                 print(_summary(name, rec))
+    else:
+        for name in args.design or list(DESIGNS):
+            r = synthesize_accel(design_config(name), workdir=Path(args.workdir) / name,
+                                 pnr=DESIGNS[name][2], timeout_s=args.timeout)
+            rec = make_record(name, r.to_dict())
+            print(_summary(name, rec))
+            with _locked_results() as designs:     # each design as it finishes
+                designs[name] = rec
     print(f"wrote {RESULTS}")
 
 
