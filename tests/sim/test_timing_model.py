@@ -13,7 +13,7 @@ from deepfpga.errors import InputError
 from deepfpga.hw import arch, engines
 from deepfpga.hw.arch import dma_runs
 from deepfpga.hw.config import AcceleratorConfig
-from deepfpga.hw.isa import Buffer, Calc, CalcKind, End, Load, Program, Save
+from deepfpga.hw.isa import INSTRUCTION_BYTES, Buffer, Calc, CalcKind, End, Load, Program, Save
 from deepfpga.sim.timing import DeadlockError, LayerInfo
 from deepfpga.sim.timing import time_instructions as simulate_timing
 
@@ -37,9 +37,11 @@ ISSUE, TAIL = engines.LOAD_ISSUE_CYCLES, engines.LOAD_TAIL_CYCLES
 
 
 def fetch(words: int, cfg: AcceleratorConfig = CFG) -> int:
-    """Read-channel cycles of fetching `words` instruction words (a short program's first LOAD
-    carries them all)."""
-    return math.floor(engines.fetch_word_cycles(cfg) * words)
+    """Read-channel cycles of fetching `words` instruction words (a short segment's first LOAD
+    carries them all), less the first burst's latency and first word: START's."""
+    word = math.ceil(INSTRUCTION_BYTES // engines.beat_bytes(cfg) * engines.beat_cycles(cfg))
+    return max(0, math.floor(engines.fetch_word_cycles(cfg) * words)
+               - cfg.burst_overhead_cycles - word)
 
 
 def load(nbytes: int, elements: int, cfg: AcceleratorConfig = CFG) -> int:
@@ -250,6 +252,19 @@ def test_consecutive_loads_queue_on_the_read_channel() -> None:
     s, e = t.start_cycles.tolist(), t.end_cycles.tolist()
     assert s[1] < e[0]
     assert e[1] - e[0] == load(200, 100)
+
+
+def test_each_segment_fetches_its_words_again() -> None:
+    """START refills the fetch from the segment's first word: a later segment's first LOAD
+    carries that segment's fetch (here 3 words), not the program's."""
+    seg = [Load(length=100), Load(length=100), End()]
+    t = simulate_timing([Load(length=100), End(), *seg], CFG)
+    e = t.end_cycles.tolist()
+    t0 = e[1]
+    assert e[2] - t0 == S + ISSUE + load(200, 100) + fetch(3) + TAIL
+    assert e[3] - e[2] == load(200, 100)
+    assert e[:2] == [S + ISSUE + load(200, 100) + fetch(2) + TAIL] * 2
+    assert fetch(3) > 0
 
 
 def test_pushes_never_popped_are_reported() -> None:

@@ -414,8 +414,21 @@ def fetch_word_cycles(cfg: AcceleratorConfig) -> float:
             + cfg.burst_overhead_cycles / fetch_burst_words(cfg))
 
 
+def _word_beat_cycles(cfg: AcceleratorConfig) -> int:
+    return int(np.ceil(INSTRUCTION_BYTES // beat_bytes(cfg) * beat_cycles(cfg)))
+
+
+def fetch_share_cycles(cfg: AcceleratorConfig, words: IntArray) -> np.ndarray:
+    """Read-channel cycles the fetch has taken from LOAD once it has read the first `words` of
+    a segment (every START fetches again from the segment's first word): their beats and burst
+    latencies, less the first burst's latency and first word, which come before the first
+    dispatch (`start_cycles`)."""
+    w = np.asarray(words, np.int64)
+    taken = np.floor(fetch_word_cycles(cfg) * w).astype(np.int64)
+    return np.maximum(0, taken - (cfg.burst_overhead_cycles + _word_beat_cycles(cfg)))
+
+
 def start_cycles(cfg: AcceleratorConfig) -> int:
     """Cycles from START to the first instruction's dispatch: the first fetch burst's latency
     and one word's beats."""
-    return (FETCH_START_CYCLES + cfg.burst_overhead_cycles
-            + int(np.ceil(INSTRUCTION_BYTES // beat_bytes(cfg) * beat_cycles(cfg))))
+    return FETCH_START_CYCLES + cfg.burst_overhead_cycles + _word_beat_cycles(cfg)

@@ -98,10 +98,16 @@ def _program_costs(ins: Sequence[Instruction], cfg: AcceleratorConfig) -> _Costs
         cycles[loads] = arch.load_dma_cycles(cfg, trans[loads], beats, length * n1 * n2,
                                              arch.load_split_segments(length, n1, n2, packed))
         # the instruction fetch shares the read channel, running ahead of the LOADs by its
-        # FIFO and the dispatch queues: each LOAD carries the words fetched since the previous
-        words = np.minimum(loads + 1 + engines.FETCH_AHEAD_WORDS, n)
-        fetched = np.floor(engines.fetch_word_cycles(cfg) * words).astype(np.int64)
-        cycles[loads] += np.diff(fetched, prepend=0)
+        # FIFO and the dispatch queues, and starts again at each segment's first word: each
+        # LOAD carries the words fetched since the previous one of its segment
+        ends = np.flatnonzero(engine == _ENGINE_OF[End])
+        seg = np.searchsorted(ends, loads)
+        stop = np.append(ends, n - 1)[seg]
+        first = np.where(seg > 0, np.append(ends, n - 1)[np.maximum(seg - 1, 0)] + 1, 0)
+        words = np.minimum(loads + 1 + engines.FETCH_AHEAD_WORDS, stop + 1) - first
+        fetched = engines.fetch_share_cycles(cfg, words)
+        new_seg = np.diff(seg, prepend=-1) != 0
+        cycles[loads] += fetched - np.where(new_seg, 0, np.roll(fetched, 1))
     if len(saves):
         addr, length, n1, s1, n2, s2 = np.array([_SAVE_FIELDS(ins[k]) for k in saves],
                                                 np.int64).T
