@@ -1,8 +1,8 @@
 """The timing model against the accelerator RTL: per-layer, per-instruction-kind and frame
-cycles of fmnist-vgg and fmnist-alex on `tiny` (16-bit) and `zedboard` (8-bit).
+cycles of fmnist-vgg, fmnist-alex and fmnist-resnet on `tiny` (16-bit) and `zedboard` (8-bit).
 
     .venv/bin/python benchmarks/bench_calibration.py [--models fmnist-vgg fmnist-alex]
-        [--targets tiny zedboard] [--json]
+        [--targets tiny zedboard] [--json | --markdown]
 
 Per combination: quantize (100 calibration images), compile, run one test image on the RTL
 under Verilator (the build is cached per config), time the same program with the timing
@@ -48,11 +48,20 @@ def _table(model: str, target: str, cal: Calibration) -> str:
     return "\n".join(lines)
 
 
+def _markdown(model: str, target: str, cal: Calibration) -> str:
+    lines = [f"{model}, `{target}` ({BITS.get(target, '8')}-bit):", "",
+             "| layer | RTL cycles | model cycles | error % |", "|---|---|---|---|"]
+    for r in (*cal.layers, *cal.kinds, cal.frame):
+        lines.append(f"| {r.name} | {r.rtl:,} | {r.model:,} | {100 * r.error:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["fmnist-vgg", "fmnist-alex"])
+    ap.add_argument("--models", nargs="+", default=["fmnist-vgg", "fmnist-alex", "fmnist-resnet"])
     ap.add_argument("--targets", nargs="+", default=["tiny", "zedboard"])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="per-layer tables for docs/timing.md")
     args = ap.parse_args()
     out, ok = [], True
     for model in args.models:
@@ -65,7 +74,9 @@ def main() -> int:
                         "rows": [{"name": r.name, "rtl": r.rtl, "model": r.model,
                                   "error": r.error}
                                  for r in (*cal.layers, *cal.kinds, cal.frame)]})
-            if not args.json:
+            if args.markdown:
+                print(_markdown(model, target, cal))
+            elif not args.json:
                 print(_table(model, target, cal))
                 worst = cal.worst_layer()
                 print(f"worst layer {worst.name} {100 * worst.error:+.2f} %, frame"
