@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from deepfpga import zoo
 from deepfpga.cli import main
 from deepfpga.compiler import compile_architecture, compile_model
 from deepfpga.compiler.compile import architecture_model
@@ -226,3 +228,19 @@ def test_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     assert main(["simulate", str(tmp_path / "bad.npz"), "--target", "tiny"]) == 2
     assert "not a .npz" in capsys.readouterr().err
+
+
+def test_simulate_reports_each_ddr_channel_and_the_bandwidth_used(capsys):
+    """Read and write are two channels, each up to 100 % busy; the bandwidth share is the bytes
+    both moved over what the DDR carries in the frame."""
+    cfg = load_config("zedboard")
+    t = simulate_timing(compile_architecture(zoo.get("fmnist-vgg"), cfg))
+    assert main(["simulate", "fmnist-vgg", "--target", "zedboard"]) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if "cycles; busy" in s)
+    got = [float(x) for x in re.findall(r"([\d.]+) %", line)]
+    moved = sum(lt.bytes_loaded + lt.bytes_saved for lt in t.layers)
+    want = [100 * t.engine_busy_cycles["LOAD"] / t.cycles,
+            100 * t.engine_busy_cycles["SAVE"] / t.cycles,
+            100 * moved / (cfg.ddr_bytes_per_cycle * t.cycles)]
+    assert got == pytest.approx(want, abs=0.05)
+    assert 0 < got[2] < 100

@@ -152,9 +152,17 @@ def run(args: argparse.Namespace) -> int:
           " (--json: all causes)")
     busy = timing.engine_busy_cycles
     print()
-    print(f"{timing.cycles:,} cycles; busy: LOAD {busy['LOAD']:,}, CALC {busy['CALC']:,},"
-          f" SAVE {busy['SAVE']:,} (DDR {100 * timing.ddr_busy_cycles / timing.cycles:.1f} %)"
-          if timing.cycles else "0 cycles")
+    if timing.cycles:
+        # read and write are two AXI channels, each busy up to 100 % of the frame; the bytes
+        # they move are what the DDR's one bandwidth has to carry
+        moved = sum(lt.bytes_loaded + lt.bytes_saved for lt in timing.layers)
+        print(f"{timing.cycles:,} cycles; busy: LOAD {busy['LOAD']:,}, CALC {busy['CALC']:,},"
+              f" SAVE {busy['SAVE']:,} (DDR read channel {100 * busy['LOAD'] / timing.cycles:.1f}"
+              f" %, write channel {100 * busy['SAVE'] / timing.cycles:.1f} % of the frame; the"
+              f" bytes moved use {100 * moved / (cfg.ddr_bytes_per_cycle * timing.cycles):.1f} %"
+              " of the DDR's bandwidth)")
+    else:
+        print("0 cycles")
     if host:
         print()
         print(table(["host layer", "op", "values in", "values out", "DDR bytes",
