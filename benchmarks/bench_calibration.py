@@ -2,22 +2,33 @@
 cycles of fmnist-vgg, fmnist-alex and fmnist-resnet on `tiny` (16-bit) and `zedboard` (8-bit).
 
     .venv/bin/python benchmarks/bench_calibration.py [--models fmnist-vgg fmnist-alex]
-        [--targets tiny zedboard] [--json | --markdown]
+        [--targets tiny zedboard] [--onnx] [--json | --markdown]
 
 Per combination: quantize (100 calibration images), compile, run one test image on the RTL
 under Verilator (the build is cached per config), time the same program with the timing
 simulator, and print per layer RTL cycles, model cycles and the error (model − RTL) / RTL,
-per instruction kind the summed durations, and the frame. The goal (issue 13): every layer
+per instruction kind the summed durations, and the frame. `--onnx` adds the ONNX models of
+scripts/make_onnx_models.py (quantized on random inputs, one random image; `--models` with no
+name runs only those). The goal (issue 13): every layer
 within 5 %, every frame within 3 %; the exit status is 1 when a combination misses it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
 
 from deepfpga import pipeline as flow
+from deepfpga.compiler import compile_model
+from deepfpga.frontends.onnx_import import import_onnx
+from deepfpga.hw.config import load_config
+from deepfpga.quant.flow import quantize
 from deepfpga.quant.reference import quantize_input
 from deepfpga.rtl.accel.driver import RtlRunner, build_accelerator
 from deepfpga.sim.calibration import Calibration, compare
@@ -40,6 +51,32 @@ def measure(model: str, target: str) -> Calibration:
     return compare(c, res.trace, res.cycles[0], simulate_timing(c))
 
 
+def _onnx_models(out_dir: str) -> dict[str, Path]:
+    """The ONNX models of scripts/make_onnx_models.py (kernels and shapes the zoo lacks)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "make_onnx_models.py"
+    spec = importlib.util.spec_from_file_location("make_onnx_models", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.make_models(out_dir)
+
+
+def measure_onnx(path: Path, target: str, seed: int = 0) -> Calibration:
+    """As `measure`, for an ONNX model without a dataset: quantized on 8 uniform random inputs
+    (as scripts/make_onnx_models.py --rtl), one random image on the RTL."""
+    cfg = load_config(target)
+    g = import_onnx(path)
+    rng = np.random.default_rng(seed)
+    q = quantize(g, rng.random((8, *g.input_shape), dtype=np.float32), bits=BITS.get(target, "8"))
+    c = compile_model(q, cfg)
+    x_int, _ = quantize_input(q, rng.random((1, *g.input_shape), dtype=np.float32))
+    with RtlRunner(c, build_accelerator(cfg)) as r:
+        res = r.run(x_int)
+    if not res.ok:
+        raise SystemExit(f"{path.stem} on {target}: the RTL failed: {res.error_message}")
+    return compare(c, res.trace, res.cycles[0], simulate_timing(c))
+
+
 def _table(model: str, target: str, cal: Calibration) -> str:
     lines = [f"{model} on {target}", f"{'':10} {'RTL cycles':>12} {'model cycles':>13}"
              f" {'error %':>8}"]
@@ -58,30 +95,39 @@ def _markdown(model: str, target: str, cal: Calibration) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["fmnist-vgg", "fmnist-alex", "fmnist-resnet"])
+    ap.add_argument("--models", nargs="*", default=["fmnist-vgg", "fmnist-alex", "fmnist-resnet"],
+                    help="zoo models (none: only --onnx)")
     ap.add_argument("--targets", nargs="+", default=["tiny", "zedboard"])
+    ap.add_argument("--onnx", action="store_true",
+                    help="also the ONNX models of scripts/make_onnx_models.py (5×5, 7×7/2,"
+                         " 11×11/4, 1×1, 57×57 maps), quantized on random inputs")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="per-layer tables for docs/timing.md")
     args = ap.parse_args()
     out, ok = [], True
-    for model in args.models:
-        for target in args.targets:
-            cal = measure(model, target)
-            met = (abs(cal.worst_layer().error) <= LAYER_GOAL
-                   and abs(cal.frame.error) <= FRAME_GOAL)
-            ok &= met
-            out.append({"model": model, "target": target, "goal_met": met,
-                        "rows": [{"name": r.name, "rtl": r.rtl, "model": r.model,
-                                  "error": r.error}
-                                 for r in (*cal.layers, *cal.kinds, cal.frame)]})
-            if args.markdown:
-                print(_markdown(model, target, cal))
-            elif not args.json:
-                print(_table(model, target, cal))
-                worst = cal.worst_layer()
-                print(f"worst layer {worst.name} {100 * worst.error:+.2f} %, frame"
-                      f" {100 * cal.frame.error:+.3f} %: goal {'met' if met else 'MISSED'}")
-                print()
+    tmp = tempfile.TemporaryDirectory(prefix="deepfpga-calibration-")
+    jobs = [(m, t, lambda m=m, t=t: measure(m, t)) for m in args.models for t in args.targets]
+    if args.onnx:
+        jobs += [(name, t, lambda p=p, t=t: measure_onnx(p, t))
+                 for name, p in _onnx_models(tmp.name).items() for t in args.targets]
+    for model, target, run in jobs:
+        cal = run()
+        met = (abs(cal.worst_layer().error) <= LAYER_GOAL
+               and abs(cal.frame.error) <= FRAME_GOAL)
+        ok &= met
+        out.append({"model": model, "target": target, "goal_met": met,
+                    "rows": [{"name": r.name, "rtl": r.rtl, "model": r.model,
+                              "error": r.error}
+                             for r in (*cal.layers, *cal.kinds, cal.frame)]})
+        if args.markdown:
+            print(_markdown(model, target, cal))
+        elif not args.json:
+            print(_table(model, target, cal))
+            worst = cal.worst_layer()
+            print(f"worst layer {worst.name} {100 * worst.error:+.2f} %, frame"
+                  f" {100 * cal.frame.error:+.3f} %: goal {'met' if met else 'MISSED'}")
+            print()
+    tmp.cleanup()
     if args.json:
         print(json.dumps(out, indent=1))
     return 0 if ok else 1
