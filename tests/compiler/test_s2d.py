@@ -177,3 +177,27 @@ def test_forced_tiling_applies_to_the_planned_stage() -> None:
     c = compile_model(q, TINY, force={"c": t})
     assert c.manifest.input_transform == p.input_transform
     assert c.manifest.layers[0].tiling == t and c.manifest.layers[0].in_shape == st.in_shape
+
+
+def test_rearranged_copy_beyond_the_ddr_falls_back_to_the_layer_as_it_is(monkeypatch) -> None:
+    """When the host's rearranged copies would take the DDR past what the instructions' addresses
+    reach, the plan is made again without them, not refused."""
+    from deepfpga.compiler import compile as comp
+
+    g = chain("t", (2, 17, 15), [Conv2d("c", (), in_channels=2, out_channels=5, kernel=(5, 5),
+                                        stride=(2, 2), padding=(2, 2)), ReLU("r", ())])
+    q = random_qmodel(g, np.random.default_rng(3), bw_d=8, bw_w=8)
+    mi = ModelInput(q.graph, q.input_format, q.formats, q.weights)
+    off, on = plan(mi, TINY, space_to_depth="off"), plan(mi, TINY, space_to_depth="on")
+    assert on.host_transforms and not off.host_transforms
+    end_off, end_on = (max(r.end for r in p.regions.values()) for p in (off, on))
+    assert end_on > end_off             # the copy is larger than the input it replaces
+    monkeypatch.setattr(comp, "DDR_BYTES_MAX", end_off + 1)
+    fell = plan(mi, TINY, space_to_depth="on")
+    assert not fell.host_transforms and fell.regions == off.regions
+    c = compile_model(q, TINY, space_to_depth="on")
+    assert c.manifest.input_transform is None
+    # with no transform to drop, the DDR limit is the model's own error
+    monkeypatch.setattr(comp, "DDR_BYTES_MAX", end_off - 1)
+    with pytest.raises(InputError, match="bytes of DDR"):
+        plan(mi, TINY, space_to_depth="on")
