@@ -21,14 +21,13 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 from deepfpga import pipeline as flow
-from deepfpga.compiler import compile_model
-from deepfpga.frontends.onnx_import import import_onnx
+from deepfpga.compiler import Compiled, compile_model
 from deepfpga.hw.config import load_config
-from deepfpga.quant.flow import quantize
 from deepfpga.quant.reference import quantize_input
 from deepfpga.rtl.accel.driver import RtlRunner, build_accelerator
 from deepfpga.sim.calibration import Calibration, compare
@@ -38,43 +37,38 @@ BITS = {"tiny": "16", "zedboard": "8"}
 LAYER_GOAL, FRAME_GOAL = 0.05, 0.03
 
 
+def _on_rtl(c: Compiled, x_int: np.ndarray, label: str) -> Calibration:
+    """One image of `x_int` through program `c` on its config's RTL, against the timing model."""
+    with RtlRunner(c, build_accelerator(c.config)) as r:
+        res = r.run(x_int[:1])
+    if not res.ok:
+        raise SystemExit(f"{label}: the RTL failed: {res.error_message}")
+    return compare(c, res.trace, res.cycles[0], simulate_timing(c))
+
+
 def measure(model: str, target: str) -> Calibration:
     run = flow.RunConfig(model=model, target=target, bits=BITS.get(target, "8"), images=1,
                          calib_size=100, out=None)
     st = flow.run_flow(run, steps=flow.STEPS[:5])      # target, model, data, quantize, compile
-    c, hw = st.compiled, st.hw
     x_int, _ = quantize_input(st.qmodel, st.test.x[:1])
-    with RtlRunner(c, build_accelerator(hw)) as r:
-        res = r.run(x_int[:1])
-    if not res.ok:
-        raise SystemExit(f"{model} on {target}: the RTL failed: {res.error_message}")
-    return compare(c, res.trace, res.cycles[0], simulate_timing(c))
+    return _on_rtl(st.compiled, x_int, f"{model} on {target}")
 
 
-def _onnx_models(out_dir: str) -> dict[str, Path]:
-    """The ONNX models of scripts/make_onnx_models.py (kernels and shapes the zoo lacks)."""
+def _onnx_script() -> ModuleType:
+    """scripts/make_onnx_models.py: the ONNX models with kernels and shapes the zoo lacks."""
     path = Path(__file__).resolve().parents[1] / "scripts" / "make_onnx_models.py"
     spec = importlib.util.spec_from_file_location("make_onnx_models", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.make_models(out_dir)
+    return mod
 
 
-def measure_onnx(path: Path, target: str, seed: int = 0) -> Calibration:
-    """As `measure`, for an ONNX model without a dataset: quantized on 8 uniform random inputs
-    (as scripts/make_onnx_models.py --rtl), one random image on the RTL."""
-    cfg = load_config(target)
-    g = import_onnx(path)
-    rng = np.random.default_rng(seed)
-    q = quantize(g, rng.random((8, *g.input_shape), dtype=np.float32), bits=BITS.get(target, "8"))
-    c = compile_model(q, cfg)
-    x_int, _ = quantize_input(q, rng.random((1, *g.input_shape), dtype=np.float32))
-    with RtlRunner(c, build_accelerator(cfg)) as r:
-        res = r.run(x_int)
-    if not res.ok:
-        raise SystemExit(f"{path.stem} on {target}: the RTL failed: {res.error_message}")
-    return compare(c, res.trace, res.cycles[0], simulate_timing(c))
+def measure_onnx(mk: ModuleType, path: Path, target: str) -> Calibration:
+    """As `measure`, for an ONNX model without a dataset: quantized on random inputs and one
+    random image (`mk.quantized`, as scripts/make_onnx_models.py --rtl)."""
+    _, q, x_int = mk.quantized(path, BITS.get(target, "8"), images=1)
+    return _on_rtl(compile_model(q, load_config(target)), x_int, f"{path.stem} on {target}")
 
 
 def _table(model: str, target: str, cal: Calibration) -> str:
@@ -105,29 +99,29 @@ def main() -> int:
     ap.add_argument("--markdown", action="store_true", help="per-layer tables for docs/timing.md")
     args = ap.parse_args()
     out, ok = [], True
-    tmp = tempfile.TemporaryDirectory(prefix="deepfpga-calibration-")
-    jobs = [(m, t, lambda m=m, t=t: measure(m, t)) for m in args.models for t in args.targets]
-    if args.onnx:
-        jobs += [(name, t, lambda p=p, t=t: measure_onnx(p, t))
-                 for name, p in _onnx_models(tmp.name).items() for t in args.targets]
-    for model, target, run in jobs:
-        cal = run()
-        met = (abs(cal.worst_layer().error) <= LAYER_GOAL
-               and abs(cal.frame.error) <= FRAME_GOAL)
-        ok &= met
-        out.append({"model": model, "target": target, "goal_met": met,
-                    "rows": [{"name": r.name, "rtl": r.rtl, "model": r.model,
-                              "error": r.error}
-                             for r in (*cal.layers, *cal.kinds, cal.frame)]})
-        if args.markdown:
-            print(_markdown(model, target, cal))
-        elif not args.json:
-            print(_table(model, target, cal))
-            worst = cal.worst_layer()
-            print(f"worst layer {worst.name} {100 * worst.error:+.2f} %, frame"
-                  f" {100 * cal.frame.error:+.3f} %: goal {'met' if met else 'MISSED'}")
-            print()
-    tmp.cleanup()
+    with tempfile.TemporaryDirectory(prefix="deepfpga-calibration-") as tmp:
+        jobs = [(m, t, lambda m=m, t=t: measure(m, t)) for m in args.models for t in args.targets]
+        if args.onnx:
+            mk = _onnx_script()
+            jobs += [(name, t, lambda p=p, t=t: measure_onnx(mk, p, t))
+                     for name, p in mk.make_models(tmp).items() for t in args.targets]
+        for model, target, run in jobs:
+            cal = run()
+            met = (abs(cal.worst_layer().error) <= LAYER_GOAL
+                   and abs(cal.frame.error) <= FRAME_GOAL)
+            ok &= met
+            out.append({"model": model, "target": target, "goal_met": met,
+                        "rows": [{"name": r.name, "rtl": r.rtl, "model": r.model,
+                                  "error": r.error}
+                                 for r in (*cal.layers, *cal.kinds, cal.frame)]})
+            if args.markdown:
+                print(_markdown(model, target, cal))
+            elif not args.json:
+                print(_table(model, target, cal))
+                worst = cal.worst_layer()
+                print(f"worst layer {worst.name} {100 * worst.error:+.2f} %, frame"
+                      f" {100 * cal.frame.error:+.3f} %: goal {'met' if met else 'MISSED'}")
+                print()
     if args.json:
         print(json.dumps(out, indent=1))
     return 0 if ok else 1

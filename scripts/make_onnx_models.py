@@ -8,7 +8,8 @@
 Each model is a torch module with seeded random weights (torch's default initialisation),
 exported with `torch.onnx.export(..., dynamo=False)` (torch 2.13's legacy exporter) to
 DIR/<name>.onnx. The models are for running the toolchain end to end on shapes it must
-support, not for accuracy. `make_models(out_dir, seed)` is what tests call.
+support, not for accuracy. `make_models(out_dir, seed)` and `quantized(path, bits)` are what
+tests and benchmarks/bench_calibration.py call.
 
 With `--rtl TARGET` each model is also imported, quantized (16 bits if the target's data is
 16 bits wide, else 8; calibrated on 8 uniform random inputs), compiled for TARGET and run on
@@ -98,6 +99,22 @@ def make_models(out_dir: str | Path, seed: int = 0,
     return paths
 
 
+def quantized(path: Path, bits: str, seed: int = 0, images: int = 2) -> tuple:
+    """A model file imported and quantized at `bits` on 8 uniform random inputs, and `images`
+    more random inputs quantized: (graph, quantized model, integer inputs)."""
+    import numpy as np
+
+    from deepfpga.frontends.onnx_import import import_onnx
+    from deepfpga.quant.flow import quantize
+    from deepfpga.quant.reference import quantize_input
+
+    g = import_onnx(path)
+    rng = np.random.default_rng(seed)
+    q = quantize(g, rng.random((8, *g.input_shape), dtype=np.float32), bits=bits)
+    x, _ = quantize_input(q, rng.random((images, *g.input_shape), dtype=np.float32))
+    return g, q, x
+
+
 def check_on_rtl(path: Path, target: str, seed: int = 0, build: object = None
                  ) -> dict[str, object]:
     """One model file through import, quantize, compile and the RTL (see the module doc);
@@ -105,20 +122,14 @@ def check_on_rtl(path: Path, target: str, seed: int = 0, build: object = None
     import numpy as np
 
     from deepfpga.compiler import compile_model
-    from deepfpga.frontends.onnx_import import import_onnx
     from deepfpga.hw.config import load_config
-    from deepfpga.quant.flow import quantize
-    from deepfpga.quant.reference import execute, quantize_input
+    from deepfpga.quant.reference import execute
     from deepfpga.rtl.accel.driver import run_compiled
     from deepfpga.sim.functional import simulate
 
     cfg = load_config(target)
-    g = import_onnx(path)
-    rng = np.random.default_rng(seed)
-    q = quantize(g, rng.random((8, *g.input_shape), dtype=np.float32),
-                 bits="16" if cfg.data_bits == 16 else "8")
+    _, q, x = quantized(path, "16" if cfg.data_bits == 16 else "8", seed)
     c = compile_model(q, cfg)
-    x, _ = quantize_input(q, rng.random((2, *g.input_shape), dtype=np.float32))
     res = run_compiled(c, x, build)
     ref, fsim = execute(q, x, keep="all"), simulate(c, x)
     bad = [t for t, v in res.layers.items()

@@ -101,13 +101,15 @@ def _program_costs(ins: Sequence[Instruction], cfg: AcceleratorConfig) -> _Costs
         # FIFO and the dispatch queues, and starts again at each segment's first word: each
         # LOAD carries the words fetched since the previous one of its segment
         ends = np.flatnonzero(engine == _ENGINE_OF[End])
-        seg = np.searchsorted(ends, loads)
+        seg = np.searchsorted(ends, loads)                 # the END closing each LOAD's segment
+        first = np.append(0, ends + 1)[seg]
         stop = np.append(ends, n - 1)[seg]
-        first = np.where(seg > 0, np.append(ends, n - 1)[np.maximum(seg - 1, 0)] + 1, 0)
         words = np.minimum(loads + 1 + engines.FETCH_AHEAD_WORDS, stop + 1) - first
         fetched = engines.fetch_share_cycles(cfg, words)
-        new_seg = np.diff(seg, prepend=-1) != 0
-        cycles[loads] += fetched - np.where(new_seg, 0, np.roll(fetched, 1))
+        carried = np.diff(fetched, prepend=0)
+        opens = np.diff(seg, prepend=-1) != 0             # the first LOAD of its segment
+        carried[opens] = fetched[opens]
+        cycles[loads] += carried
     if len(saves):
         addr, length, n1, s1, n2, s2 = np.array([_SAVE_FIELDS(ins[k]) for k in saves],
                                                 np.int64).T

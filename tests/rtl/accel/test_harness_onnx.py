@@ -17,8 +17,7 @@ from tests.rtl.accel.test_harness_programs import check_bit_exact
 from deepfpga.compiler import compile_model
 from deepfpga.frontends.onnx_import import import_onnx
 from deepfpga.hw.config import load_config
-from deepfpga.quant.flow import quantize
-from deepfpga.quant.reference import execute, quantize_input
+from deepfpga.quant.reference import execute
 from deepfpga.sim.functional import simulate
 
 SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "make_onnx_models.py"
@@ -40,14 +39,6 @@ def onnx_models(tmp_path_factory):
     return MK.make_models(tmp_path_factory.mktemp("onnx"))
 
 
-def _quantized(path, bits, seed=0):
-    g = import_onnx(path)
-    rng = np.random.default_rng(seed)
-    q = quantize(g, rng.random((8, *g.input_shape), dtype=np.float32), bits=bits)
-    x, _ = quantize_input(q, rng.random((2, *g.input_shape), dtype=np.float32))
-    return g, q, x
-
-
 def test_script_writes_every_model(onnx_models):
     assert set(onnx_models) == set(MK.MODELS)
     kernels = set()
@@ -64,7 +55,7 @@ def test_script_writes_every_model(onnx_models):
 @pytest.mark.parametrize("name", list(MK.MODELS))
 def test_onnx_model_bit_exact_on_rtl(accel_build, onnx_models, name):
     cfg = load_config("tiny")
-    _, q, x = _quantized(onnx_models[name], "16")
+    _, q, x = MK.quantized(onnx_models[name], "16")
     c = compile_model(q, cfg)
     assert c.manifest.partition.host == ()        # every layer on the accelerator
     check_bit_exact(accel_build, q, c, x, cfg)
@@ -74,7 +65,7 @@ def test_onnx_model_bit_exact_on_rtl(accel_build, onnx_models, name):
 @pytest.mark.parametrize("name", list(MK.MODELS))
 def test_onnx_model_compiles_for_zedboard(onnx_models, name):
     cfg = load_config("zedboard")
-    _, q, x = _quantized(onnx_models[name], "8")
+    _, q, x = MK.quantized(onnx_models[name], "8")
     c = compile_model(q, cfg)
     fsim = simulate(c, x)
     ref = execute(q, x, keep="all")
